@@ -1,0 +1,143 @@
+import { decodeMulti, encode as msgpackEncode } from '@msgpack/msgpack'
+import { HoldfastError } from './errors.js'
+import { Subprotocols, type ClientMessage, type ServerMessage } from './messages.js'
+import { validateClientMessage, validateServerMessage } from './validate.js'
+
+/** What a WebSocket hands over: a text frame as string, a binary frame as bytes. */
+export type FrameData = string | Uint8Array | ArrayBuffer
+
+export interface DecodeLimits {
+  /** Most messages accepted in one frame. @default 100 */
+  maxBatch?: number
+}
+
+const DEFAULT_MAX_BATCH = 100
+
+/**
+ * A codec encodes single messages to bytes and joins encoded messages into one frame, so a
+ * publication is encoded once and the same bytes are framed for every subscriber.
+ */
+export interface Codec {
+  readonly name: 'json' | 'msgpack'
+  readonly subprotocol: string
+  /** true: frames go out as binary WebSocket messages; false: as text. */
+  readonly binary: boolean
+  encode(msg: ServerMessage | ClientMessage): Uint8Array
+  /** Join already-encoded messages into one frame (a batch). */
+  frame(parts: readonly Uint8Array[]): Uint8Array
+  /** Decode a frame from a client; every message is validated. Throws `HoldfastError('bad_request')`. */
+  decodeClient(data: FrameData, limits?: DecodeLimits): ClientMessage[]
+  /** Decode a frame from a server; every message is validated. Throws `HoldfastError('bad_request')`. */
+  decodeServer(data: FrameData, limits?: DecodeLimits): ServerMessage[]
+}
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder('utf-8', { fatal: true })
+const NEWLINE = 0x0a
+
+function toBytes(data: FrameData): Uint8Array {
+  if (typeof data === 'string') return textEncoder.encode(data)
+  return data instanceof Uint8Array ? data : new Uint8Array(data)
+}
+
+function concat(parts: readonly Uint8Array[], separator: number | undefined): Uint8Array {
+  if (parts.length === 1) return parts[0] as Uint8Array
+  let size = separator === undefined ? 0 : parts.length - 1
+  for (const p of parts) size += p.byteLength
+  const out = new Uint8Array(size)
+  let pos = 0
+  for (let i = 0; i < parts.length; i++) {
+    if (i > 0 && separator !== undefined) out[pos++] = separator
+    const p = parts[i] as Uint8Array
+    out.set(p, pos)
+    pos += p.byteLength
+  }
+  return out
+}
+
+function tooMany(max: number): HoldfastError {
+  return new HoldfastError('bad_request', `frame holds more than ${max} messages`)
+}
+
+function decodeJson<T>(data: FrameData, validate: (v: unknown) => T, limits: DecodeLimits | undefined): T[] {
+  let text: string
+  try {
+    text = typeof data === 'string' ? data : textDecoder.decode(toBytes(data))
+  } catch (cause) {
+    throw new HoldfastError('bad_request', 'frame is not valid UTF-8', { cause })
+  }
+  const max = limits?.maxBatch ?? DEFAULT_MAX_BATCH
+  const out: T[] = []
+  let start = 0
+  while (start <= text.length) {
+    let end = text.indexOf('\n', start)
+    if (end === -1) end = text.length
+    if (end > start) {
+      if (out.length === max) throw tooMany(max)
+      let value: unknown
+      try {
+        value = JSON.parse(text.slice(start, end))
+      } catch (cause) {
+        throw new HoldfastError('bad_request', 'frame is not valid JSON', { cause })
+      }
+      out.push(validate(value))
+    }
+    start = end + 1
+  }
+  if (out.length === 0) throw new HoldfastError('bad_request', 'empty frame')
+  return out
+}
+
+/** JSON: one message per line, sent as text frames. The default codec. */
+export const jsonCodec: Codec = {
+  name: 'json',
+  subprotocol: Subprotocols.json,
+  binary: false,
+  encode: (msg) => textEncoder.encode(JSON.stringify(msg)),
+  frame: (parts) => concat(parts, NEWLINE),
+  decodeClient: (data, limits) => decodeJson(data, validateClientMessage, limits),
+  decodeServer: (data, limits) => decodeJson(data, validateServerMessage, limits),
+}
+
+function decodeMsgpack<T>(data: FrameData, validate: (v: unknown) => T, limits: DecodeLimits | undefined): T[] {
+  if (typeof data === 'string') throw new HoldfastError('bad_request', 'msgpack protocol expects binary frames')
+  const bytes = toBytes(data)
+  const max = limits?.maxBatch ?? DEFAULT_MAX_BATCH
+  // No container can declare more entries than the frame has bytes: this stops a 5-byte header
+  // from asking the decoder for a 4-billion-element array.
+  const bound = bytes.byteLength
+  const out: T[] = []
+  try {
+    for (const value of decodeMulti(bytes, {
+      maxStrLength: bound,
+      maxBinLength: bound,
+      maxArrayLength: bound,
+      maxMapLength: bound,
+      maxExtLength: bound,
+    })) {
+      if (out.length === max) throw tooMany(max)
+      out.push(validate(value))
+    }
+  } catch (cause) {
+    if (cause instanceof HoldfastError) throw cause
+    throw new HoldfastError('bad_request', 'frame is not valid MessagePack', { cause })
+  }
+  if (out.length === 0) throw new HoldfastError('bad_request', 'empty frame')
+  return out
+}
+
+/** MessagePack: concatenated values, sent as binary frames; chosen with the `holdfast.v1.msgpack` subprotocol. */
+export const msgpackCodec: Codec = {
+  name: 'msgpack',
+  subprotocol: Subprotocols.msgpack,
+  binary: true,
+  encode: (msg) => msgpackEncode(msg, { ignoreUndefined: true }),
+  frame: (parts) => concat(parts, undefined),
+  decodeClient: (data, limits) => decodeMsgpack(data, validateClientMessage, limits),
+  decodeServer: (data, limits) => decodeMsgpack(data, validateServerMessage, limits),
+}
+
+/** The codec for a negotiated subprotocol; JSON when none (or an unknown one) was negotiated. */
+export function codecFor(subprotocol: string | undefined | null): Codec {
+  return subprotocol === Subprotocols.msgpack ? msgpackCodec : jsonCodec
+}

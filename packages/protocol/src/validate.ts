@@ -1,0 +1,129 @@
+import { HoldfastError } from './errors.js'
+import type { ClientMessage, ServerMessage } from './messages.js'
+
+// Hand-written shape checks: the protocol package stays dependency-light and browser-safe, and
+// these run on every inbound frame, where a schema library's generality would cost more than it gives.
+
+type Kind =
+  | 'string'
+  | 'id'
+  | 'uint'
+  | 'bool'
+  | 'any'
+  | 'position'
+  | 'session'
+  | 'object'
+  | 'clientInfo'
+  | 'publications'
+  | 'replyError'
+
+interface Shape {
+  readonly required: Readonly<Record<string, Kind>>
+  readonly optional?: Readonly<Record<string, Kind>>
+}
+
+const withId = (required: Record<string, Kind>, optional?: Record<string, Kind>): Shape =>
+  optional === undefined ? { required: { id: 'id', ...required } } : { required: { id: 'id', ...required }, optional }
+
+const clientShapes: Readonly<Record<ClientMessage['type'], Shape>> = {
+  connect: withId({ version: 'uint' }, { token: 'string', session: 'session', name: 'string', data: 'any' }),
+  subscribe: withId({ channel: 'string' }, { recover: 'position' }),
+  unsubscribe: withId({ channel: 'string' }),
+  publish: withId({ channel: 'string', data: 'any', msgId: 'string' }),
+  rpc: withId({ method: 'string', msgId: 'string' }, { data: 'any' }),
+  presence: withId({ channel: 'string' }),
+  presence_stats: withId({ channel: 'string' }),
+  history: withId({ channel: 'string' }, { since: 'position', limit: 'uint', reverse: 'bool' }),
+  ping: withId({}),
+  refresh: withId({ token: 'string' }),
+  pong: { required: {} },
+}
+
+const pushShapes: Readonly<Record<string, Shape>> = {
+  pub: { required: { channel: 'string', epoch: 'string', offset: 'uint', data: 'any' }, optional: { info: 'clientInfo' } },
+  join: { required: { channel: 'string', info: 'clientInfo' } },
+  leave: { required: { channel: 'string', info: 'clientInfo' } },
+  message: { required: { data: 'any' } },
+  ping: { required: {} },
+  disconnect: { required: { code: 'uint', reason: 'string' } },
+  subscribe: { required: { channel: 'string', epoch: 'string', offset: 'uint' } },
+  unsubscribe: { required: { channel: 'string', code: 'uint', reason: 'string' } },
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array)
+}
+
+function isUint(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+}
+
+function check(kind: Kind, v: unknown): boolean {
+  switch (kind) {
+    case 'string':
+      return typeof v === 'string'
+    case 'id':
+      return isUint(v) && v > 0
+    case 'uint':
+      return isUint(v)
+    case 'bool':
+      return typeof v === 'boolean'
+    case 'any':
+      return v !== undefined
+    case 'object':
+      return isObject(v)
+    case 'position':
+      return isObject(v) && isUint(v['offset']) && typeof v['epoch'] === 'string'
+    case 'session':
+      return isObject(v) && typeof v['id'] === 'string' && typeof v['token'] === 'string'
+    case 'clientInfo':
+      return isObject(v) && typeof v['client'] === 'string' && typeof v['user'] === 'string'
+    case 'publications':
+      return Array.isArray(v) && v.every((p) => isObject(p) && isUint(p['offset']) && p['data'] !== undefined)
+    case 'replyError':
+      return isObject(v) && isUint(v['code']) && typeof v['message'] === 'string' && typeof v['temporary'] === 'boolean'
+  }
+}
+
+function checkShape(shape: Shape, msg: Record<string, unknown>, what: string): void {
+  for (const [field, kind] of Object.entries(shape.required)) {
+    if (!check(kind, msg[field])) throw new HoldfastError('bad_request', `${what}: field "${field}" is missing or not a valid ${kind}`)
+  }
+  if (shape.optional !== undefined) {
+    for (const [field, kind] of Object.entries(shape.optional)) {
+      const v = msg[field]
+      if (v !== undefined && !check(kind, v)) throw new HoldfastError('bad_request', `${what}: field "${field}" is not a valid ${kind}`)
+    }
+  }
+}
+
+/** Checks that a decoded value is a well-formed client message; throws `bad_request` otherwise. */
+export function validateClientMessage(value: unknown): ClientMessage {
+  if (!isObject(value)) throw new HoldfastError('bad_request', 'message is not an object')
+  const type = value['type']
+  if (typeof type !== 'string' || !Object.hasOwn(clientShapes, type)) {
+    throw new HoldfastError('bad_request', `unknown message type ${JSON.stringify(String(type)).slice(0, 64)}`)
+  }
+  checkShape(clientShapes[type as ClientMessage['type']], value, type)
+  return value as unknown as ClientMessage
+}
+
+/** Checks that a decoded value is a well-formed server message (reply or push). */
+export function validateServerMessage(value: unknown): ServerMessage {
+  if (!isObject(value)) throw new HoldfastError('bad_request', 'message is not an object')
+  if (value['id'] !== undefined) {
+    if (!check('id', value['id'])) throw new HoldfastError('bad_request', 'reply: invalid id')
+    if (value['error'] !== undefined) {
+      if (!check('replyError', value['error'])) throw new HoldfastError('bad_request', 'reply: invalid error')
+    } else if (!isObject(value['result'])) {
+      throw new HoldfastError('bad_request', 'reply: needs a result object or an error')
+    }
+    return value as unknown as ServerMessage
+  }
+  const type = value['type']
+  if (typeof type !== 'string' || !Object.hasOwn(pushShapes, type)) {
+    throw new HoldfastError('bad_request', `unknown push type ${JSON.stringify(String(type)).slice(0, 64)}`)
+  }
+  checkShape(pushShapes[type] as Shape, value, type)
+  return value as unknown as ServerMessage
+}

@@ -1,0 +1,123 @@
+import type { ClientInfo, Publication, StreamPosition } from '@holdfast/protocol'
+
+/**
+ * The engine holds everything that must outlive a connection or be shared between nodes:
+ * channel streams (offsets, epochs, history), live fan-out between nodes, presence and
+ * idempotency ids. The memory engine serves one process; the Redis engine serves a fleet.
+ *
+ * Rules every engine keeps:
+ * - `publish` assigns the offset atomically with the append: two publishes never get one offset.
+ * - The live feed delivers a channel's publications to `onPublication` in offset order.
+ * - The epoch changes whenever the continuity of a stream is not certain (stream lost, expired).
+ * - Nothing hangs: a dead backend makes calls reject with `HoldfastError('engine_unavailable')`.
+ */
+export interface Engine {
+  readonly name: string
+  /** Start and register the node's handler for live traffic. Called once, before anything else. */
+  start(handler: EngineHandler): Promise<void>
+  close(): Promise<void>
+  /** true while the engine can serve publishes and history (feeds `/readyz`). */
+  isReady(): boolean
+
+  /** Start receiving the live feed of these channels on this node (the first local subscriber joined). */
+  subscribe(channel: string): Promise<void>
+  /** Stop receiving the live feed (the last local subscriber left). */
+  unsubscribe(channel: string): Promise<void>
+
+  /** Append to the channel stream and fan out. With `idempotencyKey`, a repeat returns the first result with `duplicate: true`. */
+  publish(channel: string, data: unknown, opts: PublishOptions): Promise<PublishOutcome>
+  /** Publications of a stream, and its current top position. */
+  history(channel: string, opts: HistoryQuery): Promise<HistoryPage>
+  /** Drop a channel's history; the next publish starts a new epoch. */
+  removeHistory(channel: string): Promise<void>
+
+  /** Add or refresh a presence entry (the server refreshes every `presenceTtlMs / 3`). */
+  addPresence(channel: string, info: ClientInfo, ttlMs: number): Promise<void>
+  removePresence(channel: string, clientId: string): Promise<void>
+  presence(channel: string): Promise<Record<string, ClientInfo>>
+  presenceStats(channel: string): Promise<{ clients: number; users: number }>
+
+  /** Fan a join or leave out to every node subscribed to the channel (not stored). */
+  publishJoinLeave(channel: string, kind: 'join' | 'leave', info: ClientInfo): Promise<void>
+  /** Fan a control message out to every node (session takeover, disconnect a user...). */
+  publishControl(msg: ControlMessage): Promise<void>
+
+  /**
+   * Claim an idempotency key for a command whose result is not a publication (RPC).
+   * `new`: run it and call `completeIdempotent`; `done`: reply with `result`; `pending`: another
+   * attempt with the same key is still running.
+   */
+  claimIdempotent(key: string, ttlMs: number): Promise<IdempotencyClaim>
+  completeIdempotent(key: string, result: unknown, ttlMs: number): Promise<void>
+  /** Forget a claim whose command failed, so a retry runs it again. */
+  releaseIdempotent(key: string): Promise<void>
+}
+
+export interface EngineHandler {
+  /** A publication of a channel this node subscribed to, in offset order per channel. */
+  onPublication(channel: string, pub: StreamPublication): void
+  onJoinLeave(channel: string, kind: 'join' | 'leave', info: ClientInfo): void
+  onControl(msg: ControlMessage): void
+  /** The engine lost or regained its backend; `lost` means live feeds may have missed publications. */
+  onStateChange?(ready: boolean): void
+}
+
+/** A publication as the engine delivers it: with the epoch of the stream it belongs to. */
+export interface StreamPublication extends Publication {
+  epoch: string
+}
+
+export interface StreamOptions {
+  /** Most publications kept; 0 keeps none (offsets are still assigned). */
+  historySize: number
+  /** How long a publication stays in history. */
+  historyTtlMs: number
+  /** How long the stream's offset/epoch survive without publishes; after that a new epoch starts. */
+  streamTtlMs: number
+}
+
+export interface PublishOptions extends StreamOptions {
+  idempotencyKey?: string
+  idempotencyTtlMs?: number
+  info?: ClientInfo
+}
+
+export interface PublishOutcome {
+  offset: number
+  epoch: string
+  duplicate: boolean
+}
+
+export interface HistoryQuery {
+  stream: StreamOptions
+  /** Publications strictly after this offset. Without it: the latest `limit` publications. */
+  since?: StreamPosition
+  /** At most this many; 0 returns only the position. */
+  limit: number
+  reverse?: boolean
+}
+
+export interface HistoryPage {
+  /** The stream top: offset of the latest publication (0 if none) and the current epoch. */
+  offset: number
+  epoch: string
+  /**
+   * Oldest first (newest first with `reverse`). With `since`: the first `limit` publications
+   * after it, or none when `continuous` is false. The page is truncated when its last offset is
+   * below `offset`.
+   */
+  publications: Publication[]
+  /**
+   * With `since`: true when `since` lies in the current epoch, is not beyond the top, and no
+   * publication after it was trimmed (by size or TTL). Without `since`: always true.
+   */
+  continuous: boolean
+}
+
+export type IdempotencyClaim = { state: 'new' } | { state: 'pending' } | { state: 'done'; result: unknown }
+
+export type ControlMessage =
+  | { type: 'takeover'; session: string; client: string; node: string }
+  | { type: 'disconnect'; user?: string; client?: string; code: number; reason: string; node: string }
+  | { type: 'subscribe'; user: string; channel: string; node: string }
+  | { type: 'unsubscribe'; user: string; channel: string; node: string }

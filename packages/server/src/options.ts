@@ -1,0 +1,278 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import type { Logger } from 'pino'
+import type { AuthenticateHook, JwtAuthOptions } from './auth/types.js'
+import type { Engine } from './engine/engine.js'
+
+/** Per-namespace channel behaviour. A channel `chat:lobby` takes the options of namespace `chat`. */
+export interface ChannelOptions {
+  /** Publications kept per channel for recovery and history. @default 1000 */
+  historySize?: number
+  /** How long a publication stays in history, in ms. @default 300000 */
+  historyTtlMs?: number
+  /** How long a stream's offset and epoch survive without publishes, in ms; then a new epoch starts. @default 86400000 */
+  streamTtlMs?: number
+  /** Most publications replayed by one recovery; more missed means `recovered: false`. @default historySize */
+  maxRecoverPublications?: number
+  /** Clients may publish to the channel. @default true */
+  allowPublish?: boolean
+  /** Clients may subscribe. @default true */
+  allowSubscribe?: boolean
+  /** Clients may read history. @default true */
+  allowHistory?: boolean
+  /** Keep presence for subscribers. @default false */
+  presence?: boolean
+  /** Push join/leave to subscribers (needs `presence`). @default false */
+  joinLeave?: boolean
+  /** Clients may ask for presence and presence stats. @default true */
+  allowPresence?: boolean
+}
+
+export type ResolvedChannelOptions = Required<ChannelOptions>
+
+export interface CommandRate {
+  /** Tokens added per second. */
+  perSecond: number
+  /** Bucket size: the largest burst allowed. */
+  burst: number
+}
+
+export interface ConnectionInfo {
+  /** Connection id. */
+  client: string
+  user: string
+  session: string
+  /** Remote address. */
+  ip: string
+  /** Connection-token `info` claim (or what `authenticate` returned). */
+  info?: unknown
+}
+
+export interface ChannelHookContext {
+  client: ConnectionInfo
+  channel: string
+}
+
+export interface PublishHookContext extends ChannelHookContext {
+  data: unknown
+}
+
+export interface HoldfastOptions {
+  /** Where streams, presence and idempotency ids live. @default a new MemoryEngine */
+  engine?: Engine
+  /** This node's id, shown to clients and in logs. @default `${hostname}-${pid}-${random}` */
+  nodeId?: string
+  /** JWT verification of connection tokens (jose). */
+  jwt?: JwtAuthOptions
+  /** Custom authentication; runs instead of JWT verification when given. */
+  authenticate?: AuthenticateHook
+  /** Accept clients without a token when no `jwt` or `authenticate` is configured. @default true */
+  allowAnonymous?: boolean
+  /** Allowed `Origin` header values (exact, or `*.example.com`); empty allows any. Requests without Origin are allowed. @default [] */
+  allowedOrigins?: string[]
+  /** Application ping period, in ms. @default 25000 */
+  pingIntervalMs?: number
+  /** Time allowed for a pong after a ping, in ms. @default 10000 */
+  pongTimeoutMs?: number
+  /** Time allowed between the WebSocket upgrade and the connect command, in ms. @default 10000 */
+  connectTimeoutMs?: number
+  /** Largest `data` of a publish or RPC, in bytes (encoded). @default 65536 */
+  maxPayload?: number
+  /** Most messages in one inbound frame. @default 100 */
+  maxBatch?: number
+  /** Most subscriptions per connection. @default 128 */
+  maxSubscriptionsPerConnection?: number
+  /** Per-connection command rate (token bucket). @default { perSecond: 100, burst: 200 } */
+  commandRate?: CommandRate
+  /** Most connections on this node; beyond it the upgrade gets 503. @default 100000 */
+  maxConnections?: number
+  /** Most concurrent connections from one IP; beyond it the upgrade gets 429. @default 1000 */
+  maxConnectionsPerIp?: number
+  /** New connections per second from one IP (token bucket); beyond it the upgrade gets 429. @default { perSecond: 100, burst: 200 } */
+  connectRatePerIp?: CommandRate
+  /** Bytes allowed in a connection's send queue (pending writes); beyond it the slow consumer is closed. @default 1048576 */
+  maxQueueBytes?: number
+  /** How long publish/RPC message ids are remembered for deduplication, in ms. @default 300000 */
+  idempotencyTtlMs?: number
+  /** Presence entries expire this long after their last refresh, in ms. @default 60000 */
+  presenceTtlMs?: number
+  /** Secret for signing session resume tokens; share it between nodes so sessions resume anywhere. @default random per process */
+  sessionSecret?: string
+  /** Default drain window for `close()`, in ms. @default 10000 */
+  drainMs?: number
+  /** Enable permessage-deflate (off by default: it fragments memory badly in Node). @default false */
+  compression?: boolean
+  /** Channel options: `default` for channels without a namespace, `namespaces` by name. */
+  channels?: { default?: ChannelOptions; namespaces?: Record<string, ChannelOptions> }
+  /** Authorize a subscription (after the built-in checks). Return false or throw a HoldfastError to refuse. */
+  canSubscribe?: (ctx: ChannelHookContext) => boolean | Promise<boolean>
+  /** Authorize a client publish (after the built-in checks). Return false or throw a HoldfastError to refuse. */
+  canPublish?: (ctx: PublishHookContext) => boolean | Promise<boolean>
+  /** pino logger; false for none. @default a pino logger at level info to stdout */
+  logger?: Logger | false
+}
+
+export const CHANNEL_DEFAULTS: ResolvedChannelOptions = {
+  historySize: 1000,
+  historyTtlMs: 300_000,
+  streamTtlMs: 86_400_000,
+  maxRecoverPublications: 1000,
+  allowPublish: true,
+  allowSubscribe: true,
+  allowHistory: true,
+  presence: false,
+  joinLeave: false,
+  allowPresence: true,
+}
+
+export const DEFAULTS = {
+  allowAnonymous: true,
+  allowedOrigins: [] as string[],
+  pingIntervalMs: 25_000,
+  pongTimeoutMs: 10_000,
+  connectTimeoutMs: 10_000,
+  maxPayload: 65_536,
+  maxBatch: 100,
+  maxSubscriptionsPerConnection: 128,
+  commandRate: { perSecond: 100, burst: 200 },
+  maxConnections: 100_000,
+  maxConnectionsPerIp: 1000,
+  connectRatePerIp: { perSecond: 100, burst: 200 },
+  maxQueueBytes: 1_048_576,
+  idempotencyTtlMs: 300_000,
+  presenceTtlMs: 60_000,
+  drainMs: 10_000,
+  compression: false,
+} as const
+
+export interface ResolvedOptions {
+  engine: Engine | undefined
+  nodeId: string
+  jwt: JwtAuthOptions | undefined
+  authenticate: AuthenticateHook | undefined
+  allowAnonymous: boolean
+  allowedOrigins: string[]
+  pingIntervalMs: number
+  pongTimeoutMs: number
+  connectTimeoutMs: number
+  maxPayload: number
+  maxBatch: number
+  maxSubscriptionsPerConnection: number
+  commandRate: CommandRate
+  maxConnections: number
+  maxConnectionsPerIp: number
+  connectRatePerIp: CommandRate
+  maxQueueBytes: number
+  idempotencyTtlMs: number
+  presenceTtlMs: number
+  sessionSecret: string
+  drainMs: number
+  compression: boolean
+  defaultChannel: ResolvedChannelOptions
+  namespaces: Map<string, ResolvedChannelOptions>
+  canSubscribe: HoldfastOptions['canSubscribe']
+  canPublish: HoldfastOptions['canPublish']
+  logger: Logger | false | undefined
+}
+
+function positiveInt(name: string, v: unknown, allowZero = false): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || (!allowZero && v === 0)) {
+    throw new TypeError(`holdfast: option "${name}" must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${String(v)}`)
+  }
+  return v
+}
+
+function rate(name: string, v: CommandRate): CommandRate {
+  if (typeof v !== 'object' || v === null) throw new TypeError(`holdfast: option "${name}" must be { perSecond, burst }`)
+  if (typeof v.perSecond !== 'number' || !(v.perSecond > 0)) throw new TypeError(`holdfast: option "${name}.perSecond" must be a positive number`)
+  positiveInt(`${name}.burst`, v.burst)
+  return { perSecond: v.perSecond, burst: v.burst }
+}
+
+function bool(name: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw new TypeError(`holdfast: option "${name}" must be a boolean, got ${String(v)}`)
+  return v
+}
+
+const NAMESPACE_RE = /^[A-Za-z0-9_.-]{1,64}$/
+
+function resolveChannel(name: string, base: ResolvedChannelOptions, o: ChannelOptions | undefined): ResolvedChannelOptions {
+  if (o === undefined) return base
+  if (typeof o !== 'object' || o === null) throw new TypeError(`holdfast: option "${name}" must be an object`)
+  const historySize = positiveInt(`${name}.historySize`, o.historySize ?? base.historySize, true)
+  const out: ResolvedChannelOptions = {
+    historySize,
+    historyTtlMs: positiveInt(`${name}.historyTtlMs`, o.historyTtlMs ?? base.historyTtlMs),
+    streamTtlMs: positiveInt(`${name}.streamTtlMs`, o.streamTtlMs ?? base.streamTtlMs),
+    maxRecoverPublications: positiveInt(
+      `${name}.maxRecoverPublications`,
+      o.maxRecoverPublications ?? (o.historySize !== undefined ? historySize : base.maxRecoverPublications),
+      true,
+    ),
+    allowPublish: bool(`${name}.allowPublish`, o.allowPublish ?? base.allowPublish),
+    allowSubscribe: bool(`${name}.allowSubscribe`, o.allowSubscribe ?? base.allowSubscribe),
+    allowHistory: bool(`${name}.allowHistory`, o.allowHistory ?? base.allowHistory),
+    presence: bool(`${name}.presence`, o.presence ?? base.presence),
+    joinLeave: bool(`${name}.joinLeave`, o.joinLeave ?? base.joinLeave),
+    allowPresence: bool(`${name}.allowPresence`, o.allowPresence ?? base.allowPresence),
+  }
+  if (out.joinLeave && !out.presence) throw new TypeError(`holdfast: option "${name}.joinLeave" needs "${name}.presence"`)
+  return out
+}
+
+/** Merge options with DEFAULTS and validate them once; a bad option throws a TypeError naming it. */
+export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw new TypeError('holdfast: options must be an object')
+  const defaultChannel = resolveChannel('channels.default', CHANNEL_DEFAULTS, options.channels?.default)
+  const namespaces = new Map<string, ResolvedChannelOptions>()
+  for (const [ns, o] of Object.entries(options.channels?.namespaces ?? {})) {
+    if (!NAMESPACE_RE.test(ns)) throw new TypeError(`holdfast: namespace name "${ns}" must match ${NAMESPACE_RE}`)
+    namespaces.set(ns, resolveChannel(`channels.namespaces.${ns}`, defaultChannel, o))
+  }
+  const origins = options.allowedOrigins ?? DEFAULTS.allowedOrigins
+  if (!Array.isArray(origins) || origins.some((o) => typeof o !== 'string')) {
+    throw new TypeError('holdfast: option "allowedOrigins" must be an array of strings')
+  }
+  const pingIntervalMs = positiveInt('pingIntervalMs', options.pingIntervalMs ?? DEFAULTS.pingIntervalMs)
+  const nodeId = options.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+  if (typeof nodeId !== 'string' || nodeId.length === 0) throw new TypeError('holdfast: option "nodeId" must be a non-empty string')
+  const sessionSecret = options.sessionSecret ?? randomBytes(32).toString('base64url')
+  if (typeof sessionSecret !== 'string' || sessionSecret.length < 16) {
+    throw new TypeError('holdfast: option "sessionSecret" must be a string of at least 16 characters')
+  }
+  for (const hook of ['authenticate', 'canSubscribe', 'canPublish'] as const) {
+    if (options[hook] !== undefined && typeof options[hook] !== 'function') throw new TypeError(`holdfast: option "${hook}" must be a function`)
+  }
+  return {
+    engine: options.engine,
+    nodeId,
+    jwt: options.jwt,
+    authenticate: options.authenticate,
+    allowAnonymous: bool('allowAnonymous', options.allowAnonymous ?? DEFAULTS.allowAnonymous),
+    allowedOrigins: [...origins],
+    pingIntervalMs,
+    pongTimeoutMs: positiveInt('pongTimeoutMs', options.pongTimeoutMs ?? DEFAULTS.pongTimeoutMs),
+    connectTimeoutMs: positiveInt('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs),
+    maxPayload: positiveInt('maxPayload', options.maxPayload ?? DEFAULTS.maxPayload),
+    maxBatch: positiveInt('maxBatch', options.maxBatch ?? DEFAULTS.maxBatch),
+    maxSubscriptionsPerConnection: positiveInt(
+      'maxSubscriptionsPerConnection',
+      options.maxSubscriptionsPerConnection ?? DEFAULTS.maxSubscriptionsPerConnection,
+    ),
+    commandRate: rate('commandRate', options.commandRate ?? DEFAULTS.commandRate),
+    maxConnections: positiveInt('maxConnections', options.maxConnections ?? DEFAULTS.maxConnections),
+    maxConnectionsPerIp: positiveInt('maxConnectionsPerIp', options.maxConnectionsPerIp ?? DEFAULTS.maxConnectionsPerIp),
+    connectRatePerIp: rate('connectRatePerIp', options.connectRatePerIp ?? DEFAULTS.connectRatePerIp),
+    maxQueueBytes: positiveInt('maxQueueBytes', options.maxQueueBytes ?? DEFAULTS.maxQueueBytes),
+    idempotencyTtlMs: positiveInt('idempotencyTtlMs', options.idempotencyTtlMs ?? DEFAULTS.idempotencyTtlMs),
+    presenceTtlMs: positiveInt('presenceTtlMs', options.presenceTtlMs ?? DEFAULTS.presenceTtlMs),
+    sessionSecret,
+    drainMs: positiveInt('drainMs', options.drainMs ?? DEFAULTS.drainMs, true),
+    compression: bool('compression', options.compression ?? DEFAULTS.compression),
+    defaultChannel,
+    namespaces,
+    canSubscribe: options.canSubscribe,
+    canPublish: options.canPublish,
+    logger: options.logger,
+  }
+}

@@ -1,0 +1,324 @@
+import { parseArgs } from 'node:util'
+import type { HoldfastOptions } from '@holdfast/server'
+import { CliError } from './cli-error.js'
+import { parseDuration } from './duration.js'
+
+export const ENGINES = ['memory', 'redis'] as const
+export type EngineName = (typeof ENGINES)[number]
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** Where a setting's value came from, in precedence order (a flag beats everything). */
+export type SettingSource = 'flag' | 'env' | 'file' | 'default'
+
+/** `holdfast serve` settings after flags, env vars, config file and defaults are merged. */
+export interface ServeConfig {
+  /** TCP port; 0 picks a free one (the listening line shows which). */
+  port: number
+  host: string
+  engine: EngineName
+  redisUrl: string
+  /** Worker processes; only 1 until zero-downtime reload lands. */
+  workers: number
+  logLevel: LogLevel
+  /** Drain window on SIGTERM/SIGINT; undefined means the server's default. */
+  drainMs: number | undefined
+  apiKey: string | undefined
+  adminSecret: string | undefined
+  /** The config file that was read, if any. */
+  configFile: string | undefined
+  /** Options for `createHoldfast`, without `engine` and `logger` (serve adds those). */
+  holdfast: HoldfastOptions
+  /** true when connection tokens are verified; false means anonymous clients are accepted. */
+  auth: boolean
+  /** Where each setting came from, for the startup log. */
+  sources: Record<SettingName, SettingSource>
+  /** Things the operator should hear about at startup (no auth, a short secret...). */
+  warnings: string[]
+}
+
+export type ReadFile = (path: string) => string
+
+interface Setting {
+  /** Flag name without dashes. */
+  flag: string
+  /** Key in the config file. */
+  file: string
+  /** One line for `holdfast help serve` and docs/cli.md. */
+  help: string
+}
+
+/**
+ * Every serve setting: one row gives the flag, the env var (derived: HOLDFAST_ + the flag in
+ * upper snake case, so the two can never drift apart) and the config-file key.
+ */
+export const SETTINGS = {
+  port: { flag: 'port', file: 'port', help: 'TCP port to listen on; 0 picks a free one (default 8080)' },
+  host: { flag: 'host', file: 'host', help: 'address to bind (default 127.0.0.1; 0.0.0.0 for all interfaces)' },
+  engine: { flag: 'engine', file: 'engine', help: 'memory | redis (default memory)' },
+  redisUrl: { flag: 'redis-url', file: 'redisUrl', help: 'Redis URL for --engine redis (default redis://127.0.0.1:6379)' },
+  workers: { flag: 'workers', file: 'workers', help: 'worker processes (default 1)' },
+  config: { flag: 'config', file: 'config', help: 'JSON config file (server options, channels.namespaces...)' },
+  tokenSecret: { flag: 'token-secret', file: 'tokenSecret', help: 'HS256 secret for connection tokens (none: anonymous clients)' },
+  apiKey: { flag: 'api-key', file: 'apiKey', help: 'key for the server HTTP API (Authorization: apikey <key>)' },
+  adminSecret: { flag: 'admin-secret', file: 'adminSecret', help: 'secret for the admin dashboard' },
+  pingInterval: { flag: 'ping-interval', file: 'pingIntervalMs', help: 'application ping period, e.g. 25s (bare number: ms; default 25s)' },
+  drainMs: { flag: 'drain-ms', file: 'drainMs', help: 'drain window on SIGTERM, in ms (default 10000)' },
+  logLevel: { flag: 'log-level', file: 'logLevel', help: `${LOG_LEVELS.join(' | ')} (default info)` },
+} as const satisfies Record<string, Setting>
+
+export type SettingName = keyof typeof SETTINGS
+
+export function envName(setting: SettingName): string {
+  return `HOLDFAST_${SETTINGS[setting].flag.toUpperCase().replace(/-/g, '_')}`
+}
+
+/**
+ * Server options a config file may hold besides the serve settings: the JSON-expressible part of
+ * HoldfastOptions. Hooks, engines and loggers are code, so they belong to the library API.
+ * Their values are validated by the server's own resolveOptions when the gateway is created.
+ */
+const FILE_SERVER_OPTIONS = new Set<string>([
+  'nodeId',
+  'jwt',
+  'allowAnonymous',
+  'allowedOrigins',
+  'pongTimeoutMs',
+  'connectTimeoutMs',
+  'maxPayload',
+  'maxBatch',
+  'maxSubscriptionsPerConnection',
+  'commandRate',
+  'maxConnections',
+  'maxConnectionsPerIp',
+  'connectRatePerIp',
+  'maxQueueBytes',
+  'idempotencyTtlMs',
+  'presenceTtlMs',
+  'sessionSecret',
+  'compression',
+  'channels',
+])
+
+const DEFAULT_PORT = 8080
+const DEFAULT_HOST = '127.0.0.1'
+const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379'
+/** Below this an HS256 secret can be brute-forced offline from any token it signed. */
+const MIN_SECRET_LENGTH = 32
+
+/** A raw value and the name to blame when it is bad (`--port`, `HOLDFAST_PORT`, `"port" in f.json`). */
+interface Raw {
+  value: string
+  label: string
+  source: SettingSource
+}
+
+function parseInteger(r: Raw, min: number, max: number): number {
+  const n = /^\d+$/.test(r.value.trim()) ? Number(r.value.trim()) : Number.NaN
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new CliError(`${r.label} must be an integer from ${min} to ${max}, got "${r.value}"`)
+  }
+  return n
+}
+
+function parseChoice<T extends string>(r: Raw, choices: readonly T[]): T {
+  const v = r.value.trim()
+  if (!(choices as readonly string[]).includes(v)) {
+    throw new CliError(`${r.label} must be one of ${choices.join(', ')}, got "${r.value}"`)
+  }
+  return v as T
+}
+
+function parseNonEmpty(r: Raw): string {
+  if (r.value.length === 0) throw new CliError(`${r.label} must not be empty`)
+  return r.value
+}
+
+function parseHost(r: Raw): string {
+  const v = r.value.trim()
+  if (v.length === 0 || /\s|\//.test(v)) throw new CliError(`${r.label} must be a host name or IP address, got "${r.value}"`)
+  return v
+}
+
+function parseRedisUrl(r: Raw): string {
+  let url: URL
+  try {
+    url = new URL(r.value.trim())
+  } catch {
+    throw new CliError(`${r.label} must be a URL such as redis://127.0.0.1:6379, got "${r.value}"`)
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new CliError(`${r.label} must use redis:// or rediss://, got "${r.value}"`)
+  }
+  return r.value.trim()
+}
+
+function parsePositiveDuration(r: Raw): number {
+  const ms = parseDuration(r.label, r.value, 'ms')
+  if (ms <= 0) throw new CliError(`${r.label} must be greater than zero, got "${r.value}"`)
+  return ms
+}
+
+function parseDrain(r: Raw): number {
+  return parseDuration(r.label, r.value, 'ms')
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function readConfigFile(path: string, readFile: ReadFile): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFile(path)
+  } catch (err) {
+    throw new CliError(`cannot read config file ${path}: ${(err as Error).message}`, { cause: err })
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new CliError(`config file ${path} is not valid JSON: ${(err as Error).message}`, { cause: err })
+  }
+  if (!isPlainObject(parsed)) throw new CliError(`config file ${path} must hold a JSON object`)
+  const serveKeys = new Set<string>(Object.values(SETTINGS).map((s) => s.file))
+  serveKeys.delete('config') // a config file pointing at another one would only confuse
+  for (const key of Object.keys(parsed)) {
+    if (!serveKeys.has(key) && !FILE_SERVER_OPTIONS.has(key)) {
+      // Typos in a config file are otherwise silent: a misspelt limit just keeps its default.
+      throw new CliError(`config file ${path}: unknown key "${key}"`)
+    }
+  }
+  return parsed
+}
+
+const FLAG_OPTIONS = Object.fromEntries(
+  Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }]),
+) as Record<string, { type: 'string' }>
+
+function parseFlags(argv: readonly string[]): Record<string, string | undefined> {
+  try {
+    const { values } = parseArgs({ args: [...argv], options: FLAG_OPTIONS, strict: true, allowPositionals: false })
+    return values as Record<string, string | undefined>
+  } catch (err) {
+    // parseArgs messages already name the flag ("Unknown option '--prot'").
+    throw new CliError((err as Error).message, { cause: err })
+  }
+}
+
+/**
+ * Merge `holdfast serve` settings from flags, env vars (`HOLDFAST_<FLAG>`), a JSON config file and
+ * defaults, in that order of precedence, and validate each once. Pure apart from `readFile`, so
+ * every combination can be unit-tested. Throws a CliError naming the flag, env var or file key
+ * whose value is bad, or refusing a production start without authentication.
+ */
+export function resolveServeConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  readFile: ReadFile,
+): ServeConfig {
+  const flags = parseFlags(argv)
+  const sources = {} as Record<SettingName, SettingSource>
+
+  const fromFlagOrEnv = (name: SettingName): Raw | undefined => {
+    const s = SETTINGS[name]
+    const flag = flags[s.flag]
+    if (flag !== undefined) return { value: flag, label: `--${s.flag}`, source: 'flag' }
+    const e = env[envName(name)]
+    // An empty variable counts as unset: compose files and CI templates often leave them blank.
+    if (e !== undefined && e !== '') return { value: e, label: envName(name), source: 'env' }
+    return undefined
+  }
+
+  const configRaw = fromFlagOrEnv('config')
+  const configFile = configRaw === undefined ? undefined : parseNonEmpty(configRaw)
+  sources.config = configRaw?.source ?? 'default'
+  const file = configFile === undefined ? {} : readConfigFile(configFile, readFile)
+
+  const raw = (name: SettingName): Raw | undefined => {
+    const direct = fromFlagOrEnv(name)
+    if (direct !== undefined) return direct
+    const key = SETTINGS[name].file
+    const v = file[key]
+    if (v === undefined) return undefined
+    const label = `"${key}" in ${configFile ?? 'the config file'}`
+    if (typeof v === 'string') return { value: v, label, source: 'file' }
+    if (typeof v === 'number' && Number.isFinite(v)) return { value: String(v), label, source: 'file' }
+    throw new CliError(`${label} must be a string or a number, got ${JSON.stringify(v)}`)
+  }
+
+  function get<T>(name: SettingName, parse: (r: Raw) => T, fallback: T): T {
+    const r = raw(name)
+    sources[name] = r?.source ?? 'default'
+    return r === undefined ? fallback : parse(r)
+  }
+
+  const port = get('port', (r) => parseInteger(r, 0, 65535), DEFAULT_PORT)
+  const host = get('host', parseHost, DEFAULT_HOST)
+  const engine = get('engine', (r) => parseChoice(r, ENGINES), 'memory' as EngineName)
+  const redisUrl = get('redisUrl', parseRedisUrl, DEFAULT_REDIS_URL)
+  const workers = get('workers', (r) => parseInteger(r, 1, 1024), 1)
+  const tokenSecret = get<string | undefined>('tokenSecret', parseNonEmpty, undefined)
+  const apiKey = get<string | undefined>('apiKey', parseNonEmpty, undefined)
+  const adminSecret = get<string | undefined>('adminSecret', parseNonEmpty, undefined)
+  const pingIntervalMs = get<number | undefined>('pingInterval', parsePositiveDuration, undefined)
+  const drainMs = get<number | undefined>('drainMs', parseDrain, undefined)
+  const logLevel = get('logLevel', (r) => parseChoice(r, LOG_LEVELS), 'info' as LogLevel)
+
+  const holdfast: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(file)) {
+    if (FILE_SERVER_OPTIONS.has(key)) holdfast[key] = value
+  }
+  if (pingIntervalMs !== undefined) holdfast['pingIntervalMs'] = pingIntervalMs
+  if (drainMs !== undefined) holdfast['drainMs'] = drainMs
+
+  const fileJwt = holdfast['jwt']
+  if (fileJwt !== undefined && !isPlainObject(fileJwt)) {
+    throw new CliError(`"jwt" in ${configFile ?? 'the config file'} must be an object`)
+  }
+  if (tokenSecret !== undefined) {
+    // The secret replaces whatever key material the file had; audience, issuer and clock
+    // tolerance still apply. Keeping a file's publicKey or RS256 list would fail every HS256 token.
+    const { secret: _s, publicKey: _p, jwksUrl: _j, algorithms: _a, ...rest } = fileJwt ?? {}
+    holdfast['jwt'] = { ...rest, secret: tokenSecret }
+  }
+  const jwt = holdfast['jwt'] as Record<string, unknown> | undefined
+  const auth = jwt !== undefined && (jwt['secret'] !== undefined || jwt['publicKey'] !== undefined || jwt['jwksUrl'] !== undefined)
+
+  const warnings: string[] = []
+  if (!auth) {
+    if (env['NODE_ENV'] === 'production') {
+      throw new CliError(
+        'refusing to start: NODE_ENV=production and no authentication is configured. ' +
+          `Set --token-secret (or ${envName('tokenSecret')}), or "jwt" in the config file.`,
+      )
+    }
+    warnings.push(
+      `NO AUTHENTICATION: any client can connect, subscribe and publish anonymously. ` +
+        `Set --token-secret (or ${envName('tokenSecret')}) to require signed connection tokens; ` +
+        `with NODE_ENV=production holdfast refuses to start like this.`,
+    )
+  }
+  const secret = jwt?.['secret']
+  if (typeof secret === 'string' && secret.length < MIN_SECRET_LENGTH) {
+    warnings.push(`the token secret is shorter than ${MIN_SECRET_LENGTH} characters; anyone holding one token can guess it offline`)
+  }
+
+  return {
+    port,
+    host,
+    engine,
+    redisUrl,
+    workers,
+    logLevel,
+    drainMs,
+    apiKey,
+    adminSecret,
+    configFile,
+    holdfast: holdfast as HoldfastOptions,
+    auth,
+    sources,
+    warnings,
+  }
+}

@@ -1,0 +1,85 @@
+import { readFile } from 'node:fs/promises'
+import { extname, join, resolve, sep } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { createHoldfast } from '@holdfast/server'
+import { holdfastFastify } from '@holdfast/server/fastify'
+
+export type Holdfast = ReturnType<typeof createHoldfast>
+
+export interface HttpAppOptions {
+  holdfast: Holdfast
+  /** pino logger shared with the gateway; false for none. */
+  logger: Logger | false
+  /** Folder served at `/` (the demo page). @default packages/cli/public */
+  publicDir?: string
+  /** WebSocket endpoint. @default '/ws' */
+  wsPath?: string
+}
+
+/** Resolved from this file so that it works from src/ (tsx) and from dist/ alike. */
+export const DEFAULT_PUBLIC_DIR = fileURLToPath(new URL('../public/', import.meta.url))
+
+const CONTENT_TYPES: Readonly<Record<string, string>> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.txt': 'text/plain; charset=utf-8',
+  '.woff2': 'font/woff2',
+}
+
+/**
+ * The HTTP side of `holdfast serve`: health and readiness probes, the demo page, and the gateway
+ * at /ws. Built separately from listen() so tests can use `app.inject()` without a port.
+ */
+export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstance> {
+  const { holdfast } = opts
+  const publicDir = resolve(opts.publicDir ?? DEFAULT_PUBLIC_DIR)
+  const app = Fastify({
+    ...(opts.logger === false ? { logger: false } : { loggerInstance: opts.logger }),
+    // Probes hit /healthz every few seconds; one log line per request would bury the useful ones.
+    disableRequestLogging: true,
+  })
+
+  // Liveness: the event loop answers. Deliberately independent of the engine, so that an
+  // orchestrator does not restart a node just because Redis is briefly away.
+  app.get('/healthz', async () => ({ status: 'ok' }))
+
+  // Readiness: 503 while draining (so load balancers stop sending new clients here before the
+  // connections are closed) and while the engine is down.
+  app.get('/readyz', async (_req, reply) => {
+    if (holdfast.isReady()) return { status: 'ready' }
+    return reply.code(503).send({ status: holdfast.draining ? 'draining' : 'not_ready' })
+  })
+
+  await app.register(holdfastFastify, { holdfast, path: opts.wsPath ?? '/ws' })
+
+  const sendFile = async (rel: string, reply: import('fastify').FastifyReply): Promise<unknown> => {
+    const full = resolve(join(publicDir, rel))
+    // Path traversal guard: `/..%2f..%2fetc/passwd` must not leave the public folder.
+    if (full !== publicDir && !full.startsWith(publicDir + sep)) return reply.code(404).send({ error: 'not found' })
+    let body: Buffer
+    try {
+      body = await readFile(full)
+    } catch {
+      return reply.code(404).send({ error: 'not found' })
+    }
+    return reply
+      .header('content-type', CONTENT_TYPES[extname(full)] ?? 'application/octet-stream')
+      .header('x-content-type-options', 'nosniff')
+      // The demo is rebuilt in place; a stale cached bundle would talk an old protocol.
+      .header('cache-control', 'no-cache')
+      .send(body)
+  }
+  app.get('/', (_req, reply) => sendFile('index.html', reply))
+  app.get<{ Params: { '*': string } }>('/*', (req, reply) => sendFile(req.params['*'], reply))
+
+  return app
+}

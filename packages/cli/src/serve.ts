@@ -1,0 +1,126 @@
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { pino, type Logger } from 'pino'
+import { createHoldfast } from '@holdfast/server'
+import { CliError } from './cli-error.js'
+import type { ServeConfig } from './config.js'
+import { buildHttpApp, type Holdfast } from './http-app.js'
+
+export interface RunningServer {
+  app: FastifyInstance
+  holdfast: Holdfast
+  logger: Logger
+  /** `http://host:port` with the port actually bound. */
+  url: string
+  /** Drain the gateway (readyz turns 503 first), then close the HTTP server. */
+  close(): Promise<void>
+}
+
+/** Features whose flags exist already but whose implementation lands with a later issue. */
+function assertSupported(config: ServeConfig): void {
+  if (config.engine === 'redis') {
+    throw new CliError('--engine redis is not available yet: it lands with the Redis engine (scale-out). Use --engine memory for now.')
+  }
+  if (config.workers > 1) {
+    throw new CliError(`--workers ${config.workers} is not available yet: it lands with zero-downtime reload. Use --workers 1 for now.`)
+  }
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host
+}
+
+/** Loud on purpose: an open gateway must not go unnoticed in a scrolled-away log. */
+function shout(stderr: NodeJS.WritableStream, message: string): void {
+  const bar = '!'.repeat(78)
+  stderr.write(`\n${bar}\n!! holdfast WARNING\n!! ${message}\n${bar}\n\n`)
+}
+
+/**
+ * Start the gateway and its HTTP server as configured, and print the listening line
+ * (`holdfast listening on http://HOST:PORT (ws://HOST:PORT/ws) engine=memory`), which scripts and
+ * tests wait for. Does not install signal handlers: that is `serve`'s job (see runServe).
+ */
+export async function startServer(config: ServeConfig, io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): Promise<RunningServer> {
+  assertSupported(config)
+  const logger = pino({ level: config.logLevel, base: { service: 'holdfast' } })
+
+  let holdfast: Holdfast
+  try {
+    holdfast = createHoldfast({ ...config.holdfast, logger })
+  } catch (err) {
+    // The server validates its options and names the bad one; from the CLI that is a usage error.
+    if (err instanceof TypeError) throw new CliError(`invalid configuration: ${err.message}`, { cause: err })
+    throw err
+  }
+
+  for (const warning of config.warnings) {
+    if (!config.auth && warning.startsWith('NO AUTHENTICATION')) shout(io.stderr, warning)
+    logger.warn(warning)
+  }
+  if (config.apiKey !== undefined) logger.warn('--api-key is set, but the server HTTP API is not available in this version yet')
+  if (config.adminSecret !== undefined) logger.warn('--admin-secret is set, but the admin dashboard is not available in this version yet')
+
+  const app = await buildHttpApp({ holdfast, logger })
+  try {
+    await app.listen({ port: config.port, host: config.host })
+  } catch (err) {
+    await holdfast.close({ drainMs: 0 }).catch(() => {})
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EADDRINUSE') throw new CliError(`port ${config.port} on ${config.host} is already in use`, { cause: err })
+    if (code === 'EADDRNOTAVAIL') throw new CliError(`cannot bind to ${config.host}: no such local address`, { cause: err })
+    throw err
+  }
+  const { port } = app.server.address() as AddressInfo
+  const host = urlHost(config.host)
+  const url = `http://${host}:${port}`
+  io.stdout.write(`holdfast listening on ${url} (ws://${host}:${port}/ws) engine=${config.engine}\n`)
+  logger.info({ url, engine: config.engine, auth: config.auth, sources: config.sources }, 'holdfast started')
+
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      // Drain first, with the HTTP server still up: /readyz must answer 503 during the drain so
+      // that load balancers route new clients elsewhere while ours are told to reconnect.
+      await holdfast.close(config.drainMs === undefined ? {} : { drainMs: config.drainMs })
+      await app.close()
+    })()
+    return closing
+  }
+  return { app, holdfast, logger, url, close }
+}
+
+const SIGNAL_EXIT: Readonly<Record<string, number>> = { SIGINT: 130, SIGTERM: 143 }
+
+/** `holdfast serve`: start, then drain on SIGTERM/SIGINT and exit 0; a second signal exits at once. */
+export async function runServe(config: ServeConfig): Promise<void> {
+  const server = await startServer(config, { stdout: process.stdout, stderr: process.stderr })
+  let stopping = false
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      // The operator means it (a second Ctrl-C): do not make them wait for the drain window.
+      process.stderr.write(`holdfast: ${signal} again, exiting without waiting for the drain\n`)
+      process.exit(SIGNAL_EXIT[signal] ?? 1)
+    }
+    stopping = true
+    server.logger.info({ signal, drainMs: config.drainMs }, 'draining')
+    // A drain that hangs (a bug, a stuck engine) must not keep a deploy waiting forever.
+    const deadline = (config.drainMs ?? 10_000) + 10_000
+    setTimeout(() => {
+      process.stderr.write(`holdfast: shutdown did not finish within ${deadline} ms, exiting\n`)
+      process.exit(1)
+    }, deadline).unref()
+    server.close().then(
+      () => {
+        server.logger.info('stopped')
+        process.exit(0)
+      },
+      (err: unknown) => {
+        server.logger.error({ err }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+}

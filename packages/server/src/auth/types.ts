@@ -15,8 +15,8 @@ export interface AuthResult {
 export interface AuthContext {
   /** The token from the connect command, the `token` query parameter or `Authorization: Bearer`. */
   token: string | undefined
-  /** The HTTP upgrade request. */
-  request: IncomingMessage
+  /** The HTTP upgrade request; absent for a token refresh on an open connection. */
+  request?: IncomingMessage
 }
 
 /** Custom authentication: resolve with the identity, or throw `HoldfastError('unauthorized' | 'token_expired')`. */

@@ -1,0 +1,416 @@
+import type { IncomingMessage } from 'node:http'
+import { encode as msgpackEncode } from '@msgpack/msgpack'
+import {
+  CloseCodes,
+  HoldfastError,
+  PROTOCOL_VERSION,
+  codecFor,
+  type CloseCodeName,
+  type Codec,
+  type Command,
+  type ConnectCommand,
+  type ConnectResult,
+  type HistoryCommand,
+  type PublishCommand,
+  type RpcCommand,
+  type StreamPosition,
+  type SubscribeResult,
+} from '@holdfast/protocol'
+import type { AuthResult } from './auth/types.js'
+import { parseChannel } from './channel-name.js'
+import { Connection, ConnState, type ConnSubscription } from './connection.js'
+import type { Gateway } from './gateway.js'
+import type { ResolvedChannelOptions } from './options.js'
+
+/** Upgrade-time facts a connection keeps until its connect command is handled. */
+export interface PendingConnect {
+  preAuth: AuthResult | undefined
+  req: IncomingMessage | undefined
+}
+
+const MAX_MSG_ID = 128
+
+/** Commands whose effects must apply in the order sent; the rest (rpc, reads) run concurrently. */
+const ORDERED: ReadonlySet<Command['type']> = new Set(['connect', 'subscribe', 'unsubscribe', 'publish', 'refresh'])
+
+/**
+ * Decodes frames and runs commands for the gateway. Every failure becomes an error reply with a
+ * code, or a close with a code; nothing a client sends can throw past this class.
+ */
+export class CommandHandler {
+  readonly #gw: Gateway
+  readonly #pings = new Map<Codec, Uint8Array>()
+
+  constructor(gw: Gateway) {
+    this.#gw = gw
+  }
+
+  codecFor(protocol: string): Codec {
+    return codecFor(protocol)
+  }
+
+  pingBytes(codec: Codec): Uint8Array {
+    let b = this.#pings.get(codec)
+    if (b === undefined) {
+      b = codec.encode({ type: 'ping' })
+      this.#pings.set(codec, b)
+    }
+    return b
+  }
+
+  onFrame(conn: Connection, data: Uint8Array | string, _isBinary: boolean, pending: PendingConnect): void {
+    if (conn.state === ConnState.Closed) return
+    const gw = this.#gw
+    gw.counters.inc('messages_in')
+    gw.counters.inc('bytes_in', undefined, typeof data === 'string' ? data.length : data.byteLength)
+    let messages
+    try {
+      messages = conn.codec.decodeClient(data, { maxBatch: gw.options.maxBatch })
+    } catch (err) {
+      gw.counters.inc('bad_frames')
+      conn.log?.info({ err: (err as Error).message }, 'bad frame')
+      conn.close('bad_request', (err as Error).message)
+      return
+    }
+    const now = performance.now()
+    for (const msg of messages) {
+      if (msg.type === 'pong') {
+        gw.pong(conn)
+        continue
+      }
+      if (!conn.bucket.take(now)) {
+        gw.counters.inc('rate_limited')
+        if (++conn.rateRejects > gw.options.commandRate.burst) {
+          conn.close('rate_limited', 'command rate limit exceeded')
+          return
+        }
+        this.#fail(conn, msg.id, new HoldfastError('rate_limited', 'command rate limit exceeded; slow down'))
+        continue
+      }
+      conn.rateRejects = 0
+      if (msg.type === 'connect') {
+        if (conn.state !== ConnState.Handshake || conn.busy) {
+          conn.close('bad_request', 'duplicate connect')
+          return
+        }
+      } else if (conn.state === ConnState.Handshake) {
+        // Commands pipelined behind a connect in flight wait for it; anything else is a violation.
+        if (!conn.busy) {
+          conn.close('bad_request', `${msg.type} before connect`)
+          return
+        }
+        ;(conn.inbox ??= []).push(msg)
+        continue
+      }
+      if (ORDERED.has(msg.type)) {
+        if (conn.busy) (conn.inbox ??= []).push(msg)
+        else void this.#runOrdered(conn, msg, pending)
+      } else {
+        void this.#run(conn, msg, pending)
+      }
+    }
+  }
+
+  async #runOrdered(conn: Connection, first: Command, pending: PendingConnect): Promise<void> {
+    conn.busy = true
+    let cmd: Command | undefined = first
+    while (cmd !== undefined) {
+      await this.#run(conn, cmd, pending)
+      cmd = conn.inbox?.shift()
+      if (conn.state === ConnState.Closed) break
+    }
+    conn.inbox = undefined
+    conn.busy = false
+  }
+
+  async #run(conn: Connection, cmd: Command, pending: PendingConnect): Promise<void> {
+    try {
+      const result = await this.#dispatch(conn, cmd, pending)
+      if (result !== undefined && conn.state !== ConnState.Closed) conn.send({ id: cmd.id, result })
+    } catch (err) {
+      this.#fail(conn, cmd.id, err)
+    }
+  }
+
+  #fail(conn: Connection, id: number, err: unknown): void {
+    if (conn.state === ConnState.Closed) return
+    let e: HoldfastError
+    if (err instanceof HoldfastError) e = err
+    else {
+      this.#gw.log?.error({ err, client: conn.id, trace: conn.traceId }, 'command failed')
+      e = new HoldfastError('internal', 'internal error')
+    }
+    this.#gw.counters.inc('command_errors', e.code)
+    conn.send({ id, error: e.toReply() })
+  }
+
+  /** Runs one command; resolves with the result to reply, or undefined when the handler replied itself. */
+  #dispatch(conn: Connection, cmd: Command, pending: PendingConnect): Promise<object | undefined> | object | undefined {
+    switch (cmd.type) {
+      case 'connect':
+        return this.#connect(conn, cmd, pending)
+      case 'subscribe':
+        return this.#subscribe(conn, cmd.channel, cmd.recover, (result) => conn.send({ id: cmd.id, result }))
+      case 'unsubscribe':
+        this.serverUnsubscribe(conn, cmd.channel, undefined, '')
+        return {}
+      case 'publish':
+        return this.#publish(conn, cmd)
+      case 'rpc':
+        return this.#rpc(conn, cmd)
+      case 'presence':
+        return this.#presence(conn, cmd.channel, false)
+      case 'presence_stats':
+        return this.#presence(conn, cmd.channel, true)
+      case 'history':
+        return this.#history(conn, cmd)
+      case 'ping':
+        return {}
+      case 'refresh':
+        return this.#refresh(conn, cmd.token)
+    }
+  }
+
+  // ---------------------------------------------------------------- connect and refresh
+
+  async #connect(conn: Connection, cmd: ConnectCommand, pending: PendingConnect): Promise<undefined> {
+    const gw = this.#gw
+    if (cmd.version !== PROTOCOL_VERSION) {
+      conn.close('unsupported_version', `protocol version ${cmd.version} is not supported (server speaks ${PROTOCOL_VERSION})`)
+      return undefined
+    }
+    let auth: AuthResult
+    try {
+      auth =
+        cmd.token === undefined && pending.preAuth !== undefined
+          ? pending.preAuth
+          : await gw.authenticate(cmd.token, pending.req as IncomingMessage)
+    } catch (err) {
+      const e = err instanceof HoldfastError ? err : new HoldfastError('unauthorized', 'authentication failed', { cause: err })
+      gw.counters.inc('connections_rejected', e.code)
+      if (!(err instanceof HoldfastError)) gw.log?.error({ err }, 'authenticate hook failed')
+      conn.close(e.code === 'token_expired' ? 'token_expired' : 'unauthorized', e.message)
+      return undefined
+    }
+    pending.req = undefined
+    pending.preAuth = undefined
+    if (conn.state === ConnState.Closed) return undefined
+    if (auth.expiresAt !== undefined && auth.expiresAt <= Date.now()) {
+      conn.close('token_expired', 'token expired')
+      return undefined
+    }
+    conn.user = auth.user
+    conn.info = auth.info
+    conn.expiresAt = auth.expiresAt ?? 0
+    let resumed = false
+    let session: { id: string; token: string }
+    if (cmd.session !== undefined && gw.sessions.verify(cmd.session.id, conn.user, cmd.session.token)) {
+      session = cmd.session
+      resumed = true
+    } else {
+      session = gw.sessions.issue(conn.user)
+    }
+    conn.session = session.id
+    const result: ConnectResult = {
+      client: conn.id,
+      session,
+      resumed,
+      version: PROTOCOL_VERSION,
+      node: gw.nodeId,
+      ping: gw.options.pingIntervalMs,
+    }
+    if (conn.expiresAt > 0) result.expiresIn = conn.expiresAt - Date.now()
+    conn.send({ id: cmd.id, result })
+    gw.connected(conn, resumed)
+    return undefined
+  }
+
+  async #refresh(conn: Connection, token: string): Promise<object | undefined> {
+    const gw = this.#gw
+    let auth: AuthResult
+    try {
+      auth = await gw.authenticate(token, undefined as unknown as IncomingMessage)
+    } catch (err) {
+      if (err instanceof HoldfastError && (err.code === 'token_expired' || err.code === 'unauthorized')) throw err
+      throw new HoldfastError('unauthorized', 'token refresh failed', { cause: err })
+    }
+    if (auth.user !== conn.user) {
+      conn.close('unauthorized', 'refreshed token belongs to another user')
+      return undefined
+    }
+    conn.expiresAt = auth.expiresAt ?? 0
+    gw.rescheduleHeartbeat(conn)
+    return conn.expiresAt > 0 ? { expiresIn: conn.expiresAt - Date.now() } : {}
+  }
+
+  // ---------------------------------------------------------------- channels
+
+  /** Built-in access checks for reading a channel (subscribe, presence). */
+  #readable(conn: Connection, channel: string): ResolvedChannelOptions {
+    const name = parseChannel(channel)
+    const opts = this.#gw.channelOptions(channel)
+    if (name.users !== undefined && !name.users.includes(conn.user)) {
+      throw new HoldfastError('permission_denied', 'channel is limited to other users')
+    }
+    return opts
+  }
+
+  async #subscribe(conn: Connection, channel: string, recover: StreamPosition | undefined, reply: (r: SubscribeResult) => void): Promise<undefined> {
+    const gw = this.#gw
+    const opts = this.#readable(conn, channel)
+    if (!opts.allowSubscribe) throw new HoldfastError('permission_denied', 'clients may not subscribe to this namespace')
+    if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
+    if ((conn.subs?.size ?? 0) >= gw.options.maxSubscriptionsPerConnection) {
+      gw.counters.inc('limit_exceeded', 'subscriptions')
+      throw new HoldfastError('limit_exceeded', `at most ${gw.options.maxSubscriptionsPerConnection} subscriptions per connection`)
+    }
+    if (gw.options.canSubscribe !== undefined) {
+      const ok = await gw.options.canSubscribe({ client: this.#connInfo(conn), channel })
+      if (!ok) throw new HoldfastError('permission_denied', 'subscription refused')
+      if (conn.state === ConnState.Closed) return undefined
+      if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
+    }
+    const sub: ConnSubscription = { live: false, presence: opts.presence }
+    ;(conn.subs ??= new Map()).set(channel, sub)
+    let ok: boolean
+    try {
+      ok = await gw.hub.subscribe(conn, channel, opts, recover, (result) => {
+        sub.live = true
+        if (result.wasRecovering) gw.counters.inc('recoveries', result.recovered ? 'recovered' : 'not_recovered')
+        reply(result)
+      })
+    } catch (err) {
+      if (conn.subs?.get(channel) === sub) conn.subs.delete(channel)
+      throw err instanceof HoldfastError ? err : new HoldfastError('engine_unavailable', 'engine unavailable', { cause: err })
+    }
+    if (!ok) {
+      if (conn.subs?.get(channel) === sub && !sub.live) conn.subs.delete(channel)
+      return undefined
+    }
+    if (opts.presence) {
+      await gw.engine.addPresence(channel, conn.clientInfo(), gw.options.presenceTtlMs).catch(() => {})
+      if (opts.joinLeave) await gw.engine.publishJoinLeave(channel, 'join', conn.clientInfo()).catch(() => {})
+    }
+    return undefined
+  }
+
+  /** Subscribe a connection on the server's initiative; the client learns it from a `subscribe` push. */
+  async serverSubscribe(conn: Connection, channel: string): Promise<void> {
+    try {
+      await this.#subscribe(conn, channel, undefined, (r) => conn.send({ type: 'subscribe', channel, epoch: r.epoch, offset: r.offset }))
+    } catch (err) {
+      if (!(err instanceof HoldfastError && err.code === 'already_subscribed')) conn.log?.warn({ err, channel }, 'server-side subscribe failed')
+    }
+  }
+
+  /** End a subscription. With a code, the client is told by an `unsubscribe` push (server side). */
+  serverUnsubscribe(conn: Connection, channel: string, code: CloseCodeName | undefined, reason: string): void {
+    const sub = conn.subs?.get(channel)
+    if (sub === undefined) return
+    conn.subs?.delete(channel)
+    this.#gw.hub.remove(conn, channel)
+    if (sub.presence) this.leavePresence(conn, channel)
+    if (code !== undefined) conn.send({ type: 'unsubscribe', channel, code: CloseCodes[code].code, reason })
+  }
+
+  leavePresence(conn: Connection, channel: string): void {
+    const gw = this.#gw
+    const info = conn.clientInfo()
+    gw.engine.removePresence(channel, conn.id).catch(() => {})
+    if (gw.channelOptions(channel).joinLeave) gw.engine.publishJoinLeave(channel, 'leave', info).catch(() => {})
+  }
+
+  // ---------------------------------------------------------------- publish and rpc
+
+  #checkMsgId(msgId: string): void {
+    if (msgId.length === 0 || msgId.length > MAX_MSG_ID) throw new HoldfastError('bad_request', `msgId must be 1-${MAX_MSG_ID} characters`)
+  }
+
+  #checkSize(conn: Connection, data: unknown): void {
+    if (data === undefined) return
+    const max = this.#gw.options.maxPayload
+    const size = conn.codec.binary ? msgpackEncode(data).byteLength : Buffer.byteLength(JSON.stringify(data))
+    if (size > max) {
+      this.#gw.counters.inc('payload_too_large')
+      throw new HoldfastError('payload_too_large', `data is ${size} bytes; the limit is ${max}`)
+    }
+  }
+
+  async #publish(conn: Connection, cmd: PublishCommand): Promise<object> {
+    const gw = this.#gw
+    this.#checkMsgId(cmd.msgId)
+    const name = parseChannel(cmd.channel)
+    const opts = gw.channelOptions(cmd.channel)
+    if (!opts.allowPublish) throw new HoldfastError('not_available', 'clients may not publish to this namespace')
+    if (name.users !== undefined && !name.users.includes(conn.user)) throw new HoldfastError('permission_denied', 'channel is limited to other users')
+    this.#checkSize(conn, cmd.data)
+    if (gw.options.canPublish !== undefined) {
+      const ok = await gw.options.canPublish({ client: this.#connInfo(conn), channel: cmd.channel, data: cmd.data })
+      if (!ok) throw new HoldfastError('permission_denied', 'publish refused')
+    }
+    let out
+    try {
+      out = await gw.engine.publish(cmd.channel, cmd.data, {
+        historySize: opts.historySize,
+        historyTtlMs: opts.historyTtlMs,
+        streamTtlMs: opts.streamTtlMs,
+        // Scoped by user so one client cannot pre-empt another's ids.
+        idempotencyKey: `pub:${conn.user}:${cmd.msgId}`,
+        idempotencyTtlMs: gw.options.idempotencyTtlMs,
+        info: conn.clientInfo(),
+      })
+    } catch (err) {
+      throw err instanceof HoldfastError ? err : new HoldfastError('engine_unavailable', 'engine unavailable', { cause: err })
+    }
+    gw.counters.inc('publishes', out.duplicate ? 'duplicate' : 'client')
+    return out.duplicate ? { offset: out.offset, epoch: out.epoch, duplicate: true } : { offset: out.offset, epoch: out.epoch }
+  }
+
+  async #rpc(conn: Connection, cmd: RpcCommand): Promise<object> {
+    const gw = this.#gw
+    this.#checkMsgId(cmd.msgId)
+    this.#checkSize(conn, cmd.data)
+    const handler = gw.rpc.get(cmd.method)
+    const key = `rpc:${conn.user}:${cmd.msgId}`
+    const ttl = gw.options.idempotencyTtlMs
+    const claim = await gw.engine.claimIdempotent(key, ttl)
+    if (claim.state === 'done') return claim.result === undefined ? {} : { data: claim.result }
+    if (claim.state === 'pending') throw new HoldfastError('in_progress', 'this RPC is still running; retry later')
+    let data: unknown
+    try {
+      data = await handler({ client: this.#connInfo(conn), method: cmd.method }, cmd.data)
+    } catch (err) {
+      await gw.engine.releaseIdempotent(key).catch(() => {})
+      throw err
+    }
+    await gw.engine.completeIdempotent(key, data ?? null, ttl).catch(() => {})
+    gw.counters.inc('rpcs')
+    return data === undefined ? {} : { data }
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async #presence(conn: Connection, channel: string, stats: boolean): Promise<object> {
+    const opts = this.#readable(conn, channel)
+    if (!opts.presence || !opts.allowPresence) throw new HoldfastError('not_available', 'presence is not enabled for this namespace')
+    const gw = this.#gw
+    return stats ? gw.engine.presenceStats(channel) : { clients: await gw.engine.presence(channel) }
+  }
+
+  async #history(conn: Connection, cmd: HistoryCommand): Promise<object> {
+    const opts = this.#readable(conn, cmd.channel)
+    if (!opts.allowHistory) throw new HoldfastError('not_available', 'history is not enabled for this namespace')
+    return this.#gw.history(cmd.channel, {
+      limit: cmd.limit ?? opts.historySize,
+      ...(cmd.since === undefined ? {} : { since: cmd.since }),
+      ...(cmd.reverse === undefined ? {} : { reverse: cmd.reverse }),
+    })
+  }
+
+  #connInfo(conn: Connection): { client: string; user: string; session: string; ip: string; info?: unknown } {
+    return conn.info === undefined
+      ? { client: conn.id, user: conn.user, session: conn.session, ip: conn.ip }
+      : { client: conn.id, user: conn.user, session: conn.session, ip: conn.ip, info: conn.info }
+  }
+}
+

@@ -1,0 +1,157 @@
+import { CloseCodes, type ClientInfo, type CloseCodeName, type Codec, type Command, type ServerMessage } from '@holdfast/protocol'
+import type { Logger } from 'pino'
+import { TokenBucket } from './limits/token-bucket.js'
+import { markDirty, type Flushable } from './outbound.js'
+import type { TransportSocket } from './transport/transport.js'
+
+export const enum ConnState {
+  /** Upgraded, waiting for the connect command. */
+  Handshake = 0,
+  Connected = 1,
+  /** Closing or closed: nothing more is sent or processed. */
+  Closed = 2,
+}
+
+/** What a connection remembers about one of its subscriptions. */
+export interface ConnSubscription {
+  /** false while the subscribe command is recovering; publications are buffered by the hub meanwhile. */
+  live: boolean
+  /** Presence is kept for this subscription (refreshed by the node). */
+  presence: boolean
+}
+
+/** Hooks the node gives each connection. */
+export interface ConnectionOwner {
+  readonly maxQueueBytes: number
+  onSlowConsumer(conn: Connection): void
+}
+
+let counter = 0
+
+/**
+ * One client connection: identity, subscriptions, the coalescing send queue and heartbeat state.
+ * Kept small (a node holds tens of thousands): optional state is created lazily.
+ */
+export class Connection implements Flushable {
+  readonly id: string
+  readonly socket: TransportSocket
+  readonly codec: Codec
+  readonly ip: string
+  readonly traceId: string
+  readonly bucket: TokenBucket
+  state: ConnState = ConnState.Handshake
+  user = ''
+  session = ''
+  info: unknown = undefined
+  /** Token expiry, ms since the epoch; 0 when the credentials do not expire. */
+  expiresAt = 0
+  subs: Map<string, ConnSubscription> | undefined = undefined
+  /** Consecutive commands refused by the rate limit. */
+  rateRejects = 0
+  /** Ordered commands waiting while an earlier one runs (see commands.ts). */
+  inbox: Command[] | undefined = undefined
+  busy = false
+  // heartbeat (driven by the node's timer wheel)
+  awaitingPong = false
+  pingSentAt = 0
+  nextPingAt = 0
+  // timer-wheel intrusive fields (see timer-wheel.ts)
+  wheelDue = 0
+  wheelSlot = -1
+  wheelPrev: Connection | undefined = undefined
+  wheelNext: Connection | undefined = undefined
+  // outbound queue
+  queuedForFlush = false
+  #out: Uint8Array[] | undefined = undefined
+  #outBytes = 0
+  #owner: ConnectionOwner
+  #log: Logger | undefined
+  #baseLog: Logger | undefined
+  /** Close code this side decided, for the disconnect hook and metrics. */
+  closeCode = 0
+  closeReason = ''
+
+  constructor(socket: TransportSocket, codec: Codec, ip: string, traceId: string, owner: ConnectionOwner, bucket: TokenBucket, log: Logger | undefined) {
+    this.id = `${(++counter).toString(36)}${Math.random().toString(36).slice(2, 8)}`
+    this.socket = socket
+    this.codec = codec
+    this.ip = ip
+    this.traceId = traceId
+    this.#owner = owner
+    this.bucket = bucket
+    this.#baseLog = log
+  }
+
+  /** A child logger with the connection and trace ids on every line, created on first use. */
+  get log(): Logger | undefined {
+    if (this.#log === undefined && this.#baseLog !== undefined) {
+      this.#log = this.#baseLog.child({ client: this.id, trace: this.traceId })
+    }
+    return this.#log
+  }
+
+  clientInfo(): ClientInfo {
+    return this.info === undefined ? { client: this.id, user: this.user } : { client: this.id, user: this.user, info: this.info }
+  }
+
+  /** Queue one message (encoded here). */
+  send(msg: ServerMessage): void {
+    this.enqueue(this.codec.encode(msg))
+  }
+
+  /** Queue already-encoded bytes (a publication encoded once for all subscribers). */
+  enqueue(bytes: Uint8Array): void {
+    if (this.state === ConnState.Closed) return
+    if (this.#out === undefined) this.#out = []
+    this.#out.push(bytes)
+    this.#outBytes += bytes.byteLength
+    if (this.#outBytes + this.socket.bufferedAmount > this.#owner.maxQueueBytes) {
+      this.#owner.onSlowConsumer(this)
+      return
+    }
+    markDirty(this)
+  }
+
+  flush(): void {
+    const out = this.#out
+    if (out === undefined || out.length === 0 || this.state === ConnState.Closed) return
+    this.#out = undefined
+    this.#outBytes = 0
+    this.socket.send(out.length === 1 ? (out[0] as Uint8Array) : this.codec.frame(out), this.codec.binary)
+  }
+
+  /**
+   * Close with a code from the table: a `disconnect` push goes first (proxies may rewrite close
+   * codes, the push survives), then the close frame. Returns false if already closing.
+   */
+  close(name: CloseCodeName, reason: string = name): boolean {
+    return this.closeWith(CloseCodes[name].code, reason)
+  }
+
+  closeWith(code: number, reason: string): boolean {
+    if (this.state === ConnState.Closed) return false
+    this.closeCode = code
+    this.closeReason = reason
+    // Whatever is queued is dropped: the client recovers it from history on reconnect.
+    this.#out = [this.codec.encode({ type: 'disconnect', code, reason })]
+    this.flush()
+    this.state = ConnState.Closed
+    try {
+      this.socket.close(code, reason.slice(0, 120))
+    } catch {
+      this.socket.terminate()
+    }
+    return true
+  }
+
+  /** Drop without a handshake (the peer is unresponsive). */
+  terminate(code: number, reason: string): void {
+    if (this.state !== ConnState.Closed) {
+      this.closeCode = code
+      this.closeReason = reason
+      this.state = ConnState.Closed
+    }
+    this.#out = undefined
+    this.socket.terminate()
+  }
+}

@@ -1,0 +1,552 @@
+import { randomBytes } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage, Server as HttpServer } from 'node:http'
+import type { Duplex } from 'node:stream'
+import {
+  CloseCodes,
+  HoldfastError,
+  type ClientMessage,
+  type CloseCodeName,
+  type Command,
+  type Publication,
+  type StreamPosition,
+} from '@holdfast/protocol'
+import pino, { type Logger } from 'pino'
+import { createOriginCheck } from './auth/origin.js'
+import { createJwtVerifier } from './auth/jwt.js'
+import { tokenFromRequest } from './auth/token-source.js'
+import type { AuthResult } from './auth/types.js'
+import { parseChannel } from './channel-name.js'
+import { CommandHandler } from './commands.js'
+import { Connection, ConnState, type ConnectionOwner } from './connection.js'
+import type { ControlMessage, Engine, EngineHandler } from './engine/engine.js'
+import { MemoryEngine } from './engine/memory-engine.js'
+import { Hub } from './hub.js'
+import { IpLimiter } from './limits/ip-limiter.js'
+import { TokenBucket } from './limits/token-bucket.js'
+import { Counters } from './counters.js'
+import { resolveOptions, type HoldfastOptions, type ResolvedChannelOptions, type ResolvedOptions } from './options.js'
+import { RpcRouter, type RpcHandler } from './rpc-router.js'
+import { SessionSigner } from './session.js'
+import { TimerWheel } from './timer-wheel.js'
+import { rejectUpgrade, WsTransport } from './transport/ws-transport.js'
+import type { TransportSink, TransportSocket } from './transport/transport.js'
+
+/** Extra room for the command envelope around a `maxPayload` of data in one frame. */
+const FRAME_OVERHEAD = 16 * 1024
+const HEARTBEAT_TICK_MS = 250
+
+export interface CloseOptions {
+  /** Spread the restart closes over this window, in ms. @default options.drainMs */
+  drainMs?: number
+}
+
+export interface PublishApiOptions {
+  /** Publish at most once per key within the idempotency window. */
+  idempotencyKey?: string
+}
+
+export interface DisconnectTarget {
+  user?: string
+  client?: string
+  /** A close code from the table. @default 'kicked' */
+  code?: CloseCodeName
+  reason?: string
+}
+
+export interface GatewayEvents {
+  connect: [info: { client: string; user: string; session: string; resumed: boolean; ip: string }]
+  disconnect: [info: { client: string; user: string; session: string; code: number; reason: string }]
+}
+
+/**
+ * The gateway node: accepts WebSockets, authenticates, runs commands, fans out publications,
+ * keeps heartbeats and limits, and drains. `createHoldfast()` returns one.
+ */
+export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOwner {
+  readonly options: ResolvedOptions
+  readonly engine: Engine
+  readonly hub: Hub
+  readonly rpc = new RpcRouter()
+  readonly counters = new Counters()
+  readonly sessions: SessionSigner
+  readonly log: Logger | undefined
+  readonly maxQueueBytes: number
+  readonly connections = new Set<Connection>()
+  /** session id → the connection holding it on this node. */
+  readonly bySession = new Map<string, Connection>()
+  readonly #ownsEngine: boolean
+  readonly #transport: WsTransport
+  readonly #wheel: TimerWheel<Connection>
+  readonly #ipLimiter: IpLimiter
+  readonly #originOk: (origin: string | undefined) => boolean
+  readonly #verify: ((token: string) => Promise<AuthResult>) | undefined
+  readonly #commands: CommandHandler
+  #started: Promise<void>
+  #startError: unknown = undefined
+  #draining = false
+  #closed: Promise<void> | undefined
+  #presenceTimer: NodeJS.Timeout | undefined
+  #sweepTimer: NodeJS.Timeout
+
+  constructor(options: HoldfastOptions = {}) {
+    super()
+    const o = resolveOptions(options)
+    this.options = o
+    this.log =
+      o.logger === false ? undefined : (o.logger ?? pino({ level: process.env['HOLDFAST_LOG_LEVEL'] ?? 'info', base: { node: o.nodeId } }))
+    this.maxQueueBytes = o.maxQueueBytes
+    this.#ownsEngine = o.engine === undefined
+    this.engine = o.engine ?? new MemoryEngine()
+    this.sessions = new SessionSigner(o.sessionSecret)
+    this.hub = new Hub(this.engine, { onInsufficientState: (conn, channel) => this.#insufficientState(conn, channel) })
+    this.#transport = new WsTransport({ maxFrameBytes: o.maxPayload + FRAME_OVERHEAD, compression: o.compression })
+    this.#wheel = new TimerWheel<Connection>({
+      tickMs: HEARTBEAT_TICK_MS,
+      onExpire: (conn) => this.#heartbeat(conn),
+      onError: (err) => this.log?.error({ err }, 'heartbeat failed'),
+    })
+    this.#wheel.start()
+    this.#ipLimiter = new IpLimiter({ maxConnectionsPerIp: o.maxConnectionsPerIp, connectRate: o.connectRatePerIp })
+    this.#originOk = createOriginCheck(o.allowedOrigins)
+    this.#verify = o.authenticate === undefined && o.jwt !== undefined ? createJwtVerifier(o.jwt) : undefined
+    this.#commands = new CommandHandler(this)
+    this.#sweepTimer = setInterval(() => this.#ipLimiter.sweep(performance.now()), 10_000).unref()
+    const handler: EngineHandler = {
+      onPublication: (channel, pub) => this.hub.onPublication(channel, pub),
+      onJoinLeave: (channel, kind, info) => this.hub.onJoinLeave(channel, kind, info),
+      onControl: (msg) => this.#onControl(msg),
+      onStateChange: (ready) => this.log?.warn({ ready }, ready ? 'engine ready' : 'engine unavailable'),
+    }
+    this.#started = this.engine.start(handler).catch((err: unknown) => {
+      this.#startError = err
+      this.log?.error({ err }, 'engine failed to start')
+      throw err
+    })
+    this.#started.catch(() => {})
+    this.#schedulePresenceRefresh()
+  }
+
+  /** Resolves when the engine has started. */
+  ready(): Promise<void> {
+    return this.#started
+  }
+
+  /** Accepting and able to serve: false while draining or while the engine is unavailable. */
+  isReady(): boolean {
+    return !this.#draining && this.#startError === undefined && this.engine.isReady()
+  }
+
+  get draining(): boolean {
+    return this.#draining
+  }
+
+  get connectionCount(): number {
+    return this.connections.size
+  }
+
+  get nodeId(): string {
+    return this.options.nodeId
+  }
+
+  /** Register an RPC method. The handler's return value is the reply; throw a HoldfastError to refuse. */
+  onRpc(method: string, handler: RpcHandler): this {
+    this.rpc.add(method, handler)
+    return this
+  }
+
+  // ------------------------------------------------------------------ HTTP attachment
+
+  /** Handle WebSocket upgrades on `path` of an existing node:http server. */
+  attach(server: HttpServer, opts: { path?: string } = {}): this {
+    const path = opts.path ?? '/ws'
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const url = req.url ?? '/'
+      const q = url.indexOf('?')
+      if ((q === -1 ? url : url.slice(0, q)) === path) this.handleUpgrade(req, socket, head)
+      else if (server.listenerCount('upgrade') === 1) rejectUpgrade(socket, 404, 'not_found', `no WebSocket endpoint at ${url.slice(0, 100)}`)
+    })
+    return this
+  }
+
+  /** Upgrade a request to a holdfast connection, or refuse it with an HTTP status. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {})
+    void this.#upgrade(req, socket, head).catch((err: unknown) => {
+      this.log?.error({ err }, 'upgrade failed')
+      rejectUpgrade(socket, 500, 'internal', 'internal error')
+    })
+  }
+
+  async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const o = this.options
+    const refuse = (status: number, reason: string, message: string): void => {
+      this.counters.inc('connections_rejected', reason)
+      rejectUpgrade(socket, status, reason, message, status === 429 || status === 503 ? { 'Retry-After': '1' } : {})
+    }
+    if (this.#draining || this.#closed !== undefined) return refuse(503, 'draining', 'node is draining; connect to another node')
+    if (this.connections.size >= o.maxConnections) return refuse(503, 'node_full', 'node connection limit reached')
+    const origin = req.headers.origin
+    if (!this.#originOk(origin)) return refuse(403, 'origin', 'origin not allowed')
+    const ip = normalizeIp(req.socket.remoteAddress ?? '')
+    const verdict = this.#ipLimiter.acquire(ip, performance.now())
+    if (verdict !== 'ok') return refuse(429, verdict, verdict === 'rate_limited' ? 'too many connection attempts from this address' : 'too many connections from this address')
+    let released = false
+    const release = (): void => {
+      if (!released) {
+        released = true
+        this.#ipLimiter.release(ip)
+      }
+    }
+    try {
+      await this.#started
+    } catch {
+      release()
+      return refuse(503, 'engine_unavailable', 'engine unavailable')
+    }
+    // A token in the request itself (non-browser clients) is checked before the upgrade, so a bad
+    // one gets a plain 401 instead of a WebSocket that closes at once.
+    let preAuth: AuthResult | undefined
+    const token = tokenFromRequest(req)
+    if (token !== undefined) {
+      try {
+        preAuth = await this.authenticate(token, req)
+      } catch (err) {
+        release()
+        const e = err instanceof HoldfastError ? err : new HoldfastError('unauthorized', 'authentication failed')
+        return refuse(401, e.code, e.message)
+      }
+    }
+    if (socket.destroyed) return release()
+    const traceId = traceIdFrom(req.headers['traceparent'])
+    this.#transport.upgrade(req, socket, head, (ts) => this.#accept(ts, ip, traceId, req, preAuth, release))
+  }
+
+  #accept(socket: TransportSocket, ip: string, traceId: string, req: IncomingMessage, preAuth: AuthResult | undefined, release: () => void): TransportSink {
+    const o = this.options
+    const codec = this.#commands.codecFor(socket.protocol)
+    const conn = new Connection(socket, codec, ip, traceId, this, new TokenBucket(o.commandRate.perSecond, o.commandRate.burst, performance.now()), this.log)
+    this.connections.add(conn)
+    this.counters.inc('connections_accepted')
+    this.#wheel.schedule(conn, o.connectTimeoutMs)
+    const pending = { preAuth, req }
+    return {
+      onFrame: (data, isBinary) => this.#commands.onFrame(conn, data, isBinary, pending),
+      onClose: (code, reason) => {
+        release()
+        this.#onClosed(conn, code, reason)
+      },
+    }
+  }
+
+  /** Verify a token with the configured `authenticate` hook or JWT verifier. */
+  async authenticate(token: string | undefined, req: IncomingMessage): Promise<AuthResult> {
+    const o = this.options
+    if (o.authenticate !== undefined) return o.authenticate({ token, request: req })
+    if (this.#verify !== undefined) {
+      if (token === undefined || token === '') throw new HoldfastError('unauthorized', 'a token is required')
+      return this.#verify(token)
+    }
+    if (!o.allowAnonymous) throw new HoldfastError('unauthorized', 'anonymous connections are not allowed')
+    return { user: '' }
+  }
+
+  // ------------------------------------------------------------------ connection lifecycle
+
+  /** Called by the command handler once a connect command succeeded. */
+  connected(conn: Connection, resumed: boolean): void {
+    const o = this.options
+    conn.state = ConnState.Connected
+    const now = Date.now()
+    conn.nextPingAt = now + o.pingIntervalMs
+    this.#wheel.schedule(conn, this.#nextWake(conn, now))
+    const previous = this.bySession.get(conn.session)
+    this.bySession.set(conn.session, conn)
+    if (previous !== undefined && previous !== conn) previous.close('taken_over', 'session resumed by a newer connection')
+    if (resumed) {
+      // Other nodes may hold the older connection of this session.
+      this.engine.publishControl({ type: 'takeover', session: conn.session, client: conn.id, node: o.nodeId }).catch((err: unknown) => {
+        this.log?.warn({ err }, 'takeover broadcast failed')
+      })
+    }
+    this.emit('connect', { client: conn.id, user: conn.user, session: conn.session, resumed, ip: conn.ip })
+    conn.log?.debug({ user: conn.user, resumed }, 'connected')
+  }
+
+  #onClosed(conn: Connection, code: number, reason: string): void {
+    const wasConnected = conn.state === ConnState.Connected || conn.closeCode !== 0
+    if (conn.state !== ConnState.Closed) {
+      conn.state = ConnState.Closed
+      conn.closeCode = code
+      conn.closeReason = reason
+    }
+    this.#wheel.cancel(conn)
+    this.connections.delete(conn)
+    if (this.bySession.get(conn.session) === conn) this.bySession.delete(conn.session)
+    if (conn.subs !== undefined) {
+      for (const [channel, sub] of conn.subs) {
+        this.hub.remove(conn, channel)
+        if (sub.presence) this.#commands.leavePresence(conn, channel)
+      }
+      conn.subs = undefined
+    }
+    this.counters.inc('disconnects', String(conn.closeCode))
+    if (wasConnected && conn.user !== undefined) {
+      this.emit('disconnect', { client: conn.id, user: conn.user, session: conn.session, code: conn.closeCode, reason: conn.closeReason })
+    }
+    conn.log?.debug({ code: conn.closeCode, reason: conn.closeReason }, 'disconnected')
+  }
+
+  /** The send queue overflowed: close; the client reconnects and recovers what it missed. */
+  onSlowConsumer(conn: Connection): void {
+    this.counters.inc('slow_consumer_closes')
+    conn.log?.info({ buffered: conn.socket.bufferedAmount }, 'slow consumer closed')
+    conn.close('slow_consumer', 'send queue overflow')
+  }
+
+  #insufficientState(conn: Connection, channel: string): void {
+    this.counters.inc('insufficient_state')
+    conn.log?.warn({ channel }, 'gap in channel stream; closing for recovery')
+    conn.close('insufficient_state', `gap in ${channel}`)
+  }
+
+  // ------------------------------------------------------------------ heartbeats
+
+  #nextWake(conn: Connection, now: number): number {
+    const due = conn.awaitingPong ? conn.pingSentAt + this.options.pongTimeoutMs : conn.nextPingAt
+    const at = conn.expiresAt > 0 ? Math.min(due, conn.expiresAt) : due
+    return Math.max(0, at - now)
+  }
+
+  /** One timer-wheel visit: connect timeout, token expiry, pong deadline or the next ping. */
+  #heartbeat(conn: Connection): void {
+    if (conn.state === ConnState.Closed) return
+    if (conn.state === ConnState.Handshake) {
+      this.counters.inc('connect_timeouts')
+      conn.close('connect_timeout', 'no connect command in time')
+      return
+    }
+    const now = Date.now()
+    if (conn.expiresAt > 0 && now >= conn.expiresAt) {
+      conn.close('token_expired', 'token expired; refresh it before expiry')
+      return
+    }
+    if (conn.awaitingPong) {
+      if (now >= conn.pingSentAt + this.options.pongTimeoutMs) {
+        this.counters.inc('heartbeat_timeouts')
+        // The peer is silent (maybe half-open): do not wait for a closing handshake.
+        conn.closeWith(CloseCodes.heartbeat_timeout.code, 'no pong in time')
+        conn.terminate(CloseCodes.heartbeat_timeout.code, 'no pong in time')
+        return
+      }
+    } else if (now >= conn.nextPingAt) {
+      conn.awaitingPong = true
+      conn.pingSentAt = now
+      conn.enqueue(this.#commands.pingBytes(conn.codec))
+    }
+    this.#wheel.schedule(conn, this.#nextWake(conn, now))
+  }
+
+  /** A pong arrived. The wheel entry stays put; its next visit sees the new nextPingAt. */
+  pong(conn: Connection): void {
+    if (!conn.awaitingPong) return
+    conn.awaitingPong = false
+    const now = Date.now()
+    this.counters.observe('ping_rtt_ms', now - conn.pingSentAt)
+    conn.nextPingAt = conn.pingSentAt + this.options.pingIntervalMs
+  }
+
+  /** The token expiry moved (refresh): make sure the wheel wakes for it. */
+  rescheduleHeartbeat(conn: Connection): void {
+    if (conn.state === ConnState.Connected) this.#wheel.schedule(conn, this.#nextWake(conn, Date.now()))
+  }
+
+  // ------------------------------------------------------------------ presence
+
+  #schedulePresenceRefresh(): void {
+    const every = Math.max(1000, Math.floor(this.options.presenceTtlMs / 3))
+    this.#presenceTimer = setInterval(() => {
+      for (const conn of this.connections) {
+        if (conn.subs === undefined) continue
+        for (const [channel, sub] of conn.subs) {
+          if (sub.presence && sub.live) {
+            this.engine.addPresence(channel, conn.clientInfo(), this.options.presenceTtlMs).catch(() => {})
+          }
+        }
+      }
+    }, every).unref()
+  }
+
+  // ------------------------------------------------------------------ control messages
+
+  #onControl(msg: ControlMessage): void {
+    switch (msg.type) {
+      case 'takeover': {
+        const conn = this.bySession.get(msg.session)
+        if (conn !== undefined && conn.id !== msg.client) conn.close('taken_over', 'session resumed by a newer connection')
+        return
+      }
+      case 'disconnect': {
+        const code = msg.code
+        for (const conn of [...this.connections]) {
+          if ((msg.client !== undefined && conn.id === msg.client) || (msg.user !== undefined && conn.user === msg.user && conn.state === ConnState.Connected)) {
+            conn.closeWith(code, msg.reason)
+          }
+        }
+        return
+      }
+      case 'subscribe': {
+        for (const conn of this.connections) {
+          if (conn.user === msg.user && conn.state === ConnState.Connected) void this.#commands.serverSubscribe(conn, msg.channel)
+        }
+        return
+      }
+      case 'unsubscribe': {
+        for (const conn of this.connections) {
+          if (conn.user === msg.user && conn.subs?.has(msg.channel) === true) this.#commands.serverUnsubscribe(conn, msg.channel, 'kicked', 'unsubscribed by the server')
+        }
+        return
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ server API
+
+  /** Publish from the application (server side). Resolves once stored. */
+  async publish(channel: string, data: unknown, opts: PublishApiOptions = {}): Promise<StreamPosition & { duplicate: boolean }> {
+    parseChannel(channel)
+    const ch = this.channelOptions(channel)
+    const out = await this.engine.publish(channel, data, {
+      historySize: ch.historySize,
+      historyTtlMs: ch.historyTtlMs,
+      streamTtlMs: ch.streamTtlMs,
+      ...(opts.idempotencyKey === undefined ? {} : { idempotencyKey: `api:${opts.idempotencyKey}`, idempotencyTtlMs: this.options.idempotencyTtlMs }),
+    })
+    this.counters.inc('publishes', 'api')
+    return { offset: out.offset, epoch: out.epoch, duplicate: out.duplicate }
+  }
+
+  /** History of a channel (server side). */
+  async history(channel: string, opts: { since?: StreamPosition; limit?: number; reverse?: boolean } = {}): Promise<{ offset: number; epoch: string; publications: Publication[] }> {
+    parseChannel(channel)
+    const ch = this.channelOptions(channel)
+    const page = await this.engine.history(channel, {
+      stream: ch,
+      limit: Math.min(opts.limit ?? ch.historySize, ch.historySize),
+      ...(opts.since === undefined ? {} : { since: opts.since }),
+      ...(opts.reverse === undefined ? {} : { reverse: opts.reverse }),
+    })
+    if (opts.since !== undefined && !page.continuous) throw new HoldfastError('unrecoverable_position', 'history since that position is not available')
+    return { offset: page.offset, epoch: page.epoch, publications: page.publications }
+  }
+
+  presence(channel: string): ReturnType<Engine['presence']> {
+    parseChannel(channel)
+    return this.engine.presence(channel)
+  }
+
+  presenceStats(channel: string): ReturnType<Engine['presenceStats']> {
+    parseChannel(channel)
+    return this.engine.presenceStats(channel)
+  }
+
+  /** Disconnect a user's or a connection's connections on every node. */
+  async disconnect(target: DisconnectTarget): Promise<void> {
+    if (target.user === undefined && target.client === undefined) throw new TypeError('holdfast: disconnect needs a user or a client')
+    const code = CloseCodes[target.code ?? 'kicked'].code
+    await this.engine.publishControl({
+      type: 'disconnect',
+      ...(target.user === undefined ? {} : { user: target.user }),
+      ...(target.client === undefined ? {} : { client: target.client }),
+      code,
+      reason: target.reason ?? 'disconnected by the server',
+      node: this.options.nodeId,
+    })
+  }
+
+  /** Subscribe every connection of a user to a channel, on every node (a `subscribe` push tells the client). */
+  async subscribeUser(user: string, channel: string): Promise<void> {
+    parseChannel(channel)
+    await this.engine.publishControl({ type: 'subscribe', user, channel, node: this.options.nodeId })
+  }
+
+  async unsubscribeUser(user: string, channel: string): Promise<void> {
+    parseChannel(channel)
+    await this.engine.publishControl({ type: 'unsubscribe', user, channel, node: this.options.nodeId })
+  }
+
+  /** Options of the namespace a channel belongs to. */
+  channelOptions(channel: string): ResolvedChannelOptions {
+    const colon = channel.indexOf(':')
+    if (colon > 0) {
+      const ns = this.options.namespaces.get(channel.slice(0, colon))
+      if (ns !== undefined) return ns
+    }
+    return this.options.defaultChannel
+  }
+
+  // ------------------------------------------------------------------ drain and close
+
+  /**
+   * Drain: refuse new connections (`/readyz` turns 503 via isReady()), close the existing ones
+   * with `restart` spread evenly over `drainMs` so they reconnect elsewhere without a storm, and
+   * resolve when all are gone (stragglers are terminated at the deadline).
+   */
+  close(opts: CloseOptions = {}): Promise<void> {
+    this.#closed ??= this.#close(opts.drainMs ?? this.options.drainMs)
+    return this.#closed
+  }
+
+  async #close(drainMs: number): Promise<void> {
+    this.#draining = true
+    this.log?.info({ connections: this.connections.size, drainMs }, 'draining')
+    const conns = [...this.connections]
+    // Shuffle so that a slow tail is not always the same clients.
+    for (let i = conns.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1))
+      ;[conns[i], conns[j]] = [conns[j] as Connection, conns[i] as Connection]
+    }
+    const start = performance.now()
+    const step = 20
+    let next = 0
+    await new Promise<void>((resolve) => {
+      const tick = (): void => {
+        const elapsed = performance.now() - start
+        const due = drainMs <= 0 ? conns.length : Math.min(conns.length, Math.ceil(((elapsed + step) / drainMs) * conns.length))
+        for (; next < due; next++) (conns[next] as Connection).close('restart', 'node is draining')
+        if (next >= conns.length) resolve()
+        else setTimeout(tick, step)
+      }
+      tick()
+    })
+    // Wait for the closing handshakes, but not forever.
+    const deadline = performance.now() + 2000
+    while (this.connections.size > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    for (const conn of [...this.connections]) {
+      conn.terminate(CloseCodes.restart.code, 'drain deadline')
+      this.#onClosed(conn, CloseCodes.restart.code, 'drain deadline')
+    }
+    this.#wheel.stop()
+    this.#transport.close()
+    clearInterval(this.#sweepTimer)
+    if (this.#presenceTimer !== undefined) clearInterval(this.#presenceTimer)
+    if (this.#ownsEngine) await this.engine.close()
+    this.log?.info('closed')
+  }
+}
+
+function normalizeIp(ip: string): string {
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip
+}
+
+/** The trace id of a W3C `traceparent` header, or a new random one. */
+function traceIdFrom(header: string | string[] | undefined): string {
+  const v = Array.isArray(header) ? header[0] : header
+  if (v !== undefined) {
+    const m = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(v.trim())
+    if (m !== null && m[1] !== '00000000000000000000000000000000') return m[1] as string
+  }
+  return randomBytes(16).toString('hex')
+}
+
+export type { ClientMessage, Command }

@@ -1,0 +1,209 @@
+import type { ClientInfo, Codec, Publication, StreamPosition, SubscribeResult } from '@holdfast/protocol'
+import { ConnState, type Connection } from './connection.js'
+import type { Engine, StreamPublication } from './engine/engine.js'
+import type { ResolvedChannelOptions } from './options.js'
+
+/** A subscriber whose subscribe is still reading history: live publications wait in `buffer`. */
+interface Recovering {
+  conn: Connection
+  buffer: StreamPublication[]
+}
+
+/** One channel with subscribers on this node. Shared by all of them: one object per channel. */
+interface ChannelEntry {
+  name: string
+  live: Set<Connection>
+  recovering: Set<Recovering>
+  /** Last publication the live feed delivered here; undefined until the first one. */
+  epoch: string | undefined
+  offset: number
+  /** Resolves once the engine feeds this node the channel (the first subscriber awaits it). */
+  ready: Promise<void>
+}
+
+export interface HubEvents {
+  /** A gap or epoch change was seen on the live feed: the subscriber must reconnect and recover. */
+  onInsufficientState(conn: Connection, channel: string): void
+}
+
+/**
+ * The node's channel table and fan-out. A publication is encoded once per codec in use and the
+ * same bytes are queued to every subscriber. Subscribing merges history with the live feed so
+ * that nothing published meanwhile is lost or delivered twice (the subscribe race).
+ */
+export class Hub {
+  readonly channels = new Map<string, ChannelEntry>()
+  readonly #engine: Engine
+  readonly #events: HubEvents
+
+  constructor(engine: Engine, events: HubEvents) {
+    this.#engine = engine
+    this.#events = events
+  }
+
+  get size(): number {
+    return this.channels.size
+  }
+
+  subscriberCount(channel: string): number {
+    const e = this.channels.get(channel)
+    return e === undefined ? 0 : e.live.size + e.recovering.size
+  }
+
+  #entry(channel: string): ChannelEntry {
+    let e = this.channels.get(channel)
+    if (e === undefined) {
+      const entry: ChannelEntry = {
+        name: channel,
+        live: new Set(),
+        recovering: new Set(),
+        epoch: undefined,
+        offset: 0,
+        ready: Promise.resolve(),
+      }
+      entry.ready = this.#engine.subscribe(channel).catch((err: unknown) => {
+        // Let the next subscriber try again rather than inherit a failed feed.
+        if (this.channels.get(channel) === entry && entry.live.size === 0 && entry.recovering.size === 0) this.channels.delete(channel)
+        throw err
+      })
+      this.channels.set(channel, entry)
+      e = entry
+    }
+    return e
+  }
+
+  /**
+   * Subscribe `conn` to `channel`, recovering from `recover` when given. `reply` is called with
+   * the subscribe result and, in the same synchronous step, publications that arrived during the
+   * history read are queued after it and the connection goes live: nothing slips between.
+   * Resolves false when the connection went away or hit a gap meanwhile; rejects (leaving no
+   * trace) when the engine fails.
+   */
+  async subscribe(
+    conn: Connection,
+    channel: string,
+    opts: ResolvedChannelOptions,
+    recover: StreamPosition | undefined,
+    reply: (result: SubscribeResult) => void,
+  ): Promise<boolean> {
+    const entry = this.#entry(channel)
+    const rec: Recovering = { conn, buffer: [] }
+    // Join the live feed *before* reading history: anything published after the read is buffered.
+    entry.recovering.add(rec)
+    let page
+    try {
+      await entry.ready
+      page = await this.#engine.history(channel, {
+        stream: opts,
+        ...(recover === undefined ? {} : { since: recover }),
+        limit: recover === undefined ? 0 : opts.maxRecoverPublications,
+      })
+    } catch (err) {
+      entry.recovering.delete(rec)
+      this.#dropIfEmpty(entry)
+      throw err
+    }
+    // From here to the end: synchronous.
+    entry.recovering.delete(rec)
+    if (conn.state === ConnState.Closed || conn.subs?.get(channel) === undefined || this.channels.get(channel) !== entry) {
+      this.#dropIfEmpty(entry)
+      return false
+    }
+    if (entry.epoch === undefined) {
+      entry.epoch = page.epoch
+      entry.offset = page.offset
+    }
+    let publications: Publication[] = []
+    let recovered = false
+    if (recover !== undefined && page.continuous) {
+      const last = page.publications.at(-1)?.offset ?? recover.offset
+      // A page cut by maxRecoverPublications is partial: refuse it rather than hide the rest.
+      if (last === page.offset) {
+        recovered = true
+        publications = page.publications
+      }
+    }
+    reply({ epoch: page.epoch, offset: page.offset, recovered, wasRecovering: recover !== undefined, publications })
+    let offset = page.offset
+    for (const pub of rec.buffer) {
+      if (pub.epoch !== page.epoch || pub.offset > offset + 1) {
+        this.#events.onInsufficientState(conn, channel)
+        return false
+      }
+      if (pub.offset <= offset) continue
+      offset = pub.offset
+      conn.enqueue(this.#encodePub(conn.codec, channel, pub))
+    }
+    entry.live.add(conn)
+    return true
+  }
+
+  /** Remove a connection from a channel (unsubscribe or close). */
+  remove(conn: Connection, channel: string): void {
+    const entry = this.channels.get(channel)
+    if (entry === undefined) return
+    entry.live.delete(conn)
+    for (const r of entry.recovering) if (r.conn === conn) entry.recovering.delete(r)
+    this.#dropIfEmpty(entry)
+  }
+
+  #dropIfEmpty(entry: ChannelEntry): void {
+    if (entry.live.size > 0 || entry.recovering.size > 0) return
+    if (this.channels.get(entry.name) !== entry) return
+    this.channels.delete(entry.name)
+    // Fire and forget: a failed unsubscribe only means extra traffic until the engine forgets us.
+    this.#engine.unsubscribe(entry.name).catch(() => {})
+  }
+
+  /** The engine's live feed. Hot path: one encode per codec, one enqueue per subscriber. */
+  onPublication(channel: string, pub: StreamPublication): void {
+    const entry = this.channels.get(channel)
+    if (entry === undefined) return
+    if (entry.epoch !== undefined) {
+      if (pub.epoch === entry.epoch && pub.offset <= entry.offset) return // a repeat from the feed
+      if (pub.epoch !== entry.epoch || pub.offset !== entry.offset + 1) {
+        // The feed skipped something (or the stream restarted): every live subscriber missed it.
+        // They reconnect and recover from history (or learn recovered:false); never a silent gap.
+        entry.epoch = pub.epoch
+        entry.offset = pub.offset
+        for (const conn of entry.live) this.#events.onInsufficientState(conn, channel)
+        for (const r of entry.recovering) r.buffer.push(pub)
+        return
+      }
+    }
+    entry.epoch = pub.epoch
+    entry.offset = pub.offset
+    for (const r of entry.recovering) r.buffer.push(pub)
+    if (entry.live.size === 0) return
+    let json: Uint8Array | undefined
+    let msgpack: Uint8Array | undefined
+    for (const conn of entry.live) {
+      let bytes: Uint8Array
+      if (conn.codec.binary) bytes = msgpack ??= this.#encodePub(conn.codec, channel, pub)
+      else bytes = json ??= this.#encodePub(conn.codec, channel, pub)
+      conn.enqueue(bytes)
+    }
+  }
+
+  onJoinLeave(channel: string, kind: 'join' | 'leave', info: ClientInfo): void {
+    const entry = this.channels.get(channel)
+    if (entry === undefined || entry.live.size === 0) return
+    const encoded = new Map<Codec, Uint8Array>()
+    for (const conn of entry.live) {
+      let bytes = encoded.get(conn.codec)
+      if (bytes === undefined) {
+        bytes = conn.codec.encode({ type: kind, channel, info })
+        encoded.set(conn.codec, bytes)
+      }
+      conn.enqueue(bytes)
+    }
+  }
+
+  #encodePub(codec: Codec, channel: string, pub: StreamPublication): Uint8Array {
+    return codec.encode(
+      pub.info === undefined
+        ? { type: 'pub', channel, epoch: pub.epoch, offset: pub.offset, data: pub.data }
+        : { type: 'pub', channel, epoch: pub.epoch, offset: pub.offset, data: pub.data, info: pub.info },
+    )
+  }
+}

@@ -1,0 +1,26 @@
+export { createHoldfast, type Holdfast } from './holdfast.js'
+export type { CloseOptions, DisconnectTarget, GatewayEvents, PublishApiOptions } from './gateway.js'
+export type {
+  ChannelHookContext,
+  ChannelOptions,
+  CommandRate,
+  ConnectionInfo,
+  HoldfastOptions,
+  PublishHookContext,
+} from './options.js'
+export type { AuthContext, AuthResult, AuthenticateHook, JwtAuthOptions } from './auth/types.js'
+export type { RpcContext, RpcHandler } from './rpc-router.js'
+export type {
+  ControlMessage,
+  Engine,
+  EngineHandler,
+  HistoryPage,
+  HistoryQuery,
+  IdempotencyClaim,
+  PublishOptions,
+  PublishOutcome,
+  StreamOptions,
+  StreamPublication,
+} from './engine/engine.js'
+export { MemoryEngine, type MemoryEngineOptions } from './engine/memory-engine.js'
+export { HoldfastError, CloseCodes, ErrorCodes } from '@holdfast/protocol'

@@ -1,0 +1,99 @@
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { Subprotocols } from '@holdfast/protocol'
+import { WebSocketServer, type WebSocket } from 'ws'
+import type { TransportSink, TransportSocket } from './transport.js'
+
+export interface WsTransportOptions {
+  /** Largest inbound frame, in bytes; a bigger one closes the connection with 1009. */
+  maxFrameBytes: number
+  compression: boolean
+}
+
+const BINARY = { binary: true } as const
+const TEXT = { binary: false } as const
+
+/** Adapts a `ws` socket to the gateway's TransportSocket (one small object per connection). */
+class WsSocket implements TransportSocket {
+  readonly #ws: WebSocket
+  constructor(ws: WebSocket) {
+    this.#ws = ws
+  }
+  get protocol(): string {
+    return this.#ws.protocol
+  }
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount
+  }
+  send(data: Uint8Array, binary: boolean): void {
+    this.#ws.send(data, binary ? BINARY : TEXT)
+  }
+  close(code: number, reason: string): void {
+    this.#ws.close(code, reason)
+  }
+  terminate(): void {
+    this.#ws.terminate()
+  }
+}
+
+/**
+ * The `ws` transport. It only upgrades; every decision (limits, auth, origin) is made by the
+ * gateway before `upgrade` is called, so refused requests never become WebSockets.
+ */
+export class WsTransport {
+  readonly #wss: WebSocketServer
+
+  constructor(opts: WsTransportOptions) {
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: opts.maxFrameBytes,
+      perMessageDeflate: opts.compression,
+      // Prefer MessagePack when offered; otherwise JSON (also when no subprotocol is offered).
+      handleProtocols: (protocols) => {
+        if (protocols.has(Subprotocols.msgpack)) return Subprotocols.msgpack
+        if (protocols.has(Subprotocols.json)) return Subprotocols.json
+        return false
+      },
+    })
+  }
+
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, accept: (socket: TransportSocket) => TransportSink): void {
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      const sink = accept(new WsSocket(ws))
+      ws.on('message', (data, isBinary) => sink.onFrame(data as Buffer, isBinary))
+      ws.on('close', (code, reason) => sink.onClose(code, reason.toString()))
+      // Errors (bad frames, too big) are followed by 'close' with the right code; nothing to do here.
+      ws.on('error', () => {})
+    })
+  }
+
+  close(): void {
+    this.#wss.close()
+  }
+}
+
+/** Refuse an upgrade with an HTTP status and a JSON body, before any WebSocket exists. */
+export function rejectUpgrade(socket: Duplex, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  if (socket.destroyed) return
+  const body = JSON.stringify({ error: { code, message } })
+  const reason = STATUS_TEXT[status] ?? 'Error'
+  const extra = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('')
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`,
+  )
+  // A client that never reads would keep the socket; the response is tiny, so a second is plenty.
+  setTimeout(() => socket.destroy(), 1000).unref()
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
+}
+

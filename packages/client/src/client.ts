@@ -1,0 +1,673 @@
+import {
+  adviceFor,
+  CloseCodes,
+  HoldfastError,
+  isErrorReply,
+  isReply,
+  jsonCodec,
+  msgpackCodec,
+  PROTOCOL_VERSION,
+  type ClientMessage,
+  type Codec,
+  type ConnectCommand,
+  type ConnectResult,
+  type HistoryResult,
+  type PresenceResult,
+  type PresenceStatsResult,
+  type PublishResult,
+  type RefreshResult,
+  type Reply,
+  type RpcResult,
+  type ServerMessage,
+  type StreamPosition,
+  type SubscribeResult,
+} from '@holdfast/protocol'
+import { backoffDelay } from './backoff.js'
+import { TypedEmitter } from './emitter.js'
+import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
+import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
+import { reasonFor, StateMachine, type ConnectionState, type StateChange, type StateReason } from './state.js'
+import { Subscription, type SubscriptionHost } from './subscription.js'
+import { Transport } from './transport.js'
+import { Watchdog } from './watchdog.js'
+
+export interface ConnectingEvent {
+  url: string
+  /** Consecutive failed attempts before this one (0: first attempt, or the last connection was stable). */
+  attempt: number
+}
+
+export interface ConnectedEvent {
+  url: string
+  /** Connection id given by the server. */
+  client: string
+  session: string
+  /** true: the session of the previous connection was resumed. */
+  resumed: boolean
+  node: string
+  data?: unknown
+}
+
+export interface DisconnectedEvent {
+  reason: StateReason
+  /** Delay of the scheduled reconnect attempt, or null when none is scheduled (offline, closed). */
+  reconnectInMs: number | null
+}
+
+export interface QueueEvent {
+  /** Commands waiting for an ack (queued offline or in flight). */
+  size: number
+  bytes: number
+}
+
+export interface ClientEvents {
+  state: StateChange
+  connecting: ConnectingEvent
+  connected: ConnectedEvent
+  disconnected: DisconnectedEvent
+  /** A message for this client only (server API `send`). */
+  message: { data: unknown }
+  error: HoldfastError
+  queue: QueueEvent
+  /** The server subscribed this client to a channel; attach listeners in this event. */
+  subscription: Subscription
+}
+
+export interface CallOptions {
+  /** Overall deadline for this call, queued time included. @default the client's `commandTimeoutMs` */
+  timeoutMs?: number
+}
+
+export interface HistoryOptions extends CallOptions {
+  /** Publications after this position; without it, the latest ones. */
+  since?: StreamPosition
+  limit?: number
+  /** Newest first. */
+  reverse?: boolean
+}
+
+type Timer = ReturnType<typeof setTimeout>
+
+interface NetworkEvents {
+  addEventListener(type: string, listener: () => void): void
+  removeEventListener(type: string, listener: () => void): void
+}
+
+/**
+ * The holdfast client: one logical connection that survives drops, restarts and failover.
+ *
+ * Guarantees kept here: subscriptions resubscribe after every reconnect from their last position
+ * and deliver each publication once, in order; publish/rpc calls carry a message id, wait in a
+ * bounded outbox while offline and are resent with the same id until acked, so the server's dedupe
+ * makes their effect exactly-once. A call that times out after it was sent has an unknown outcome:
+ * the server may or may not have performed it (a retry with a new call would be a new message).
+ */
+export class HoldfastClient extends TypedEmitter<ClientEvents> {
+  readonly #opts: ResolvedOptions
+  readonly #codec: Codec
+  readonly #machine: StateMachine
+  readonly #outbox: Outbox
+  readonly #subs = new Map<string, Subscription>()
+  readonly #host: SubscriptionHost
+  readonly #watchdog: Watchdog
+
+  #transport: Transport | undefined
+  /** The connect reply arrived on the current transport: commands may flow. */
+  #ready = false
+  /** Bumped whenever a connection attempt starts or ends, so async continuations of an old one are ignored. */
+  #generation = 0
+  #nextId = 1
+  readonly #replies = new Map<number, (reply: Reply) => void>()
+
+  #urlIndex = 0
+  #url = ''
+  /** Consecutive reconnect attempts without a connection that stayed up `stableAfterMs`. */
+  #attempt = 0
+  /** Consecutive unauthorized / token-expired closes; two in a row stop the client. */
+  #authFailures = 0
+  #token: string | undefined
+  #needToken = false
+  #session: { id: string; token: string } | undefined
+  #offline = false
+  #network: NetworkEvents | undefined
+
+  #reconnectTimer: Timer | undefined
+  #connectTimer: Timer | undefined
+  #stableTimer: Timer | undefined
+  #refreshTimer: Timer | undefined
+
+  constructor(urlOrUrls: string | readonly string[], options: ClientOptions = {}) {
+    super()
+    this.#opts = resolveOptions(urlOrUrls, options)
+    this.#codec = this.#opts.protocol === 'msgpack' ? msgpackCodec : jsonCodec
+    this.#token = this.#opts.token
+    this.#machine = new StateMachine((change) => this.emit('state', change))
+    this.#outbox = new Outbox(
+      { maxCommands: this.#opts.maxQueuedCommands, maxBytes: this.#opts.maxQueuedBytes },
+      (size, bytes) => this.emit('queue', { size, bytes }),
+    )
+    this.#watchdog = new Watchdog((silent) => this.#fail(CloseCodes.heartbeat_timeout.code, `no frame from the server for ${silent} ms`))
+    const self = this
+    this.#host = {
+      get connected() {
+        return self.#ready
+      },
+      sendSubscribe: (channel, recover, onReply) => {
+        this.#command({ type: 'subscribe', channel, ...(recover === undefined ? {} : { recover }) }, (reply) => {
+          if (isErrorReply(reply)) onReply({ ok: false, error: HoldfastError.fromReply(reply.error) })
+          else onReply({ ok: true, result: reply.result as SubscribeResult })
+        })
+      },
+      sendUnsubscribe: (channel) => this.#command({ type: 'unsubscribe', channel }, () => {}),
+      forget: (sub) => {
+        if (this.#subs.get(sub.channel) === sub) this.#subs.delete(sub.channel)
+      },
+      retryDelay: (attempt, advice) =>
+        advice === 'reconnect' ? Math.random() * this.#opts.restartJitterMs : this.#backoff(attempt),
+    }
+  }
+
+  get state(): ConnectionState {
+    return this.#machine.state
+  }
+
+  /** The session id kept across reconnects (undefined before the first connect). */
+  get sessionId(): string | undefined {
+    return this.#session?.id
+  }
+
+  /** Commands waiting for an ack. */
+  get queueSize(): number {
+    return this.#outbox.size
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  /** Connect (or connect again after `close()`). Connecting or connected: no-op. Disconnected: attempts now. */
+  connect(): void {
+    const state = this.state
+    if (state === 'connecting' || state === 'connected') return
+    if (state === 'closed') {
+      this.#attempt = 0
+      this.#authFailures = 0
+    }
+    this.#listenToNetwork()
+    if (this.#offline) return
+    this.#startAttempt(reasonFor(CloseCodes.normal.code, 'connect() called'))
+  }
+
+  /** Close for good: rejects every pending call with `client_closed`; removes every timer and listener. */
+  close(): void {
+    if (this.state === 'closed') return
+    this.#shutdown(reasonFor(CloseCodes.normal.code, 'close() called'))
+  }
+
+  // ------------------------------------------------------------ subscriptions
+
+  /** The subscription to `channel`, created (and subscribed as soon as connected) if there is none. */
+  subscribe(channel: string): Subscription {
+    if (typeof channel !== 'string' || channel.length === 0) throw new TypeError('holdfast client: channel must be a non-empty string')
+    const existing = this.#subs.get(channel)
+    if (existing !== undefined) return existing
+    const sub = new Subscription(channel, this.#host)
+    this.#subs.set(channel, sub)
+    if (this.#ready) sub._connected()
+    return sub
+  }
+
+  getSubscription(channel: string): Subscription | undefined {
+    return this.#subs.get(channel)
+  }
+
+  subscriptions(): Subscription[] {
+    return [...this.#subs.values()]
+  }
+
+  // ------------------------------------------------------------ commands
+
+  /** Publish; resolves with the server's ack once the publication is stored. Queued while offline. */
+  publish(channel: string, data: unknown, options?: CallOptions): Promise<PublishResult> {
+    return this.#request<PublishResult>({ type: 'publish', channel, data, msgId: newMessageId() }, options)
+  }
+
+  /** Call a server RPC handler; resolves with its result data. Queued while offline. */
+  async rpc<T = unknown>(method: string, data?: unknown, options?: CallOptions): Promise<T> {
+    const cmd: QueuedCommand = data === undefined ? { type: 'rpc', method, msgId: newMessageId() } : { type: 'rpc', method, data, msgId: newMessageId() }
+    const result = await this.#request<RpcResult>(cmd, options)
+    return result.data as T
+  }
+
+  presence(channel: string, options?: CallOptions): Promise<PresenceResult> {
+    return this.#request<PresenceResult>({ type: 'presence', channel }, options)
+  }
+
+  presenceStats(channel: string, options?: CallOptions): Promise<PresenceStatsResult> {
+    return this.#request<PresenceStatsResult>({ type: 'presence_stats', channel }, options)
+  }
+
+  history(channel: string, options: HistoryOptions = {}): Promise<HistoryResult> {
+    const cmd: QueuedCommand = {
+      type: 'history',
+      channel,
+      ...(options.since === undefined ? {} : { since: options.since }),
+      ...(options.limit === undefined ? {} : { limit: options.limit }),
+      ...(options.reverse === undefined ? {} : { reverse: options.reverse }),
+    }
+    return this.#request<HistoryResult>(cmd, options)
+  }
+
+  #request<T>(command: QueuedCommand, options: CallOptions | undefined): Promise<T> {
+    if (this.state === 'closed') {
+      return Promise.reject(new HoldfastError('client_closed', 'the client is closed; call connect() first'))
+    }
+    const timeoutMs = options?.timeoutMs ?? this.#opts.commandTimeoutMs
+    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+      return Promise.reject(new HoldfastError('bad_request', `timeoutMs must be a positive finite number, got ${String(timeoutMs)}`))
+    }
+    const target = command.type === 'rpc' ? command.method : command.channel
+    if (typeof target !== 'string' || target.length === 0) {
+      return Promise.reject(new HoldfastError('bad_request', `${command.type}: ${command.type === 'rpc' ? 'method' : 'channel'} must be a non-empty string`))
+    }
+    let bytes: number
+    try {
+      bytes = this.#codec.encode({ id: 1, ...command } as ClientMessage).byteLength
+    } catch (cause) {
+      return Promise.reject(new HoldfastError('bad_request', `${command.type}: data cannot be encoded`, { cause }))
+    }
+    return new Promise<T>((resolve, reject) => {
+      let entry: OutboxEntry
+      try {
+        entry = this.#outbox.add(command, bytes, resolve as (r: unknown) => void, reject)
+      } catch (err) {
+        reject(err)
+        return
+      }
+      entry.deadline = setTimeout(() => {
+        if (entry.wireId !== undefined) this.#replies.delete(entry.wireId)
+        const sent = entry.state === 'sent' ? ' (it was sent: the server may or may not have performed it)' : ''
+        this.#outbox.reject(entry, new HoldfastError('timeout', `${command.type} timed out after ${timeoutMs} ms${sent}`))
+      }, timeoutMs)
+      if (this.#ready) this.#sendEntry(entry)
+    })
+  }
+
+  #sendEntry(entry: OutboxEntry): void {
+    entry.state = 'sent'
+    entry.wireId = this.#command(entry.command, (reply) => this.#onEntryReply(entry, reply))
+  }
+
+  #onEntryReply(entry: OutboxEntry, reply: Reply): void {
+    entry.wireId = undefined
+    if (!this.#outbox.has(entry)) return
+    if (!isErrorReply(reply)) {
+      this.#outbox.resolve(entry, reply.result)
+      return
+    }
+    const err = HoldfastError.fromReply(reply.error)
+    if (!err.temporary) {
+      this.#outbox.reject(entry, err)
+      return
+    }
+    // Rate limited, engine down, same msgId still in progress: the same command (same msgId) may succeed later.
+    entry.attempt++
+    entry.state = 'retrying'
+    entry.retryTimer = setTimeout(() => {
+      entry.retryTimer = undefined
+      if (!this.#outbox.has(entry)) return
+      if (this.#ready) this.#sendEntry(entry)
+      else entry.state = 'queued'
+    }, this.#backoff(entry.attempt))
+  }
+
+  /** Send a command on the current connection with a fresh wire id; returns the id. */
+  #command(body: QueuedCommand | { type: 'subscribe' | 'unsubscribe'; channel: string; recover?: StreamPosition } | { type: 'refresh'; token: string }, onReply: (reply: Reply) => void): number {
+    const id = this.#nextId++
+    this.#replies.set(id, onReply)
+    this.#transport?.send({ ...body, id } as ClientMessage)
+    return id
+  }
+
+  // ------------------------------------------------------------ connection
+
+  #startAttempt(reason: StateReason): void {
+    clearTimeout(this.#reconnectTimer)
+    this.#reconnectTimer = undefined
+    const generation = ++this.#generation
+    this.#url = this.#opts.urls[this.#urlIndex % this.#opts.urls.length] as string
+    this.#machine.transition('connecting', reason)
+    this.emit('connecting', { url: this.#url, attempt: this.#attempt })
+    if (generation !== this.#generation) return
+    this.#connectTimer = setTimeout(
+      () => this.#fail(CloseCodes.connect_timeout.code, `no connect reply within ${this.#opts.connectTimeoutMs} ms`),
+      this.#opts.connectTimeoutMs,
+    )
+    const getToken = this.#opts.getToken
+    if (getToken !== undefined && (this.#needToken || this.#token === undefined)) {
+      Promise.resolve()
+        .then(getToken)
+        .then((token) => {
+          if (typeof token !== 'string') throw new TypeError(`getToken() must return a string, got ${typeof token}`)
+          if (generation !== this.#generation) return
+          this.#token = token
+          this.#needToken = false
+          this.#open(generation)
+        })
+        .catch((cause: unknown) => {
+          if (generation !== this.#generation) return
+          const message = `getToken() failed: ${cause instanceof Error ? cause.message : String(cause)}`
+          this.emit('error', new HoldfastError('unauthorized', message, { cause, temporary: true }))
+          // Fetching a token is a network call like any other: back off, ask again next attempt.
+          this.#fail(CloseCodes.abnormal.code, message)
+        })
+      return
+    }
+    this.#open(generation)
+  }
+
+  #open(generation: number): void {
+    let transport: Transport
+    try {
+      transport = new Transport(this.#opts.WebSocket, this.#url, this.#codec, this.#opts.maxBatch, {
+        open: () => this.#sendConnect(transport),
+        heard: () => this.#watchdog.heard(),
+        messages: (msgs) => this.#onMessages(transport, msgs),
+        malformed: (err) => {
+          this.emit('error', err)
+          if (this.#transport === transport) this.#fail(CloseCodes.bad_request.code, `malformed frame from the server: ${err.message}`)
+        },
+        close: (code, reason) => {
+          if (this.#transport !== transport) return
+          this.#teardown(code, reason, false)
+          this.#afterDisconnect(code, reason || 'connection closed')
+        },
+      })
+    } catch (cause) {
+      const message = cause instanceof Error ? cause.message : String(cause)
+      this.emit('error', new HoldfastError('bad_request', `cannot open ${this.#url}: ${message}`, { cause, temporary: true }))
+      if (generation === this.#generation) this.#fail(CloseCodes.abnormal.code, `cannot open ${this.#url}: ${message}`)
+      return
+    }
+    this.#transport = transport
+    this.#nextId = 1
+  }
+
+  #sendConnect(transport: Transport): void {
+    const cmd: Omit<ConnectCommand, 'id'> = {
+      type: 'connect',
+      version: PROTOCOL_VERSION,
+      ...(this.#token === undefined ? {} : { token: this.#token }),
+      ...(this.#session === undefined ? {} : { session: this.#session }),
+      ...(this.#opts.name === undefined ? {} : { name: this.#opts.name }),
+      ...(this.#opts.data === undefined ? {} : { data: this.#opts.data }),
+    }
+    const id = this.#nextId++
+    this.#replies.set(id, (reply) => {
+      if (this.#transport !== transport) return
+      if (!isErrorReply(reply)) {
+        this.#onConnected(reply.result as ConnectResult)
+        return
+      }
+      const err = HoldfastError.fromReply(reply.error)
+      this.emit('error', err)
+      if (this.#transport !== transport) return
+      if (err.code === 'unauthorized') this.#fail(CloseCodes.unauthorized.code, err.message, false)
+      else if (err.code === 'token_expired') this.#fail(CloseCodes.token_expired.code, err.message, false)
+      else this.#fail(err.temporary ? CloseCodes.try_later.code : CloseCodes.bad_request.code, `connect refused: ${err.message}`, false)
+    })
+    transport.send({ ...cmd, id } as ConnectCommand)
+  }
+
+  #onConnected(result: ConnectResult): void {
+    clearTimeout(this.#connectTimer)
+    this.#connectTimer = undefined
+    this.#session = result.session
+    this.#authFailures = 0
+    this.#ready = true
+    if (result.ping > 0) this.#watchdog.start(result.ping + this.#opts.maxServerPingDelayMs)
+    // Reset the backoff only once the connection has proven itself: a server that accepts and
+    // drops at once must not pull every client into a tight reconnect loop.
+    this.#stableTimer = setTimeout(() => {
+      this.#stableTimer = undefined
+      this.#attempt = 0
+    }, this.#opts.stableAfterMs)
+    if (result.expiresIn !== undefined) this.#scheduleRefresh(result.expiresIn)
+    // Resubscribe and flush the outbox before anyone hears "connected": a call made in a listener
+    // must queue behind the older ones, not overtake them.
+    for (const sub of [...this.#subs.values()]) sub._connected()
+    for (const entry of [...this.#outbox.entries()]) {
+      if (entry.state === 'queued') this.#sendEntry(entry)
+    }
+    const url = this.#url
+    this.#machine.transition('connected', reasonFor(CloseCodes.normal.code, result.resumed ? 'session resumed' : 'connected'))
+    if (!this.#ready) return
+    this.emit('connected', {
+      url,
+      client: result.client,
+      session: result.session.id,
+      resumed: result.resumed,
+      node: result.node,
+      ...(result.data === undefined ? {} : { data: result.data }),
+    })
+  }
+
+  #onMessages(transport: Transport, msgs: ServerMessage[]): void {
+    for (const msg of msgs) {
+      // A disconnect push (or a listener calling close()) may retire this transport mid-frame.
+      if (this.#transport !== transport) return
+      this.#onMessage(transport, msg)
+    }
+  }
+
+  #onMessage(transport: Transport, msg: ServerMessage): void {
+    if (isReply(msg)) {
+      const handler = this.#replies.get(msg.id)
+      if (handler !== undefined) {
+        this.#replies.delete(msg.id)
+        handler(msg)
+      }
+      return
+    }
+    switch (msg.type) {
+      case 'pub':
+        this.#subs.get(msg.channel)?._publication(msg)
+        return
+      case 'join':
+      case 'leave':
+        this.#subs.get(msg.channel)?._joinLeave(msg.type, msg.info)
+        return
+      case 'message':
+        this.emit('message', { data: msg.data })
+        return
+      case 'ping':
+        transport.send({ type: 'pong' })
+        return
+      case 'disconnect':
+        // Acted on at once: this code survives proxies that rewrite the WebSocket close code.
+        this.#teardown(CloseCodes.normal.code, 'disconnect received', false)
+        this.#afterDisconnect(msg.code, msg.reason)
+        return
+      case 'subscribe': {
+        const existing = this.#subs.get(msg.channel)
+        if (existing !== undefined) {
+          existing._serverSubscribed(msg)
+          return
+        }
+        const sub = new Subscription(msg.channel, this.#host, { epoch: msg.epoch, offset: msg.offset })
+        this.#subs.set(msg.channel, sub)
+        this.emit('subscription', sub)
+        sub._announce()
+        return
+      }
+      case 'unsubscribe':
+        this.#subs.get(msg.channel)?._serverUnsubscribed(msg)
+        return
+    }
+  }
+
+  #scheduleRefresh(expiresInMs: number): void {
+    clearTimeout(this.#refreshTimer)
+    this.#refreshTimer = undefined
+    const getToken = this.#opts.getToken
+    if (getToken === undefined) return
+    const margin = Math.min(10_000, expiresInMs / 2)
+    const generation = this.#generation
+    this.#refreshTimer = setTimeout(() => {
+      this.#refreshTimer = undefined
+      Promise.resolve()
+        .then(getToken)
+        .then(
+          (token) => {
+            if (generation !== this.#generation || !this.#ready) return
+            this.#token = token
+            this.#command({ type: 'refresh', token }, (reply) => {
+              if (generation !== this.#generation) return
+              if (isErrorReply(reply)) this.emit('error', HoldfastError.fromReply(reply.error))
+              else {
+                const expiresIn = (reply.result as RefreshResult).expiresIn
+                if (expiresIn !== undefined) this.#scheduleRefresh(expiresIn)
+              }
+            })
+          },
+          (cause: unknown) => {
+            if (generation !== this.#generation) return
+            // Not fatal yet: when the token does expire the server closes with token_expired and
+            // the refresh advice asks getToken() again before reconnecting.
+            const message = cause instanceof Error ? cause.message : String(cause)
+            this.emit('error', new HoldfastError('unauthorized', `getToken() failed: ${message}`, { cause, temporary: true }))
+          },
+        )
+    }, Math.max(0, expiresInMs - margin))
+  }
+
+  /** End the current connection attempt or connection locally, then follow the code's advice. */
+  #fail(code: number, message: string, hard = true): void {
+    if (this.state !== 'connecting' && this.state !== 'connected') return
+    this.#teardown(code, message, hard)
+    this.#afterDisconnect(code, message)
+  }
+
+  /** Drop the socket and everything bound to it; commands in flight go back to the queue. */
+  #teardown(code: number, message: string, hard: boolean): void {
+    this.#generation++
+    this.#transport?.close(code, message, hard)
+    this.#transport = undefined
+    this.#ready = false
+    this.#replies.clear()
+    this.#watchdog.stop()
+    clearTimeout(this.#connectTimer)
+    clearTimeout(this.#stableTimer)
+    clearTimeout(this.#refreshTimer)
+    this.#connectTimer = undefined
+    this.#stableTimer = undefined
+    this.#refreshTimer = undefined
+    for (const entry of this.#outbox.entries()) {
+      entry.wireId = undefined
+      // Unacked: resent after reconnect with the same msgId; the server's dedupe makes that safe.
+      if (entry.state === 'sent') entry.state = 'queued'
+    }
+    for (const sub of this.#subs.values()) sub._disconnected()
+  }
+
+  #afterDisconnect(code: number, message: string): void {
+    const wasConnecting = this.state === 'connecting'
+    const reason = reasonFor(code, message)
+    const advice = adviceFor(code)
+    if (advice === 'none' || advice === 'stop') {
+      this.#shutdown(reason)
+      return
+    }
+    if (advice === 'refresh') {
+      this.#authFailures++
+      if (this.#opts.getToken === undefined) {
+        this.#shutdown(reasonFor(code, `${message} (no getToken to refresh the token)`))
+        return
+      }
+      if (this.#authFailures >= 2) {
+        this.#shutdown(reasonFor(code, `${message} (unauthorized twice in a row)`))
+        return
+      }
+      this.#needToken = true
+    }
+    if (this.#offline) {
+      this.#toDisconnected(reason, null)
+      return
+    }
+    this.#attempt++
+    if (this.#attempt > this.#opts.maxReconnectAttempts) {
+      this.#shutdown(reasonFor(code, `${message} (gave up after ${this.#opts.maxReconnectAttempts} reconnect attempts)`))
+      return
+    }
+    // A failed attempt, or a node telling us to go elsewhere: try the next endpoint.
+    if (wasConnecting || advice === 'reconnect') this.#urlIndex = (this.#urlIndex + 1) % this.#opts.urls.length
+    const quick = (advice === 'reconnect' || advice === 'refresh') && this.#attempt === 1
+    const delay = quick ? Math.random() * this.#opts.restartJitterMs : this.#backoff(this.#attempt)
+    this.#toDisconnected(reason, delay)
+    if (this.state !== 'disconnected') return
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined
+      if (this.state === 'disconnected' && !this.#offline) this.#startAttempt(reason)
+    }, delay)
+  }
+
+  #toDisconnected(reason: StateReason, reconnectInMs: number | null): void {
+    this.#machine.transition('disconnected', reason)
+    this.emit('disconnected', { reason, reconnectInMs })
+  }
+
+  #shutdown(reason: StateReason): void {
+    const from = this.state
+    if (from === 'closed') return
+    clearTimeout(this.#reconnectTimer)
+    this.#reconnectTimer = undefined
+    this.#teardown(CloseCodes.normal.code, 'client closed', false)
+    this.#unlistenToNetwork()
+    this.#offline = false
+    for (const sub of this.#subs.values()) sub._closed()
+    this.#machine.transition('closed', reason)
+    this.#outbox.rejectAll(() => new HoldfastError('client_closed', `client closed: ${reason.message}`))
+    if (from !== 'disconnected') this.emit('disconnected', { reason, reconnectInMs: null })
+  }
+
+  #backoff(attempt: number): number {
+    return backoffDelay(attempt, this.#opts.minReconnectDelayMs, this.#opts.maxReconnectDelayMs)
+  }
+
+  // ------------------------------------------------------------ browser network events
+
+  #listenToNetwork(): void {
+    if (this.#network !== undefined) return
+    const g = globalThis as Partial<NetworkEvents>
+    if (typeof g.addEventListener !== 'function' || typeof g.removeEventListener !== 'function') return
+    const target = g as NetworkEvents
+    target.addEventListener('offline', this.#onOffline)
+    target.addEventListener('online', this.#onOnline)
+    this.#network = target
+  }
+
+  #unlistenToNetwork(): void {
+    const target = this.#network
+    if (target === undefined) return
+    target.removeEventListener('offline', this.#onOffline)
+    target.removeEventListener('online', this.#onOnline)
+    this.#network = undefined
+  }
+
+  // The OS knows the network is gone long before a heartbeat would notice: drop at once, and do
+  // not burn reconnect attempts until it is back.
+  #onOffline = (): void => {
+    this.#offline = true
+    clearTimeout(this.#reconnectTimer)
+    this.#reconnectTimer = undefined
+    const state = this.state
+    if (state === 'connecting' || state === 'connected') {
+      this.#teardown(CloseCodes.going_away.code, 'network offline', true)
+      this.#toDisconnected(reasonFor(CloseCodes.abnormal.code, 'network offline'), null)
+    }
+  }
+
+  #onOnline = (): void => {
+    if (!this.#offline) return
+    this.#offline = false
+    if (this.state === 'disconnected') this.#startAttempt(reasonFor(CloseCodes.abnormal.code, 'network back online'))
+  }
+}

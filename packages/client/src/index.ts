@@ -1,0 +1,26 @@
+export { HoldfastClient } from './client.js'
+export type {
+  CallOptions,
+  ClientEvents,
+  ConnectedEvent,
+  ConnectingEvent,
+  DisconnectedEvent,
+  HistoryOptions,
+  QueueEvent,
+} from './client.js'
+export { Subscription } from './subscription.js'
+export type {
+  JoinLeaveEvent,
+  PublicationEvent,
+  SubscribedEvent,
+  SubscriptionEvents,
+  SubscriptionState,
+  UnsubscribedEvent,
+} from './subscription.js'
+export { TRANSITIONS, canTransition } from './state.js'
+export type { ConnectionState, StateChange, StateReason } from './state.js'
+export { backoffDelay } from './backoff.js'
+export { DEFAULTS } from './options.js'
+export type { ClientOptions, WebSocketConstructor, WebSocketLike } from './options.js'
+export { HoldfastError } from '@holdfast/protocol'
+export type { ErrorCodeName, HistoryResult, PresenceResult, PresenceStatsResult, PublishResult, StreamPosition } from '@holdfast/protocol'

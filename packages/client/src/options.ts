@@ -1,0 +1,165 @@
+/**
+ * The minimal WebSocket surface the client uses. Both the browser's `WebSocket` and the `ws`
+ * package's class fit it, so Node users pass `ws` and nothing Node-specific leaks into this package.
+ * Handlers are typed `(ev: never) => unknown` so that either implementation's own event types are
+ * accepted; the client reads only `data`, `code` and `reason` from them.
+ */
+export interface WebSocketLike {
+  readonly readyState: number
+  /** The negotiated subprotocol ('' when none). */
+  readonly protocol: string
+  binaryType: string
+  onopen: ((ev: never) => unknown) | null
+  onmessage: ((ev: never) => unknown) | null
+  onclose: ((ev: never) => unknown) | null
+  onerror: ((ev: never) => unknown) | null
+  send(data: string | Uint8Array): void
+  close(code?: number, reason?: string): void
+}
+
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike
+
+export interface ClientOptions {
+  /** Connection token (a JWT from your backend). @default undefined (anonymous, or `getToken()` is asked) */
+  token?: string
+  /**
+   * Gets a fresh connection token: called before the first connect when `token` is absent, shortly
+   * before the token expires, and after the server closes with an unauthorized / token-expired code.
+   * @default undefined (no refresh: an unauthorized close stops the client)
+   */
+  getToken?: () => string | Promise<string>
+  /** WebSocket constructor; in Node pass the `ws` package's `WebSocket`. @default globalThis.WebSocket */
+  WebSocket?: WebSocketConstructor
+  /** Wire encoding, negotiated as a WebSocket subprotocol. @default 'json' */
+  protocol?: 'json' | 'msgpack'
+  /** Client name sent with connect (shown in server logs). @default undefined */
+  name?: string
+  /** Application data sent with connect (given to the server's authenticate hook). @default undefined */
+  data?: unknown
+  /** Lower bound of the reconnect delay, in ms. @default 500 */
+  minReconnectDelayMs?: number
+  /** Upper bound of the reconnect delay, in ms. @default 20000 */
+  maxReconnectDelayMs?: number
+  /** Reconnect delay window after a "restart"/"going away" close (reconnect now, jittered), in ms. @default 1000 */
+  restartJitterMs?: number
+  /** Consecutive failed reconnect attempts before giving up (state `closed`). @default Infinity */
+  maxReconnectAttempts?: number
+  /** A connection that stays up this long resets the backoff attempt counter, in ms. @default 5000 */
+  stableAfterMs?: number
+  /** Extra silence allowed beyond the server's ping interval before the connection is presumed dead, in ms. @default 10000 */
+  maxServerPingDelayMs?: number
+  /** Time allowed for the socket to open and the connect reply to arrive, in ms. @default 10000 */
+  connectTimeoutMs?: number
+  /** Overall deadline of publish/rpc/presence/history calls (queued time included), in ms; per-call override. @default 30000 */
+  commandTimeoutMs?: number
+  /** Most commands waiting for an ack (queued offline or in flight); beyond it a call rejects with `queue_full`. @default 1000 */
+  maxQueuedCommands?: number
+  /** Most encoded bytes of commands waiting for an ack; beyond it a call rejects with `queue_full`. @default 1048576 */
+  maxQueuedBytes?: number
+  /** Most messages batched into one outgoing frame (the server's `maxBatch` must allow it). @default 100 */
+  maxBatch?: number
+}
+
+export const DEFAULTS = {
+  protocol: 'json',
+  minReconnectDelayMs: 500,
+  maxReconnectDelayMs: 20_000,
+  restartJitterMs: 1000,
+  maxReconnectAttempts: Number.POSITIVE_INFINITY,
+  stableAfterMs: 5000,
+  maxServerPingDelayMs: 10_000,
+  connectTimeoutMs: 10_000,
+  commandTimeoutMs: 30_000,
+  maxQueuedCommands: 1000,
+  maxQueuedBytes: 1_048_576,
+  maxBatch: 100,
+} as const
+
+export interface ResolvedOptions {
+  urls: readonly string[]
+  token: string | undefined
+  getToken: (() => string | Promise<string>) | undefined
+  WebSocket: WebSocketConstructor
+  protocol: 'json' | 'msgpack'
+  name: string | undefined
+  data: unknown
+  minReconnectDelayMs: number
+  maxReconnectDelayMs: number
+  restartJitterMs: number
+  maxReconnectAttempts: number
+  stableAfterMs: number
+  maxServerPingDelayMs: number
+  connectTimeoutMs: number
+  commandTimeoutMs: number
+  maxQueuedCommands: number
+  maxQueuedBytes: number
+  maxBatch: number
+}
+
+function bad(name: string, what: string, v: unknown): TypeError {
+  const shown = typeof v === 'string' ? JSON.stringify(v) : String(v)
+  return new TypeError(`holdfast client: option "${name}" must be ${what}, got ${shown}`)
+}
+
+function nonNegative(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw bad(name, 'a finite number >= 0', v)
+  return v
+}
+
+function positiveInt(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw bad(name, 'a positive integer', v)
+  return v
+}
+
+function urlList(urlOrUrls: unknown): string[] {
+  const list = typeof urlOrUrls === 'string' ? [urlOrUrls] : urlOrUrls
+  if (!Array.isArray(list) || list.length === 0) throw bad('url', 'a ws:// or wss:// URL or a non-empty array of them', urlOrUrls)
+  return list.map((u: unknown) => {
+    if (typeof u !== 'string' || !/^wss?:\/\/./i.test(u)) throw bad('url', 'a ws:// or wss:// URL', u)
+    return u
+  })
+}
+
+/** Merge options with DEFAULTS and validate them once; a bad option throws a TypeError naming it. */
+export function resolveOptions(urlOrUrls: string | readonly string[], options: ClientOptions = {}): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw new TypeError('holdfast client: options must be an object')
+  const urls = urlList(urlOrUrls)
+  const ctor: unknown = options.WebSocket ?? (globalThis as { WebSocket?: unknown }).WebSocket
+  if (typeof ctor !== 'function') {
+    throw bad('WebSocket', 'a WebSocket constructor (no globalThis.WebSocket here: in Node pass the `ws` package)', ctor)
+  }
+  if (options.token !== undefined && typeof options.token !== 'string') throw bad('token', 'a string', options.token)
+  if (options.getToken !== undefined && typeof options.getToken !== 'function') throw bad('getToken', 'a function', options.getToken)
+  const protocol = options.protocol ?? DEFAULTS.protocol
+  if (protocol !== 'json' && protocol !== 'msgpack') throw bad('protocol', '"json" or "msgpack"', protocol)
+  if (options.name !== undefined && typeof options.name !== 'string') throw bad('name', 'a string', options.name)
+  const minReconnectDelayMs = nonNegative('minReconnectDelayMs', options.minReconnectDelayMs ?? DEFAULTS.minReconnectDelayMs)
+  const maxReconnectDelayMs = nonNegative('maxReconnectDelayMs', options.maxReconnectDelayMs ?? DEFAULTS.maxReconnectDelayMs)
+  if (maxReconnectDelayMs < minReconnectDelayMs) {
+    throw bad('maxReconnectDelayMs', `>= minReconnectDelayMs (${minReconnectDelayMs})`, maxReconnectDelayMs)
+  }
+  const maxReconnectAttempts = options.maxReconnectAttempts ?? DEFAULTS.maxReconnectAttempts
+  if (typeof maxReconnectAttempts !== 'number' || maxReconnectAttempts < 0 || !(Number.isSafeInteger(maxReconnectAttempts) || maxReconnectAttempts === Infinity)) {
+    throw bad('maxReconnectAttempts', 'a non-negative integer or Infinity', maxReconnectAttempts)
+  }
+  return {
+    urls,
+    token: options.token,
+    getToken: options.getToken,
+    WebSocket: ctor as WebSocketConstructor,
+    protocol,
+    name: options.name,
+    data: options.data,
+    minReconnectDelayMs,
+    maxReconnectDelayMs,
+    restartJitterMs: nonNegative('restartJitterMs', options.restartJitterMs ?? DEFAULTS.restartJitterMs),
+    maxReconnectAttempts,
+    stableAfterMs: nonNegative('stableAfterMs', options.stableAfterMs ?? DEFAULTS.stableAfterMs),
+    maxServerPingDelayMs: nonNegative('maxServerPingDelayMs', options.maxServerPingDelayMs ?? DEFAULTS.maxServerPingDelayMs),
+    connectTimeoutMs: positiveInt('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs),
+    commandTimeoutMs: positiveInt('commandTimeoutMs', options.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs),
+    maxQueuedCommands: positiveInt('maxQueuedCommands', options.maxQueuedCommands ?? DEFAULTS.maxQueuedCommands),
+    maxQueuedBytes: positiveInt('maxQueuedBytes', options.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes),
+    maxBatch: positiveInt('maxBatch', options.maxBatch ?? DEFAULTS.maxBatch),
+  }
+}

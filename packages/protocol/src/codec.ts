@@ -7,11 +7,14 @@ import { validateClientMessage, validateServerMessage } from './validate.js'
 export type FrameData = string | Uint8Array | ArrayBuffer
 
 export interface DecodeLimits {
-  /** Most messages accepted in one frame. @default 100 */
+  /** Most messages accepted in one frame. @default 100 for client frames; unlimited for server frames */
   maxBatch?: number
 }
 
 const DEFAULT_MAX_BATCH = 100
+// A server coalesces everything queued for a connection in one turn into one frame (hundreds of
+// publications under load); a client trusts its server's frame size instead of a count.
+const SERVER_MAX_BATCH = Number.POSITIVE_INFINITY
 
 /**
  * A codec encodes single messages to bytes and joins encoded messages into one frame, so a
@@ -59,14 +62,14 @@ function tooMany(max: number): HoldfastError {
   return new HoldfastError('bad_request', `frame holds more than ${max} messages`)
 }
 
-function decodeJson<T>(data: FrameData, validate: (v: unknown) => T, limits: DecodeLimits | undefined): T[] {
+function decodeJson<T>(data: FrameData, validate: (v: unknown) => T, limits: DecodeLimits | undefined, defaultMax: number): T[] {
   let text: string
   try {
     text = typeof data === 'string' ? data : textDecoder.decode(toBytes(data))
   } catch (cause) {
     throw new HoldfastError('bad_request', 'frame is not valid UTF-8', { cause })
   }
-  const max = limits?.maxBatch ?? DEFAULT_MAX_BATCH
+  const max = limits?.maxBatch ?? defaultMax
   const out: T[] = []
   let start = 0
   while (start <= text.length) {
@@ -95,14 +98,14 @@ export const jsonCodec: Codec = {
   binary: false,
   encode: (msg) => textEncoder.encode(JSON.stringify(msg)),
   frame: (parts) => concat(parts, NEWLINE),
-  decodeClient: (data, limits) => decodeJson(data, validateClientMessage, limits),
-  decodeServer: (data, limits) => decodeJson(data, validateServerMessage, limits),
+  decodeClient: (data, limits) => decodeJson(data, validateClientMessage, limits, DEFAULT_MAX_BATCH),
+  decodeServer: (data, limits) => decodeJson(data, validateServerMessage, limits, SERVER_MAX_BATCH),
 }
 
-function decodeMsgpack<T>(data: FrameData, validate: (v: unknown) => T, limits: DecodeLimits | undefined): T[] {
+function decodeMsgpack<T>(data: FrameData, validate: (v: unknown) => T, limits: DecodeLimits | undefined, defaultMax: number): T[] {
   if (typeof data === 'string') throw new HoldfastError('bad_request', 'msgpack protocol expects binary frames')
   const bytes = toBytes(data)
-  const max = limits?.maxBatch ?? DEFAULT_MAX_BATCH
+  const max = limits?.maxBatch ?? defaultMax
   // No container can declare more entries than the frame has bytes: this stops a 5-byte header
   // from asking the decoder for a 4-billion-element array.
   const bound = bytes.byteLength
@@ -133,8 +136,8 @@ export const msgpackCodec: Codec = {
   binary: true,
   encode: (msg) => msgpackEncode(msg, { ignoreUndefined: true }),
   frame: (parts) => concat(parts, undefined),
-  decodeClient: (data, limits) => decodeMsgpack(data, validateClientMessage, limits),
-  decodeServer: (data, limits) => decodeMsgpack(data, validateServerMessage, limits),
+  decodeClient: (data, limits) => decodeMsgpack(data, validateClientMessage, limits, DEFAULT_MAX_BATCH),
+  decodeServer: (data, limits) => decodeMsgpack(data, validateServerMessage, limits, SERVER_MAX_BATCH),
 }
 
 /** The codec for a negotiated subprotocol; JSON when none (or an unknown one) was negotiated. */

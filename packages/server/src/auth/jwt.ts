@@ -175,7 +175,7 @@ function publicKeyResolver(pem: string): JWTVerifyGetKey<CryptoKey> {
     let key = imported.get(alg)
     if (key === undefined) {
       key = importSPKI(pem, alg)
-      
+      imported.set(alg, key)
       key.catch(() => imported.delete(alg))
     }
     return key

@@ -15,10 +15,12 @@ export function tokenFromRequest(req: IncomingMessage): string | undefined {
     if (m !== null) return m[1]
   }
   const url = req.url ?? ''
-  const q = url.indexOf('?')
+  // Clients never send a fragment; if one is there anyway, nothing in it counts.
+  const hash = url.indexOf('#')
+  const target = hash === -1 ? url : url.slice(0, hash)
+  const q = target.indexOf('?')
   if (q === -1) return undefined
-  const hash = url.indexOf('#', q)
   // Only the query string is parsed, so an odd path (`//host/...`) cannot change what is read.
-  const token = new URLSearchParams(url.slice(q + 1, hash === -1 ? undefined : hash)).get('token')
+  const token = new URLSearchParams(target.slice(q + 1)).get('token')
   return token === null || token === '' ? undefined : token
 }

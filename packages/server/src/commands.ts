@@ -195,13 +195,15 @@ export class CommandHandler {
     pending.req = undefined
     pending.preAuth = undefined
     if (conn.state === ConnState.Closed) return undefined
-    if (auth.expiresAt !== undefined && auth.expiresAt <= Date.now()) {
+    // The verifier already allowed for clock skew; the grace keeps that allowance here too.
+    const expiresAt = auth.expiresAt === undefined ? 0 : auth.expiresAt + gw.expiryGraceMs
+    if (expiresAt !== 0 && expiresAt <= Date.now()) {
       conn.close('token_expired', 'token expired')
       return undefined
     }
     conn.user = auth.user
     conn.info = auth.info
-    conn.expiresAt = auth.expiresAt ?? 0
+    conn.expiresAt = expiresAt
     let resumed = false
     let session: { id: string; token: string }
     if (cmd.session !== undefined && gw.sessions.verify(cmd.session.id, conn.user, cmd.session.token)) {
@@ -219,7 +221,7 @@ export class CommandHandler {
       node: gw.nodeId,
       ping: gw.options.pingIntervalMs,
     }
-    if (conn.expiresAt > 0) result.expiresIn = conn.expiresAt - Date.now()
+    if (auth.expiresAt !== undefined) result.expiresIn = auth.expiresAt - Date.now()
     conn.send({ id: cmd.id, result })
     gw.connected(conn, resumed)
     return undefined
@@ -238,9 +240,9 @@ export class CommandHandler {
       conn.close('unauthorized', 'refreshed token belongs to another user')
       return undefined
     }
-    conn.expiresAt = auth.expiresAt ?? 0
+    conn.expiresAt = auth.expiresAt === undefined ? 0 : auth.expiresAt + gw.expiryGraceMs
     gw.rescheduleHeartbeat(conn)
-    return conn.expiresAt > 0 ? { expiresIn: conn.expiresAt - Date.now() } : {}
+    return auth.expiresAt === undefined ? {} : { expiresIn: auth.expiresAt - Date.now() }
   }
 
   // ---------------------------------------------------------------- channels

@@ -72,6 +72,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   readonly sessions: SessionSigner
   readonly log: Logger | undefined
   readonly maxQueueBytes: number
+  /** Clock skew allowed past a token's `exp` (the JWT verifier's tolerance). */
+  readonly expiryGraceMs: number
   readonly connections = new Set<Connection>()
   /** session id → the connection holding it on this node. */
   readonly bySession = new Map<string, Connection>()
@@ -86,6 +88,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   #startError: unknown = undefined
   #draining = false
   #closed: Promise<void> | undefined
+  /** Upgrades past the node-limit check that are not connections yet (auth in flight). */
+  #admitting = 0
   #presenceTimer: NodeJS.Timeout | undefined
   #sweepTimer: NodeJS.Timeout
 
@@ -96,6 +100,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.log =
       o.logger === false ? undefined : (o.logger ?? pino({ level: process.env['HOLDFAST_LOG_LEVEL'] ?? 'info', base: { node: o.nodeId } }))
     this.maxQueueBytes = o.maxQueueBytes
+    this.expiryGraceMs = (o.jwt?.clockToleranceSec ?? 5) * 1000
     this.#ownsEngine = o.engine === undefined
     this.engine = o.engine ?? new MemoryEngine()
     this.sessions = new SessionSigner(o.sessionSecret)
@@ -185,7 +190,18 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       rejectUpgrade(socket, status, reason, message, status === 429 || status === 503 ? { 'Retry-After': '1' } : {})
     }
     if (this.#draining || this.#closed !== undefined) return refuse(503, 'draining', 'node is draining; connect to another node')
-    if (this.connections.size >= o.maxConnections) return refuse(503, 'node_full', 'node connection limit reached')
+    // Upgrades still verifying a token count too, or concurrent ones would all pass this check.
+    if (this.connections.size + this.#admitting >= o.maxConnections) return refuse(503, 'node_full', 'node connection limit reached')
+    this.#admitting++
+    try {
+      await this.#admit(req, socket, head, refuse)
+    } finally {
+      // transport.upgrade() accepts synchronously: by now the connection is counted in `connections`.
+      this.#admitting--
+    }
+  }
+
+  async #admit(req: IncomingMessage, socket: Duplex, head: Buffer, refuse: (status: number, reason: string, message: string) => void): Promise<void> {
     const origin = req.headers.origin
     if (!this.#originOk(origin)) return refuse(403, 'origin', 'origin not allowed')
     const ip = normalizeIp(req.socket.remoteAddress ?? '')

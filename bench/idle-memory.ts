@@ -1,0 +1,119 @@
+/**
+ * Memory per idle connection: RSS and heap growth of a server process holding N idle
+ * connections, holdfast (connected, one session, two subscriptions) beside raw `ws` (accepting
+ * and holding sockets, nothing else), measured the same way in the same run.
+ *
+ *   node --conditions=source --import tsx bench/idle-memory.ts [--connections 10000]
+ *
+ * The server runs in a child process (`--expose-gc`) and reports `process.memoryUsage()` after a
+ * GC before and after the clients connect; the clients run in another child process, spread over
+ * source addresses 127.0.0.1-4 so no single address runs short of ephemeral ports.
+ */
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { parseArgs } from 'node:util'
+
+type Kind = 'holdfast' | 'ws'
+interface Mem {
+  rss: number
+  heapUsed: number
+}
+
+const { values } = parseArgs({ options: { connections: { type: 'string', default: '10000' }, role: { type: 'string' }, kind: { type: 'string' }, url: { type: 'string' } } })
+const N = Number(values.connections)
+
+async function serverRole(kind: Kind): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc === undefined) throw new Error('run the server role with --expose-gc')
+  const http = createServer()
+  if (kind === 'holdfast') {
+    const { createHoldfast } = await import('@holdfast/server')
+    createHoldfast({ logger: false, maxConnectionsPerIp: 1_000_000, connectRatePerIp: { perSecond: 1_000_000, burst: 1_000_000 } }).attach(http)
+  } else {
+    const { WebSocketServer } = await import('ws')
+    const wss = new WebSocketServer({ server: http, path: '/ws', clientTracking: true })
+    wss.on('connection', (ws) => ws.on('message', () => {}))
+  }
+  http.listen(0, '127.0.0.1')
+  await once(http, 'listening')
+  const measure = (): Mem => {
+    gc()
+    gc()
+    const m = process.memoryUsage()
+    return { rss: m.rss, heapUsed: m.heapUsed }
+  }
+  process.send?.({ type: 'listening', port: (http.address() as AddressInfo).port, mem: measure() })
+  process.on('message', (msg: { type: string }) => {
+    if (msg.type === 'measure') process.send?.({ type: 'mem', mem: measure() })
+  })
+}
+
+async function clientRole(kind: Kind, url: string): Promise<void> {
+  const { default: WebSocket } = await import('ws')
+  const socks: InstanceType<typeof WebSocket>[] = []
+  const batch = 500
+  for (let i = 0; i < N; i += batch) {
+    await Promise.all(
+      Array.from({ length: Math.min(batch, N - i) }, (_, k) => {
+        const ws = new WebSocket(url, kind === 'holdfast' ? ['holdfast.v1.json'] : [], { localAddress: `127.0.0.${1 + ((i + k) % 4)}` })
+        socks.push(ws)
+        return new Promise<void>((resolve, reject) => {
+          ws.once('error', reject)
+          if (kind === 'ws') ws.once('open', () => resolve())
+          else {
+            let replies = 0
+            ws.on('message', (data: Buffer) => {
+              for (const line of data.toString().split('\n')) {
+                const msg = JSON.parse(line) as { id?: number; type?: string }
+                if (msg.type === 'ping') ws.send('{"type":"pong"}')
+                if (msg.id !== undefined && ++replies === 3) resolve()
+              }
+            })
+            ws.once('open', () => {
+              const n = i + k
+              ws.send(
+                `{"id":1,"type":"connect","version":1}\n{"id":2,"type":"subscribe","channel":"room-${n % 100}"}\n{"id":3,"type":"subscribe","channel":"user#${n}"}`,
+              )
+            })
+          }
+        })
+      }),
+    )
+  }
+  process.send?.({ type: 'connected', count: socks.length })
+  await new Promise(() => {}) // hold the sockets until killed
+}
+
+async function run(kind: Kind): Promise<{ kind: Kind; perConnRss: number; perConnHeap: number; base: Mem; loaded: Mem }> {
+  const server = fork(new URL(import.meta.url).pathname, ['--role', 'server', '--kind', kind], {
+    execArgv: ['--expose-gc', '--conditions=source', '--import', 'tsx'],
+  })
+  const [hello] = (await once(server, 'message')) as [{ port: number; mem: Mem }]
+  const client = fork(new URL(import.meta.url).pathname, ['--role', 'client', '--kind', kind, '--url', `ws://127.0.0.1:${hello.port}/ws`, '--connections', String(N)], {
+    execArgv: ['--conditions=source', '--import', 'tsx'],
+  })
+  const [done] = (await once(client, 'message')) as [{ count: number }]
+  if (done.count !== N) throw new Error(`only ${done.count} connected`)
+  await new Promise((r) => setTimeout(r, 500))
+  server.send({ type: 'measure' })
+  const [m] = (await once(server, 'message')) as [{ mem: Mem }]
+  client.kill('SIGKILL')
+  server.kill('SIGKILL')
+  return { kind, base: hello.mem, loaded: m.mem, perConnRss: (m.mem.rss - hello.mem.rss) / N, perConnHeap: (m.mem.heapUsed - hello.mem.heapUsed) / N }
+}
+
+if (values.role === 'server') await serverRole(values.kind as Kind)
+else if (values.role === 'client') await clientRole(values.kind as Kind, values.url as string)
+else {
+  const results = []
+  for (const kind of ['ws', 'holdfast'] as const) results.push(await run(kind))
+  const kib = (b: number): string => (b / 1024).toFixed(2)
+  console.log(`idle connections: ${N} (holdfast: connected + session + 2 subscriptions; ws: open socket)`)
+  console.log('server          RSS/conn KiB   heap/conn KiB')
+  for (const r of results) console.log(`${r.kind.padEnd(15)} ${kib(r.perConnRss).padStart(12)} ${kib(r.perConnHeap).padStart(15)}`)
+  const [ws, hf] = results as [(typeof results)[0], (typeof results)[0]]
+  console.log(`ratio holdfast/ws: RSS ${(hf.perConnRss / ws.perConnRss).toFixed(2)}x, heap ${(hf.perConnHeap / ws.perConnHeap).toFixed(2)}x`)
+  process.exit(0)
+}

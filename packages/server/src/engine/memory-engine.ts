@@ -72,7 +72,7 @@ interface Entry {
   offset: number
   data: unknown
   info: ClientInfo | undefined
-  /** When it was stored; never lower than the previous entry's, so TTL trimming from the head is exact. */
+  /** History TTL is measured from here. */
   at: number
 }
 
@@ -89,7 +89,6 @@ interface Stream {
    */
   buf: (Entry | undefined)[]
   head: number
-  lastAt: number
   /** The stream (offset and epoch) is forgotten at this time unless a publish extends it. */
   expiresAt: number
   /** Retention of the latest publish, for the sweep, which has no call options to go by. */
@@ -120,8 +119,8 @@ function toPublication(e: Entry): Publication {
  * and the live feed is a direct call into the handler. A restart loses everything, which is why
  * epochs are random: clients then learn `recovered: false` instead of trusting reused offsets.
  *
- * Every operation runs synchronously inside the returned promise's executor, so concurrent
- * publishes get offsets in call order and fan-out happens in offset order.
+ * Every method does all its work before its first `await` (it has none), so concurrent publishes
+ * get offsets in call order and fan-out happens in offset order, with no locks.
  */
 export class MemoryEngine implements Engine {
   readonly name = 'memory'
@@ -202,10 +201,7 @@ export class MemoryEngine implements Engine {
     s.historySize = opts.historySize
     s.historyTtlMs = opts.historyTtlMs
     const offset = ++s.top
-    if (opts.historySize > 0) {
-      s.lastAt = Math.max(s.lastAt, now)
-      s.buf.push({ offset, data, info: opts.info, at: s.lastAt })
-    }
+    if (opts.historySize > 0) s.buf.push({ offset, data, info: opts.info, at: now })
     trim(s, opts, now)
 
     const outcome: PublishOutcome = { offset, epoch: s.epoch, duplicate: false }
@@ -344,7 +340,6 @@ export class MemoryEngine implements Engine {
         top: 0,
         buf: [],
         head: 0,
-        lastAt: now,
         expiresAt: now + opts.streamTtlMs,
         historySize: opts.historySize,
         historyTtlMs: opts.historyTtlMs,
@@ -383,7 +378,10 @@ export class MemoryEngine implements Engine {
   }
 }
 
-/** Drop entries beyond `historySize` or older than `historyTtlMs`, always from the oldest end, so what stays has no gap. */
+/**
+ * Drop entries beyond `historySize` or older than `historyTtlMs`, only ever from the oldest end and
+ * stopping at the first live one, so what stays has no gap even if the clock stepped back.
+ */
 function trim(s: Stream, opts: Pick<StreamOptions, 'historySize' | 'historyTtlMs'>, now: number): void {
   const { buf } = s
   const keepFrom = Math.max(0, buf.length - opts.historySize)

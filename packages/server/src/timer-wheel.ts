@@ -171,7 +171,7 @@ export class TimerWheel<T extends WheelEntry> {
     const generation = this.generation
     const interval = setInterval(() => this.tick(generation), this.tickMs)
     // The wheel must never be what keeps the process alive: sockets and servers do that.
-    
+    interval.unref()
     this.interval = interval
   }
 

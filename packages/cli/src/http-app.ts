@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises'
 import { extname, join, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
-import type { createHoldfast } from '@holdfast/server'
+import type { Holdfast } from '@holdfast/server'
 import { holdfastFastify } from '@holdfast/server/fastify'
 
-export type Holdfast = ReturnType<typeof createHoldfast>
+export type { Holdfast }
 
 export interface HttpAppOptions {
   holdfast: Holdfast
@@ -20,6 +20,8 @@ export interface HttpAppOptions {
 
 /** Resolved from this file so that it works from src/ (tsx) and from dist/ alike. */
 export const DEFAULT_PUBLIC_DIR = fileURLToPath(new URL('../public/', import.meta.url))
+
+const PROBES = new Set(['/healthz', '/readyz'])
 
 const CONTENT_TYPES: Readonly<Record<string, string>> = {
   '.html': 'text/html; charset=utf-8',
@@ -42,10 +44,12 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
 export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstance> {
   const { holdfast } = opts
   const publicDir = resolve(opts.publicDir ?? DEFAULT_PUBLIC_DIR)
+  // Typed as Fastify's base logger so the app is a plain FastifyInstance for callers.
+  const loggerInstance: FastifyBaseLogger | undefined = opts.logger === false ? undefined : opts.logger
   const app = Fastify({
-    ...(opts.logger === false ? { logger: false } : { loggerInstance: opts.logger }),
-    // Probes hit /healthz every few seconds; one log line per request would bury the useful ones.
-    disableRequestLogging: true,
+    ...(loggerInstance === undefined ? { logger: false } : { loggerInstance }),
+    // Probes hit /healthz and /readyz every few seconds; a log line each would bury the useful ones.
+    logController: new LogController({ disableRequestLogging: (req) => PROBES.has(req.url) }),
   })
 
   // Liveness: the event loop answers. Deliberately independent of the engine, so that an
@@ -61,7 +65,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
 
   await app.register(holdfastFastify, { holdfast, path: opts.wsPath ?? '/ws' })
 
-  const sendFile = async (rel: string, reply: import('fastify').FastifyReply): Promise<unknown> => {
+  const sendFile = async (rel: string, reply: FastifyReply): Promise<unknown> => {
     const full = resolve(join(publicDir, rel))
     // Path traversal guard: `/..%2f..%2fetc/passwd` must not leave the public folder.
     if (full !== publicDir && !full.startsWith(publicDir + sep)) return reply.code(404).send({ error: 'not found' })

@@ -61,6 +61,9 @@ export async function startServer(config: ServeConfig, io: { stdout: NodeJS.Writ
   if (config.apiKey !== undefined) logger.warn('--api-key is set, but the server HTTP API is not available in this version yet')
   if (config.adminSecret !== undefined) logger.warn('--admin-secret is set, but the admin dashboard is not available in this version yet')
 
+  // An engine that cannot start yet (Redis away) is not fatal: the node serves, reports
+  // not-ready on /readyz and recovers by itself, as an orchestrator expects.
+  await holdfast.ready().catch((err: unknown) => logger.error({ err }, 'engine not ready at startup'))
   const app = await buildHttpApp({ holdfast, logger })
   try {
     await app.listen({ port: config.port, host: config.host })
@@ -103,7 +106,7 @@ export async function runServe(config: ServeConfig): Promise<void> {
       process.exit(SIGNAL_EXIT[signal] ?? 1)
     }
     stopping = true
-    server.logger.info({ signal, drainMs: config.drainMs }, 'draining')
+    server.logger.info({ signal }, 'signal received, shutting down')
     // A drain that hangs (a bug, a stuck engine) must not keep a deploy waiting forever.
     const deadline = (config.drainMs ?? 10_000) + 10_000
     setTimeout(() => {

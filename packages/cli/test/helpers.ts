@@ -1,0 +1,134 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import WebSocket from 'ws'
+
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
+const BIN = 'packages/cli/src/bin.ts'
+
+/** Reject after `ms` with a message saying what was awaited: every wait in these tests is bounded. */
+export function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
+  })
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer))
+}
+
+/** The environment without HOLDFAST_* and NODE_ENV from the outer shell, plus `extra`. */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.startsWith('HOLDFAST_') && k !== 'NODE_ENV') env[k] = v
+  }
+  return { ...env, ...extra }
+}
+
+export interface CliProcess {
+  child: ChildProcess
+  stdout(): string
+  stderr(): string
+  /** Resolves with the first stdout line matching `re`. */
+  waitForLine(re: RegExp, ms?: number): Promise<RegExpExecArray>
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+/** Run the CLI from its TypeScript source, as `npm run dev` does. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): CliProcess {
+  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', BIN, ...args], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  let err = ''
+  const waiters = new Set<() => void>()
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    out += d
+    for (const w of waiters) w()
+  })
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    err += d
+  })
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }))
+  })
+  const waitForLine = (re: RegExp, ms = 30_000): Promise<RegExpExecArray> =>
+    within(
+      ms,
+      `a stdout line matching ${re} (stdout: ${JSON.stringify(out.slice(-500))}, stderr: ${JSON.stringify(err.slice(-500))})`,
+      new Promise<RegExpExecArray>((resolve, reject) => {
+        const check = (): void => {
+          for (const line of out.split('\n')) {
+            const m = re.exec(line)
+            if (m !== null) {
+              waiters.delete(check)
+              resolve(m)
+              return
+            }
+          }
+        }
+        waiters.add(check)
+        check()
+        void exited.then(({ code, signal }) => {
+          waiters.delete(check)
+          reject(new Error(`CLI exited (code ${code}, signal ${signal}) before printing ${re}; stderr: ${err.slice(-2000)}`))
+        })
+      }),
+    )
+  return { child, stdout: () => out, stderr: () => err, waitForLine, exited }
+}
+
+/** Run the CLI to completion (for commands that exit by themselves). */
+export async function runCliToEnd(args: string[], env?: NodeJS.ProcessEnv, ms = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = runCli(args, env)
+  try {
+    const { code } = await within(ms, `holdfast ${args.join(' ')} to exit`, p.exited)
+    return { code, stdout: p.stdout(), stderr: p.stderr() }
+  } finally {
+    p.child.kill('SIGKILL')
+  }
+}
+
+/** Start `holdfast serve --port 0 ...` and wait for its listening line. */
+export async function startServe(args: string[], env?: NodeJS.ProcessEnv): Promise<CliProcess & { url: string; wsUrl: string }> {
+  const p = runCli(['serve', '--port', '0', ...args], env)
+  try {
+    const m = await p.waitForLine(/^holdfast listening on (http:\/\/\S+) \((ws:\/\/\S+)\) engine=memory$/)
+    return { ...p, url: m[1] as string, wsUrl: m[2] as string }
+  } catch (err) {
+    p.child.kill('SIGKILL')
+    throw err
+  }
+}
+
+export interface TestClient {
+  ws: WebSocket
+  /** The reply to the connect command. */
+  reply: { id: number; result?: { client?: unknown }; error?: unknown }
+  closed: Promise<{ code: number; reason: string }>
+}
+
+/** Open a raw `ws` connection and send the protocol's connect command. */
+export async function connectClient(wsUrl: string, token?: string): Promise<TestClient> {
+  const ws = new WebSocket(wsUrl)
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }))
+  })
+  await within(10_000, `WebSocket open to ${wsUrl}`, new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve())
+    ws.once('error', reject)
+  }))
+  const reply = await within(10_000, 'the connect reply', new Promise<TestClient['reply']>((resolve, reject) => {
+    void closed.then(({ code, reason }) => reject(new Error(`closed before the connect reply: ${code} ${reason}`)))
+    ws.on('message', (data) => {
+      // A JSON frame may batch several messages, one per line.
+      for (const line of data.toString().split('\n')) {
+        if (line.trim() === '') continue
+        const msg = JSON.parse(line) as TestClient['reply']
+        if (msg.id === 1) resolve(msg)
+      }
+    })
+    ws.send(JSON.stringify({ id: 1, type: 'connect', version: 1, ...(token === undefined ? {} : { token }) }))
+  }))
+  return { ws, reply, closed }
+}

@@ -97,33 +97,37 @@ const SIGNAL_EXIT: Readonly<Record<string, number>> = { SIGINT: 130, SIGTERM: 14
 
 /** `holdfast serve`: start, then drain on SIGTERM/SIGINT and exit 0; a second signal exits at once. */
 export async function runServe(config: ServeConfig): Promise<void> {
-  const server = await startServer(config, { stdout: process.stdout, stderr: process.stderr })
+  let server: RunningServer | undefined
   let stopping = false
+  // Installed before startup, so that a signal during startup is not Node's default instant kill
+  // halfway through binding; with nothing connected yet there is nothing to drain.
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      // The operator means it (a second Ctrl-C): do not make them wait for the drain window.
-      process.stderr.write(`holdfast: ${signal} again, exiting without waiting for the drain\n`)
-      process.exit(SIGNAL_EXIT[signal] ?? 1)
+    if (stopping || server === undefined) {
+      // Either the operator means it (a second Ctrl-C), or nothing has started: no drain to wait for.
+      if (stopping) process.stderr.write(`holdfast: ${signal} again, exiting without waiting for the drain\n`)
+      process.exit(stopping ? (SIGNAL_EXIT[signal] ?? 1) : 0)
     }
     stopping = true
-    server.logger.info({ signal }, 'signal received, shutting down')
+    const running = server
+    running.logger.info({ signal }, 'signal received, shutting down')
     // A drain that hangs (a bug, a stuck engine) must not keep a deploy waiting forever.
     const deadline = (config.drainMs ?? 10_000) + 10_000
     setTimeout(() => {
       process.stderr.write(`holdfast: shutdown did not finish within ${deadline} ms, exiting\n`)
       process.exit(1)
     }, deadline).unref()
-    server.close().then(
+    running.close().then(
       () => {
-        server.logger.info('stopped')
+        running.logger.info('stopped')
         process.exit(0)
       },
       (err: unknown) => {
-        server.logger.error({ err }, 'shutdown failed')
+        running.logger.error({ err }, 'shutdown failed')
         process.exit(1)
       },
     )
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  server = await startServer(config, { stdout: process.stdout, stderr: process.stderr })
 }

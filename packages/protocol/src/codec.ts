@@ -62,7 +62,29 @@ function tooMany(max: number): HoldfastError {
   return new HoldfastError('bad_request', `frame holds more than ${max} messages`)
 }
 
-function decodeJson<T>(data: FrameData, validate: (v: unknown) => T, limits: DecodeLimits | undefined, defaultMax: number): T[] {
+// MessagePack decoders refuse a `__proto__` map key. If the server took one from a JSON client, a
+// publication carrying it would make the frames of every MessagePack subscriber undecodable, and
+// again on every recovery. So client frames may not hold such a key in either encoding. In JSON
+// the key can only be spelled literally or with a \u escape, which keeps the walk off the hot path.
+function hasProtoKey(line: string, value: unknown): boolean {
+  if (!line.includes('__proto__') && !line.includes('\\u')) return false
+  const stack: unknown[] = [value]
+  while (stack.length > 0) {
+    const v = stack.pop()
+    if (typeof v !== 'object' || v === null) continue
+    if (!Array.isArray(v) && Object.hasOwn(v, '__proto__')) return true
+    for (const child of Object.values(v)) stack.push(child)
+  }
+  return false
+}
+
+function decodeJson<T>(
+  data: FrameData,
+  validate: (v: unknown) => T,
+  limits: DecodeLimits | undefined,
+  defaultMax: number,
+  refuseProtoKeys: boolean,
+): T[] {
   let text: string
   try {
     text = typeof data === 'string' ? data : textDecoder.decode(toBytes(data))
@@ -77,12 +99,14 @@ function decodeJson<T>(data: FrameData, validate: (v: unknown) => T, limits: Dec
     if (end === -1) end = text.length
     if (end > start) {
       if (out.length === max) throw tooMany(max)
+      const line = text.slice(start, end)
       let value: unknown
       try {
-        value = JSON.parse(text.slice(start, end))
+        value = JSON.parse(line)
       } catch (cause) {
         throw new HoldfastError('bad_request', 'frame is not valid JSON', { cause })
       }
+      if (refuseProtoKeys && hasProtoKey(line, value)) throw new HoldfastError('bad_request', 'the key __proto__ is not allowed')
       out.push(validate(value))
     }
     start = end + 1
@@ -98,8 +122,8 @@ export const jsonCodec: Codec = {
   binary: false,
   encode: (msg) => textEncoder.encode(JSON.stringify(msg)),
   frame: (parts) => concat(parts, NEWLINE),
-  decodeClient: (data, limits) => decodeJson(data, validateClientMessage, limits, DEFAULT_MAX_BATCH),
-  decodeServer: (data, limits) => decodeJson(data, validateServerMessage, limits, SERVER_MAX_BATCH),
+  decodeClient: (data, limits) => decodeJson(data, validateClientMessage, limits, DEFAULT_MAX_BATCH, true),
+  decodeServer: (data, limits) => decodeJson(data, validateServerMessage, limits, SERVER_MAX_BATCH, false),
 }
 
 function decodeMsgpack<T>(data: FrameData, validate: (v: unknown) => T, limits: DecodeLimits | undefined, defaultMax: number): T[] {

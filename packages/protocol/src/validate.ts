@@ -85,6 +85,11 @@ function check(kind: Kind, v: unknown): boolean {
   }
 }
 
+// Never String() a decoded value: `{"type":{"toString":1}}` makes that throw a TypeError instead of bad_request.
+function describeType(type: unknown): string {
+  return typeof type === 'string' ? JSON.stringify(type).slice(0, 64) : `of kind ${type === null ? 'null' : typeof type}`
+}
+
 function checkShape(shape: Shape, msg: Record<string, unknown>, what: string): void {
   for (const [field, kind] of Object.entries(shape.required)) {
     if (!check(kind, msg[field])) throw new HoldfastError('bad_request', `${what}: field "${field}" is missing or not a valid ${kind}`)
@@ -102,7 +107,7 @@ export function validateClientMessage(value: unknown): ClientMessage {
   if (!isObject(value)) throw new HoldfastError('bad_request', 'message is not an object')
   const type = value['type']
   if (typeof type !== 'string' || !Object.hasOwn(clientShapes, type)) {
-    throw new HoldfastError('bad_request', `unknown message type ${JSON.stringify(String(type)).slice(0, 64)}`)
+    throw new HoldfastError('bad_request', `unknown message type ${describeType(type)}`)
   }
   checkShape(clientShapes[type as ClientMessage['type']], value, type)
   return value as unknown as ClientMessage
@@ -122,7 +127,7 @@ export function validateServerMessage(value: unknown): ServerMessage {
   }
   const type = value['type']
   if (typeof type !== 'string' || !Object.hasOwn(pushShapes, type)) {
-    throw new HoldfastError('bad_request', `unknown push type ${JSON.stringify(String(type)).slice(0, 64)}`)
+    throw new HoldfastError('bad_request', `unknown push type ${describeType(type)}`)
   }
   checkShape(pushShapes[type] as Shape, value, type)
   return value as unknown as ServerMessage

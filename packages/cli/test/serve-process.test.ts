@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { createServer, type AddressInfo } from 'node:net'
 import { describe, test } from 'node:test'
 import { CloseCodes } from '@holdfast/protocol'
 import { cleanEnv, connectClient, runCliToEnd, startServe, within } from './helpers.js'
@@ -7,7 +8,7 @@ const SECRET = 'cli-test-secret-0123456789abcdef0123'
 
 describe('holdfast serve (real process)', () => {
   test('serves probes, the demo page and /ws; SIGTERM drains with /readyz at 503, then exits 0', async (t) => {
-    const serve = await startServe(['--drain-ms', '600', '--log-level', 'warn'])
+    const serve = await startServe(['--drain-ms', '1000', '--log-level', 'warn'])
     t.after(() => serve.child.kill('SIGKILL'))
 
     // Without auth the operator must be told, loudly.
@@ -108,6 +109,16 @@ describe('holdfast serve refuses bad setups with exit code 2', { concurrency: tr
     ['bad env var', [], { HOLDFAST_LOG_LEVEL: 'loud' }, /HOLDFAST_LOG_LEVEL must be one of/],
     ['missing config file', ['--config', 'does-not-exist.json'], {}, /cannot read config file does-not-exist\.json/],
   ]
+  test('port already in use', async (t) => {
+    const blocker = createServer()
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+    t.after(() => blocker.close())
+    const { port } = blocker.address() as AddressInfo
+    const r = await runCliToEnd(['serve', '--port', String(port)], cleanEnv())
+    assert.equal(r.code, 2, r.stderr)
+    assert.match(r.stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use`))
+  })
+
   for (const [name, args, env, message] of cases) {
     test(name, async () => {
       const r = await runCliToEnd(['serve', ...args], cleanEnv(env))

@@ -24,7 +24,9 @@ const plugin: FastifyPluginCallback<HoldfastFastifyOptions> = (app: FastifyInsta
     return
   }
   opts.holdfast.attach(app.server, { path: opts.path ?? '/ws' })
-  if (opts.closeWithApp !== false) app.addHook('onClose', async () => opts.holdfast.close())
+  // preClose, not onClose: the HTTP server's close waits for upgraded sockets too, so draining
+  // after it would wait forever.
+  if (opts.closeWithApp !== false) app.addHook('preClose', async () => opts.holdfast.close())
   done()
 }
 

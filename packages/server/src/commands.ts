@@ -29,6 +29,20 @@ export interface PendingConnect {
 }
 
 const MAX_MSG_ID = 128
+/** Deepest nesting of publish/RPC data: below msgpack's encoder limit (100) with room for the envelope. */
+const MAX_DATA_DEPTH = 64
+
+/** Whether arrays/objects nest deeper than `max`. Iterative: the input is untrusted and may be 30k levels deep. */
+function tooDeep(data: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[data, 0]]
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const [v, depth] = item
+    if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v)) continue
+    if (depth >= max) return true
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1])
+  }
+  return false
+}
 
 /** Commands whose effects must apply in the order sent; the rest (rpc, reads) run concurrently. */
 const ORDERED: ReadonlySet<Command['type']> = new Set(['connect', 'subscribe', 'unsubscribe', 'publish', 'refresh'])
@@ -257,16 +271,27 @@ export class CommandHandler {
     return opts
   }
 
-  async #subscribe(conn: Connection, channel: string, recover: StreamPosition | undefined, reply: (r: SubscribeResult) => void): Promise<undefined> {
+  /**
+   * `byServer`: the application asked (subscribeUser), so the checks that guard
+   * what a *client* may ask for (allowSubscribe, user-limited names, canSubscribe) do not apply;
+   * limits still do.
+   */
+  async #subscribe(
+    conn: Connection,
+    channel: string,
+    recover: StreamPosition | undefined,
+    reply: (r: SubscribeResult) => void,
+    byServer = false,
+  ): Promise<undefined> {
     const gw = this.#gw
-    const opts = this.#readable(conn, channel)
-    if (!opts.allowSubscribe) throw new HoldfastError('permission_denied', 'clients may not subscribe to this namespace')
+    const opts = byServer ? gw.channelOptions(channel) : this.#readable(conn, channel)
+    if (!byServer && !opts.allowSubscribe) throw new HoldfastError('permission_denied', 'clients may not subscribe to this namespace')
     if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
     if ((conn.subs?.size ?? 0) >= gw.options.maxSubscriptionsPerConnection) {
       gw.counters.inc('limit_exceeded', 'subscriptions')
       throw new HoldfastError('limit_exceeded', `at most ${gw.options.maxSubscriptionsPerConnection} subscriptions per connection`)
     }
-    if (gw.options.canSubscribe !== undefined) {
+    if (!byServer && gw.options.canSubscribe !== undefined) {
       const ok = await gw.options.canSubscribe({ client: this.#connInfo(conn), channel })
       if (!ok) throw new HoldfastError('permission_denied', 'subscription refused')
       if (conn.state === ConnState.Closed) return undefined
@@ -299,7 +324,7 @@ export class CommandHandler {
   /** Subscribe a connection on the server's initiative; the client learns it from a `subscribe` push. */
   async serverSubscribe(conn: Connection, channel: string): Promise<void> {
     try {
-      await this.#subscribe(conn, channel, undefined, (r) => conn.send({ type: 'subscribe', channel, epoch: r.epoch, offset: r.offset }))
+      await this.#subscribe(conn, channel, undefined, (r) => conn.send({ type: 'subscribe', channel, epoch: r.epoch, offset: r.offset }), true)
     } catch (err) {
       if (!(err instanceof HoldfastError && err.code === 'already_subscribed')) conn.log?.warn({ err, channel }, 'server-side subscribe failed')
     }
@@ -330,6 +355,9 @@ export class CommandHandler {
 
   #checkSize(conn: Connection, data: unknown): void {
     if (data === undefined) return
+    // Checked first, for every codec: data a JSON client may send can be too deep for MessagePack
+    // subscribers (its encoder stops at 100 levels), and fan-out is too late to refuse it.
+    if (tooDeep(data, MAX_DATA_DEPTH)) throw new HoldfastError('bad_request', `data is nested deeper than ${MAX_DATA_DEPTH} levels`)
     const max = this.#gw.options.maxPayload
     const size = conn.codec.binary ? msgpackEncode(data).byteLength : Buffer.byteLength(JSON.stringify(data))
     if (size > max) {

@@ -235,7 +235,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     }
     if (socket.destroyed) return release()
     const traceId = traceIdFrom(req.headers['traceparent'])
-    this.#transport.upgrade(req, socket, head, (ts) => this.#accept(ts, ip, traceId, req, preAuth, release))
+    let accepted = false
+    this.#transport.upgrade(req, socket, head, (ts) => {
+      accepted = true
+      return this.#accept(ts, ip, traceId, req, preAuth, release)
+    })
+    // ws answers a bad handshake (version, key, subprotocol header) with 400 and never calls back.
+    if (!accepted) release()
   }
 
   #accept(socket: TransportSocket, ip: string, traceId: string, req: IncomingMessage, preAuth: AuthResult | undefined, release: () => void): TransportSink {

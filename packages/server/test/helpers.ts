@@ -163,3 +163,89 @@ export class RawClient {
     this.ws.terminate()
   }
 }
+
+// ---------------------------------------------------------------- added for the limits/auth/input/leak/access suites
+
+/** How an upgrade attempt ended: refused with an HTTP status (no WebSocket ever existed), or open. */
+export type UpgradeOutcome =
+  | { status: number; headers: import('node:http').IncomingHttpHeaders; body: string }
+  | { ws: WebSocket }
+
+/**
+ * Attempt a WebSocket upgrade with raw `ws` options (headers, origin, localAddress...) and report
+ * the HTTP status of a refusal, or the open socket. Rejects if neither happens within `ms`.
+ */
+export function tryUpgrade(url: string, opts: WebSocket.ClientOptions & { protocols?: string[] } = {}, ms = 5000): Promise<UpgradeOutcome> {
+  const { protocols = [jsonCodec.subprotocol], ...wsOpts } = opts
+  const ws = new WebSocket(url, protocols, wsOpts)
+  ws.on('error', () => {})
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      ws.terminate()
+      reject(new Error(`upgrade of ${url} neither opened nor was refused in ${ms} ms`))
+    }, ms)
+    ws.once('open', () => {
+      clearTimeout(t)
+      resolve({ ws })
+    })
+    ws.once('unexpected-response', (_req, res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => (body += chunk))
+      res.on('end', () => {
+        clearTimeout(t)
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body })
+      })
+      res.on('error', () => {})
+    })
+    ws.once('close', (code) => {
+      clearTimeout(t)
+      reject(new Error(`closed with ${code} before open`))
+    })
+  })
+}
+
+/**
+ * Wait for the server to close `c` and check how: a `disconnect` push carrying `code` must be the
+ * last thing received (unless `push` is false: ws itself refused the frame, so holdfast never saw
+ * it) and the close frame must carry `code` too.
+ */
+export async function expectClosedWith(c: RawClient, code: number, opts: { push?: boolean; ms?: number } = {}): Promise<{ code: number; reason: string }> {
+  const closed = await c.waitClosed(opts.ms ?? 5000)
+  if (closed.code !== code) throw new Error(`expected close code ${code}, got ${closed.code} (${closed.reason})`)
+  const last = c.pushes.at(-1)
+  if (opts.push !== false) {
+    if (last?.type !== 'disconnect' || last.code !== code) {
+      throw new Error(`expected a disconnect push with code ${code} before the close, last push was ${JSON.stringify(last)}`)
+    }
+  } else if (c.pushes.some((p) => p.type === 'disconnect')) {
+    throw new Error(`expected no disconnect push (ws refused the frame itself), got ${JSON.stringify(last)}`)
+  }
+  return closed
+}
+
+/** One trip round the event loop: lets coalesced writes (setImmediate) go out. */
+export function turn(): Promise<void> {
+  return new Promise((r) => setImmediate(r))
+}
+
+/**
+ * Send raw bytes to 127.0.0.1:port over TCP and resolve with everything the server wrote before it
+ * closed the socket (or `ms` passed). For requests `ws` clients refuse to build.
+ */
+export async function rawRequest(port: number, bytes: string | Buffer, ms = 3000): Promise<string> {
+  const { connect } = await import('node:net')
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = []
+    const sock = connect(port, '127.0.0.1', () => sock.write(bytes))
+    const done = (): void => {
+      clearTimeout(t)
+      sock.destroy()
+      resolve(Buffer.concat(chunks).toString('latin1'))
+    }
+    const t = setTimeout(done, ms)
+    sock.on('data', (d: Buffer) => chunks.push(d))
+    sock.on('close', done)
+    sock.on('error', () => {})
+  })
+}

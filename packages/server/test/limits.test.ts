@@ -1,0 +1,341 @@
+import assert from 'node:assert/strict'
+import type { Socket } from 'node:net'
+import { afterEach, describe, it } from 'node:test'
+import { CloseCodes, ErrorCodes } from '@holdfast/protocol'
+import WebSocket from 'ws'
+import { mintToken } from '../src/auth/mint.js'
+import type { HoldfastOptions } from '../src/options.js'
+import { RawClient, expectClosedWith, rawRequest, startServer, tryUpgrade, turn, waitFor, type TestServer, type UpgradeOutcome } from './helpers.js'
+
+interface ErrorReply {
+  id: number
+  error: { code: number; message: string; temporary: boolean }
+}
+
+function errorOf(reply: unknown): ErrorReply['error'] {
+  const e = (reply as Partial<ErrorReply>).error
+  assert.ok(e !== undefined, `expected an error reply, got ${JSON.stringify(reply)}`)
+  return e
+}
+
+function resultOf<T = Record<string, unknown>>(reply: unknown): T {
+  const r = reply as { result?: T; error?: unknown }
+  assert.equal(r.error, undefined, `expected a result, got ${JSON.stringify(reply)}`)
+  return r.result as T
+}
+
+function isOpen(o: UpgradeOutcome): o is { ws: WebSocket } {
+  return 'ws' in o
+}
+
+function statusOf(o: UpgradeOutcome): number {
+  if (isOpen(o)) {
+    o.ws.terminate()
+    return 101
+  }
+  return o.status
+}
+
+describe('limits', () => {
+  let srv: TestServer | undefined
+  const clients: RawClient[] = []
+  const sockets: WebSocket[] = []
+  const client = (url: string, opts?: ConstructorParameters<typeof RawClient>[1]): RawClient => {
+    const c = new RawClient(url, opts)
+    clients.push(c)
+    return c
+  }
+  const start = async (o: HoldfastOptions = {}): Promise<TestServer> => (srv = await startServer(o))
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close()
+    for (const s of sockets.splice(0)) s.terminate()
+    await srv?.close()
+    srv = undefined
+  })
+
+  describe('maxPayload', () => {
+    for (const protocol of ['json', 'msgpack'] as const) {
+      it(`accepts data of exactly maxPayload encoded bytes and refuses one byte more (${protocol})`, async () => {
+        const s = await start()
+        const max = s.gw.options.maxPayload
+        assert.equal(max, 64 * 1024, 'the default maxPayload is 64 KiB')
+        // JSON: a string of n characters encodes as n + 2 bytes (quotes). MessagePack: a str16 header
+        // is 3 bytes up to 65535 characters, a str32 header 5 bytes beyond.
+        const exact = protocol === 'json' ? 'x'.repeat(max - 2) : 'x'.repeat(max - 3)
+        const over = protocol === 'json' ? 'x'.repeat(max - 1) : 'x'.repeat(max - 2)
+        const pub = client(s.url, { protocol })
+        const sub = client(s.url, { protocol })
+        const other = client(s.url, { protocol })
+        await Promise.all([pub.connect(), sub.connect(), other.connect()])
+        await sub.call({ type: 'subscribe', channel: 'big' })
+        await other.call({ type: 'subscribe', channel: 'other' })
+
+        const ok = resultOf<{ offset: number }>(await pub.request({ type: 'publish', channel: 'big', data: exact, msgId: 'exact' }))
+        assert.equal(ok.offset, 1)
+        await sub.until(() => sub.pubs('big').length === 1, 5000, 'the maxPayload publication')
+        assert.equal((sub.pubs('big')[0]?.data as string).length, exact.length)
+
+        const tooBig = errorOf(await pub.request({ type: 'publish', channel: 'big', data: over, msgId: 'over' }))
+        assert.equal(tooBig.code, ErrorCodes.payload_too_large.code)
+        assert.equal(tooBig.temporary, false)
+        assert.equal(s.gw.counters.get('payload_too_large'), 1)
+        // RPC data is bounded the same way.
+        const rpcTooBig = errorOf(await pub.request({ type: 'rpc', method: 'anything', data: over, msgId: 'r-over' }))
+        assert.equal(rpcTooBig.code, ErrorCodes.payload_too_large.code)
+
+        // The connection is still usable and nothing was stored for the refused publish.
+        const next = resultOf<{ offset: number }>(await pub.request({ type: 'publish', channel: 'big', data: 'small', msgId: 'after' }))
+        assert.equal(next.offset, 2, 'the refused publish took no offset')
+        await sub.until(() => sub.pubs('big').length === 2)
+        assert.deepEqual(sub.pubs('big').map((p) => p.offset), [1, 2])
+        assert.equal(sub.pubs('big')[1]?.data, 'small')
+        // Another client on the same node is unaffected.
+        await pub.call({ type: 'publish', channel: 'other', data: 'hello', msgId: 'o1' })
+        await other.until(() => other.pubs('other').length === 1)
+        assert.equal(pub.closed, undefined)
+        assert.equal(sub.closed, undefined)
+      })
+    }
+
+    it('closes with 1009 on a frame far bigger than maxPayload plus the envelope, leaving others alone', async () => {
+      const s = await start()
+      const bad = client(s.url)
+      const good = client(s.url)
+      await Promise.all([bad.connect(), good.connect()])
+      await good.call({ type: 'subscribe', channel: 'ch' })
+      bad.sendRaw({ id: 9, type: 'publish', channel: 'ch', data: 'y'.repeat(4 * s.gw.options.maxPayload), msgId: 'huge' })
+      // ws refuses the frame while reading its header: holdfast never sees it, so no disconnect push.
+      await expectClosedWith(bad, CloseCodes.message_too_big.code, { push: false })
+      await waitFor(() => s.gw.connectionCount === 1, 2000, 'the server to drop the connection')
+      await good.call({ type: 'publish', channel: 'ch', data: 1, msgId: 'g1' })
+      await good.until(() => good.pubs('ch').length === 1)
+      assert.equal(good.pubs('ch')[0]?.offset, 1, 'the huge publish stored nothing')
+    })
+  })
+
+  it('maxSubscriptionsPerConnection: the one past the limit gets 106 and the connection stays', async () => {
+    const s = await start({ maxSubscriptionsPerConnection: 3 })
+    const c = client(s.url)
+    await c.connect()
+    for (const ch of ['a', 'b', 'c']) await c.call({ type: 'subscribe', channel: ch })
+    const e = errorOf(await c.request({ type: 'subscribe', channel: 'd' }))
+    assert.equal(e.code, ErrorCodes.limit_exceeded.code)
+    assert.equal(s.gw.counters.get('limit_exceeded', 'subscriptions'), 1)
+    assert.equal(s.gw.hub.subscriberCount('d'), 0, 'the refused subscription left nothing in the hub')
+    // Freeing a slot makes room again.
+    await c.call({ type: 'unsubscribe', channel: 'a' })
+    await c.call({ type: 'subscribe', channel: 'd' })
+    await s.gw.publish('d', 'ok')
+    await c.until(() => c.pubs('d').length === 1)
+    assert.equal(c.closed, undefined)
+  })
+
+  describe('command rate', () => {
+    it('the 6th immediate command gets 110 (temporary); the bucket refills', async () => {
+      const s = await start({ commandRate: { perSecond: 5, burst: 5 } })
+      const c = client(s.url)
+      await c.connect() // command 1
+      const replies = await Promise.all([1, 2, 3, 4, 5].map(() => c.request({ type: 'ping' })))
+      for (const r of replies.slice(0, 4)) resultOf(r)
+      const e = errorOf(replies[4])
+      assert.equal(e.code, ErrorCodes.rate_limited.code)
+      assert.equal(e.temporary, true)
+      assert.equal(s.gw.counters.get('rate_limited'), 1)
+      // 5 tokens per second: one is back after 200 ms. Waiting is the behaviour under test here.
+      await new Promise((r) => setTimeout(r, 260))
+      resultOf(await c.request({ type: 'ping' }))
+      assert.equal(c.closed, undefined, 'a single refusal does not close')
+    })
+
+    it('a flood of refusals beyond the burst closes with 4002; other clients are unaffected', async () => {
+      const s = await start({ commandRate: { perSecond: 5, burst: 5 } })
+      const flooder = client(s.url)
+      const calm = client(s.url)
+      await Promise.all([flooder.connect(), calm.connect()])
+      await calm.call({ type: 'subscribe', channel: 'calm' })
+      for (let i = 0; i < 40; i++) flooder.sendRaw({ id: 100 + i, type: 'ping' })
+      await expectClosedWith(flooder, CloseCodes.rate_limited.code)
+      // 4 tokens were left after connect; then burst + 1 consecutive refusals close the connection.
+      assert.equal(s.gw.counters.get('rate_limited'), 6)
+      await calm.call({ type: 'publish', channel: 'calm', data: 1, msgId: 'c1' })
+      await calm.until(() => calm.pubs('calm').length === 1)
+      assert.equal(calm.closed, undefined)
+    })
+
+    it('pongs are not rate limited', async () => {
+      const s = await start({ commandRate: { perSecond: 5, burst: 5 } })
+      const c = client(s.url)
+      await c.connect()
+      for (let i = 0; i < 50; i++) c.sendRaw({ type: 'pong' })
+      resultOf(await c.request({ type: 'ping' }))
+      assert.equal(c.closed, undefined)
+      assert.equal(s.gw.counters.get('rate_limited'), 0)
+    })
+  })
+
+  describe('per-IP limits', () => {
+    it('maxConnectionsPerIp: the (N+1)th upgrade from one address gets 429 with no WebSocket; another address is accepted', async () => {
+      const s = await start({ maxConnectionsPerIp: 3 })
+      const open = [client(s.url), client(s.url), client(s.url)]
+      await Promise.all(open.map((c) => c.connect()))
+      const refused = await tryUpgrade(s.url)
+      assert.ok(!isOpen(refused), 'the fourth upgrade was refused')
+      assert.equal(refused.status, 429)
+      assert.equal(refused.headers['retry-after'], '1')
+      assert.equal(JSON.parse(refused.body).error.code, 'too_many_connections')
+      assert.equal(s.gw.connectionCount, 3, 'no connection object was created for the refused upgrade')
+      assert.equal(s.gw.counters.get('connections_rejected', 'too_many_connections'), 1)
+
+      // 127.0.0.0/8 is all loopback on Linux: a second source address is a second client machine.
+      const elsewhere = await tryUpgrade(s.url, { localAddress: '127.0.0.2' })
+      assert.ok(isOpen(elsewhere), `an upgrade from 127.0.0.2 was refused: ${JSON.stringify(elsewhere)}`)
+      sockets.push(elsewhere.ws)
+      await waitFor(() => s.gw.connectionCount === 4)
+      assert.ok([...s.gw.connections].some((conn) => conn.ip === '127.0.0.2'))
+
+      // Closing one of the first three frees its slot.
+      open[0]?.close()
+      await waitFor(() => s.gw.connectionCount === 3, 2000, 'the closed connection to be released')
+      const again = client(s.url)
+      await again.connect()
+    })
+
+    it('an upgrade refused after the IP slot was taken (bad token) gives the slot back', async () => {
+      const secret = 'limits-test-secret-0123456789'
+      const s = await start({ maxConnectionsPerIp: 2, jwt: { secret } })
+      for (let i = 0; i < 5; i++) {
+        const r = await tryUpgrade(s.url, { headers: { authorization: 'Bearer not-a-token' } })
+        assert.equal(statusOf(r), 401)
+      }
+      const token = await mintToken({ secret, sub: 'alice' })
+      const a = client(s.url)
+      const b = client(s.url)
+      await a.connect({ token })
+      await b.connect({ token })
+      assert.equal(statusOf(await tryUpgrade(s.url)), 429)
+    })
+
+    it('an upgrade that ws itself refuses (bad handshake) gives the IP slot back', async () => {
+      const s = await start({ maxConnectionsPerIp: 2 })
+      for (const version of ['99', '7']) {
+        const res = await rawRequest(
+          s.port,
+          `GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: ${version}\r\n\r\n`,
+        )
+        assert.match(res, /^HTTP\/1\.1 400 /, `version ${version}: ${res.slice(0, 80)}`)
+      }
+      const a = client(s.url)
+      const b = client(s.url)
+      await a.connect()
+      await b.connect()
+      assert.equal(s.gw.connectionCount, 2)
+    })
+
+    it('connectRatePerIp: attempts beyond the burst get 429', async () => {
+      const s = await start({ connectRatePerIp: { perSecond: 1, burst: 2 } })
+      const outcomes = []
+      for (let i = 0; i < 3; i++) {
+        const o = await tryUpgrade(s.url)
+        if (isOpen(o)) sockets.push(o.ws)
+        outcomes.push(isOpen(o) ? 101 : o.status)
+      }
+      assert.deepEqual(outcomes, [101, 101, 429])
+      assert.equal(s.gw.counters.get('connections_rejected', 'rate_limited'), 1)
+      // The rate is per address.
+      const other = await tryUpgrade(s.url, { localAddress: '127.0.0.3' })
+      assert.ok(isOpen(other))
+      sockets.push(other.ws)
+    })
+  })
+
+  describe('maxConnections', () => {
+    it('the upgrade past the node limit gets 503, and a freed slot is reusable', async () => {
+      const s = await start({ maxConnections: 2 })
+      const a = client(s.url)
+      const b = client(s.url)
+      await Promise.all([a.connect(), b.connect()])
+      const refused = await tryUpgrade(s.url)
+      assert.ok(!isOpen(refused))
+      assert.equal(refused.status, 503)
+      assert.equal(refused.headers['retry-after'], '1')
+      assert.equal(JSON.parse(refused.body).error.code, 'node_full')
+      a.close()
+      await waitFor(() => s.gw.connectionCount === 1)
+      await client(s.url).connect()
+    })
+
+    it('holds under concurrent upgrades', async () => {
+      const s = await start({ maxConnections: 5 })
+      const outcomes = await Promise.all(Array.from({ length: 20 }, () => tryUpgrade(s.url)))
+      for (const o of outcomes) if (isOpen(o)) sockets.push(o.ws)
+      assert.equal(outcomes.filter(isOpen).length, 5)
+      assert.equal(outcomes.filter((o) => !isOpen(o) && o.status === 503).length, 15)
+      assert.equal(s.gw.connectionCount, 5)
+    })
+
+    it('holds under concurrent upgrades that carry a token (verified asynchronously)', async () => {
+      const secret = 'limits-test-secret-0123456789'
+      const s = await start({ maxConnections: 5, jwt: { secret } })
+      const token = await mintToken({ secret, sub: 'alice' })
+      const outcomes = await Promise.all(Array.from({ length: 20 }, () => tryUpgrade(s.url, { headers: { authorization: `Bearer ${token}` } })))
+      for (const o of outcomes) if (isOpen(o)) sockets.push(o.ws)
+      assert.equal(outcomes.filter(isOpen).length, 5, 'no more than maxConnections upgrades may be accepted at once')
+      assert.equal(s.gw.connectionCount, 5)
+    })
+  })
+
+  it('slow consumer: a client that stops reading is closed with 4003; a reading client gets everything in order', async () => {
+    const s = await start({ maxQueueBytes: 64 * 1024, channels: { default: { historySize: 100_000 } } })
+    const slow = client(s.url)
+    const fast = client(s.url)
+    await Promise.all([slow.connect(), fast.connect()])
+    const sub = await slow.call<{ epoch: string }>({ type: 'subscribe', channel: 'firehose' })
+    await fast.call({ type: 'subscribe', channel: 'firehose' })
+    // Stop reading at the TCP level: the kernel buffers fill, then the server's send queue grows.
+    const tcp = (slow.ws as unknown as { _socket: Socket })._socket
+    tcp.pause()
+
+    const payload = 'z'.repeat(1024)
+    const perTurn = 32 // ~35 KB per event-loop turn: under the queue bound, so only a backlog can trip it
+    const cap = 60_000 // ~64 MB: far beyond any loopback socket buffering
+    let published = 0
+    while (s.gw.counters.get('slow_consumer_closes') === 0) {
+      assert.ok(published < cap, `the paused client was not closed after ${published} publications`)
+      for (let i = 0; i < perTurn; i++) void s.gw.publish('firehose', { n: ++published, payload })
+      await turn()
+      // Keep the reading client current, so it can never be the slow one.
+      const target = published
+      await fast.until(() => fast.pushes.length >= target, 10_000, `fast client to reach ${target}`)
+    }
+    assert.equal(s.gw.counters.get('slow_consumer_closes'), 1)
+    // A few more after the close: they reach the reading client, not the closed one.
+    for (let i = 0; i < 10; i++) await s.gw.publish('firehose', { n: ++published, payload })
+    await fast.until(() => fast.pushes.length >= published)
+
+    // Resume reading: the slow client drains what the kernel held, then the disconnect push and 4003.
+    tcp.resume()
+    await expectClosedWith(slow, CloseCodes.slow_consumer.code, { ms: 20_000 })
+    const got = slow.pubs('firehose').map((p) => p.offset)
+    assert.ok(got.length < published, 'the slow client did not get everything')
+    assert.deepEqual(got, got.map((_, i) => i + 1), 'what the slow client got is a gap-free prefix')
+
+    const fastOffsets = fast.pubs('firehose').map((p) => p.offset)
+    assert.equal(fastOffsets.length, published)
+    assert.ok(fastOffsets.every((o, i) => o === i + 1), 'the reading client got every publication in order')
+    assert.equal(fast.closed, undefined)
+    await waitFor(() => s.gw.connectionCount === 1, 5000, 'the slow connection to be gone')
+
+    // It recovers on reconnect: exactly what it missed.
+    const back = client(s.url)
+    await back.connect()
+    const last = got.at(-1) ?? 0
+    const r = await back.call<{ recovered: boolean; publications: Array<{ offset: number }> }>({
+      type: 'subscribe',
+      channel: 'firehose',
+      recover: { offset: last, epoch: sub.epoch },
+    })
+    assert.equal(r.recovered, true)
+    assert.equal(r.publications.length, published - last)
+    assert.equal(r.publications[0]?.offset, last + 1)
+  })
+})

@@ -74,7 +74,7 @@ async function clientRole(kind: Kind, url: string): Promise<void> {
             ws.once('open', () => {
               const n = i + k
               ws.send(
-                `{"id":1,"type":"connect","version":1}\n{"id":2,"type":"subscribe","channel":"room-${n % 100}"}\n{"id":3,"type":"subscribe","channel":"user#${n}"}`,
+                process.env.BENCH_NOSUBS ? `{"id":1,"type":"connect","version":1}\n{"id":2,"type":"ping"}\n{"id":3,"type":"ping"}` : `{"id":1,"type":"connect","version":1}\n{"id":2,"type":"subscribe","channel":"room-${n % 100}"}\n{"id":3,"type":"subscribe","channel":"user#${n}"}`,
               )
             })
           }

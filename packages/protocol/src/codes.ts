@@ -54,7 +54,7 @@ export interface ErrorCodeInfo {
 export const ErrorCodes = {
   internal: { code: 100, temporary: true, description: 'Unexpected server error.' },
   unauthorized: { code: 101, temporary: false, description: 'Not authenticated, or the token is invalid.' },
-  unknown_channel: { code: 102, temporary: false, description: 'The channel name is invalid or its namespace does not exist.' },
+  unknown_channel: { code: 102, temporary: false, description: 'The channel name is malformed (a namespace that is not configured uses the default channel options).' },
   permission_denied: { code: 103, temporary: false, description: 'Authorization refused the command (user-limited channel, canSubscribe/canPublish hook).' },
   method_not_found: { code: 104, temporary: false, description: 'No RPC handler is registered for the method.' },
   already_subscribed: { code: 105, temporary: false, description: 'The connection is already subscribed to the channel.' },

@@ -1,5 +1,4 @@
 import type { IncomingMessage } from 'node:http'
-import { encode as msgpackEncode } from '@msgpack/msgpack'
 import {
   CloseCodes,
   HoldfastError,
@@ -18,6 +17,7 @@ import {
 } from '@holdfast/protocol'
 import type { AuthResult } from './auth/types.js'
 import { parseChannel } from './channel-name.js'
+import { checkData } from './payload.js'
 import { Connection, ConnState, type ConnSubscription } from './connection.js'
 import type { Gateway } from './gateway.js'
 import type { ResolvedChannelOptions } from './options.js'
@@ -29,21 +29,6 @@ export interface PendingConnect {
 }
 
 const MAX_MSG_ID = 128
-/** Deepest nesting of publish/RPC data: below msgpack's encoder limit (100) with room for the envelope. */
-const MAX_DATA_DEPTH = 64
-
-/** Whether arrays/objects nest deeper than `max`. Iterative: the input is untrusted and may be 30k levels deep. */
-function tooDeep(data: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[data, 0]]
-  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
-    const [v, depth] = item
-    if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v)) continue
-    if (depth >= max) return true
-    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1])
-  }
-  return false
-}
-
 /** Commands whose effects must apply in the order sent; the rest (rpc, reads) run concurrently. */
 const ORDERED: ReadonlySet<Command['type']> = new Set(['connect', 'subscribe', 'unsubscribe', 'publish', 'refresh'])
 
@@ -238,6 +223,9 @@ export class CommandHandler {
     if (auth.expiresAt !== undefined) result.expiresIn = auth.expiresAt - Date.now()
     conn.send({ id: cmd.id, result })
     gw.connected(conn, resumed)
+    // Channels granted by the token (`channels` claim) are subscribed by the server, announced
+    // with `subscribe` pushes after the connect reply.
+    if (auth.channels !== undefined) for (const channel of auth.channels) await this.serverSubscribe(conn, channel)
     return undefined
   }
 
@@ -354,17 +342,13 @@ export class CommandHandler {
   }
 
   #checkSize(conn: Connection, data: unknown): void {
-    if (data === undefined) return
-    // Checked first, for every codec: data a JSON client may send can be too deep for MessagePack
-    // subscribers (its encoder stops at 100 levels), and fan-out is too late to refuse it.
-    if (tooDeep(data, MAX_DATA_DEPTH)) throw new HoldfastError('bad_request', `data is nested deeper than ${MAX_DATA_DEPTH} levels`)
-    const max = this.#gw.options.maxPayload
-    const size = conn.codec.binary ? msgpackEncode(data).byteLength : Buffer.byteLength(JSON.stringify(data))
-    if (size > max) {
-      this.#gw.counters.inc('payload_too_large')
-      throw new HoldfastError('payload_too_large', `data is ${size} bytes; the limit is ${max}`)
+    const problem = checkData(data, conn.codec.binary, this.#gw.options.maxPayload)
+    if (problem !== undefined) {
+      if (problem.code === 'payload_too_large') this.#gw.counters.inc('payload_too_large')
+      throw problem
     }
   }
+
 
   async #publish(conn: Connection, cmd: PublishCommand): Promise<object> {
     const gw = this.#gw
@@ -384,8 +368,7 @@ export class CommandHandler {
         historySize: opts.historySize,
         historyTtlMs: opts.historyTtlMs,
         streamTtlMs: opts.streamTtlMs,
-        // Scoped by user so one client cannot pre-empt another's ids.
-        idempotencyKey: `pub:${conn.user}:${cmd.msgId}`,
+        idempotencyKey: `pub:${dedupeScope(conn)}:${cmd.msgId}`,
         idempotencyTtlMs: gw.options.idempotencyTtlMs,
         info: conn.clientInfo(),
       })
@@ -401,7 +384,7 @@ export class CommandHandler {
     this.#checkMsgId(cmd.msgId)
     this.#checkSize(conn, cmd.data)
     const handler = gw.rpc.get(cmd.method)
-    const key = `rpc:${conn.user}:${cmd.msgId}`
+    const key = `rpc:${dedupeScope(conn)}:${cmd.msgId}`
     const ttl = gw.options.idempotencyTtlMs
     const claim = await gw.engine.claimIdempotent(key, ttl)
     if (claim.state === 'done') return claim.result === undefined ? {} : { data: claim.result }
@@ -444,3 +427,11 @@ export class CommandHandler {
   }
 }
 
+
+/**
+ * Idempotency ids are scoped so one client cannot pre-empt another's: by user, or by session for
+ * anonymous clients (who all share the user '').
+ */
+function dedupeScope(conn: Connection): string {
+  return conn.user === '' ? `s:${conn.session}` : `u:${conn.user}`
+}

@@ -28,6 +28,9 @@ export interface ConnectionOwner {
 
 let counter = 0
 
+/** How far past maxQueueBytes one turn's burst may queue before the connection counts as slow. */
+const BURST_FACTOR = 4
+
 /**
  * One client connection: identity, subscriptions, the coalescing send queue and heartbeat state.
  * Kept small (a node holds tens of thousands): optional state is created lazily.
@@ -105,7 +108,11 @@ export class Connection implements Flushable {
     if (this.#out === undefined) this.#out = []
     this.#out.push(bytes)
     this.#outBytes += bytes.byteLength
-    if (this.#outBytes + this.socket.bufferedAmount > this.#owner.maxQueueBytes) {
+    // A slow consumer is one whose socket still holds more than the limit from earlier turns.
+    // What this turn queued is not yet the client's fault (a burst of publications), so it only
+    // trips a looser bound that keeps memory finite.
+    const max = this.#owner.maxQueueBytes
+    if (this.socket.bufferedAmount > max || this.#outBytes > BURST_FACTOR * max) {
       this.#owner.onSlowConsumer(this)
       return
     }
@@ -128,12 +135,17 @@ export class Connection implements Flushable {
     return this.closeWith(CloseCodes[name].code, reason)
   }
 
-  closeWith(code: number, reason: string): boolean {
+  /**
+   * `dropQueued`: discard what is queued (a slow consumer's backlog; it recovers from history).
+   * Otherwise queued replies (acks of stored publishes) still go out before the disconnect push.
+   */
+  closeWith(code: number, reason: string, dropQueued = false): boolean {
     if (this.state === ConnState.Closed) return false
     this.closeCode = code
     this.closeReason = reason
-    // Whatever is queued is dropped: the client recovers it from history on reconnect.
-    this.#out = [this.codec.encode({ type: 'disconnect', code, reason })]
+    const push = this.codec.encode({ type: 'disconnect', code, reason })
+    if (dropQueued || this.#out === undefined) this.#out = [push]
+    else this.#out.push(push)
     this.flush()
     this.state = ConnState.Closed
     try {

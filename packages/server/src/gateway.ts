@@ -17,6 +17,7 @@ import { createJwtVerifier } from './auth/jwt.js'
 import { tokenFromRequest } from './auth/token-source.js'
 import type { AuthResult } from './auth/types.js'
 import { parseChannel } from './channel-name.js'
+import { checkData } from './payload.js'
 import { CommandHandler } from './commands.js'
 import { Connection, ConnState, type ConnectionOwner } from './connection.js'
 import type { ControlMessage, Engine, EngineHandler } from './engine/engine.js'
@@ -35,6 +36,7 @@ import type { TransportSink, TransportSocket } from './transport/transport.js'
 /** Extra room for the command envelope around a `maxPayload` of data in one frame. */
 const FRAME_OVERHEAD = 16 * 1024
 const HEARTBEAT_TICK_MS = 250
+const SLOW_CONSUMER_GRACE_MS = 1000
 
 export interface CloseOptions {
   /** Spread the restart closes over this window, in ms. @default options.drainMs */
@@ -100,7 +102,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.log =
       o.logger === false ? undefined : (o.logger ?? pino({ level: process.env['HOLDFAST_LOG_LEVEL'] ?? 'info', base: { node: o.nodeId } }))
     this.maxQueueBytes = o.maxQueueBytes
-    this.expiryGraceMs = (o.jwt?.clockToleranceSec ?? 5) * 1000
+    // Only the JWT verifier tolerates skew on exp; an authenticate hook's expiry is taken as is.
+    this.expiryGraceMs = o.authenticate === undefined && o.jwt !== undefined ? (o.jwt.clockToleranceSec ?? 5) * 1000 : 0
     this.#ownsEngine = o.engine === undefined
     this.engine = o.engine ?? new MemoryEngine()
     this.sessions = new SessionSigner(o.sessionSecret)
@@ -238,13 +241,16 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     let accepted = false
     this.#transport.upgrade(req, socket, head, (ts) => {
       accepted = true
-      return this.#accept(ts, ip, traceId, req, preAuth, release)
+      return this.#accept(ts, ip, traceId, req, preAuth)
     })
     // ws answers a bad handshake (version, key, subprotocol header) with 400 and never calls back.
     if (!accepted) release()
   }
 
-  #accept(socket: TransportSocket, ip: string, traceId: string, req: IncomingMessage, preAuth: AuthResult | undefined, release: () => void): TransportSink {
+  // Nothing created here may close over #admit's scope: its context holds the IncomingMessage,
+  // which would then live as long as the connection (kilobytes each). The IP slot is released
+  // from onClose by address instead of through a closure.
+  #accept(socket: TransportSocket, ip: string, traceId: string, req: IncomingMessage, preAuth: AuthResult | undefined): TransportSink {
     const o = this.options
     const codec = this.#commands.codecFor(socket.protocol)
     const conn = new Connection(socket, codec, ip, traceId, this, new TokenBucket(o.commandRate.perSecond, o.commandRate.burst, performance.now()), this.log)
@@ -255,7 +261,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     return {
       onFrame: (data, isBinary) => this.#commands.onFrame(conn, data, isBinary, pending),
       onClose: (code, reason) => {
-        release()
+        this.#ipLimiter.release(ip)
         this.#onClosed(conn, code, reason)
       },
     }
@@ -323,8 +329,12 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   onSlowConsumer(conn: Connection): void {
     this.counters.inc('slow_consumer_closes')
     conn.log?.info({ buffered: conn.socket.bufferedAmount }, 'slow consumer closed')
-    conn.close('slow_consumer', 'send queue overflow')
+    conn.closeWith(CloseCodes.slow_consumer.code, 'send queue overflow', true)
+    // Its buffers are full, so the closing handshake may never complete: do not hold the socket
+    // (and its megabyte of backlog) for ws's 30 s close timeout.
+    setTimeout(() => conn.socket.terminate(), SLOW_CONSUMER_GRACE_MS).unref()
   }
+
 
   #insufficientState(conn: Connection, channel: string): void {
     this.counters.inc('insufficient_state')
@@ -437,6 +447,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   /** Publish from the application (server side). Resolves once stored. */
   async publish(channel: string, data: unknown, opts: PublishApiOptions = {}): Promise<StreamPosition & { duplicate: boolean }> {
     parseChannel(channel)
+    // Server data is trusted for size, but must still encode in both codecs (JSON and MessagePack).
+    const problem = checkData(data, true, Number.MAX_SAFE_INTEGER) ?? checkData(data, false, Number.MAX_SAFE_INTEGER)
+    if (problem !== undefined) throw problem
     const ch = this.channelOptions(channel)
     const out = await this.engine.publish(channel, data, {
       historySize: ch.historySize,

@@ -1,0 +1,35 @@
+import { encode as msgpackEncode } from '@msgpack/msgpack'
+import { HoldfastError } from '@holdfast/protocol'
+
+/** Deepest nesting of publish/RPC data: below msgpack's encoder limit (100) with room for the envelope. */
+export const MAX_DATA_DEPTH = 64
+
+/** Whether arrays/objects nest deeper than `max`. Iterative: the input is untrusted and may be 30k levels deep. */
+function tooDeep(data: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[data, 0]]
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const [v, depth] = item
+    if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v)) continue
+    if (depth >= max) return true
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1])
+  }
+  return false
+}
+
+/**
+ * Checks publication/RPC data before it is stored: anything stored must be deliverable to
+ * subscribers of both codecs, or fan-out would fail after the offset was taken. Returns the
+ * error to reply with, or undefined when the data is fine. `binary`: size it as MessagePack.
+ */
+export function checkData(data: unknown, binary: boolean, maxPayload: number): HoldfastError | undefined {
+  if (data === undefined) return undefined
+  if (tooDeep(data, MAX_DATA_DEPTH)) return new HoldfastError('bad_request', `data is nested deeper than ${MAX_DATA_DEPTH} levels`)
+  let size: number
+  try {
+    size = binary ? msgpackEncode(data).byteLength : Buffer.byteLength(JSON.stringify(data) ?? '')
+  } catch (cause) {
+    return new HoldfastError('bad_request', 'data cannot be encoded', { cause })
+  }
+  if (size > maxPayload) return new HoldfastError('payload_too_large', `data is ${size} bytes; the limit is ${maxPayload}`)
+  return undefined
+}

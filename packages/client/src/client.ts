@@ -1,5 +1,4 @@
 import {
-  adviceFor,
   CloseCodes,
   HoldfastError,
   isErrorReply,
@@ -24,74 +23,17 @@ import {
 } from '@holdfast/protocol'
 import { backoffDelay } from './backoff.js'
 import { TypedEmitter } from './emitter.js'
+import type { CallOptions, ClientEvents, HistoryOptions } from './events.js'
+import { NetworkWatcher } from './network.js'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
 import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
-import { reasonFor, StateMachine, type ConnectionState, type StateChange, type StateReason } from './state.js'
+import { decideReconnect } from './reconnect-policy.js'
+import { reasonFor, StateMachine, type ConnectionState, type StateReason } from './state.js'
 import { Subscription, type SubscriptionHost } from './subscription.js'
 import { Transport } from './transport.js'
 import { Watchdog } from './watchdog.js'
 
-export interface ConnectingEvent {
-  url: string
-  /** Consecutive failed attempts before this one (0: first attempt, or the last connection was stable). */
-  attempt: number
-}
-
-export interface ConnectedEvent {
-  url: string
-  /** Connection id given by the server. */
-  client: string
-  session: string
-  /** true: the session of the previous connection was resumed. */
-  resumed: boolean
-  node: string
-  data?: unknown
-}
-
-export interface DisconnectedEvent {
-  reason: StateReason
-  /** Delay of the scheduled reconnect attempt, or null when none is scheduled (offline, closed). */
-  reconnectInMs: number | null
-}
-
-export interface QueueEvent {
-  /** Commands waiting for an ack (queued offline or in flight). */
-  size: number
-  bytes: number
-}
-
-export interface ClientEvents {
-  state: StateChange
-  connecting: ConnectingEvent
-  connected: ConnectedEvent
-  disconnected: DisconnectedEvent
-  /** A message for this client only (server API `send`). */
-  message: { data: unknown }
-  error: HoldfastError
-  queue: QueueEvent
-  /** The server subscribed this client to a channel; attach listeners in this event. */
-  subscription: Subscription
-}
-
-export interface CallOptions {
-  /** Overall deadline for this call, queued time included. @default the client's `commandTimeoutMs` */
-  timeoutMs?: number
-}
-
-export interface HistoryOptions extends CallOptions {
-  /** Publications after this position; without it, the latest ones. */
-  since?: StreamPosition
-  limit?: number
-  /** Newest first. */
-  reverse?: boolean
-}
-
 type Timer = ReturnType<typeof setTimeout>
-
-interface NetworkEvents {
-  addEventListener(type: string, listener: () => void): void
-  removeEventListener(type: string, listener: () => void): void
-}
 
 /**
  * The holdfast client: one logical connection that survives drops, restarts and failover.
@@ -129,7 +71,10 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #needToken = false
   #session: { id: string; token: string } | undefined
   #offline = false
-  #network: NetworkEvents | undefined
+  readonly #network = new NetworkWatcher(
+    () => this.#onOffline(),
+    () => this.#onOnline(),
+  )
 
   #reconnectTimer: Timer | undefined
   #connectTimer: Timer | undefined
@@ -191,7 +136,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       this.#attempt = 0
       this.#authFailures = 0
     }
-    this.#listenToNetwork()
+    this.#network.start()
     if (this.#offline) return
     this.#startAttempt(reasonFor(CloseCodes.normal.code, 'connect() called'))
   }
@@ -569,44 +514,36 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   }
 
   #afterDisconnect(code: number, message: string): void {
-    const wasConnecting = this.state === 'connecting'
-    const reason = reasonFor(code, message)
-    const advice = adviceFor(code)
-    if (advice === 'none' || advice === 'stop') {
-      this.#shutdown(reason)
+    const decision = decideReconnect({
+      code,
+      attempt: this.#attempt,
+      authFailures: this.#authFailures,
+      canRefresh: this.#opts.getToken !== undefined,
+      wasConnecting: this.state === 'connecting',
+      maxAttempts: this.#opts.maxReconnectAttempts,
+      minDelayMs: this.#opts.minReconnectDelayMs,
+      maxDelayMs: this.#opts.maxReconnectDelayMs,
+      restartJitterMs: this.#opts.restartJitterMs,
+    })
+    if (decision.action === 'stop') {
+      this.#shutdown(reasonFor(code, decision.why === undefined ? message : `${message} (${decision.why})`))
       return
     }
-    if (advice === 'refresh') {
-      this.#authFailures++
-      if (this.#opts.getToken === undefined) {
-        this.#shutdown(reasonFor(code, `${message} (no getToken to refresh the token)`))
-        return
-      }
-      if (this.#authFailures >= 2) {
-        this.#shutdown(reasonFor(code, `${message} (unauthorized twice in a row)`))
-        return
-      }
-      this.#needToken = true
-    }
+    const reason = reasonFor(code, message)
+    this.#authFailures = decision.authFailures
+    if (decision.refreshToken) this.#needToken = true
     if (this.#offline) {
       this.#toDisconnected(reason, null)
       return
     }
-    this.#attempt++
-    if (this.#attempt > this.#opts.maxReconnectAttempts) {
-      this.#shutdown(reasonFor(code, `${message} (gave up after ${this.#opts.maxReconnectAttempts} reconnect attempts)`))
-      return
-    }
-    // A failed attempt, or a node telling us to go elsewhere: try the next endpoint.
-    if (wasConnecting || advice === 'reconnect') this.#urlIndex = (this.#urlIndex + 1) % this.#opts.urls.length
-    const quick = (advice === 'reconnect' || advice === 'refresh') && this.#attempt === 1
-    const delay = quick ? Math.random() * this.#opts.restartJitterMs : this.#backoff(this.#attempt)
-    this.#toDisconnected(reason, delay)
+    this.#attempt = decision.attempt
+    if (decision.rotate) this.#urlIndex = (this.#urlIndex + 1) % this.#opts.urls.length
+    this.#toDisconnected(reason, decision.delayMs)
     if (this.state !== 'disconnected') return
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined
       if (this.state === 'disconnected' && !this.#offline) this.#startAttempt(reason)
-    }, delay)
+    }, decision.delayMs)
   }
 
   #toDisconnected(reason: StateReason, reconnectInMs: number | null): void {
@@ -620,7 +557,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
     this.#teardown(CloseCodes.normal.code, 'client closed', false)
-    this.#unlistenToNetwork()
+    this.#network.stop()
     this.#offline = false
     for (const sub of this.#subs.values()) sub._closed()
     this.#machine.transition('closed', reason)
@@ -634,27 +571,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
 
   // ------------------------------------------------------------ browser network events
 
-  #listenToNetwork(): void {
-    if (this.#network !== undefined) return
-    const g = globalThis as Partial<NetworkEvents>
-    if (typeof g.addEventListener !== 'function' || typeof g.removeEventListener !== 'function') return
-    const target = g as NetworkEvents
-    target.addEventListener('offline', this.#onOffline)
-    target.addEventListener('online', this.#onOnline)
-    this.#network = target
-  }
-
-  #unlistenToNetwork(): void {
-    const target = this.#network
-    if (target === undefined) return
-    target.removeEventListener('offline', this.#onOffline)
-    target.removeEventListener('online', this.#onOnline)
-    this.#network = undefined
-  }
-
-  // The OS knows the network is gone long before a heartbeat would notice: drop at once, and do
-  // not burn reconnect attempts until it is back.
-  #onOffline = (): void => {
+  // Drop at once, and do not burn reconnect attempts until the network is back.
+  #onOffline(): void {
     this.#offline = true
     clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
@@ -665,7 +583,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     }
   }
 
-  #onOnline = (): void => {
+  #onOnline(): void {
     if (!this.#offline) return
     this.#offline = false
     if (this.state === 'disconnected') this.#startAttempt(reasonFor(CloseCodes.abnormal.code, 'network back online'))

@@ -7,7 +7,7 @@ export type {
   DisconnectedEvent,
   HistoryOptions,
   QueueEvent,
-} from './client.js'
+} from './events.js'
 export { Subscription } from './subscription.js'
 export type {
   JoinLeaveEvent,

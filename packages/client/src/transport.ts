@@ -8,6 +8,14 @@ const OPEN = 1
  */
 const MAX_FRAME_BYTES = 60 * 1024
 const textDecoder = new TextDecoder()
+const textEncoder = new TextEncoder()
+
+function truncateUtf8(text: string, maxBytes: number): string {
+  if (text.length * 3 <= maxBytes) return text
+  let out = text
+  while (textEncoder.encode(out).byteLength > maxBytes) out = out.slice(0, -1)
+  return out
+}
 
 export interface TransportHandlers {
   open(): void
@@ -97,12 +105,22 @@ export class Transport {
     socket.onmessage = noop
     socket.onclose = noop
     socket.onerror = noop
+    const terminate = (socket as { terminate?: unknown }).terminate
+    if (hard && typeof terminate === 'function') {
+      terminate.call(socket)
+      return
+    }
+    // Browsers only let a page send 1000 or 3000-4999 and a reason of at most 123 UTF-8 bytes;
+    // anything else throws and would leave the socket open.
+    const wireCode = code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000
     try {
-      const terminate = (socket as { terminate?: unknown }).terminate
-      if (hard && typeof terminate === 'function') terminate.call(socket)
-      else socket.close(code, reason.slice(0, 120))
+      socket.close(wireCode, truncateUtf8(reason, 123))
     } catch {
-      // Closing an already closed or failed socket is not an error worth reporting.
+      try {
+        socket.close()
+      } catch {
+        // Already closed or failed: nothing left to release.
+      }
     }
   }
 

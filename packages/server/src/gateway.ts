@@ -20,7 +20,7 @@ import { parseChannel } from './channel-name.js'
 import { checkData } from './payload.js'
 import { CommandHandler } from './commands.js'
 import { Connection, ConnState, type ConnectionOwner } from './connection.js'
-import type { ControlMessage, Engine, EngineHandler } from './engine/engine.js'
+import type { ControlMessage, Engine, EngineHandler, NodeInfo } from './engine/engine.js'
 import { MemoryEngine } from './engine/memory-engine.js'
 import { Hub } from './hub.js'
 import { IpLimiter } from './limits/ip-limiter.js'
@@ -37,6 +37,8 @@ import type { TransportSink, TransportSocket } from './transport/transport.js'
 const FRAME_OVERHEAD = 16 * 1024
 const HEARTBEAT_TICK_MS = 250
 const SLOW_CONSUMER_GRACE_MS = 1000
+const NODE_REGISTRY_EVERY_MS = 5000
+const NODE_REGISTRY_TTL_MS = 3 * NODE_REGISTRY_EVERY_MS
 
 export interface CloseOptions {
   /** Spread the restart closes over this window, in ms. @default options.drainMs */
@@ -93,6 +95,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   /** Upgrades past the node-limit check that are not connections yet (auth in flight). */
   #admitting = 0
   #presenceTimer: NodeJS.Timeout | undefined
+  readonly #startedAt = Date.now()
   #sweepTimer: NodeJS.Timeout
 
   constructor(options: HoldfastOptions = {}) {
@@ -119,19 +122,27 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.#originOk = createOriginCheck(o.allowedOrigins)
     this.#verify = o.authenticate === undefined && o.jwt !== undefined ? createJwtVerifier(o.jwt) : undefined
     this.#commands = new CommandHandler(this)
-    this.#sweepTimer = setInterval(() => this.#ipLimiter.sweep(performance.now()), 10_000).unref()
+    this.#sweepTimer = setInterval(() => {
+      this.#ipLimiter.sweep(performance.now())
+      void this.#register()
+    }, NODE_REGISTRY_EVERY_MS).unref()
     const handler: EngineHandler = {
       onPublication: (channel, pub) => this.hub.onPublication(channel, pub),
       onJoinLeave: (channel, kind, info) => this.hub.onJoinLeave(channel, kind, info),
       onControl: (msg) => this.#onControl(msg),
-      onStateChange: (ready) => this.log?.warn({ ready }, ready ? 'engine ready' : 'engine unavailable'),
+      onStateChange: (ready) => {
+        this.log?.warn({ ready }, ready ? 'engine ready again' : 'engine unavailable')
+        // Live feeds may have missed publications while the engine was away: compare every
+        // channel's stream top with what this node delivered, and send the gapped ones to recovery.
+        if (ready) void this.hub.resync((channel) => this.channelOptions(channel))
+      },
     }
     this.#started = this.engine.start(handler).catch((err: unknown) => {
       this.#startError = err
       this.log?.error({ err }, 'engine failed to start')
       throw err
     })
-    this.#started.catch(() => {})
+    this.#started.then(() => this.#register()).catch(() => {})
     this.#schedulePresenceRefresh()
   }
 
@@ -520,6 +531,34 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     return this.options.defaultChannel
   }
 
+  /** This node's registry entry. */
+  nodeInfo(): NodeInfo {
+    let subscriptions = 0
+    for (const conn of this.connections) subscriptions += conn.subs?.size ?? 0
+    return {
+      id: this.options.nodeId,
+      connections: this.connections.size,
+      subscriptions,
+      channels: this.hub.size,
+      startedAt: this.#startedAt,
+      updatedAt: Date.now(),
+    }
+  }
+
+  /** Live nodes of the fleet (from the engine's registry), with their counts. */
+  nodes(): Promise<NodeInfo[]> {
+    return this.engine.nodes()
+  }
+
+  async #register(): Promise<void> {
+    if (this.#closed !== undefined) return
+    try {
+      await this.engine.registerNode(this.nodeInfo(), NODE_REGISTRY_TTL_MS)
+    } catch (err) {
+      this.log?.debug({ err }, 'node registry heartbeat failed')
+    }
+  }
+
   // ------------------------------------------------------------------ drain and close
 
   /**
@@ -565,6 +604,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.#transport.close()
     clearInterval(this.#sweepTimer)
     if (this.#presenceTimer !== undefined) clearInterval(this.#presenceTimer)
+    await this.engine.unregisterNode(this.options.nodeId).catch(() => {})
     if (this.#ownsEngine) await this.engine.close()
     this.log?.info('closed')
   }

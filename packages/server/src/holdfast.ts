@@ -20,6 +20,8 @@ export type Holdfast = Pick<
   | 'draining'
   | 'connectionCount'
   | 'nodeId'
+  | 'nodes'
+  | 'nodeInfo'
   | 'counters'
   | 'on'
   | 'off'

@@ -138,6 +138,27 @@ export class Hub {
     return true
   }
 
+  /**
+   * After the engine came back: any channel whose stream moved past what this node delivered
+   * (publications lost while the feed was down), or changed epoch, sends its live subscribers to
+   * recovery with insufficient_state. Channels that did not move are left alone.
+   */
+  async resync(optionsOf: (channel: string) => ResolvedChannelOptions): Promise<void> {
+    for (const entry of [...this.channels.values()]) {
+      if (entry.epoch === undefined || entry.live.size === 0) continue
+      let page
+      try {
+        page = await this.#engine.history(entry.name, { stream: optionsOf(entry.name), limit: 0 })
+      } catch {
+        return // still down; the next state change retries
+      }
+      if (this.channels.get(entry.name) !== entry) continue
+      if (page.epoch !== entry.epoch || page.offset > entry.offset) {
+        for (const conn of [...entry.live]) this.#events.onInsufficientState(conn, entry.name)
+      }
+    }
+  }
+
   /** Remove a connection from a channel (unsubscribe or close). */
   remove(conn: Connection, channel: string): void {
     const entry = this.channels.get(channel)

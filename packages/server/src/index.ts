@@ -17,6 +17,7 @@ export type {
   HistoryPage,
   HistoryQuery,
   IdempotencyClaim,
+  NodeInfo,
   PublishOptions,
   PublishOutcome,
   StreamOptions,

@@ -42,6 +42,13 @@ export interface Engine {
   /** Fan a control message out to every node (session takeover, disconnect a user...). */
   publishControl(msg: ControlMessage): Promise<void>
 
+  /** Record this node as alive, with its stats, for `ttlMs` (the gateway calls it every ttl/3). */
+  registerNode(info: NodeInfo, ttlMs: number): Promise<void>
+  /** Remove this node from the registry (on close). */
+  unregisterNode(id: string): Promise<void>
+  /** Nodes whose registration has not expired. */
+  nodes(): Promise<NodeInfo[]>
+
   /**
    * Claim an idempotency key for a command whose result is not a publication (RPC).
    * `new`: run it and call `completeIdempotent`; `done`: reply with `result`; `pending`: another
@@ -112,6 +119,18 @@ export interface HistoryPage {
    * publication after it was trimmed (by size or TTL). Without `since`: always true.
    */
   continuous: boolean
+}
+
+/** A node in the registry (`GET /api/info`). */
+export interface NodeInfo {
+  id: string
+  connections: number
+  subscriptions: number
+  channels: number
+  /** ms since the epoch when the node started. */
+  startedAt: number
+  /** ms since the epoch of this registration. */
+  updatedAt: number
 }
 
 export type IdempotencyClaim = { state: 'new' } | { state: 'pending' } | { state: 'done'; result: unknown }

@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto'
 import { HoldfastError, type ClientInfo, type Publication } from '@holdfast/protocol'
 import type {
   ControlMessage,
+  NodeInfo,
   Engine,
   EngineHandler,
   HistoryPage,
@@ -301,6 +302,24 @@ export class MemoryEngine implements Engine {
 
   async publishControl(msg: ControlMessage): Promise<void> {
     this.#ready().onControl(msg)
+  }
+
+  // One process, so the registry is this process's own nodes (usually one gateway).
+  readonly #nodes = new Map<string, Expiring<NodeInfo>>()
+
+  async registerNode(info: NodeInfo, ttlMs: number): Promise<void> {
+    this.#ready()
+    this.#nodes.set(info.id, { value: { ...info }, expiresAt: this.#opts.now() + ttlMs })
+  }
+
+  async unregisterNode(id: string): Promise<void> {
+    this.#nodes.delete(id)
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    this.#ready()
+    const now = this.#opts.now()
+    return [...this.#nodes.values()].filter((n) => now < n.expiresAt).map((n) => ({ ...n.value }))
   }
 
   async claimIdempotent(key: string, ttlMs: number): Promise<IdempotencyClaim> {

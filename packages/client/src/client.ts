@@ -19,7 +19,6 @@ import {
   type RpcResult,
   type ServerMessage,
   type StreamPosition,
-  type SubscribeResult,
 } from '@holdfast/protocol'
 import { backoffDelay } from './backoff.js'
 import { TypedEmitter } from './emitter.js'
@@ -28,6 +27,7 @@ import { NetworkWatcher } from './network.js'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
 import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
 import { decideReconnect } from './reconnect-policy.js'
+import { isConnectResult, isSubscribeResult } from './results.js'
 import { reasonFor, StateMachine, type ConnectionState, type StateReason } from './state.js'
 import { Subscription, type SubscriptionHost } from './subscription.js'
 import { Transport } from './transport.js'
@@ -100,7 +100,10 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       sendSubscribe: (channel, recover, onReply) => {
         this.#command({ type: 'subscribe', channel, ...(recover === undefined ? {} : { recover }) }, (reply) => {
           if (isErrorReply(reply)) onReply({ ok: false, error: HoldfastError.fromReply(reply.error) })
-          else onReply({ ok: true, result: reply.result as SubscribeResult })
+          else if (isSubscribeResult(reply.result)) {
+            const r = reply.result
+            onReply({ ok: true, result: { ...r, recovered: r.recovered === true, wasRecovering: r.wasRecovering === true, publications: r.publications ?? [] } })
+          } else onReply({ ok: false, error: new HoldfastError('bad_request', `malformed subscribe result for ${channel}`) })
         })
       },
       sendUnsubscribe: (channel) => this.#command({ type: 'unsubscribe', channel }, () => {}),
@@ -315,7 +318,17 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       transport = new Transport(this.#opts.WebSocket, this.#url, this.#codec, this.#opts.maxBatch, {
         open: () => this.#sendConnect(transport),
         heard: () => this.#watchdog.heard(),
-        messages: (msgs) => this.#onMessages(transport, msgs),
+        messages: (msgs) => {
+          try {
+            this.#onMessages(transport, msgs)
+          } catch (cause) {
+            // Listener exceptions never get here (the emitter catches them); this is a server
+            // message the client could not handle. Treat it as a protocol error, never as a crash.
+            const message = `cannot handle a message from the server: ${cause instanceof Error ? cause.message : String(cause)}`
+            this.emit('error', new HoldfastError('bad_request', message, { cause }))
+            if (this.#transport === transport) this.#fail(CloseCodes.bad_request.code, message)
+          }
+        },
         malformed: (err) => {
           this.emit('error', err)
           if (this.#transport === transport) this.#fail(CloseCodes.bad_request.code, `malformed frame from the server: ${err.message}`)
@@ -349,7 +362,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     this.#replies.set(id, (reply) => {
       if (this.#transport !== transport) return
       if (!isErrorReply(reply)) {
-        this.#onConnected(reply.result as ConnectResult)
+        if (isConnectResult(reply.result)) this.#onConnected(reply.result)
+        else this.#fail(CloseCodes.bad_request.code, 'malformed connect result', false)
         return
       }
       const err = HoldfastError.fromReply(reply.error)

@@ -10,6 +10,13 @@ import {
 } from '@holdfast/protocol'
 import { TypedEmitter } from './emitter.js'
 
+/**
+ * Most live publications held while a subscribe is in flight. Past it they are dropped and the
+ * subscription resubscribes from its position once the reply is in: the stream replays them, so
+ * holding them was only an optimisation, and memory stays bounded on a hot channel.
+ */
+const MAX_HELD = 10_000
+
 export type SubscriptionState = 'unsubscribed' | 'subscribing' | 'subscribed'
 
 export interface PublicationEvent {
@@ -85,6 +92,7 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
   #position: StreamPosition | undefined
   /** Live publications that arrived while a subscribe was in flight. */
   #held: PubPush[] = []
+  #heldOverflow = false
   /** Identifies the current subscribe attempt, so a late reply to an abandoned one is ignored. */
   #attemptSeq = 0
   #inFlight = false
@@ -157,7 +165,12 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
   /** @internal A live publication for this channel. */
   _publication(pub: PubPush): void {
     if (this.#state === 'subscribing') {
-      if (this.#inFlight) this.#held.push(pub)
+      if (!this.#inFlight || this.#heldOverflow) return
+      if (this.#held.length < MAX_HELD) this.#held.push(pub)
+      else {
+        this.#held = []
+        this.#heldOverflow = true
+      }
       return
     }
     if (this.#state === 'subscribed') this.#accept(pub.epoch, pub.offset, pub.data, pub.info)
@@ -201,6 +214,7 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
     const recover = this.#positionLost ? undefined : this.#position
     this.#inFlight = true
     this.#held = []
+    this.#heldOverflow = false
     this.host.sendSubscribe(this.channel, recover === undefined ? undefined : { ...recover }, (reply) => {
       if (seq !== this.#attemptSeq || this.#state !== 'subscribing') return
       this.#inFlight = false
@@ -240,6 +254,11 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
     } else {
       this.#position = { epoch: result.epoch, offset: result.offset }
       this.#emitSubscribed(false, wasRecovering)
+    }
+    if (this.#heldOverflow) {
+      this.#heldOverflow = false
+      this.#gap()
+      return
     }
     this.#retries = 0
     for (const pub of held) {

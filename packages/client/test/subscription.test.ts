@@ -293,3 +293,34 @@ test('close() keeps the positions: connect() again recovers', async () => {
   assert.deepEqual(seen.pubs, [11])
   client.close()
 })
+
+test('a hot channel during a slow recovery: held publications are bounded; past the bound, resubscribe from the position', async () => {
+  const { client, seen, socket } = await setup()
+  socket.receive(pub(11), pub(13)) // gap: recovery in flight
+  await microtasks()
+  const first = socket.lastOf('subscribe')
+  for (let o = 13; o < 13 + 10_001; o++) socket.receive(pub(o))
+  socket.receive({ id: first.id, result: result(12, { recovered: true, wasRecovering: true, publications: [{ offset: 12, data: 12 }] }) })
+  // Second trouble in a row (a gap, then an overflow): the resubscribe waits out backoff(2).
+  mock.timers.tick(1250)
+  await microtasks()
+  const second = socket.lastOf('subscribe')
+  assert.notEqual(second.id, first.id, 'the overflow made it resubscribe')
+  assert.deepEqual(second.recover, { offset: 12, epoch: 'E' })
+  assert.deepEqual(seen.pubs, [11, 12])
+  client.close()
+})
+
+test('a malformed subscribe result is a refusal, not a crash', async () => {
+  const client = new HoldfastClient('ws://test/ws', { WebSocket: FakeSocket })
+  client.on('error', () => {})
+  const seen = watch(client.subscribe('ch'))
+  client.connect()
+  const socket = FakeSocket.last
+  await socket.accept({ ping: 0 })
+  socket.receive({ id: socket.lastOf('subscribe').id, result: { offset: 'x' } })
+  assert.deepEqual(seen.errors, ['bad_request'])
+  assert.equal(seen.unsubscribed.length, 1)
+  assert.equal(client.state, 'connected')
+  client.close()
+})

@@ -320,3 +320,17 @@ test('close() while getToken is pending: the late token opens nothing', async ()
   assert.equal(FakeSocket.instances.length, 0)
   assert.equal(client.state, 'closed')
 })
+
+test('a malformed connect result is a protocol error: drop and back off, no crash', async () => {
+  const { client, states } = makeClient()
+  client.connect()
+  const socket = FakeSocket.last
+  socket.open()
+  await microtasks()
+  socket.receive({ id: socket.lastOf('connect').id, result: { client: 'c' } })
+  assert.equal(client.state, 'disconnected')
+  assert.equal(states.at(-1)?.reason.name, 'bad_request')
+  mock.timers.tick(mid(1))
+  assert.equal(FakeSocket.instances.length, 2)
+  client.close()
+})

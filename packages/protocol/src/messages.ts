@@ -146,7 +146,20 @@ export interface ConnectResult {
   ping: number
   /** Milliseconds until the token expires; absent when it does not. Refresh before then. */
   expiresIn?: number
+  /** The server's per-connection limits, so a client can pace itself (e.g. flushing an offline queue) instead of being refused. */
+  limits?: ConnectionLimits
   data?: unknown
+}
+
+export interface ConnectionLimits {
+  /** Sustained commands per second (token bucket rate). */
+  commandsPerSecond: number
+  /** Commands allowed in a burst (token bucket size). */
+  commandBurst: number
+  /** Largest `data` of a publish or RPC, in encoded bytes. */
+  maxPayload: number
+  /** Most messages in one client frame. */
+  maxBatch: number
 }
 
 export interface SubscribeResult {

@@ -72,12 +72,16 @@ export class CommandHandler {
       return
     }
     const now = performance.now()
+    // Once one command of a frame is refused for rate, the rest of the frame is refused too:
+    // a later command must not run ahead of an earlier one the client will retry.
+    let limited = false
     for (const msg of messages) {
       if (msg.type === 'pong') {
         gw.pong(conn)
         continue
       }
-      if (!conn.bucket.take(now)) {
+      if (limited || !conn.bucket.take(now)) {
+        limited = true
         gw.counters.inc('rate_limited')
         if (++conn.rateRejects > gw.options.commandRate.burst) {
           conn.close('rate_limited', 'command rate limit exceeded')
@@ -219,6 +223,12 @@ export class CommandHandler {
       version: PROTOCOL_VERSION,
       node: gw.nodeId,
       ping: gw.options.pingIntervalMs,
+      limits: {
+        commandsPerSecond: gw.options.commandRate.perSecond,
+        commandBurst: gw.options.commandRate.burst,
+        maxPayload: gw.options.maxPayload,
+        maxBatch: gw.options.maxBatch,
+      },
     }
     if (auth.expiresAt !== undefined) result.expiresIn = auth.expiresAt - Date.now()
     conn.send({ id: cmd.id, result })

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
+import { chaosUsage, runChaos } from './chaos-command.js'
 import { CliError } from './cli-error.js'
 import { resolveServeConfig } from './config.js'
 import { runServe } from './serve.js'
@@ -13,6 +14,7 @@ function help(command: string | undefined): string | undefined {
   if (command === undefined) return MAIN_USAGE
   if (command === 'serve') return serveUsage()
   if (command === 'token') return TOKEN_USAGE
+  if (command === 'chaos') return chaosUsage()
   return undefined
 }
 
@@ -37,7 +39,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(text)
     return
   }
-  if ((command === 'serve' || command === 'token') && rest.some((a) => HELP.has(a))) {
+  if ((command === 'serve' || command === 'token' || command === 'chaos') && rest.some((a) => HELP.has(a))) {
     process.stdout.write(help(command) ?? MAIN_USAGE)
     return
   }
@@ -47,6 +49,9 @@ async function main(argv: string[]): Promise<void> {
       return
     case 'token':
       await runToken(rest, process.env)
+      return
+    case 'chaos':
+      await runChaos(rest, process.env)
       return
     default:
       throw new CliError(`unknown command "${command}"\n\n${MAIN_USAGE}`)

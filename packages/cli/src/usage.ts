@@ -20,6 +20,7 @@ export const MAIN_USAGE = `Usage: holdfast <command> [options]
 Commands:
   serve       run the gateway (WebSocket at /ws, /healthz, /readyz, demo page at /)
   token       mint an HS256 connection token for development
+  chaos       TCP proxy that injects latency, resets, blackholes... (docs/chaos.md)
   help [cmd]  show help for a command
 
 Options:

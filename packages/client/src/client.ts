@@ -26,6 +26,7 @@ import type { CallOptions, ClientEvents, HistoryOptions } from './events.js'
 import { NetworkWatcher } from './network.js'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
 import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
+import { Pacer } from './pacer.js'
 import { decideReconnect } from './reconnect-policy.js'
 import { isConnectResult, isSubscribeResult } from './results.js'
 import { reasonFor, StateMachine, type ConnectionState, type StateReason } from './state.js'
@@ -75,6 +76,14 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     () => this.#onOffline(),
     () => this.#onOnline(),
   )
+
+  readonly #pacer = new Pacer()
+  /** Set while the outbox waits for the command budget to refill. */
+  #pumpTimer: Timer | undefined
+  /** Set while the outbox holds back after a temporary error, so that retries keep their order. */
+  #holdTimer: Timer | undefined
+  /** Consecutive rounds of temporary errors (drives the hold's backoff). */
+  #retryRound = 0
 
   #reconnectTimer: Timer | undefined
   #connectTimer: Timer | undefined
@@ -235,19 +244,43 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         const sent = entry.state === 'sent' ? ' (it was sent: the server may or may not have performed it)' : ''
         this.#outbox.reject(entry, new HoldfastError('timeout', `${command.type} timed out after ${timeoutMs} ms${sent}`))
       }, timeoutMs)
-      if (this.#ready) this.#sendEntry(entry)
+      this.#pump()
     })
   }
 
+  /**
+   * Send queued commands in issue order, as far as the command budget allows. A command never
+   * overtakes an older one that is still queued, whether it waits for the budget or for a retry.
+   */
+  #pump(): void {
+    if (!this.#ready || this.#holdTimer !== undefined || this.#pumpTimer !== undefined) return
+    for (const entry of this.#outbox.entries()) {
+      if (entry.state !== 'queued') continue
+      if (!this.#pacer.take()) {
+        this.#pumpTimer = setTimeout(() => {
+          this.#pumpTimer = undefined
+          this.#pump()
+        }, this.#pacer.waitMs())
+        return
+      }
+      this.#sendEntry(entry)
+    }
+  }
+
+  /** Send an outbox entry; its budget token was already taken by `#pump`. */
   #sendEntry(entry: OutboxEntry): void {
     entry.state = 'sent'
-    entry.wireId = this.#command(entry.command, (reply) => this.#onEntryReply(entry, reply))
+    const id = this.#nextId++
+    this.#replies.set(id, (reply) => this.#onEntryReply(entry, reply))
+    entry.wireId = id
+    this.#transport?.send({ ...entry.command, id } as ClientMessage)
   }
 
   #onEntryReply(entry: OutboxEntry, reply: Reply): void {
     entry.wireId = undefined
     if (!this.#outbox.has(entry)) return
     if (!isErrorReply(reply)) {
+      this.#retryRound = 0
       this.#outbox.resolve(entry, reply.result)
       return
     }
@@ -256,21 +289,24 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       this.#outbox.reject(entry, err)
       return
     }
-    // Rate limited, engine down, same msgId still in progress: the same command (same msgId) may succeed later.
+    // Rate limited, engine down, same msgId still in progress: the same command (same msgId) may
+    // succeed later. The whole outbox holds back, so the retry keeps its place in line (the server
+    // refuses the rest of a frame after a rate refusal for the same reason).
     entry.attempt++
-    entry.state = 'retrying'
-    entry.retryTimer = setTimeout(() => {
-      entry.retryTimer = undefined
-      if (!this.#outbox.has(entry)) return
-      if (this.#ready) this.#sendEntry(entry)
-      else entry.state = 'queued'
-    }, this.#backoff(entry.attempt))
+    entry.state = 'queued'
+    if (this.#holdTimer !== undefined) return
+    this.#retryRound++
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = undefined
+      this.#pump()
+    }, this.#backoff(this.#retryRound))
   }
 
   /** Send a command on the current connection with a fresh wire id; returns the id. */
   #command(body: QueuedCommand | { type: 'subscribe' | 'unsubscribe'; channel: string; recover?: StreamPosition } | { type: 'refresh'; token: string }, onReply: (reply: Reply) => void): number {
     const id = this.#nextId++
     this.#replies.set(id, onReply)
+    this.#pacer.consume()
     this.#transport?.send({ ...body, id } as ClientMessage)
     return id
   }
@@ -382,6 +418,10 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     this.#session = result.session
     this.#authFailures = 0
     this.#ready = true
+    // The server's bucket for this connection starts full, minus the connect command.
+    this.#pacer.reset(result.limits)
+    this.#pacer.consume()
+    if (result.limits !== undefined) this.#transport?.limitBatch(result.limits.maxBatch)
     if (result.ping > 0) this.#watchdog.start(result.ping + this.#opts.maxServerPingDelayMs)
     // Reset the backoff only once the connection has proven itself: a server that accepts and
     // drops at once must not pull every client into a tight reconnect loop.
@@ -393,9 +433,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     // Resubscribe and flush the outbox before anyone hears "connected": a call made in a listener
     // must queue behind the older ones, not overtake them.
     for (const sub of [...this.#subs.values()]) sub._connected()
-    for (const entry of [...this.#outbox.entries()]) {
-      if (entry.state === 'queued') this.#sendEntry(entry)
-    }
+    this.#pump()
     const url = this.#url
     this.#machine.transition('connected', reasonFor(CloseCodes.normal.code, result.resumed ? 'session resumed' : 'connected'))
     if (!this.#ready) return
@@ -516,9 +554,14 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     clearTimeout(this.#connectTimer)
     clearTimeout(this.#stableTimer)
     clearTimeout(this.#refreshTimer)
+    clearTimeout(this.#pumpTimer)
+    clearTimeout(this.#holdTimer)
     this.#connectTimer = undefined
     this.#stableTimer = undefined
     this.#refreshTimer = undefined
+    this.#pumpTimer = undefined
+    // A new connection has a fresh rate budget: what waited out a refusal goes out at once.
+    this.#holdTimer = undefined
     for (const entry of this.#outbox.entries()) {
       entry.wireId = undefined
       // Unacked: resent after reconnect with the same msgId; the server's dedupe makes that safe.

@@ -20,17 +20,15 @@ export interface OutboxEntry {
   /** Encoded size, counted against `maxQueuedBytes`. */
   readonly bytes: number
   /**
-   * queued: waits for a connection (or for the next flush);
-   * sent: in flight on the current connection;
-   * retrying: waits out a backoff after a temporary server error.
+   * queued: waits for a connection, the command budget, or the end of a retry hold;
+   * sent: in flight on the current connection.
    */
-  state: 'queued' | 'sent' | 'retrying'
-  /** Temporary-error retries so far (drives the retry backoff). */
+  state: 'queued' | 'sent'
+  /** Temporary-error refusals so far. */
   attempt: number
   /** Wire id of the send in flight, if any. */
   wireId: number | undefined
   deadline: Timer | undefined
-  retryTimer: Timer | undefined
   readonly resolve: (result: unknown) => void
   readonly reject: (err: HoldfastError) => void
 }
@@ -83,7 +81,6 @@ export class Outbox {
       attempt: 0,
       wireId: undefined,
       deadline: undefined,
-      retryTimer: undefined,
       resolve,
       reject,
     }
@@ -122,9 +119,7 @@ export class Outbox {
     this.#entries.delete(entry.seq)
     this.#bytes -= entry.bytes
     clearTimeout(entry.deadline)
-    clearTimeout(entry.retryTimer)
     entry.deadline = undefined
-    entry.retryTimer = undefined
     this.onChange(this.#entries.size, this.#bytes)
     return true
   }

@@ -37,7 +37,7 @@ const noop = (): void => {}
 export class Transport {
   readonly #socket: WebSocketLike
   readonly #handlers: TransportHandlers
-  readonly #maxBatch: number
+  #maxBatch: number
   #codec: Codec
   #pending: Uint8Array[] = []
   #flushScheduled = false
@@ -80,6 +80,11 @@ export class Transport {
 
   get codec(): Codec {
     return this.#codec
+  }
+
+  /** Lower the batch size to what the server announced it accepts. */
+  limitBatch(maxBatch: number): void {
+    if (maxBatch >= 1) this.#maxBatch = Math.min(this.#maxBatch, Math.floor(maxBatch))
   }
 
   /** Queue a message; everything queued in this tick is sent as one frame (or a few, past the batch limits). */

@@ -258,3 +258,53 @@ test('a throwing listener does not stop the client', async () => {
   assert.deepEqual(p.value, { offset: 1, epoch: 'e' })
   client.close()
 })
+
+test('temporary refusals keep their place: later calls wait behind the retry, then all go in issue order', async () => {
+  const { client } = makeClient()
+  const socket = await connected(client)
+  const calls = [1, 2, 3].map((n) => track(client.publish('c', n)))
+  await microtasks()
+  const [p1, p2, p3] = socket.allOf('publish')
+  // The server accepted 1 and refused the rest of the frame for rate.
+  socket.receive(
+    { id: p1!.id, result: { offset: 1, epoch: 'e' } },
+    { id: p2!.id, error: { code: 110, message: 'slow down', temporary: true } },
+    { id: p3!.id, error: { code: 110, message: 'slow down', temporary: true } },
+  )
+  const later = track(client.publish('c', 4))
+  await microtasks()
+  assert.equal(socket.allOf('publish').length, 3, 'nothing overtakes the refused ones')
+  mock.timers.tick(750)
+  await microtasks()
+  const resent = socket.allOf('publish').slice(3)
+  assert.deepEqual(resent.map((p) => p.data), [2, 3, 4])
+  assert.deepEqual(resent.slice(0, 2).map((p) => p.msgId), [p2!.msgId, p3!.msgId])
+  socket.receive(...resent.map((p, i) => ({ id: p.id, result: { offset: i + 2, epoch: 'e' } })))
+  await microtasks()
+  assert.deepEqual([...calls, later].map((c) => (c.value as { offset: number }).offset), [1, 2, 3, 4])
+  client.close()
+})
+
+test('an offline queue is flushed at the pace of the server-announced command budget, in frames of its maxBatch', async () => {
+  const { client } = makeClient()
+  for (let i = 0; i < 12; i++) void client.publish('c', i).catch(() => {})
+  client.connect()
+  const socket = FakeSocket.last
+  // Budget: 10/s with a burst of 5 -> the client plans with 90%: 9/s, burst 4, minus the connect.
+  await socket.accept({ ping: 0, limits: { commandsPerSecond: 10, commandBurst: 5, maxPayload: 65536, maxBatch: 2 } })
+  assert.deepEqual(socket.allOf('publish').map((p) => p.data), [0, 1, 2])
+  assert.equal(socket.frames, 3, 'connect, then 3 publishes in frames of at most 2')
+  mock.timers.tick(111)
+  await microtasks()
+  assert.equal(socket.allOf('publish').length, 3)
+  mock.timers.tick(1)
+  await microtasks()
+  assert.equal(socket.allOf('publish').length, 4)
+  // One more per ~111 ms: the remaining 8 need about 0.9 s.
+  for (let step = 0; step < 8; step++) {
+    mock.timers.tick(112)
+    await microtasks()
+  }
+  assert.deepEqual(socket.allOf('publish').map((p) => p.data), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+  client.close()
+})

@@ -308,3 +308,20 @@ test('kicked by the server API: closed, pending calls rejected', async () => {
   const { reason } = await closed
   assert.equal(reason.name, 'kicked')
 })
+
+test('a large offline queue is flushed at the server-announced rate: no refusals, no rate-limit close', async () => {
+  const engine = sharedEngine()
+  const a = await node(engine, 0, { commandRate: { perSecond: 400, burst: 50 } })
+  const client = makeClient(a.url)
+  const drops: string[] = []
+  client.on('disconnected', (d) => drops.push(d.reason.name))
+  const acks = Array.from({ length: 300 }, (_, i) => client.publish('bulk', { i }))
+  client.connect()
+  const results = await Promise.all(acks)
+  assert.deepEqual(
+    results.map((r) => r.offset),
+    Array.from({ length: 300 }, (_, i) => i + 1),
+  )
+  assert.deepEqual(drops, [])
+  assert.equal(a.hf.counters.get('rate_limited'), 0, 'the server never had to refuse a command for rate')
+})

@@ -1,6 +1,6 @@
 // An in-memory WebSocket for fake-timer tests: no I/O, so node:test's mock timers control every
 // delay the client takes. The test plays the server by calling open()/receive()/serverClose().
-import { jsonCodec, type ClientMessage, type ServerMessage } from '@holdfast/protocol'
+import { jsonCodec, type ClientMessage, type ConnectionLimits, type ServerMessage } from '@holdfast/protocol'
 import type { WebSocketLike } from '../../src/options.js'
 
 const textDecoder = new TextDecoder()
@@ -89,7 +89,7 @@ export class FakeSocket implements WebSocketLike {
   }
 
   /** Open and answer the connect command. */
-  async accept(result: { ping?: number; expiresIn?: number; session?: string } = {}): Promise<void> {
+  async accept(result: { ping?: number; expiresIn?: number; session?: string; limits?: ConnectionLimits } = {}): Promise<void> {
     this.open()
     await microtasks()
     const connect = this.lastOf('connect')
@@ -103,6 +103,7 @@ export class FakeSocket implements WebSocketLike {
         node: 'n1',
         ping: result.ping ?? 25_000,
         ...(result.expiresIn === undefined ? {} : { expiresIn: result.expiresIn }),
+        ...(result.limits === undefined ? {} : { limits: result.limits }),
       },
     })
     await microtasks()

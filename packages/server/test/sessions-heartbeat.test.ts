@@ -82,7 +82,8 @@ describe('heartbeats', () => {
     // The server terminates (no closing handshake with a silent peer), so the client sees 1006;
     // the server records the heartbeat code.
     assert.ok(closed.code === CloseCodes.heartbeat_timeout.code || closed.code === 1006, `code ${closed.code}`)
-    assert.ok(elapsed <= 200 + 200 + 250 + 300, `closed after ${elapsed} ms`)
+    // ping interval + pong timeout + one wheel tick, plus slack for a loaded 2-core CI machine.
+    assert.ok(elapsed <= 200 + 200 + 250 + 1000, `closed after ${elapsed} ms`)
     assert.equal(srv.gw.counters.get('heartbeat_timeouts'), 1)
     assert.equal(srv.gw.counters.get('disconnects', String(CloseCodes.heartbeat_timeout.code)), 1)
   })

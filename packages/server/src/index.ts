@@ -24,4 +24,5 @@ export type {
   StreamPublication,
 } from './engine/engine.js'
 export { MemoryEngine, type MemoryEngineOptions } from './engine/memory-engine.js'
+export { RedisEngine, type RedisEngineOptions } from './engine/redis-engine.js'
 export { HoldfastError, CloseCodes, ErrorCodes } from '@holdfast/protocol'

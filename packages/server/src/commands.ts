@@ -15,12 +15,14 @@ import {
   type StreamPosition,
   type SubscribeResult,
 } from '@holdfast/protocol'
+import type { Span } from '@opentelemetry/api'
 import type { AuthResult } from './auth/types.js'
 import { parseChannel } from './channel-name.js'
 import { checkData } from './payload.js'
 import { Connection, ConnState, type ConnSubscription } from './connection.js'
 import type { Gateway } from './gateway.js'
 import type { ResolvedChannelOptions } from './options.js'
+import { connectionInfo } from './tracing.js'
 
 /** Upgrade-time facts a connection keeps until its connect command is handled. */
 export interface PendingConnect {
@@ -60,11 +62,11 @@ export class CommandHandler {
   onFrame(conn: Connection, data: Uint8Array | string, _isBinary: boolean, pending: PendingConnect): void {
     if (conn.state === ConnState.Closed) return
     const gw = this.#gw
-    gw.counters.inc('messages_in')
-    gw.counters.inc('bytes_in', undefined, typeof data === 'string' ? data.length : data.byteLength)
+    gw.counters.bytesIn += typeof data === 'string' ? data.length : data.byteLength
     let messages
     try {
       messages = conn.codec.decodeClient(data, { maxBatch: gw.options.maxBatch })
+      gw.counters.messagesIn += messages.length
     } catch (err) {
       gw.counters.inc('bad_frames')
       conn.log?.info({ err: (err as Error).message }, 'bad frame')
@@ -127,12 +129,18 @@ export class CommandHandler {
   }
 
   async #run(conn: Connection, cmd: Command, pending: PendingConnect): Promise<void> {
+    const gw = this.#gw
+    const started = performance.now()
+    const span = gw.tracing.startCommand(conn, cmd)
     try {
-      const result = await this.#dispatch(conn, cmd, pending)
+      const result = await this.#dispatch(conn, cmd, pending, span)
       if (result !== undefined && conn.state !== ConnState.Closed) conn.send({ id: cmd.id, result })
+      gw.tracing.end(span, result)
     } catch (err) {
+      gw.tracing.end(span, undefined, err)
       this.#fail(conn, cmd.id, err)
     }
+    gw.counters.observe('command_ms', performance.now() - started, cmd.type)
   }
 
   #fail(conn: Connection, id: number, err: unknown): void {
@@ -148,19 +156,22 @@ export class CommandHandler {
   }
 
   /** Runs one command; resolves with the result to reply, or undefined when the handler replied itself. */
-  #dispatch(conn: Connection, cmd: Command, pending: PendingConnect): Promise<object | undefined> | object | undefined {
+  #dispatch(conn: Connection, cmd: Command, pending: PendingConnect, span: Span | undefined): Promise<object | undefined> | object | undefined {
     switch (cmd.type) {
       case 'connect':
         return this.#connect(conn, cmd, pending)
       case 'subscribe':
-        return this.#subscribe(conn, cmd.channel, cmd.recover, (result) => conn.send({ id: cmd.id, result }))
+        return this.#subscribe(conn, cmd.channel, cmd.recover, (result) => {
+          this.#gw.tracing.subscribed(span, result)
+          conn.send({ id: cmd.id, result })
+        })
       case 'unsubscribe':
         this.serverUnsubscribe(conn, cmd.channel, undefined, '')
         return {}
       case 'publish':
         return this.#publish(conn, cmd)
       case 'rpc':
-        return this.#rpc(conn, cmd)
+        return this.#rpc(conn, cmd, span)
       case 'presence':
         return this.#presence(conn, cmd.channel, false)
       case 'presence_stats':
@@ -190,8 +201,9 @@ export class CommandHandler {
           : await gw.authenticate(cmd.token, pending.req as IncomingMessage)
     } catch (err) {
       const e = err instanceof HoldfastError ? err : new HoldfastError('unauthorized', 'authentication failed', { cause: err })
-      gw.counters.inc('connections_rejected', e.code)
-      if (!(err instanceof HoldfastError)) gw.log?.error({ err }, 'authenticate hook failed')
+      // Counted as a rejection when the connection closes (gateway #onClosed), like every handshake failure.
+      if (!(err instanceof HoldfastError)) gw.log?.error({ err, client: conn.id, trace: conn.traceId }, 'authenticate hook failed')
+      else conn.log?.info({ code: e.code, reason: e.message }, 'authentication failed')
       conn.close(e.code === 'token_expired' ? 'token_expired' : 'unauthorized', e.message)
       return undefined
     }
@@ -301,11 +313,15 @@ export class CommandHandler {
     try {
       ok = await gw.hub.subscribe(conn, channel, opts, recover, (result) => {
         sub.live = true
-        if (result.wasRecovering) gw.counters.inc('recoveries', result.recovered ? 'recovered' : 'not_recovered')
+        if (result.wasRecovering) {
+          gw.counters.inc('recoveries', result.recovered ? 'recovered' : 'not_recovered')
+          if (!result.recovered) gw.counters.inc('recovery_failures', result.epoch !== recover?.epoch ? 'epoch_changed' : 'history_unavailable')
+        }
         reply(result)
       })
     } catch (err) {
       if (conn.subs?.get(channel) === sub) conn.subs.delete(channel)
+      gw.counters.inc('engine_errors', 'subscribe')
       throw err instanceof HoldfastError ? err : new HoldfastError('engine_unavailable', 'engine unavailable', { cause: err })
     }
     if (!ok) {
@@ -316,6 +332,8 @@ export class CommandHandler {
       await gw.engine.addPresence(channel, conn.clientInfo(), gw.options.presenceTtlMs).catch(() => {})
       if (opts.joinLeave) await gw.engine.publishJoinLeave(channel, 'join', conn.clientInfo()).catch(() => {})
     }
+    const onSubscribe = gw.options.onSubscribe
+    if (onSubscribe !== undefined && conn.subs?.get(channel) === sub) gw.hook('onSubscribe', () => onSubscribe(connectionInfo(conn), channel))
     return undefined
   }
 
@@ -374,7 +392,7 @@ export class CommandHandler {
     }
     let out
     try {
-      out = await gw.engine.publish(cmd.channel, cmd.data, {
+      out = await gw.enginePublish(cmd.channel, cmd.data, {
         historySize: opts.historySize,
         historyTtlMs: opts.historyTtlMs,
         streamTtlMs: opts.streamTtlMs,
@@ -386,10 +404,12 @@ export class CommandHandler {
       throw err instanceof HoldfastError ? err : new HoldfastError('engine_unavailable', 'engine unavailable', { cause: err })
     }
     gw.counters.inc('publishes', out.duplicate ? 'duplicate' : 'client')
+    const onPublish = gw.options.onPublish
+    if (onPublish !== undefined && !out.duplicate) gw.hook('onPublish', () => onPublish(connectionInfo(conn), cmd.channel, cmd.data))
     return out.duplicate ? { offset: out.offset, epoch: out.epoch, duplicate: true } : { offset: out.offset, epoch: out.epoch }
   }
 
-  async #rpc(conn: Connection, cmd: RpcCommand): Promise<object> {
+  async #rpc(conn: Connection, cmd: RpcCommand, span: Span | undefined): Promise<object> {
     const gw = this.#gw
     this.#checkMsgId(cmd.msgId)
     this.#checkSize(conn, cmd.data)
@@ -401,7 +421,7 @@ export class CommandHandler {
     if (claim.state === 'pending') throw new HoldfastError('in_progress', 'this RPC is still running; retry later')
     let data: unknown
     try {
-      data = await handler({ client: this.#connInfo(conn), method: cmd.method }, cmd.data)
+      data = await gw.tracing.within(span, () => handler({ client: this.#connInfo(conn), method: cmd.method }, cmd.data))
     } catch (err) {
       await gw.engine.releaseIdempotent(key).catch(() => {})
       throw err

@@ -1,5 +1,6 @@
 import { CloseCodes, type ClientInfo, type CloseCodeName, type Codec, type Command, type ServerMessage } from '@holdfast/protocol'
 import type { Logger } from 'pino'
+import type { TrafficCounters } from './counters.js'
 import { TokenBucket } from './limits/token-bucket.js'
 import { markDirty, type Flushable } from './outbound.js'
 import type { TransportSocket } from './transport/transport.js'
@@ -23,6 +24,8 @@ export interface ConnSubscription {
 /** Hooks the node gives each connection. */
 export interface ConnectionOwner {
   readonly maxQueueBytes: number
+  /** Bytes and messages written, counted per flush (one write), never per message queued. */
+  readonly counters: TrafficCounters
   onSlowConsumer(conn: Connection): void
 }
 
@@ -124,7 +127,11 @@ export class Connection implements Flushable {
     if (out === undefined || out.length === 0 || this.state === ConnState.Closed) return
     this.#out = undefined
     this.#outBytes = 0
-    this.socket.send(out.length === 1 ? (out[0] as Uint8Array) : this.codec.frame(out), this.codec.binary)
+    const frame = out.length === 1 ? (out[0] as Uint8Array) : this.codec.frame(out)
+    const traffic = this.#owner.counters
+    traffic.messagesOut += out.length
+    traffic.bytesOut += frame.byteLength
+    this.socket.send(frame, this.codec.binary)
   }
 
   /**

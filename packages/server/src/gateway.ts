@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, Server as HttpServer } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -10,6 +9,7 @@ import {
   type Command,
   type Publication,
   type StreamPosition,
+  closeCodeName,
 } from '@holdfast/protocol'
 import pino, { type Logger } from 'pino'
 import { createOriginCheck } from './auth/origin.js'
@@ -20,12 +20,14 @@ import { parseChannel } from './channel-name.js'
 import { checkData } from './payload.js'
 import { CommandHandler } from './commands.js'
 import { Connection, ConnState, type ConnectionOwner } from './connection.js'
-import type { ControlMessage, Engine, EngineHandler, NodeInfo } from './engine/engine.js'
+import type { ControlMessage, Engine, EngineHandler, NodeInfo, PublishOptions, PublishOutcome } from './engine/engine.js'
 import { MemoryEngine } from './engine/memory-engine.js'
 import { Hub } from './hub.js'
 import { IpLimiter } from './limits/ip-limiter.js'
 import { TokenBucket } from './limits/token-bucket.js'
 import { Counters } from './counters.js'
+import { Metrics } from './metrics.js'
+import { Tracing, connectionInfo, parseTraceparent, runHook, type TraceParent } from './tracing.js'
 import { resolveOptions, type HoldfastOptions, type ResolvedChannelOptions, type ResolvedOptions } from './options.js'
 import { RpcRouter, type RpcHandler } from './rpc-router.js'
 import { SessionSigner } from './session.js'
@@ -39,6 +41,14 @@ const HEARTBEAT_TICK_MS = 250
 const SLOW_CONSUMER_GRACE_MS = 1000
 const NODE_REGISTRY_EVERY_MS = 5000
 const NODE_REGISTRY_TTL_MS = 3 * NODE_REGISTRY_EVERY_MS
+/**
+ * A safety net under the rule "never log a token or a message payload": whatever a log call
+ * passes by mistake under these names is censored, in the gateway's lines only.
+ */
+export const LOG_REDACT = {
+  paths: ['token', '*.token', 'data', '*.data', 'authorization', '*.authorization', 'cookie', '*.cookie', '*.headers.authorization', '*.headers.cookie'],
+  censor: '[redacted]',
+}
 
 export interface CloseOptions {
   /** Spread the restart closes over this window, in ms. @default options.drainMs */
@@ -73,6 +83,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   readonly hub: Hub
   readonly rpc = new RpcRouter()
   readonly counters = new Counters()
+  /** Prometheus metrics over `counters`, in the gateway's own registry. */
+  readonly metrics: Metrics
+  readonly tracing: Tracing
   readonly sessions: SessionSigner
   readonly log: Logger | undefined
   readonly maxQueueBytes: number
@@ -103,7 +116,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     const o = resolveOptions(options)
     this.options = o
     this.log =
-      o.logger === false ? undefined : (o.logger ?? pino({ level: process.env['HOLDFAST_LOG_LEVEL'] ?? 'info', base: { node: o.nodeId } }))
+      o.logger === false
+        ? undefined
+        : o.logger === undefined
+          ? pino({ level: process.env['HOLDFAST_LOG_LEVEL'] ?? 'info', base: { node: o.nodeId }, redact: LOG_REDACT })
+          : o.logger.child({ node: o.nodeId }, { redact: LOG_REDACT })
     this.maxQueueBytes = o.maxQueueBytes
     // Only the JWT verifier tolerates skew on exp; an authenticate hook's expiry is taken as is.
     this.expiryGraceMs = o.authenticate === undefined && o.jwt !== undefined ? (o.jwt.clockToleranceSec ?? 5) * 1000 : 0
@@ -111,6 +128,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.engine = o.engine ?? new MemoryEngine()
     this.sessions = new SessionSigner(o.sessionSecret)
     this.hub = new Hub(this.engine, { onInsufficientState: (conn, channel) => this.#insufficientState(conn, channel) })
+    this.metrics = new Metrics(this, { processMetrics: o.processMetrics })
+    this.tracing = new Tracing(o.tracer)
     this.#transport = new WsTransport({ maxFrameBytes: o.maxPayload + FRAME_OVERHEAD, compression: o.compression })
     this.#wheel = new TimerWheel<Connection>({
       tickMs: HEARTBEAT_TICK_MS,
@@ -127,7 +146,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       void this.#register()
     }, NODE_REGISTRY_EVERY_MS).unref()
     const handler: EngineHandler = {
-      onPublication: (channel, pub) => this.hub.onPublication(channel, pub),
+      onPublication: (channel, pub) => {
+        this.hub.onPublication(channel, pub)
+        this.metrics.delivery.delivered(channel, pub)
+      },
       onJoinLeave: (channel, kind, info) => this.hub.onJoinLeave(channel, kind, info),
       onControl: (msg) => this.#onControl(msg),
       onStateChange: (ready) => {
@@ -139,6 +161,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     }
     this.#started = this.engine.start(handler).catch((err: unknown) => {
       this.#startError = err
+      this.counters.inc('engine_errors', 'start')
       this.log?.error({ err }, 'engine failed to start')
       throw err
     })
@@ -166,6 +189,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
 
   get nodeId(): string {
     return this.options.nodeId
+  }
+
+  /** The Prometheus text exposition of this node's metrics (`GET /metrics`); content type in `metrics.contentType`. */
+  metricsText(): Promise<string> {
+    return this.metrics.text()
   }
 
   /** Register an RPC method. The handler's return value is the reply; throw a HoldfastError to refuse. */
@@ -201,6 +229,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     const o = this.options
     const refuse = (status: number, reason: string, message: string): void => {
       this.counters.inc('connections_rejected', reason)
+      this.log?.info({ status, reason, ip: normalizeIp(req.socket.remoteAddress ?? ''), trace: parseTraceparent(req.headers['traceparent'])?.traceId }, 'connection refused')
       rejectUpgrade(socket, status, reason, message, status === 429 || status === 503 ? { 'Retry-After': '1' } : {})
     }
     if (this.#draining || this.#closed !== undefined) return refuse(503, 'draining', 'node is draining; connect to another node')
@@ -248,11 +277,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       }
     }
     if (socket.destroyed) return release()
-    const traceId = traceIdFrom(req.headers['traceparent'])
+    const parent = parseTraceparent(req.headers['traceparent'])
     let accepted = false
     this.#transport.upgrade(req, socket, head, (ts) => {
       accepted = true
-      return this.#accept(ts, ip, traceId, req, preAuth)
+      return this.#accept(ts, ip, parent, req, preAuth)
     })
     // ws answers a bad handshake (version, key, subprotocol header) with 400 and never calls back.
     if (!accepted) release()
@@ -261,12 +290,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   // Nothing created here may close over #admit's scope: its context holds the IncomingMessage,
   // which would then live as long as the connection (kilobytes each). The IP slot is released
   // from onClose by address instead of through a closure.
-  #accept(socket: TransportSocket, ip: string, traceId: string, req: IncomingMessage, preAuth: AuthResult | undefined): TransportSink {
+  #accept(socket: TransportSocket, ip: string, parent: TraceParent | undefined, req: IncomingMessage, preAuth: AuthResult | undefined): TransportSink {
     const o = this.options
     const codec = this.#commands.codecFor(socket.protocol)
+    const { span, traceId } = this.tracing.startConnect(parent, { 'client.address': ip, 'holdfast.node': o.nodeId })
     const conn = new Connection(socket, codec, ip, traceId, this, new TokenBucket(o.commandRate.perSecond, o.commandRate.burst, performance.now()), this.log)
+    this.tracing.bind(conn, span)
     this.connections.add(conn)
-    this.counters.inc('connections_accepted')
     this.#wheel.schedule(conn, o.connectTimeoutMs)
     const pending = { preAuth, req }
     return {
@@ -308,12 +338,44 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
         this.log?.warn({ err }, 'takeover broadcast failed')
       })
     }
+    this.counters.inc('connections_accepted')
     this.emit('connect', { client: conn.id, user: conn.user, session: conn.session, resumed, ip: conn.ip })
     conn.log?.debug({ user: conn.user, resumed }, 'connected')
+    this.tracing.connected(conn, { 'holdfast.client': conn.id, 'enduser.id': conn.user, 'holdfast.session': conn.session, 'holdfast.resumed': resumed })
+    const onConnect = o.onConnect
+    if (onConnect !== undefined) this.hook('onConnect', () => onConnect({ ...connectionInfo(conn), resumed }))
+  }
+
+  /** Run an application hook; what it throws is logged and counted, never propagated. */
+  hook(name: string, call: () => unknown): void {
+    runHook(name, call, (hook, err) => {
+      this.counters.inc('hook_errors', hook)
+      this.log?.error({ err, hook }, 'application hook failed')
+    })
+  }
+
+  /** Engine publish, timed to its fan-out on this node (publish-to-delivery latency), failures counted. */
+  async enginePublish(channel: string, data: unknown, opts: PublishOptions): Promise<PublishOutcome> {
+    const pending = this.metrics.delivery.start(channel)
+    let out: PublishOutcome
+    try {
+      out = await this.engine.publish(channel, data, opts)
+    } catch (err) {
+      this.metrics.delivery.failed(pending)
+      this.counters.inc('engine_errors', 'publish')
+      throw err
+    }
+    this.metrics.delivery.stored(pending, out, this.hub.subscriberCount(channel) > 0)
+    return out
   }
 
   #onClosed(conn: Connection, code: number, reason: string): void {
+    // The drain deadline calls this for the connections it terminates, and their sockets report
+    // the close again later: count and tell the hooks once.
+    if (!this.connections.has(conn)) return
     const wasConnected = conn.state === ConnState.Connected || conn.closeCode !== 0
+    // Closed by the server (closeWith/terminate ran first) before the handshake completed: a rejection.
+    const rejected = conn.state === ConnState.Closed && conn.session === ''
     if (conn.state !== ConnState.Closed) {
       conn.state = ConnState.Closed
       conn.closeCode = code
@@ -330,10 +392,17 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       conn.subs = undefined
     }
     this.counters.inc('disconnects', String(conn.closeCode))
+    const codeName = closeCodeName(conn.closeCode) ?? (conn.closeCode === 1005 ? 'no_status' : 'other')
+    if (rejected) this.counters.inc('connections_rejected', codeName)
+    this.tracing.closed(conn, conn.closeCode, codeName)
     if (wasConnected && conn.user !== undefined) {
       this.emit('disconnect', { client: conn.id, user: conn.user, session: conn.session, code: conn.closeCode, reason: conn.closeReason })
     }
-    conn.log?.debug({ code: conn.closeCode, reason: conn.closeReason }, 'disconnected')
+    const onDisconnect = this.options.onDisconnect
+    if (onDisconnect !== undefined && conn.session !== '') {
+      this.hook('onDisconnect', () => onDisconnect({ ...connectionInfo(conn), code: conn.closeCode, codeName, reason: conn.closeReason }))
+    }
+    conn.log?.debug({ code: conn.closeCode, codeName, reason: conn.closeReason }, 'disconnected')
   }
 
   /** The send queue overflowed: close; the client reconnects and recovers what it missed. */
@@ -462,13 +531,21 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     const problem = checkData(data, true, Number.MAX_SAFE_INTEGER) ?? checkData(data, false, Number.MAX_SAFE_INTEGER)
     if (problem !== undefined) throw problem
     const ch = this.channelOptions(channel)
-    const out = await this.engine.publish(channel, data, {
-      historySize: ch.historySize,
-      historyTtlMs: ch.historyTtlMs,
-      streamTtlMs: ch.streamTtlMs,
-      ...(opts.idempotencyKey === undefined ? {} : { idempotencyKey: `api:${opts.idempotencyKey}`, idempotencyTtlMs: this.options.idempotencyTtlMs }),
-    })
-    this.counters.inc('publishes', 'api')
+    const span = this.tracing.startApiPublish(channel)
+    let out: PublishOutcome
+    try {
+      out = await this.enginePublish(channel, data, {
+        historySize: ch.historySize,
+        historyTtlMs: ch.historyTtlMs,
+        streamTtlMs: ch.streamTtlMs,
+        ...(opts.idempotencyKey === undefined ? {} : { idempotencyKey: `api:${opts.idempotencyKey}`, idempotencyTtlMs: this.options.idempotencyTtlMs }),
+      })
+    } catch (err) {
+      this.tracing.end(span, undefined, err)
+      throw err
+    }
+    this.counters.inc('publishes', out.duplicate ? 'api_duplicate' : 'api')
+    this.tracing.end(span, out)
     return { offset: out.offset, epoch: out.epoch, duplicate: out.duplicate }
   }
 
@@ -555,6 +632,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     try {
       await this.engine.registerNode(this.nodeInfo(), NODE_REGISTRY_TTL_MS)
     } catch (err) {
+      this.counters.inc('engine_errors', 'registry')
       this.log?.debug({ err }, 'node registry heartbeat failed')
     }
   }
@@ -612,16 +690,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
 
 function normalizeIp(ip: string): string {
   return ip.startsWith('::ffff:') ? ip.slice(7) : ip
-}
-
-/** The trace id of a W3C `traceparent` header, or a new random one. */
-function traceIdFrom(header: string | string[] | undefined): string {
-  const v = Array.isArray(header) ? header[0] : header
-  if (v !== undefined) {
-    const m = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(v.trim())
-    if (m !== null && m[1] !== '00000000000000000000000000000000') return m[1] as string
-  }
-  return randomBytes(16).toString('hex')
 }
 
 export type { ClientMessage, Command }

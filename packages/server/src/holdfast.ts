@@ -23,6 +23,8 @@ export type Holdfast = Pick<
   | 'nodes'
   | 'nodeInfo'
   | 'counters'
+  | 'metrics'
+  | 'metricsText'
   | 'on'
   | 'off'
   | 'once'

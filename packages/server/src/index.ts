@@ -4,7 +4,9 @@ export type {
   ChannelHookContext,
   ChannelOptions,
   CommandRate,
+  ConnectInfo,
   ConnectionInfo,
+  DisconnectInfo,
   HoldfastOptions,
   PublishHookContext,
 } from './options.js'
@@ -24,5 +26,6 @@ export type {
   StreamPublication,
 } from './engine/engine.js'
 export { MemoryEngine, type MemoryEngineOptions } from './engine/memory-engine.js'
+export type { Metrics } from './metrics.js'
 export { RedisEngine, type RedisEngineOptions } from './engine/redis-engine.js'
 export { HoldfastError, CloseCodes, ErrorCodes } from '@holdfast/protocol'

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
+import type { Tracer } from '@opentelemetry/api'
 import type { Logger } from 'pino'
 import type { AuthenticateHook, JwtAuthOptions } from './auth/types.js'
 import type { Engine } from './engine/engine.js'
@@ -57,6 +58,21 @@ export interface PublishHookContext extends ChannelHookContext {
   data: unknown
 }
 
+/** What `onConnect` hears: the connection, and whether it resumed an earlier session. */
+export interface ConnectInfo extends ConnectionInfo {
+  resumed: boolean
+}
+
+/** What `onDisconnect` hears: the connection and why it closed. */
+export interface DisconnectInfo extends ConnectionInfo {
+  /** The close code (4xxx from the close code table, or a WebSocket code such as 1000 or 1006). */
+  code: number
+  /** Its name in the close code table (`slow_consumer`, `kicked`...); `no_status` for 1005, `other` outside the table. */
+  codeName: string
+  /** The close reason text. */
+  reason: string
+}
+
 export interface HoldfastOptions {
   /** Where streams, presence and idempotency ids live. @default a new MemoryEngine */
   engine?: Engine
@@ -110,6 +126,18 @@ export interface HoldfastOptions {
   canPublish?: (ctx: PublishHookContext) => boolean | Promise<boolean>
   /** pino logger; false for none. @default a pino logger at level info to stdout */
   logger?: Logger | false
+  /** Called when a connection completed its connect handshake. Throws and rejections are logged, never fatal. */
+  onConnect?: (info: ConnectInfo) => void | Promise<void>
+  /** Called when a connected connection closed, with the close code and its name. */
+  onDisconnect?: (info: DisconnectInfo) => void | Promise<void>
+  /** Called when a subscription is established (by the client or by the server), after recovery. */
+  onSubscribe?: (info: ConnectionInfo, channel: string) => void | Promise<void>
+  /** Called after a client's publication is stored (not for duplicates, not for server-API publishes). */
+  onPublish?: (info: ConnectionInfo, channel: string, data: unknown) => void | Promise<void>
+  /** OpenTelemetry tracer (`@opentelemetry/api`): spans for connect, subscribe, publish and rpc. @default none */
+  tracer?: Tracer
+  /** Export Node process metrics (CPU, memory, event loop, GC) with the `holdfast_` prefix. @default true */
+  processMetrics?: boolean
 }
 
 export const CHANNEL_DEFAULTS: ResolvedChannelOptions = {
@@ -143,6 +171,7 @@ export const DEFAULTS = {
   presenceTtlMs: 60_000,
   drainMs: 10_000,
   compression: false,
+  processMetrics: true,
 } as const
 
 export interface ResolvedOptions {
@@ -173,6 +202,12 @@ export interface ResolvedOptions {
   canSubscribe: HoldfastOptions['canSubscribe']
   canPublish: HoldfastOptions['canPublish']
   logger: Logger | false | undefined
+  onConnect: HoldfastOptions['onConnect']
+  onDisconnect: HoldfastOptions['onDisconnect']
+  onSubscribe: HoldfastOptions['onSubscribe']
+  onPublish: HoldfastOptions['onPublish']
+  tracer: Tracer | undefined
+  processMetrics: boolean
 }
 
 function positiveInt(name: string, v: unknown, allowZero = false): number {
@@ -240,8 +275,11 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
   if (typeof sessionSecret !== 'string' || sessionSecret.length < 16) {
     throw new TypeError('holdfast: option "sessionSecret" must be a string of at least 16 characters')
   }
-  for (const hook of ['authenticate', 'canSubscribe', 'canPublish'] as const) {
+  for (const hook of ['authenticate', 'canSubscribe', 'canPublish', 'onConnect', 'onDisconnect', 'onSubscribe', 'onPublish'] as const) {
     if (options[hook] !== undefined && typeof options[hook] !== 'function') throw new TypeError(`holdfast: option "${hook}" must be a function`)
+  }
+  if (options.tracer !== undefined && (typeof options.tracer !== 'object' || options.tracer === null || typeof options.tracer.startSpan !== 'function')) {
+    throw new TypeError('holdfast: option "tracer" must be an OpenTelemetry Tracer (with startSpan)')
   }
   return {
     engine: options.engine,
@@ -274,5 +312,11 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     canSubscribe: options.canSubscribe,
     canPublish: options.canPublish,
     logger: options.logger,
+    onConnect: options.onConnect,
+    onDisconnect: options.onDisconnect,
+    onSubscribe: options.onSubscribe,
+    onPublish: options.onPublish,
+    tracer: options.tracer,
+    processMetrics: bool('processMetrics', options.processMetrics ?? DEFAULTS.processMetrics),
   }
 }

@@ -220,8 +220,9 @@ class Keys {
   constructor(prefix: string) {
     this.#p = prefix
     this.control = `${prefix}:control`
-    this.nodes = `${prefix}:{nodes}:info`
-    this.nodesExp = `${prefix}:{nodes}:exp`
+    // The tag may equal a channel name, so the suffixes must differ from every per-channel suffix.
+    this.nodes = `${prefix}:{nodes}:registry`
+    this.nodesExp = `${prefix}:{nodes}:registry-exp`
   }
 
   /** Hash: e (epoch), t (top offset), x (expiry, ms). */
@@ -263,6 +264,15 @@ const EMPTY = Buffer.alloc(0)
 function pack(value: unknown): Buffer {
   const u8 = encode(value)
   return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength)
+}
+
+/**
+ * Decode from a private copy: msgpack binaries are views of the input, and the input is a slice
+ * of ioredis's socket chunk — a view would keep that whole chunk alive and surface as a Buffer
+ * where the publisher sent a plain Uint8Array.
+ */
+function unpack(bytes: Uint8Array): unknown {
+  return decode(new Uint8Array(bytes))
 }
 
 function newEpoch(): string {
@@ -545,7 +555,7 @@ export class RedisEngine implements Engine {
   async nodes(): Promise<NodeInfo[]> {
     const out: NodeInfo[] = []
     for (const value of await this.#members('nodes', this.#keys.nodes, this.#keys.nodesExp)) {
-      const info = this.#decode(value)
+      const info = this.#unpack(value)
       if (isNodeInfo(info)) out.push(info)
       else this.#opts.onError(malformed('nodes'))
     }
@@ -562,7 +572,7 @@ export class RedisEngine implements Engine {
     const state = asString(reply[0], 'claimIdempotent')
     if (state === 'n') return { state: 'new' }
     if (state === 'p') return { state: 'pending' }
-    if (state === 'd') return { state: 'done', result: decode(asBuffer(reply[1], 'claimIdempotent')) }
+    if (state === 'd') return { state: 'done', result: unpack(asBuffer(reply[1], 'claimIdempotent')) }
     throw malformed('claimIdempotent')
   }
 
@@ -600,7 +610,7 @@ export class RedisEngine implements Engine {
     checkChannel(channel)
     const out: ClientInfo[] = []
     for (const value of await this.#members('presence', this.#keys.presence(channel), this.#keys.presenceExp(channel))) {
-      const info = this.#decode(value)
+      const info = this.#unpack(value)
       if (isClientInfo(info)) out.push(info)
       else this.#opts.onError(malformed('presence'))
     }
@@ -616,9 +626,9 @@ export class RedisEngine implements Engine {
     return values
   }
 
-  #decode(value: Buffer): unknown {
+  #unpack(value: Buffer): unknown {
     try {
-      return decode(value)
+      return unpack(value)
     } catch (err) {
       this.#opts.onError(err)
       return undefined
@@ -634,9 +644,9 @@ export class RedisEngine implements Engine {
     let info: ClientInfo | undefined
     for (let i = 0; i + 1 < list.length; i += 2) {
       const field = asString(list[i], 'history')
-      if (field === 'd') data = decode(asBuffer(list[i + 1], 'history'))
+      if (field === 'd') data = unpack(asBuffer(list[i + 1], 'history'))
       else if (field === 'i') {
-        const v = decode(asBuffer(list[i + 1], 'history'))
+        const v = unpack(asBuffer(list[i + 1], 'history'))
         if (isClientInfo(v)) info = v
       }
     }
@@ -650,7 +660,7 @@ export class RedisEngine implements Engine {
     try {
       const key = channelKey.toString('utf8')
       if (key === this.#keys.control) {
-        const msg = decode(message)
+        const msg = unpack(message)
         if (isControl(msg)) handler.onControl(msg)
         return
       }
@@ -665,15 +675,15 @@ export class RedisEngine implements Engine {
         const [infoLength, infoAt] = readInt(message, colon + 1)
         const dataAt = infoAt + infoLength
         if (dataAt > message.length) throw new Error('truncated message')
-        const data = decode(message.subarray(dataAt))
+        const data = unpack(message.subarray(dataAt))
         if (infoLength === 0) {
           handler.onPublication(channel, { offset, epoch, data })
         } else {
-          const info = decode(message.subarray(infoAt, dataAt))
+          const info = unpack(message.subarray(infoAt, dataAt))
           handler.onPublication(channel, isClientInfo(info) ? { offset, epoch, data, info } : { offset, epoch, data })
         }
       } else if (kind === KIND_JOIN || kind === KIND_LEAVE) {
-        const info = decode(message.subarray(1))
+        const info = unpack(message.subarray(1))
         if (isClientInfo(info)) handler.onJoinLeave(channel, kind === KIND_JOIN ? 'join' : 'leave', info)
       }
     } catch (err) {

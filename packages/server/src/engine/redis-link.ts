@@ -86,6 +86,8 @@ export class RedisLink {
   readonly #breaker: CircuitBreaker<[Job], unknown>
   /** Pub/sub channels this node wants; kept across reconnects and replayed on each. */
   readonly #wanted = new Set<string>()
+  /** SUBSCRIBEs not acknowledged yet, so that a repeat waits for the same one. */
+  readonly #pending = new Map<string, Promise<void>>()
   /** The subscriber has subscribed every wanted channel since it last connected. */
   #subSynced = false
   /** The subscriber answered its latest PING in time. */
@@ -202,21 +204,31 @@ export class RedisLink {
   }
 
   /** Receive a pub/sub channel on this node. Idempotent; replayed after every reconnect. */
-  async subscribe(channel: string): Promise<void> {
+  subscribe(channel: string): Promise<void> {
     this.#live()
-    if (this.sub.status !== 'ready' || !this.#subHealthy) {
-      throw new HoldfastError('engine_unavailable', 'redis subscribe: the subscriber connection is down')
+    // One Redis serves both connections: an open breaker says it is stalled for the subscriber too.
+    if (this.sub.status !== 'ready' || !this.#subHealthy || this.#breaker.opened) {
+      return Promise.reject(new HoldfastError('engine_unavailable', 'redis subscribe: Redis is unavailable'))
     }
+    // A repeat waits for the SUBSCRIBE in flight, or returns at once when the channel is held:
+    // it must never be able to drop a subscription that already works.
+    const inFlight = this.#pending.get(channel)
+    if (inFlight !== undefined) return inFlight
+    if (this.#wanted.has(channel) && this.#subSynced) return Promise.resolve()
     this.#wanted.add(channel)
-    try {
-      await this.sub.subscribe(channel)
-    } catch (err) {
-      // A failed subscribe leaves nothing wanted behind (the hub forgets the channel too). If the
-      // SUBSCRIBE only timed out it may still run later: queue an UNSUBSCRIBE behind it.
-      this.#wanted.delete(channel)
-      if (this.sub.status === 'ready') this.sub.unsubscribe(channel).catch(() => {})
-      throw toEngineError('subscribe', err)
-    }
+    const done = this.sub.subscribe(channel).then(
+      () => {},
+      (err: unknown) => {
+        // A failed subscribe leaves nothing wanted behind (the hub forgets the channel too). If the
+        // SUBSCRIBE only timed out it may still run later: queue an UNSUBSCRIBE behind it.
+        this.#wanted.delete(channel)
+        if (this.sub.status === 'ready') this.sub.unsubscribe(channel).catch(() => {})
+        throw toEngineError('subscribe', err)
+      },
+    )
+    const tracked = done.finally(() => this.#pending.delete(channel))
+    this.#pending.set(channel, tracked)
+    return tracked
   }
 
   async unsubscribe(channel: string): Promise<void> {

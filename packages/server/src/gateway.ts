@@ -519,6 +519,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
         }
         return
       }
+      case 'message': {
+        for (const conn of this.connections) {
+          if (conn.state === ConnState.Connected && ((msg.client !== undefined && conn.id === msg.client) || (msg.user !== undefined && conn.user === msg.user))) {
+            conn.send({ type: 'message', data: msg.data })
+          }
+        }
+        return
+      }
     }
   }
 
@@ -596,6 +604,33 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   async unsubscribeUser(user: string, channel: string): Promise<void> {
     parseChannel(channel)
     await this.engine.publishControl({ type: 'unsubscribe', user, channel, node: this.options.nodeId })
+  }
+
+  /**
+   * Send `data` as a `message` push to a user's connections or to one connection, on every node.
+   * Not stored: a connection that is not there at that moment never gets it.
+   */
+  async send(target: { user?: string; client?: string }, data: unknown): Promise<void> {
+    if (target.user === undefined && target.client === undefined) throw new TypeError('holdfast: send needs a user or a client')
+    const problem = checkData(data, true, Number.MAX_SAFE_INTEGER) ?? checkData(data, false, Number.MAX_SAFE_INTEGER)
+    if (problem !== undefined) throw problem
+    await this.engine.publishControl({
+      type: 'message',
+      ...(target.user === undefined ? {} : { user: target.user }),
+      ...(target.client === undefined ? {} : { client: target.client }),
+      data,
+      node: this.options.nodeId,
+    })
+  }
+
+  /** Channels with subscribers on this node and their subscriber counts, by name. Local only: the engine keeps no channel index. */
+  channels(): Array<{ channel: string; subscribers: number }> {
+    const out: Array<{ channel: string; subscribers: number }> = []
+    for (const name of this.hub.channels.keys()) {
+      const subscribers = this.hub.subscriberCount(name)
+      if (subscribers > 0) out.push({ channel: name, subscribers })
+    }
+    return out.sort((a, b) => (a.channel < b.channel ? -1 : a.channel > b.channel ? 1 : 0))
   }
 
   /** Options of the namespace a channel belongs to. */

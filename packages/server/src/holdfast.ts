@@ -13,6 +13,8 @@ export type Holdfast = Pick<
   | 'disconnect'
   | 'subscribeUser'
   | 'unsubscribeUser'
+  | 'send'
+  | 'channels'
   | 'onRpc'
   | 'close'
   | 'ready'

@@ -140,3 +140,4 @@ export type ControlMessage =
   | { type: 'disconnect'; user?: string; client?: string; code: number; reason: string; node: string }
   | { type: 'subscribe'; user: string; channel: string; node: string }
   | { type: 'unsubscribe'; user: string; channel: string; node: string }
+  | { type: 'message'; user?: string; client?: string; data: unknown; node: string }

@@ -21,7 +21,7 @@ export interface HttpAppOptions {
 /** Resolved from this file so that it works from src/ (tsx) and from dist/ alike. */
 export const DEFAULT_PUBLIC_DIR = fileURLToPath(new URL('../public/', import.meta.url))
 
-const PROBES = new Set(['/healthz', '/readyz'])
+const PROBES = new Set(['/healthz', '/readyz', '/metrics'])
 
 const CONTENT_TYPES: Readonly<Record<string, string>> = {
   '.html': 'text/html; charset=utf-8',
@@ -62,6 +62,10 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     if (holdfast.isReady()) return { status: 'ready' }
     return reply.code(503).send({ status: holdfast.draining ? 'draining' : 'not_ready' })
   })
+
+  // Prometheus scrape (docs/metrics.md). Node-internal counts, not secrets, but keep it off the
+  // public internet: expose the port to the scraper only (docs/operations.md).
+  app.get('/metrics', async (_req, reply) => reply.header('content-type', holdfast.metrics.contentType).send(await holdfast.metricsText()))
 
   await app.register(holdfastFastify, { holdfast, path: opts.wsPath ?? '/ws' })
 

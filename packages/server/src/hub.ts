@@ -3,6 +3,9 @@ import { ConnState, type Connection } from './connection.js'
 import type { Engine, StreamPublication } from './engine/engine.js'
 import type { ResolvedChannelOptions } from './options.js'
 
+/** Most live publications held for one subscriber while it reads history. */
+const MAX_RECOVERY_BUFFER = 10_000
+
 /** A subscriber whose subscribe is still reading history: live publications wait in `buffer`. */
 interface Recovering {
   conn: Connection
@@ -188,13 +191,13 @@ export class Hub {
         entry.epoch = pub.epoch
         entry.offset = pub.offset
         for (const conn of entry.live) this.#events.onInsufficientState(conn, channel)
-        for (const r of entry.recovering) r.buffer.push(pub)
+        this.#buffer(entry, pub)
         return
       }
     }
     entry.epoch = pub.epoch
     entry.offset = pub.offset
-    for (const r of entry.recovering) r.buffer.push(pub)
+    this.#buffer(entry, pub)
     if (entry.live.size === 0) return
     let json: Uint8Array | undefined
     let msgpack: Uint8Array | undefined
@@ -203,6 +206,20 @@ export class Hub {
       if (conn.codec.binary) bytes = msgpack ??= this.#encodePub(conn.codec, channel, pub)
       else bytes = json ??= this.#encodePub(conn.codec, channel, pub)
       conn.enqueue(bytes)
+    }
+  }
+
+  /**
+   * Hold a live publication for subscribers still reading history. The buffer is bounded: a
+   * history read so slow that this many publications arrive meanwhile is abandoned, and the
+   * client recovers on reconnect instead of the node growing without limit.
+   */
+  #buffer(entry: ChannelEntry, pub: StreamPublication): void {
+    for (const r of entry.recovering) {
+      if (r.buffer.length >= MAX_RECOVERY_BUFFER) {
+        entry.recovering.delete(r)
+        this.#events.onInsufficientState(r.conn, entry.name)
+      } else r.buffer.push(pub)
     }
   }
 

@@ -333,7 +333,7 @@ export class CommandHandler {
       if (opts.joinLeave) await gw.engine.publishJoinLeave(channel, 'join', conn.clientInfo()).catch(() => {})
     }
     const onSubscribe = gw.options.onSubscribe
-    if (onSubscribe !== undefined && conn.subs?.get(channel) === sub) gw.hook('onSubscribe', () => onSubscribe(connectionInfo(conn), channel))
+    if (onSubscribe !== undefined && conn.subs?.get(channel) === sub) gw.hook('onSubscribe', () => onSubscribe(connectionInfo(conn), channel), conn)
     return undefined
   }
 
@@ -405,7 +405,7 @@ export class CommandHandler {
     }
     gw.counters.inc('publishes', out.duplicate ? 'duplicate' : 'client')
     const onPublish = gw.options.onPublish
-    if (onPublish !== undefined && !out.duplicate) gw.hook('onPublish', () => onPublish(connectionInfo(conn), cmd.channel, cmd.data))
+    if (onPublish !== undefined && !out.duplicate) gw.hook('onPublish', () => onPublish(connectionInfo(conn), cmd.channel, cmd.data), conn)
     return out.duplicate ? { offset: out.offset, epoch: out.epoch, duplicate: true } : { offset: out.offset, epoch: out.epoch }
   }
 

@@ -343,14 +343,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     conn.log?.debug({ user: conn.user, resumed }, 'connected')
     this.tracing.connected(conn, { 'holdfast.client': conn.id, 'enduser.id': conn.user, 'holdfast.session': conn.session, 'holdfast.resumed': resumed })
     const onConnect = o.onConnect
-    if (onConnect !== undefined) this.hook('onConnect', () => onConnect({ ...connectionInfo(conn), resumed }))
+    if (onConnect !== undefined) this.hook('onConnect', () => onConnect({ ...connectionInfo(conn), resumed }), conn)
   }
 
-  /** Run an application hook; what it throws is logged and counted, never propagated. */
-  hook(name: string, call: () => unknown): void {
+  /** Run an application hook; what it throws is logged (on the connection's lines) and counted, never propagated. */
+  hook(name: string, call: () => unknown, conn?: Connection): void {
     runHook(name, call, (hook, err) => {
       this.counters.inc('hook_errors', hook)
-      this.log?.error({ err, hook }, 'application hook failed')
+      ;(conn?.log ?? this.log)?.error({ err, hook }, 'application hook failed')
     })
   }
 
@@ -400,7 +400,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     }
     const onDisconnect = this.options.onDisconnect
     if (onDisconnect !== undefined && conn.session !== '') {
-      this.hook('onDisconnect', () => onDisconnect({ ...connectionInfo(conn), code: conn.closeCode, codeName, reason: conn.closeReason }))
+      this.hook('onDisconnect', () => onDisconnect({ ...connectionInfo(conn), code: conn.closeCode, codeName, reason: conn.closeReason }), conn)
     }
     conn.log?.debug({ code: conn.closeCode, codeName, reason: conn.closeReason }, 'disconnected')
   }

@@ -69,6 +69,12 @@ export function isUnavailable(err: unknown): boolean {
   return true
 }
 
+/** No answer within the command timeout (ioredis's, or the breaker's own). */
+function isTimeout(err: unknown): boolean {
+  if (!(err instanceof Error)) return false
+  return (err as Error & { code?: unknown }).code === 'ETIMEDOUT' || err.message === 'Command timed out'
+}
+
 export function toEngineError(what: string, err: unknown): HoldfastError {
   if (err instanceof HoldfastError) return err
   const message = err instanceof Error ? err.message : String(err)
@@ -116,6 +122,11 @@ export class RedisLink {
       rollingCountTimeout: b.rollingWindowMs,
       // Only outages open the breaker; a bad argument or script error says nothing about Redis.
       errorFilter: (err: unknown) => !isUnavailable(err),
+    })
+    // A command that got no answer within the timeout is as telling as a failed PING: Redis is
+    // stalled, so stop sending at once instead of letting every caller wait out its own timeout.
+    this.#breaker.on('failure', (err: unknown) => {
+      if (isTimeout(err) && !this.#closed) this.#breaker.open()
     })
     this.#breaker.on('open', () => this.#update())
     this.#breaker.on('close', () => this.#update())
@@ -302,21 +313,33 @@ export class RedisLink {
   #healthCheck(): void {
     if (this.#closed) return
     void this.#checkCommands()
-    this.#subPing ??= this.#pingSubscriber().finally(() => {
-      this.#subPing = undefined
-    })
+    this.#healthCheckSubscriber()
     if (this.sub.status === 'ready' && !this.#subSynced && this.#subHealthy) void this.#resubscribe()
   }
 
-  /** PING through the breaker: it is the half-open probe, and a stall opens the breaker at once. */
+  #healthCheckSubscriber(): void {
+    if (this.#closed) return
+    this.#subPing ??= this.#pingSubscriber().finally(() => {
+      this.#subPing = undefined
+    })
+  }
+
+  /**
+   * PING the command connection directly, past the breaker, one at a time. A failure opens the
+   * breaker at once (if even a PING gets no answer, no command would); an answer closes it. While
+   * Redis is frozen a PING is nearly always waiting on the socket, so the breaker closes the moment
+   * Redis answers again instead of at the next half-open probe.
+   */
   #checkCommands(): Promise<void> {
     this.#cmdPing ??= (async () => {
-      if (this.#closed || this.#breaker.opened) return
+      if (this.#closed || this.cmd.status !== 'ready') return
       try {
-        await this.#breaker.fire(() => this.cmd.ping())
+        await this.cmd.ping()
+        if (!this.#closed && !this.#breaker.closed) this.#breaker.close()
       } catch (err) {
-        // A PING is the cheapest command there is: if even that fails, every command would.
-        if (isUnavailable(err) && !this.#closed && !this.#breaker.opened) this.#breaker.open()
+        if (isUnavailable(err) && !this.#closed) this.#breaker.open()
+        // Stalled, not dead: send the next PING at once so that one always waits on the socket.
+        if (isTimeout(err)) setImmediate(() => void (this.#closed || this.#checkCommands()))
       }
     })().finally(() => {
       this.#cmdPing = undefined
@@ -330,8 +353,9 @@ export class RedisLink {
     try {
       await this.sub.ping()
       healthy = true
-    } catch {
+    } catch (err) {
       healthy = false
+      if (isTimeout(err)) setImmediate(() => this.#healthCheckSubscriber())
     }
     if (this.#closed || healthy === this.#subHealthy) return
     this.#subHealthy = healthy

@@ -95,8 +95,8 @@ export class Tracing {
     const span = this.#connecting.get(conn)
     if (span === undefined) return
     this.#connecting.delete(conn)
+    // Success leaves the status unset, as OpenTelemetry asks of instrumentation libraries.
     span.setAttributes(attributes)
-    span.setStatus({ code: SpanStatusCode.OK })
     span.end()
   }
 

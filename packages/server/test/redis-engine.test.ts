@@ -13,6 +13,7 @@ import { HoldfastError, type ClientInfo } from '@holdfast/protocol'
 import type { StreamOptions } from '../src/engine/engine.js'
 import { reconnectDelay, RedisEngine, type RedisEngineOptions } from '../src/engine/redis-engine.js'
 import { engineContract, RecordingHandler } from './engine-contract.js'
+import { RawClient, startServer } from './helpers.js'
 import { RedisServer } from './redis-server.js'
 
 const STREAM: StreamOptions = { historySize: 1000, historyTtlMs: 600_000, streamTtlMs: 3_600_000 }
@@ -366,6 +367,62 @@ describe('RedisEngine', () => {
       assert.deepEqual(await b.nodes(), [na])
       await a.unregisterNode('node-a')
       assert.deepEqual(await b.nodes(), [])
+    })
+  })
+
+  describe('two gateways on one Redis', () => {
+    type SubResult = { epoch: string; offset: number; recovered: boolean; publications: { offset: number; data: unknown }[] }
+
+    it('a client on one node gets publications from the other, sees its presence, and recovers there what it missed', async (t) => {
+      const server = await sharedServer()
+      const prefix = uniquePrefix()
+      const channels = { default: { presence: true } }
+      const nodes = await Promise.all(
+        ['n1', 'n2'].map((nodeId) => startServer({ nodeId, engine: new RedisEngine({ url: server.url, prefix }), channels })),
+      )
+      t.after(async () => {
+        for (const n of nodes) {
+          await n.close()
+          await n.gw.engine.close()
+        }
+      })
+      const [n1, n2] = nodes
+      assert.ok(n1 !== undefined && n2 !== undefined)
+      const alice = new RawClient(n1.url)
+      const bob = new RawClient(n2.url)
+      t.after(() => {
+        alice.close()
+        bob.close()
+      })
+      await alice.connect()
+      await bob.connect()
+      const ch = `room-${randomUUID()}`
+      const first = await alice.call<SubResult>({ type: 'subscribe', channel: ch })
+      await bob.call({ type: 'subscribe', channel: ch })
+
+      await bob.call({ type: 'publish', channel: ch, data: { from: 'bob' }, msgId: 'b1' })
+      await alice.until(() => alice.pubs(ch).length === 1, 5000, 'bob’s publication on node 1')
+      assert.deepEqual(alice.pubs(ch)[0]?.data, { from: 'bob' })
+      const presence = await alice.call<{ clients: Record<string, unknown> }>({ type: 'presence', channel: ch })
+      assert.equal(Object.keys(presence.clients).length, 2, 'both nodes’ clients are present')
+
+      // Alice drops off node 1; node 2 publishes meanwhile; she comes back on node 2 and recovers.
+      alice.close()
+      for (let i = 2; i <= 4; i++) await n2.gw.publish(ch, i)
+      const back = new RawClient(n2.url)
+      t.after(() => back.close())
+      await back.connect()
+      const r = await back.call<SubResult>({ type: 'subscribe', channel: ch, recover: { offset: 1, epoch: first.epoch } })
+      assert.equal(r.recovered, true)
+      assert.deepEqual(
+        r.publications.map((p) => [p.offset, p.data]),
+        [
+          [2, 2],
+          [3, 3],
+          [4, 4],
+        ],
+      )
+      assert.deepEqual((await n1.gw.nodes()).map((n) => n.id).sort(), ['n1', 'n2'])
     })
   })
 

@@ -122,6 +122,9 @@ export class RedisLink {
       rollingCountTimeout: b.rollingWindowMs,
       // Only outages open the breaker; a bad argument or script error says nothing about Redis.
       errorFilter: (err: unknown) => !isUnavailable(err),
+      // Counts are all it needs. Latency percentiles would keep every call's latency for the window.
+      rollingPercentilesEnabled: false,
+      enableSnapshots: false,
     })
     // A command that got no answer within the timeout is as telling as a failed PING: Redis is
     // stalled, so stop sending at once instead of letting every caller wait out its own timeout.
@@ -134,6 +137,7 @@ export class RedisLink {
     this.#breaker.on('halfOpen', () => void this.#checkCommands())
 
     cmd.on('ready', () => {
+      if (this.#closed) return
       // A fresh connection that passed ioredis's ready check is better evidence than any probe.
       this.#breaker.close()
       this.#update()

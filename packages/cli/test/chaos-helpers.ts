@@ -58,6 +58,7 @@ export interface Sink extends Target {
 export async function startSink(t: TestContext): Promise<Sink> {
   const chunks: Buffer[][] = []
   const ended: boolean[] = []
+  const sizes: number[] = []
   const waiters = new Set<() => void>()
   const server = createServer({ allowHalfOpen: true }, (s) => {
     const i = chunks.length
@@ -65,6 +66,7 @@ export async function startSink(t: TestContext): Promise<Sink> {
     ended.push(false)
     s.on('data', (d: Buffer) => {
       chunks[i]?.push(d)
+      sizes[i] = (sizes[i] ?? 0) + d.length
       for (const w of waiters) w()
     })
     s.on('end', () => {
@@ -80,10 +82,10 @@ export async function startSink(t: TestContext): Promise<Sink> {
       `the sink to receive ${n} bytes`,
       new Promise<Buffer>((resolve) => {
         const check = (): void => {
-          const b = received(conn)
-          if (b.length >= n) {
+          // Count first: concatenating on every chunk would be quadratic for large payloads.
+          if ((sizes[conn] ?? 0) >= n) {
             waiters.delete(check)
-            resolve(b)
+            resolve(received(conn))
           }
         }
         waiters.add(check)
@@ -125,8 +127,10 @@ export async function connectTo(t: TestContext, port: number): Promise<Client> {
   const events: string[] = []
   const waiters = new Set<() => void>()
   let error: string | null = null
+  let size = 0
   socket.on('data', (d: Buffer) => {
     chunks.push(d)
+    size += d.length
     events.push('data')
     for (const w of waiters) w()
   })
@@ -155,16 +159,15 @@ export async function connectTo(t: TestContext, port: number): Promise<Client> {
   const waitForBytes = (n: number, ms = 10_000): Promise<Buffer> =>
     within(
       ms,
-      `the client to receive ${n} bytes (got ${data().length})`,
+      `the client to receive ${n} bytes`,
       new Promise<Buffer>((resolve, reject) => {
         const check = (): void => {
-          const b = data()
-          if (b.length >= n) {
+          if (size >= n) {
             waiters.delete(check)
-            resolve(b)
+            resolve(data())
           } else if (socket.destroyed) {
             waiters.delete(check)
-            reject(new Error(`socket closed after ${b.length} of ${n} bytes (${events.join(', ')})`))
+            reject(new Error(`socket closed after ${size} of ${n} bytes (${events.join(', ')})`))
           }
         }
         waiters.add(check)

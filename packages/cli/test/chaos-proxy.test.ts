@@ -77,7 +77,7 @@ describe('ChaosProxy: latency and jitter', () => {
   })
 })
 
-describe('ChaosProxy: bandwidth', () => {
+describe('ChaosProxy: bandwidth and back-pressure', () => {
   test('100 KB/s: 200 KB take about 2 s (within 30%)', async (t) => {
     const sink = await startSink(t)
     const proxy = await startProxy(t, sink.port, { upstream: { bandwidthBytesPerSec: 100_000 } })
@@ -89,6 +89,20 @@ describe('ChaosProxy: bandwidth', () => {
     const seconds = (performance.now() - started) / 1000
     assert.equal(sha256(got), sha256(payload))
     assert.ok(seconds > 1.4 && seconds < 2.6, `took ${seconds.toFixed(2)} s, expected 2 s +/- 30%`)
+  })
+  test('a delayed link pushes back on the sender instead of buffering without bound', async (t) => {
+    const sink = await startSink(t)
+    const proxy = await startProxy(t, sink.port, { upstream: { latencyMs: 1000 } })
+    const client = await connectTo(t, proxy.port)
+    // Far more than the proxy's 1 MiB queue limit plus what loopback socket buffers hold.
+    const payload = randomBytes(48 * 1024 * 1024)
+    client.socket.write(payload)
+    await sleep(300)
+    assert.equal(sink.received().length, 0)
+    assert.ok(client.socket.writableLength > 0, 'the sender still holds bytes: the proxy stopped reading')
+    proxy.heal()
+    const got = await sink.waitForBytes(payload.length, 20_000)
+    assert.equal(sha256(got), sha256(payload))
   })
 })
 

@@ -112,7 +112,15 @@ export class Link {
   }
 
   private pump(): void {
-    if (this.disposed || this.timer !== undefined) return
+    if (this.disposed) return
+    // With a timer pending, the head is not due yet; but a chunk just queued behind it still
+    // counts towards the back-pressure decision.
+    if (this.timer === undefined) this.forward()
+    this.updateFlow()
+  }
+
+  /** Write every item that is due, then arm the timer for the next one. */
+  private forward(): void {
     const f = this.host.faults()
     while (this.queue.length > 0 && !this.disposed) {
       const head = this.queue[0] as Item
@@ -171,7 +179,6 @@ export class Link {
       }
       if (rate > 0) this.tokens -= size
     }
-    this.updateFlow()
   }
 
   private write(data: Buffer, now: number): void {

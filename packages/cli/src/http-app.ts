@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import type { Holdfast } from '@holdfast/server'
+import { holdfastApi } from '@holdfast/server/api'
 import { holdfastFastify } from '@holdfast/server/fastify'
 
 export type { Holdfast }
@@ -16,6 +17,8 @@ export interface HttpAppOptions {
   publicDir?: string
   /** WebSocket endpoint. @default '/ws' */
   wsPath?: string
+  /** Key of the server HTTP API at `/api`; without one the API is not served at all. @default undefined */
+  apiKey?: string
 }
 
 /** Resolved from this file so that it works from src/ (tsx) and from dist/ alike. */
@@ -68,6 +71,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   app.get('/metrics', async (_req, reply) => reply.header('content-type', holdfast.metrics.contentType).send(await holdfast.metricsText()))
 
   await app.register(holdfastFastify, { holdfast, path: opts.wsPath ?? '/ws' })
+  if (opts.apiKey !== undefined) await app.register(holdfastApi, { holdfast, apiKey: opts.apiKey, prefix: '/api' })
 
   const sendFile = async (rel: string, reply: FastifyReply): Promise<unknown> => {
     const full = resolve(join(publicDir, rel))

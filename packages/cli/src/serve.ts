@@ -58,13 +58,20 @@ export async function startServer(config: ServeConfig, io: { stdout: NodeJS.Writ
     if (!config.auth && warning.startsWith('NO AUTHENTICATION')) shout(io.stderr, warning)
     logger.warn(warning)
   }
-  if (config.apiKey !== undefined) logger.warn('--api-key is set, but the server HTTP API is not available in this version yet')
   if (config.adminSecret !== undefined) logger.warn('--admin-secret is set, but the admin dashboard is not available in this version yet')
 
   // An engine that cannot start yet (Redis away) is not fatal: the node serves, reports
   // not-ready on /readyz and recovers by itself, as an orchestrator expects.
   await holdfast.ready().catch((err: unknown) => logger.error({ err }, 'engine not ready at startup'))
-  const app = await buildHttpApp({ holdfast, logger })
+  let app: FastifyInstance
+  try {
+    app = await buildHttpApp({ holdfast, logger, ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }) })
+  } catch (err) {
+    await holdfast.close({ drainMs: 0 }).catch(() => {})
+    // The API plugin refuses a key it cannot serve (e.g. with whitespace), naming the option.
+    if (err instanceof TypeError) throw new CliError(`invalid configuration: ${err.message}`, { cause: err })
+    throw err
+  }
   try {
     await app.listen({ port: config.port, host: config.host })
   } catch (err) {
@@ -78,7 +85,7 @@ export async function startServer(config: ServeConfig, io: { stdout: NodeJS.Writ
   const host = urlHost(config.host)
   const url = `http://${host}:${port}`
   io.stdout.write(`holdfast listening on ${url} (ws://${host}:${port}/ws) engine=${config.engine}\n`)
-  logger.info({ url, engine: config.engine, auth: config.auth, sources: config.sources }, 'holdfast started')
+  logger.info({ url, engine: config.engine, auth: config.auth, api: config.apiKey !== undefined, sources: config.sources }, 'holdfast started')
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {

@@ -100,6 +100,67 @@ describe('holdfast serve (real process)', () => {
   })
 })
 
+describe('holdfast serve --api-key (real process)', () => {
+  test('exposes the server API at /api with the key, 401 without it; publishes reach a client', async (t) => {
+    const key = 'process-test-key-5d1e'
+    const serve = await startServe(['--log-level', 'warn', '--api-key', key])
+    t.after(() => serve.child.kill('SIGKILL'))
+    const withKey = { authorization: `apikey ${key}` }
+
+    const info = await fetch(`${serve.url}/api/info`, { headers: withKey })
+    assert.equal(info.status, 200)
+    const body = (await info.json()) as { node: { id: string; ready: boolean }; registry: string; totals: { nodes: number } }
+    assert.equal(body.node.ready, true)
+    assert.equal(body.registry, 'ok')
+    assert.equal(body.totals.nodes, 1)
+
+    for (const headers of [{}, { authorization: 'apikey wrong' }]) {
+      const denied = await fetch(`${serve.url}/api/info`, { headers })
+      assert.equal(denied.status, 401)
+      assert.equal(((await denied.json()) as { error: { code: string } }).error.code, 'unauthorized')
+    }
+    assert.equal((await fetch(`${serve.url}/api/openapi.json`)).status, 200)
+
+    // The API drives the same gateway as /ws.
+    const c = await connectClient(serve.wsUrl)
+    const got = new Promise<unknown>((resolve) => {
+      c.ws.on('message', (data) => {
+        for (const line of data.toString().split('\n')) {
+          const msg = line.trim() === '' ? undefined : (JSON.parse(line) as { type?: string; id?: number; data?: unknown })
+          if (msg?.type === 'pub') resolve(msg.data)
+        }
+      })
+    })
+    c.ws.send(JSON.stringify({ id: 2, type: 'subscribe', channel: 'ops' }))
+    // A subscribe via the API would race the client's own; wait for the channel to have a subscriber.
+    await within(5_000, 'the subscription', (async () => {
+      for (;;) {
+        const r = await fetch(`${serve.url}/api/channels`, { method: 'POST', headers: withKey })
+        const { channels } = (await r.json()) as { channels: Array<{ channel: string }> }
+        if (channels.some((ch) => ch.channel === 'ops')) return
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+    })())
+    const published = await fetch(`${serve.url}/api/publish`, {
+      method: 'POST',
+      headers: { ...withKey, 'content-type': 'application/json' },
+      body: JSON.stringify({ channel: 'ops', data: { from: 'api' } }),
+    })
+    assert.equal(published.status, 200)
+    assert.deepEqual(await within(5_000, 'the publication at the client', got), { from: 'api' })
+    c.ws.close()
+  })
+
+  test('without --api-key there is no API at all', async (t) => {
+    const serve = await startServe(['--log-level', 'warn'])
+    t.after(() => serve.child.kill('SIGKILL'))
+    assert.equal((await fetch(`${serve.url}/api/info`, { headers: { authorization: 'apikey anything' } })).status, 404)
+    const publish = await fetch(`${serve.url}/api/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"channel":"a","data":1}' })
+    assert.equal(publish.status, 404)
+    assert.equal((await fetch(`${serve.url}/api/openapi.json`)).status, 404)
+  })
+})
+
 describe('holdfast serve refuses bad setups with exit code 2', { concurrency: true }, () => {
   const cases: [string, string[], Record<string, string>, RegExp][] = [
     ['production without auth', [], { NODE_ENV: 'production' }, /refusing to start.*NODE_ENV=production/],
@@ -108,6 +169,7 @@ describe('holdfast serve refuses bad setups with exit code 2', { concurrency: tr
     ['bad port', ['--port', 'eighty'], {}, /--port must be an integer/],
     ['bad env var', [], { HOLDFAST_LOG_LEVEL: 'loud' }, /HOLDFAST_LOG_LEVEL must be one of/],
     ['missing config file', ['--config', 'does-not-exist.json'], {}, /cannot read config file does-not-exist\.json/],
+    ['an API key the header cannot carry', ['--api-key', 'two words'], {}, /invalid configuration: .*"apiKey" option must not contain whitespace/],
   ]
   test('port already in use', async (t) => {
     const blocker = createServer()

@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify'
 import { HoldfastError } from '@holdfast/protocol'
-import { MemoryEngine, createHoldfast, type Holdfast, type HoldfastOptions, type NodeInfo, type PublishOptions, type PublishOutcome } from '../src/index.js'
+import { MemoryEngine, createHoldfast, type AuthenticateHook, type Holdfast, type HoldfastOptions, type NodeInfo, type PublishOptions, type PublishOutcome } from '../src/index.js'
 import { holdfastApi } from '../src/api/index.js'
 import { holdfastFastify } from '../src/fastify-plugin.js'
 import { RawClient } from './helpers.js'
@@ -9,7 +9,7 @@ import { RawClient } from './helpers.js'
 export const API_KEY = 'test-api-key-3f9c2a7e'
 
 /** The connect token is the user name, so tests pick users freely. */
-export const tokenIsUser: HoldfastOptions['authenticate'] = ({ token }) => ({ user: token ?? '', info: { name: (token ?? '').toUpperCase() } })
+export const tokenIsUser: AuthenticateHook = ({ token }) => ({ user: token ?? '', info: { name: (token ?? '').toUpperCase() } })
 
 /**
  * A memory engine whose backend can be taken away per channel or for the node registry, to see

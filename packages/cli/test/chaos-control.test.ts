@@ -141,6 +141,7 @@ describe('control API', () => {
     assert.equal(proxy.accepting, false)
     assert.deepEqual(await call('POST', '/resume'), { status: 200, json: { accepting: true } })
     assert.equal((await call('GET', '/nope')).status, 404)
+    assert.equal((await call('GET', '/__proto__')).status, 404)
     const wrong = await call('DELETE', '/faults')
     assert.equal(wrong.status, 405)
     assert.match(wrong.json.error, /use GET, PUT/)

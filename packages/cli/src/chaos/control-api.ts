@@ -108,15 +108,17 @@ export async function startControlApi(proxy: ChaosProxy, options: ControlApiOpti
 
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://control').pathname
-    const methods = routes[path]
+    // hasOwn: only our own routes and methods, never an inherited property of the object.
+    const methods = Object.hasOwn(routes, path) ? routes[path] : undefined
     if (methods === undefined) {
       send(res, 404, { error: `no such endpoint: ${path}; try GET /faults, PUT /faults, POST /heal, POST /reset, GET /stats` })
       return
     }
-    const route = methods[req.method ?? '']
+    const method = req.method ?? ''
+    const route = Object.hasOwn(methods, method) ? methods[method] : undefined
     if (route === undefined) {
       const allow = Object.keys(methods).join(', ')
-      send(res, 405, { error: `${req.method ?? ''} ${path} is not allowed; use ${allow}` }, { allow })
+      send(res, 405, { error: `${method} ${path} is not allowed; use ${allow}` }, { allow })
       return
     }
     readBody(req)

@@ -1,7 +1,5 @@
-import { randomInt } from 'node:crypto'
-import { decode, encode } from '@msgpack/msgpack'
 import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis'
-import { HoldfastError, type ClientInfo, type Publication } from '@holdfast/protocol'
+import { HoldfastError, type ClientInfo } from '@holdfast/protocol'
 import type {
   ControlMessage,
   Engine,
@@ -15,7 +13,23 @@ import type {
   StreamOptions,
 } from './engine.js'
 import { RedisLink, type BreakerSettings, type RedisConnection } from './redis-link.js'
-import { Scripts } from './redis-scripts.js'
+import {
+  asArray,
+  asBuffer,
+  asInt,
+  asString,
+  decodeEntry,
+  decodeFeedMessage,
+  EMPTY,
+  encodeJoinLeave,
+  isClientInfo,
+  malformed,
+  newEpoch,
+  pack,
+  RedisKeys,
+  Scripts,
+  unpack,
+} from './redis-scripts.js'
 
 export interface RedisEngineOptions {
   /** Redis URL (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS). @default 'redis://127.0.0.1:6379' */
@@ -187,7 +201,18 @@ function connect(r: Resolved): { cmd: RedisConnection; sub: RedisConnection } {
     return { cmd: r.redis.duplicate(ours), sub: r.redis.duplicate(ours) }
   }
   const clusterOptions = (user: RedisOptions): ClusterOptions & { redisOptions: NodeOptions } => {
-    const { replyMapping: _mapping, port: _port, host: _host, path: _path, sentinels: _sentinels, retryStrategy: _retry, enableOfflineQueue: _queue, readOnly: _readOnly, ...rest } = user
+    // What a Cluster decides itself (addresses, retries, queueing) is not a per-node option.
+    const {
+      replyMapping: _mapping,
+      port: _port,
+      host: _host,
+      path: _path,
+      sentinels: _sentinels,
+      retryStrategy: _retry,
+      enableOfflineQueue: _queue,
+      readOnly: _readOnly,
+      ...rest
+    } = user
     return {
       lazyConnect: true,
       enableOfflineQueue: false,
@@ -207,86 +232,6 @@ function connect(r: Resolved): { cmd: RedisConnection; sub: RedisConnection } {
   return { cmd: make(), sub: make() }
 }
 
-/**
- * Key layout. Every key of a channel carries the channel as its hash tag, so in a Cluster they
- * share a slot and one script can touch them all.
- */
-class Keys {
-  readonly #p: string
-  readonly control: string
-  readonly nodes: string
-  readonly nodesExp: string
-
-  constructor(prefix: string) {
-    this.#p = prefix
-    this.control = `${prefix}:control`
-    // The tag may equal a channel name, so the suffixes must differ from every per-channel suffix.
-    this.nodes = `${prefix}:{nodes}:registry`
-    this.nodesExp = `${prefix}:{nodes}:registry-exp`
-  }
-
-  /** Hash: e (epoch), t (top offset), x (expiry, ms). */
-  meta(ch: string): string {
-    return `${this.#p}:{${ch}}:meta`
-  }
-  /** Stream of publications with ids `<offset>-1` and fields t (time), d (data), i (info). */
-  stream(ch: string): string {
-    return `${this.#p}:{${ch}}:stream`
-  }
-  idem(ch: string, key: string): string {
-    return `${this.#p}:{${ch}}:idem:${key}`
-  }
-  /** Hash clientId → msgpack ClientInfo. */
-  presence(ch: string): string {
-    return `${this.#p}:{${ch}}:presence`
-  }
-  /** Zset clientId → expiry (ms). */
-  presenceExp(ch: string): string {
-    return `${this.#p}:{${ch}}:presence-exp`
-  }
-  /** Pub/sub channel of publications, joins and leaves. */
-  pub(ch: string): string {
-    return `${this.#p}:{${ch}}:pub`
-  }
-  claim(key: string): string {
-    return `${this.#p}:rpc:${key}`
-  }
-}
-
-/** Pub/sub message kinds, the first byte of a message on a channel's pub/sub channel. */
-const KIND_PUB = 0x70 // 'p' <offset>:<epoch>:<info length>:<info><data>, built by the publish script
-const KIND_JOIN = 0x6a // 'j' <msgpack ClientInfo>
-const KIND_LEAVE = 0x6c // 'l' <msgpack ClientInfo>
-const COLON = 0x3a
-
-const EMPTY = Buffer.alloc(0)
-
-function pack(value: unknown): Buffer {
-  const u8 = encode(value)
-  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength)
-}
-
-/**
- * Decode from a private copy: msgpack binaries are views of the input, and the input is a slice
- * of ioredis's socket chunk — a view would keep that whole chunk alive and surface as a Buffer
- * where the publisher sent a plain Uint8Array.
- */
-function unpack(bytes: Uint8Array): unknown {
-  return decode(new Uint8Array(bytes))
-}
-
-function newEpoch(): string {
-  // 36^8 ≈ 2.8e12 values, as in the memory engine. Lua's math.random is seeded identically on
-  // every script run, so the randomness comes from here and the script only decides to use it.
-  return randomInt(36 ** 8)
-    .toString(36)
-    .padStart(8, '0')
-}
-
-function isClientInfo(v: unknown): v is ClientInfo {
-  return typeof v === 'object' && v !== null && typeof (v as ClientInfo).client === 'string' && typeof (v as ClientInfo).user === 'string'
-}
-
 function isNodeInfo(v: unknown): v is NodeInfo {
   if (typeof v !== 'object' || v === null) return false
   const n = v as Record<string, unknown>
@@ -295,44 +240,6 @@ function isNodeInfo(v: unknown): v is NodeInfo {
 
 function isControl(v: unknown): v is ControlMessage {
   return typeof v === 'object' && v !== null && typeof (v as { type?: unknown }).type === 'string'
-}
-
-function malformed(what: string): HoldfastError {
-  return new HoldfastError('internal', `redis engine: unexpected reply to ${what}`)
-}
-
-function asArray(v: unknown, what: string): unknown[] {
-  if (!Array.isArray(v)) throw malformed(what)
-  return v
-}
-
-function asInt(v: unknown, what: string): number {
-  if (typeof v === 'number' && Number.isSafeInteger(v)) return v
-  if (Buffer.isBuffer(v)) {
-    const n = Number(v.toString('latin1'))
-    if (Number.isSafeInteger(n)) return n
-  }
-  throw malformed(what)
-}
-
-function asString(v: unknown, what: string): string {
-  if (Buffer.isBuffer(v)) return v.toString('utf8')
-  if (typeof v === 'string') return v
-  throw malformed(what)
-}
-
-function asBuffer(v: unknown, what: string): Buffer {
-  if (Buffer.isBuffer(v)) return v
-  throw malformed(what)
-}
-
-/** Reads `<digits>:` from `buf` at `at`; returns the number and where its colon ends. */
-function readInt(buf: Buffer, at: number): [number, number] {
-  const colon = buf.indexOf(COLON, at)
-  if (colon < 0) throw new Error('truncated message')
-  const n = Number(buf.toString('latin1', at, colon))
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error('bad number in message')
-  return [n, colon + 1]
 }
 
 function validateStream(s: StreamOptions): void {
@@ -360,7 +267,7 @@ export class RedisEngine implements Engine {
   readonly name = 'redis'
 
   readonly #opts: Resolved
-  readonly #keys: Keys
+  readonly #keys: RedisKeys
   #link: RedisLink | undefined
   #handler: EngineHandler | undefined
   #closed = false
@@ -369,7 +276,7 @@ export class RedisEngine implements Engine {
 
   constructor(options: RedisEngineOptions = {}) {
     this.#opts = resolveOptions(options)
-    this.#keys = new Keys(this.#opts.prefix)
+    this.#keys = new RedisKeys(this.#opts.prefix)
   }
 
   async start(handler: EngineHandler): Promise<void> {
@@ -486,7 +393,7 @@ export class RedisEngine implements Engine {
       publications: [],
       continuous: since === undefined ? true : validSince && asInt(reply[2], 'history') === 1,
     }
-    for (const entry of asArray(reply[3], 'history')) page.publications.push(this.#entry(entry))
+    for (const entry of asArray(reply[3], 'history')) page.publications.push(decodeEntry(entry))
     if (q.reverse === true) page.publications.reverse()
     return page
   }
@@ -529,8 +436,7 @@ export class RedisEngine implements Engine {
   async publishJoinLeave(channel: string, kind: 'join' | 'leave', info: ClientInfo): Promise<void> {
     const link = this.#live()
     checkChannel(channel)
-    const message = Buffer.concat([Buffer.of(kind === 'join' ? KIND_JOIN : KIND_LEAVE), pack(info)])
-    await link.run('publishJoinLeave', (c) => c.callBuffer('publish', this.#keys.pub(channel), message))
+        await link.run('publishJoinLeave', (c) => c.callBuffer('publish', this.#keys.pub(channel), encodeJoinLeave(kind, info)))
   }
 
   async publishControl(msg: ControlMessage): Promise<void> {
@@ -635,24 +541,6 @@ export class RedisEngine implements Engine {
     }
   }
 
-  /** One XRANGE entry: [id, [field, value, ...]] → a publication. */
-  #entry(raw: unknown): Publication {
-    const [id, fields] = asArray(raw, 'history')
-    const offset = Number.parseInt(asString(id, 'history'), 10)
-    const list = asArray(fields, 'history')
-    let data: unknown = null
-    let info: ClientInfo | undefined
-    for (let i = 0; i + 1 < list.length; i += 2) {
-      const field = asString(list[i], 'history')
-      if (field === 'd') data = unpack(asBuffer(list[i + 1], 'history'))
-      else if (field === 'i') {
-        const v = unpack(asBuffer(list[i + 1], 'history'))
-        if (isClientInfo(v)) info = v
-      }
-    }
-    return info === undefined ? { offset, data } : { offset, data, info }
-  }
-
   /** The live feed. Hot path: one map lookup, one decode per message and node. */
   #onMessage(channelKey: Buffer, message: Buffer): void {
     const handler = this.#handler
@@ -665,27 +553,11 @@ export class RedisEngine implements Engine {
         return
       }
       const channel = this.#byPubKey.get(key)
-      if (channel === undefined || message.length === 0) return
-      const kind = message[0]
-      if (kind === KIND_PUB) {
-        const [offset, afterOffset] = readInt(message, 1)
-        const colon = message.indexOf(COLON, afterOffset)
-        if (colon < 0) throw new Error('truncated message')
-        const epoch = message.toString('latin1', afterOffset, colon)
-        const [infoLength, infoAt] = readInt(message, colon + 1)
-        const dataAt = infoAt + infoLength
-        if (dataAt > message.length) throw new Error('truncated message')
-        const data = unpack(message.subarray(dataAt))
-        if (infoLength === 0) {
-          handler.onPublication(channel, { offset, epoch, data })
-        } else {
-          const info = unpack(message.subarray(infoAt, dataAt))
-          handler.onPublication(channel, isClientInfo(info) ? { offset, epoch, data, info } : { offset, epoch, data })
-        }
-      } else if (kind === KIND_JOIN || kind === KIND_LEAVE) {
-        const info = unpack(message.subarray(1))
-        if (isClientInfo(info)) handler.onJoinLeave(channel, kind === KIND_JOIN ? 'join' : 'leave', info)
-      }
+      if (channel === undefined) return
+      const msg = decodeFeedMessage(message)
+      if (msg === undefined) return
+      if (msg.kind === 'pub') handler.onPublication(channel, msg.pub)
+      else handler.onJoinLeave(channel, msg.kind, msg.info)
     } catch (err) {
       // A throwing handler or a foreign message must not stop the feed of every other channel.
       this.#opts.onError(err)

@@ -4,6 +4,7 @@ import { chaosUsage, runChaos } from './chaos-command.js'
 import { CliError } from './cli-error.js'
 import { resolveServeConfig } from './config.js'
 import { runServe } from './serve.js'
+import { runReload } from './reload.js'
 import { runToken } from './token.js'
 import { MAIN_USAGE, TOKEN_USAGE, serveUsage } from './usage.js'
 import { cliVersion } from './version.js'
@@ -52,6 +53,9 @@ async function main(argv: string[]): Promise<void> {
       return
     case 'chaos':
       await runChaos(rest, process.env)
+      return
+    case 'reload':
+      runReload(rest, process.env)
       return
     default:
       throw new CliError(`unknown command "${command}"\n\n${MAIN_USAGE}`)

@@ -19,8 +19,10 @@ export interface ServeConfig {
   host: string
   engine: EngineName
   redisUrl: string
-  /** Worker processes; only 1 until zero-downtime reload lands. */
+  /** Worker processes behind one port (a primary supervises them when > 1). */
   workers: number
+  /** Where to write the process id (the primary's with --workers), for `holdfast reload`. */
+  pidFile: string | undefined
   logLevel: LogLevel
   /** Drain window on SIGTERM/SIGINT; undefined means the server's default. */
   drainMs: number | undefined
@@ -66,6 +68,7 @@ export const SETTINGS = {
   pingInterval: { flag: 'ping-interval', file: 'pingIntervalMs', help: 'application ping period, e.g. 25s (bare number: ms; default 25s)' },
   drainMs: { flag: 'drain-ms', file: 'drainMs', help: 'drain window on SIGTERM, in ms (default 10000)' },
   logLevel: { flag: 'log-level', file: 'logLevel', help: `${LOG_LEVELS.join(' | ')} (default info)` },
+  pidFile: { flag: 'pid-file', file: 'pidFile', help: 'write the (primary) process id here, for `holdfast reload --pid-file`' },
 } as const satisfies Record<string, Setting>
 
 export type SettingName = keyof typeof SETTINGS
@@ -265,6 +268,7 @@ export function resolveServeConfig(
   const pingIntervalMs = get<number | undefined>('pingInterval', parsePositiveDuration, undefined)
   const drainMs = get<number | undefined>('drainMs', parseDrain, undefined)
   const logLevel = get('logLevel', (r) => parseChoice(r, LOG_LEVELS), 'info' as LogLevel)
+  const pidFile = get<string | undefined>('pidFile', parseNonEmpty, undefined)
 
   const holdfast: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(file)) {
@@ -311,6 +315,7 @@ export function resolveServeConfig(
     engine,
     redisUrl,
     workers,
+    pidFile,
     logLevel,
     drainMs,
     apiKey,

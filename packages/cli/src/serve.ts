@@ -1,9 +1,13 @@
+import cluster from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
-import { createHoldfast } from '@holdfast/server'
+import { createHoldfast, type Engine } from '@holdfast/server'
+import { IpcEngine } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import type { ServeConfig } from './config.js'
+import { runPrimary } from './cluster/primary.js'
+import { isWorkerDrain, WORKER_ENV } from './cluster/messages.js'
 import { buildHttpApp, type Holdfast } from './http-app.js'
 
 export interface RunningServer {
@@ -20,9 +24,6 @@ export interface RunningServer {
 function assertSupported(config: ServeConfig): void {
   if (config.engine === 'redis') {
     throw new CliError('--engine redis is not available yet: it lands with the Redis engine (scale-out). Use --engine memory for now.')
-  }
-  if (config.workers > 1) {
-    throw new CliError(`--workers ${config.workers} is not available yet: it lands with zero-downtime reload. Use --workers 1 for now.`)
   }
 }
 
@@ -41,13 +42,17 @@ function shout(stderr: NodeJS.WritableStream, message: string): void {
  * (`holdfast listening on http://HOST:PORT (ws://HOST:PORT/ws) engine=memory`), which scripts and
  * tests wait for. Does not install signal handlers: that is `serve`'s job (see runServe).
  */
-export async function startServer(config: ServeConfig, io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): Promise<RunningServer> {
+export async function startServer(
+  config: ServeConfig,
+  io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
+  opts: { engine?: Engine; worker?: number } = {},
+): Promise<RunningServer> {
   assertSupported(config)
-  const logger = pino({ level: config.logLevel, base: { service: 'holdfast' } })
+  const logger = pino({ level: config.logLevel, base: opts.worker === undefined ? { service: 'holdfast' } : { service: 'holdfast', worker: opts.worker } })
 
   let holdfast: Holdfast
   try {
-    holdfast = createHoldfast({ ...config.holdfast, logger })
+    holdfast = createHoldfast({ ...config.holdfast, logger, ...(opts.engine === undefined ? {} : { engine: opts.engine }) })
   } catch (err) {
     // The server validates its options and names the bad one; from the CLI that is a usage error.
     if (err instanceof TypeError) throw new CliError(`invalid configuration: ${err.message}`, { cause: err })
@@ -55,7 +60,8 @@ export async function startServer(config: ServeConfig, io: { stdout: NodeJS.Writ
   }
 
   for (const warning of config.warnings) {
-    if (!config.auth && warning.startsWith('NO AUTHENTICATION')) shout(io.stderr, warning)
+    // With --workers the primary shouts once for the fleet.
+    if (!config.auth && opts.worker === undefined && warning.startsWith('NO AUTHENTICATION')) shout(io.stderr, warning)
     logger.warn(warning)
   }
   if (config.adminSecret !== undefined) logger.warn('--admin-secret is set, but the admin dashboard is not available in this version yet')
@@ -84,7 +90,8 @@ export async function startServer(config: ServeConfig, io: { stdout: NodeJS.Writ
   const { port } = app.server.address() as AddressInfo
   const host = urlHost(config.host)
   const url = `http://${host}:${port}`
-  io.stdout.write(`holdfast listening on ${url} (ws://${host}:${port}/ws) engine=${config.engine}\n`)
+  // A worker's readiness goes to its primary, which prints the one listening line for the fleet.
+  if (opts.worker === undefined) io.stdout.write(`holdfast listening on ${url} (ws://${host}:${port}/ws) engine=${config.engine}\n`)
   logger.info({ url, engine: config.engine, auth: config.auth, api: config.apiKey !== undefined, sources: config.sources }, 'holdfast started')
 
   let closing: Promise<void> | undefined
@@ -134,7 +141,30 @@ export async function runServe(config: ServeConfig): Promise<void> {
       },
     )
   }
+  if (config.workers > 1 && cluster.isPrimary) return runPrimary(config)
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
-  server = await startServer(config, { stdout: process.stdout, stderr: process.stderr })
+  const workerId = cluster.isWorker ? Number(process.env[WORKER_ENV]) : undefined
+  if (workerId === undefined) {
+    server = await startServer(config, { stdout: process.stdout, stderr: process.stderr })
+    return
+  }
+  // A worker of `serve --workers N`: without Redis its engine is the primary's, over IPC.
+  server = await startServer(config, { stdout: process.stdout, stderr: process.stderr }, {
+    worker: workerId,
+    ...(config.engine === 'memory' ? { engine: new IpcEngine() } : {}),
+  })
+  const running = server
+  process.on('message', (m: unknown) => {
+    if (!isWorkerDrain(m) || stopping) return
+    stopping = true
+    // Stop listening first: the primary then routes new connections to the other workers,
+    // while ours are told to reconnect (restart) over the drain window.
+    running.app.server.close()
+    running.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    )
+  })
+  process.send?.({ hf: 'worker-ready', url: running.url })
 }

@@ -13,6 +13,7 @@ const VALUE_NAMES: Readonly<Record<SettingName, string>> = {
   pingInterval: 'DURATION',
   drainMs: 'MS',
   logLevel: 'LEVEL',
+  pidFile: 'FILE',
 }
 
 export const MAIN_USAGE = `Usage: holdfast <command> [options]
@@ -20,6 +21,7 @@ export const MAIN_USAGE = `Usage: holdfast <command> [options]
 Commands:
   serve       run the gateway (WebSocket at /ws, /healthz, /readyz, demo page at /)
   token       mint an HS256 connection token for development
+  reload      rolling reload of a "serve --workers N" primary (SIGHUP to its --pid-file)
   chaos       TCP proxy that injects latency, resets, blackholes... (docs/chaos.md)
   help [cmd]  show help for a command
 

@@ -1,0 +1,185 @@
+import cluster, { type Worker } from 'node:cluster'
+import { rmSync, writeFileSync } from 'node:fs'
+import { EngineHost, MemoryEngine, type IpcPort } from '@holdfast/server/internal'
+import { pino, type Logger } from 'pino'
+import type { ServeConfig } from '../config.js'
+import { isWorkerReady, WORKER_ENV, type WorkerDrain } from './messages.js'
+
+/** A new worker that is not ready in this time counts as failed (a reload then aborts). */
+const READY_TIMEOUT_MS = 30_000
+/** Past drainMs, how long a retiring worker may take to exit before it is killed. */
+const EXIT_GRACE_MS = 15_000
+/** Crash-loop guard: more than this many unplanned exits within the window slow down the respawns. */
+const CRASH_LIMIT = 5
+const CRASH_WINDOW_MS = 10_000
+
+interface Managed {
+  worker: Worker
+  /** The worker's IPC as the engine host sees it. */
+  port: IpcPort
+  id: number
+  /** We asked it to go (reload, shutdown): its exit is not a crash. */
+  retiring: boolean
+  ready: Promise<string>
+}
+
+/**
+ * `holdfast serve --workers N`: a primary that runs N gateway workers on one port (node:cluster
+ * shares the listening socket), replaces a worker that dies, and on SIGHUP replaces them one at a
+ * time — the new one ready before the old one drains — so clients only ever see orderly
+ * `restart` closes and reconnect to a live worker. Without Redis the workers share one engine
+ * hosted here (EngineHost over IPC), so a client recovers whichever worker it lands on.
+ */
+export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.WritableStream } = { stdout: process.stdout }): Promise<void> {
+  const log: Logger = pino({ level: config.logLevel, base: { service: 'holdfast', role: 'primary' } })
+  if (!config.auth) {
+    const bar = '!'.repeat(78)
+    process.stderr.write(`\n${bar}\n!! holdfast WARNING\n!! NO AUTHENTICATION: any client can connect (see docs/cli.md, --token-secret)\n${bar}\n\n`)
+  }
+  const host = config.engine === 'memory' ? new EngineHost(new MemoryEngine()) : undefined
+  await host?.start()
+  cluster.setupPrimary({ serialization: 'advanced' })
+  const workers = new Set<Managed>()
+  let nextId = 1
+  let stopping = false
+  let reloading: Promise<void> | undefined
+  let reloadAgain = false
+  const crashes: number[] = []
+
+  const fork = (): Managed => {
+    const id = nextId++
+    const worker = cluster.fork({ [WORKER_ENV]: String(id) })
+    const port: IpcPort = {
+      send: (m) => worker.send(m as never),
+      on: (_e, l) => worker.on('message', l),
+      off: (_e, l) => worker.off('message', l),
+      get connected() {
+        return worker.isConnected()
+      },
+    }
+    host?.attach(port)
+    const managed: Managed = {
+      worker,
+      port,
+      id,
+      retiring: false,
+      ready: new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`worker ${id} was not ready within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
+        worker.on('message', (m: unknown) => {
+          if (isWorkerReady(m)) {
+            clearTimeout(timer)
+            resolve(m.url)
+          }
+        })
+        worker.once('exit', (code, signal) => {
+          clearTimeout(timer)
+          reject(new Error(`worker ${id} exited before it was ready (code ${code}, signal ${signal})`))
+        })
+      }),
+    }
+    managed.ready.catch(() => {})
+    worker.once('exit', (code, signal) => {
+      workers.delete(managed)
+      host?.detach(port)
+      if (managed.retiring || stopping) {
+        log.info({ worker: id, code, signal }, 'worker exited')
+        return
+      }
+      // An unplanned exit: say why, and replace it at once (unless it keeps crashing).
+      log.error({ worker: id, code, signal }, 'worker died; starting a replacement')
+      const now = Date.now()
+      crashes.push(now)
+      while (crashes.length > 0 && (crashes[0] as number) < now - CRASH_WINDOW_MS) crashes.shift()
+      const delay = crashes.length > CRASH_LIMIT ? 1000 : 0
+      setTimeout(() => {
+        if (!stopping) workers.add(fork())
+      }, delay)
+    })
+    return managed
+  }
+
+  const retire = async (m: Managed): Promise<void> => {
+    m.retiring = true
+    const exited = new Promise<void>((resolve) => (m.worker.isDead() ? resolve() : m.worker.once('exit', () => resolve())))
+    const drain: WorkerDrain = config.drainMs === undefined ? { hf: 'worker-drain' } : { hf: 'worker-drain', drainMs: config.drainMs }
+    if (m.worker.isConnected()) m.worker.send(drain as never)
+    const deadline = setTimeout(() => {
+      log.warn({ worker: m.id }, 'worker did not exit after its drain; killing it')
+      m.worker.process.kill('SIGKILL')
+    }, (config.drainMs ?? 10_000) + EXIT_GRACE_MS)
+    await exited
+    clearTimeout(deadline)
+  }
+
+  /** Replace every worker that exists now, one at a time; abort (keeping the old ones) if a new one fails. */
+  const reload = async (): Promise<void> => {
+    const old = [...workers]
+    log.info({ workers: old.length }, 'rolling reload started')
+    for (const m of old) {
+      if (stopping) return
+      if (!workers.has(m)) continue
+      const fresh = fork()
+      try {
+        await fresh.ready
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'rolling reload aborted: a new worker failed to start; the old workers keep serving')
+        fresh.retiring = true
+        if (!fresh.worker.isDead()) fresh.worker.process.kill('SIGKILL')
+        return
+      }
+      workers.add(fresh)
+      await retire(m)
+    }
+    log.info('rolling reload finished')
+  }
+
+  const startReload = (): void => {
+    if (stopping) return
+    if (reloading !== undefined) {
+      // A reload asked for during a reload (new code deployed twice): run once more afterwards.
+      reloadAgain = true
+      return
+    }
+    reloading = reload().finally(() => {
+      reloading = undefined
+      if (reloadAgain) {
+        reloadAgain = false
+        startReload()
+      }
+    })
+  }
+
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      process.stderr.write(`holdfast: ${signal} again, exiting without waiting for the drain\n`)
+      process.exit(signal === 'SIGINT' ? 130 : 143)
+    }
+    stopping = true
+    log.info({ signal }, 'signal received, draining workers')
+    void Promise.all([...workers].map((m) => retire(m))).then(async () => {
+      await host?.close().catch(() => {})
+      if (config.pidFile !== undefined) rmSync(config.pidFile, { force: true })
+      log.info('stopped')
+      process.exit(0)
+    })
+  }
+
+  process.on('SIGTERM', shutdown)
+  process.on('SIGINT', shutdown)
+  process.on('SIGHUP', startReload)
+  if (config.pidFile !== undefined) writeFileSync(config.pidFile, `${process.pid}\n`)
+
+  const initial = Array.from({ length: config.workers }, () => fork())
+  for (const m of initial) workers.add(m)
+  let url: string
+  try {
+    url = (await Promise.all(initial.map((m) => m.ready)))[0] as string
+  } catch (err) {
+    stopping = true
+    for (const m of initial) if (!m.worker.isDead()) m.worker.process.kill('SIGKILL')
+    throw err
+  }
+  const ws = url.replace(/^http/, 'ws')
+  io.stdout.write(`holdfast listening on ${url} (${ws}/ws) engine=${config.engine} workers=${config.workers}\n`)
+  log.info({ url, workers: config.workers, pid: process.pid }, 'holdfast primary started')
+}

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import type { HoldfastOptions } from '@holdfast/server'
+import type { HoldfastOptions, RedisEngineOptions } from '@holdfast/server'
 import { CliError } from './cli-error.js'
 import { parseDuration } from './duration.js'
 
@@ -19,6 +19,8 @@ export interface ServeConfig {
   host: string
   engine: EngineName
   redisUrl: string
+  /** Redis engine tuning from the config file's "redis" object (prefix, timeouts, breaker). */
+  redis: RedisTuning
   /** Worker processes behind one port (a primary supervises them when > 1). */
   workers: number
   /** Where to write the process id (the primary's with --workers), for `holdfast reload`. */
@@ -65,6 +67,11 @@ export const SETTINGS = {
   tokenSecret: { flag: 'token-secret', file: 'tokenSecret', help: 'HS256 secret for connection tokens (none: anonymous clients)' },
   apiKey: { flag: 'api-key', file: 'apiKey', help: 'key for the server HTTP API (Authorization: apikey <key>)' },
   adminSecret: { flag: 'admin-secret', file: 'adminSecret', help: 'secret for the admin dashboard' },
+  sessionSecret: {
+    flag: 'session-secret',
+    file: 'sessionSecret',
+    help: 'signs session resume tokens; give every node of a fleet the same one (default: random per process)',
+  },
   pingInterval: { flag: 'ping-interval', file: 'pingIntervalMs', help: 'application ping period, e.g. 25s (bare number: ms; default 25s)' },
   drainMs: { flag: 'drain-ms', file: 'drainMs', help: 'drain window on SIGTERM, in ms (default 10000)' },
   logLevel: { flag: 'log-level', file: 'logLevel', help: `${LOG_LEVELS.join(' | ')} (default info)` },
@@ -99,16 +106,37 @@ const FILE_SERVER_OPTIONS = new Set<string>([
   'maxQueueBytes',
   'idempotencyTtlMs',
   'presenceTtlMs',
-  'sessionSecret',
   'compression',
   'channels',
 ])
+
+/**
+ * Redis engine options a config file's "redis" object may set. The URL comes from --redis-url;
+ * clients, clocks and callbacks are code. Values are checked by the engine's own resolveOptions.
+ */
+export const REDIS_FILE_OPTIONS = [
+  'prefix',
+  'commandTimeoutMs',
+  'healthCheckIntervalMs',
+  'breaker',
+  'reconnectBaseMs',
+  'reconnectMaxMs',
+  'startTimeoutMs',
+  'idempotencyTtlMs',
+] as const satisfies readonly (keyof RedisEngineOptions)[]
+
+export type RedisTuning = Pick<RedisEngineOptions, (typeof REDIS_FILE_OPTIONS)[number]>
+
+/** Config-file keys that are neither serve settings nor server options. */
+const FILE_ONLY_KEYS = new Set<string>(['redis'])
 
 const DEFAULT_PORT = 8080
 const DEFAULT_HOST = '127.0.0.1'
 const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379'
 /** Below this an HS256 secret can be brute-forced offline from any token it signed. */
 const MIN_SECRET_LENGTH = 32
+/** The server refuses shorter session secrets (an HMAC key that short is guessable). */
+const MIN_SESSION_SECRET_LENGTH = 16
 
 /** A raw value and the name to blame when it is bad (`--port`, `HOLDFAST_PORT`, `"port" in f.json`). */
 interface Raw {
@@ -157,6 +185,23 @@ function parseRedisUrl(r: Raw): string {
   return r.value.trim()
 }
 
+function parseSessionSecret(r: Raw): string {
+  if (r.value.length < MIN_SESSION_SECRET_LENGTH) {
+    throw new CliError(`${r.label} must be at least ${MIN_SESSION_SECRET_LENGTH} characters (32 or more recommended)`)
+  }
+  return r.value
+}
+
+function parseRedisTuning(v: unknown, label: string): RedisTuning {
+  if (v === undefined) return {}
+  if (!isPlainObject(v)) throw new CliError(`${label} must be an object`)
+  const known = new Set<string>(REDIS_FILE_OPTIONS)
+  for (const key of Object.keys(v)) {
+    if (!known.has(key)) throw new CliError(`${label}: unknown key "${key}" (allowed: ${REDIS_FILE_OPTIONS.join(', ')})`)
+  }
+  return v as RedisTuning
+}
+
 function parsePositiveDuration(r: Raw): number {
   const ms = parseDuration(r.label, r.value, 'ms')
   if (ms <= 0) throw new CliError(`${r.label} must be greater than zero, got "${r.value}"`)
@@ -188,7 +233,7 @@ function readConfigFile(path: string, readFile: ReadFile): Record<string, unknow
   const serveKeys = new Set<string>(Object.values(SETTINGS).map((s) => s.file))
   serveKeys.delete('config') // a config file pointing at another one would only confuse
   for (const key of Object.keys(parsed)) {
-    if (!serveKeys.has(key) && !FILE_SERVER_OPTIONS.has(key)) {
+    if (!serveKeys.has(key) && !FILE_SERVER_OPTIONS.has(key) && !FILE_ONLY_KEYS.has(key)) {
       // Typos in a config file are otherwise silent: a misspelt limit just keeps its default.
       throw new CliError(`config file ${path}: unknown key "${key}"`)
     }
@@ -265,6 +310,8 @@ export function resolveServeConfig(
   const tokenSecret = get<string | undefined>('tokenSecret', parseNonEmpty, undefined)
   const apiKey = get<string | undefined>('apiKey', parseNonEmpty, undefined)
   const adminSecret = get<string | undefined>('adminSecret', parseNonEmpty, undefined)
+  const sessionSecret = get<string | undefined>('sessionSecret', parseSessionSecret, undefined)
+  const redis = parseRedisTuning(file['redis'], `"redis" in ${configFile ?? 'the config file'}`)
   const pingIntervalMs = get<number | undefined>('pingInterval', parsePositiveDuration, undefined)
   const drainMs = get<number | undefined>('drainMs', parseDrain, undefined)
   const logLevel = get('logLevel', (r) => parseChoice(r, LOG_LEVELS), 'info' as LogLevel)
@@ -276,6 +323,7 @@ export function resolveServeConfig(
   }
   if (pingIntervalMs !== undefined) holdfast['pingIntervalMs'] = pingIntervalMs
   if (drainMs !== undefined) holdfast['drainMs'] = drainMs
+  if (sessionSecret !== undefined) holdfast['sessionSecret'] = sessionSecret
 
   const fileJwt = holdfast['jwt']
   if (fileJwt !== undefined && !isPlainObject(fileJwt)) {
@@ -304,6 +352,13 @@ export function resolveServeConfig(
         `with NODE_ENV=production holdfast refuses to start like this.`,
     )
   }
+  if (engine === 'redis' && sessionSecret === undefined) {
+    // A random per-process secret makes every other node refuse this node's resume tokens.
+    warnings.push(
+      `no session secret: sessions resume only on the node that issued them. Give every node the same ` +
+        `--session-secret (or ${envName('sessionSecret')}) so that a client failing over keeps its session.`,
+    )
+  }
   const secret = jwt?.['secret']
   if (typeof secret === 'string' && secret.length < MIN_SECRET_LENGTH) {
     warnings.push(`the token secret is shorter than ${MIN_SECRET_LENGTH} characters; anyone holding one token can guess it offline`)
@@ -314,6 +369,7 @@ export function resolveServeConfig(
     host,
     engine,
     redisUrl,
+    redis,
     workers,
     pidFile,
     logLevel,

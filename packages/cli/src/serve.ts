@@ -2,7 +2,7 @@ import cluster from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
-import { createHoldfast, type Engine } from '@holdfast/server'
+import { createHoldfast, RedisEngine, type Engine } from '@holdfast/server'
 import { IpcEngine } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import type { ServeConfig } from './config.js'
@@ -20,10 +20,28 @@ export interface RunningServer {
   close(): Promise<void>
 }
 
-/** Features whose flags exist already but whose implementation lands with a later issue. */
-function assertSupported(config: ServeConfig): void {
-  if (config.engine === 'redis') {
-    throw new CliError('--engine redis is not available yet: it lands with the Redis engine (scale-out). Use --engine memory for now.')
+/**
+ * The engine of `--engine redis`: this process's own two Redis connections (each worker of
+ * `--workers N` opens its own too), with engine errors that no caller sees on the node's log.
+ */
+function redisEngine(config: ServeConfig, logger: Logger): RedisEngine {
+  try {
+    return new RedisEngine({ ...config.redis, url: config.redisUrl, onError: (err) => logger.warn({ err }, 'redis engine error') })
+  } catch (err) {
+    // The engine validates its options and names the bad one ("redis" in the config file).
+    if (err instanceof TypeError) throw new CliError(`invalid configuration: ${err.message}`, { cause: err })
+    throw err
+  }
+}
+
+/** The URL without its password, for logs. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password !== '') u.password = '***'
+    return u.toString()
+  } catch {
+    return '(unparsable URL)'
   }
 }
 
@@ -47,13 +65,18 @@ export async function startServer(
   io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
   opts: { engine?: Engine; worker?: number } = {},
 ): Promise<RunningServer> {
-  assertSupported(config)
   const logger = pino({ level: config.logLevel, base: opts.worker === undefined ? { service: 'holdfast' } : { service: 'holdfast', worker: opts.worker } })
+
+  // The gateway closes only an engine it created itself, so serve closes this one after the drain.
+  const owned = opts.engine === undefined && config.engine === 'redis' ? redisEngine(config, logger) : undefined
+  const engine = opts.engine ?? owned
+  const closeOwned = (): Promise<void> => owned?.close().catch((err: unknown) => logger.warn({ err }, 'closing the redis engine failed')) ?? Promise.resolve()
 
   let holdfast: Holdfast
   try {
-    holdfast = createHoldfast({ ...config.holdfast, logger, ...(opts.engine === undefined ? {} : { engine: opts.engine }) })
+    holdfast = createHoldfast({ ...config.holdfast, logger, ...(engine === undefined ? {} : { engine }) })
   } catch (err) {
+    await closeOwned()
     // The server validates its options and names the bad one; from the CLI that is a usage error.
     if (err instanceof TypeError) throw new CliError(`invalid configuration: ${err.message}`, { cause: err })
     throw err
@@ -69,11 +92,15 @@ export async function startServer(
   // An engine that cannot start yet (Redis away) is not fatal: the node serves, reports
   // not-ready on /readyz and recovers by itself, as an orchestrator expects.
   await holdfast.ready().catch((err: unknown) => logger.error({ err }, 'engine not ready at startup'))
+  if (owned !== undefined && !owned.isReady()) {
+    logger.warn({ redis: redactUrl(config.redisUrl) }, 'Redis is not reachable yet: /readyz answers 503 until it is; the engine keeps reconnecting')
+  }
   let app: FastifyInstance
   try {
     app = await buildHttpApp({ holdfast, logger, ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }) })
   } catch (err) {
     await holdfast.close({ drainMs: 0 }).catch(() => {})
+    await closeOwned()
     // The API plugin refuses a key it cannot serve (e.g. with whitespace), naming the option.
     if (err instanceof TypeError) throw new CliError(`invalid configuration: ${err.message}`, { cause: err })
     throw err
@@ -82,6 +109,7 @@ export async function startServer(
     await app.listen({ port: config.port, host: config.host })
   } catch (err) {
     await holdfast.close({ drainMs: 0 }).catch(() => {})
+    await closeOwned()
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'EADDRINUSE') throw new CliError(`port ${config.port} on ${config.host} is already in use`, { cause: err })
     if (code === 'EADDRNOTAVAIL') throw new CliError(`cannot bind to ${config.host}: no such local address`, { cause: err })
@@ -92,7 +120,7 @@ export async function startServer(
   const url = `http://${host}:${port}`
   // A worker's readiness goes to its primary, which prints the one listening line for the fleet.
   if (opts.worker === undefined) io.stdout.write(`holdfast listening on ${url} (ws://${host}:${port}/ws) engine=${config.engine}\n`)
-  logger.info({ url, engine: config.engine, auth: config.auth, api: config.apiKey !== undefined, sources: config.sources }, 'holdfast started')
+  logger.info({ url, engine: config.engine, ...(owned === undefined ? {} : { redis: redactUrl(config.redisUrl) }), auth: config.auth, api: config.apiKey !== undefined, sources: config.sources }, 'holdfast started')
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {
@@ -101,6 +129,7 @@ export async function startServer(
       // that load balancers route new clients elsewhere while ours are told to reconnect.
       await holdfast.close(config.drainMs === undefined ? {} : { drainMs: config.drainMs })
       await app.close()
+      await closeOwned()
     })()
     return closing
   }

@@ -10,6 +10,7 @@ const VALUE_NAMES: Readonly<Record<SettingName, string>> = {
   tokenSecret: 'S',
   apiKey: 'K',
   adminSecret: 'A',
+  sessionSecret: 'S',
   pingInterval: 'DURATION',
   drainMs: 'MS',
   logLevel: 'LEVEL',

@@ -87,6 +87,11 @@ const PRECEDENCE: Record<Exclude<SettingName, 'config'>, { raw: [string, string,
   },
   apiKey: { raw: ['k1', 'k2', 'k3'], read: (c) => c.apiKey, want: ['k1', 'k2', 'k3'] },
   adminSecret: { raw: ['a1', 'a2', 'a3'], read: (c) => c.adminSecret, want: ['a1', 'a2', 'a3'] },
+  sessionSecret: {
+    raw: ['flag-session-secret-0123', 'env-session-secret-01234', 'file-session-secret-0123'],
+    read: (c) => c.holdfast.sessionSecret,
+    want: ['flag-session-secret-0123', 'env-session-secret-01234', 'file-session-secret-0123'],
+  },
   pingInterval: { raw: ['5s', '1500ms', 700], read: (c) => c.holdfast.pingIntervalMs, want: [5000, 1500, 700] },
   drainMs: { raw: ['500', '2s', 0], read: (c) => [c.drainMs, c.holdfast.drainMs], want: [[500, 500], [2000, 2000], [0, 0]] },
   logLevel: { raw: ['debug', 'warn', 'silent'], read: (c) => c.logLevel, want: ['debug', 'warn', 'silent'] },
@@ -169,6 +174,14 @@ describe('bad values are refused, naming where they came from', () => {
     })
   }
 
+  test('sessionSecret: too short to sign with, and the message does not echo the secret', () => {
+    const value = 'fifteen-chars!!'
+    for (const fn of [() => resolve(['--session-secret', value]), () => resolve([], { HOLDFAST_SESSION_SECRET: value }), () => resolve([], {}, { sessionSecret: value })]) {
+      throwsCli(fn, 'at least 16')
+      assert.throws(fn, (err: Error) => !err.message.includes(value))
+    }
+  })
+
   test('unknown flag', () => {
     throwsCli(() => resolve(['--prot', '80']), '--prot')
   })
@@ -224,6 +237,23 @@ describe('config file', () => {
   test('a serve key of the wrong type', () => {
     throwsCli(() => resolve([], {}, { port: true }), '"port"', 'string or a number')
     throwsCli(() => resolve([], {}, { host: { a: 1 } }), '"host"')
+  })
+
+  test('"redis" tunes the Redis engine; unknown keys in it are refused', () => {
+    const redis = { prefix: 'prod', commandTimeoutMs: 1000, breaker: { resetTimeoutMs: 500 } }
+    const c = resolve(['--engine', 'redis'], {}, { redis })
+    assert.deepEqual(c.redis, redis)
+    assert.deepEqual(c.holdfast, {}, 'engine tuning is not a server option')
+    assert.deepEqual(resolve([]).redis, {})
+    throwsCli(() => resolve([], {}, { redis: { url: 'redis://x' } }), '"redis" in holdfast.json', 'unknown key "url"', 'prefix')
+    throwsCli(() => resolve([], {}, { redis: 'redis://x' }), '"redis" in holdfast.json', 'object')
+  })
+
+  test('--engine redis without a session secret warns that sessions stay on their node', () => {
+    const warned = (c: ServeConfig): boolean => c.warnings.some((w) => w.includes('no session secret') && w.includes('HOLDFAST_SESSION_SECRET'))
+    assert.equal(warned(resolve(['--engine', 'redis'])), true)
+    assert.equal(warned(resolve(['--engine', 'redis', '--session-secret', 'x'.repeat(32)])), false)
+    assert.equal(warned(resolve([])), false, 'one memory-engine node has nobody to share sessions with')
   })
 
   test('jwt in the file counts as auth', () => {

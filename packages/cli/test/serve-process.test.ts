@@ -164,7 +164,7 @@ describe('holdfast serve --api-key (real process)', () => {
 describe('holdfast serve refuses bad setups with exit code 2', { concurrency: true }, () => {
   const cases: [string, string[], Record<string, string>, RegExp][] = [
     ['production without auth', [], { NODE_ENV: 'production' }, /refusing to start.*NODE_ENV=production/],
-    ['redis engine (not yet available)', ['--engine', 'redis'], {}, /Redis engine/],
+    ['a session secret too short to sign with', ['--session-secret', 'short'], {}, /--session-secret must be at least 16 characters/],
     ['more than one worker (not yet available)', ['--workers', '2'], {}, /--workers 2 is not available yet/],
     ['bad port', ['--port', 'eighty'], {}, /--port must be an integer/],
     ['bad env var', [], { HOLDFAST_LOG_LEVEL: 'loud' }, /HOLDFAST_LOG_LEVEL must be one of/],

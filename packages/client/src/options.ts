@@ -1,3 +1,5 @@
+import { optionChecks } from '@holdfast/protocol/internal'
+
 /**
  * The minimal WebSocket surface the client uses. Both the browser's `WebSocket` and the `ws`
  * package's class fit it, so Node users pass `ws` and nothing Node-specific leaks into this package.
@@ -96,20 +98,8 @@ export interface ResolvedOptions {
   maxBatch: number
 }
 
-function bad(name: string, what: string, v: unknown): TypeError {
-  const shown = typeof v === 'string' ? JSON.stringify(v) : String(v)
-  return new TypeError(`holdfast client: option "${name}" must be ${what}, got ${shown}`)
-}
-
-function nonNegative(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw bad(name, 'a finite number >= 0', v)
-  return v
-}
-
-function positiveInt(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw bad(name, 'a positive integer', v)
-  return v
-}
+// Shared wording with the server's options: `holdfast client: option "x" must be ...`.
+const { bad, positiveInt, nonNegativeNumber: nonNegative } = optionChecks('holdfast client')
 
 function urlList(urlOrUrls: unknown): string[] {
   const list = typeof urlOrUrls === 'string' ? [urlOrUrls] : urlOrUrls

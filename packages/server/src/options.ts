@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { optionChecks } from '@holdfast/protocol/internal'
 import { hostname } from 'node:os'
 import type { Tracer } from '@opentelemetry/api'
 import type { Logger } from 'pino'
@@ -210,11 +211,10 @@ export interface ResolvedOptions {
   processMetrics: boolean
 }
 
+const checks = optionChecks('holdfast')
+
 function positiveInt(name: string, v: unknown, allowZero = false): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || (!allowZero && v === 0)) {
-    throw new TypeError(`holdfast: option "${name}" must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${String(v)}`)
-  }
-  return v
+  return allowZero ? checks.nonNegativeInt(name, v) : checks.positiveInt(name, v)
 }
 
 function rate(name: string, v: CommandRate): CommandRate {
@@ -224,10 +224,7 @@ function rate(name: string, v: CommandRate): CommandRate {
   return { perSecond: v.perSecond, burst: v.burst }
 }
 
-function bool(name: string, v: unknown): boolean {
-  if (typeof v !== 'boolean') throw new TypeError(`holdfast: option "${name}" must be a boolean, got ${String(v)}`)
-  return v
-}
+const bool = checks.bool
 
 const NAMESPACE_RE = /^[A-Za-z0-9_.-]{1,64}$/
 
@@ -276,7 +273,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     throw new TypeError('holdfast: option "sessionSecret" must be a string of at least 16 characters')
   }
   for (const hook of ['authenticate', 'canSubscribe', 'canPublish', 'onConnect', 'onDisconnect', 'onSubscribe', 'onPublish'] as const) {
-    if (options[hook] !== undefined && typeof options[hook] !== 'function') throw new TypeError(`holdfast: option "${hook}" must be a function`)
+    if (options[hook] !== undefined) checks.fn(hook, options[hook])
   }
   if (options.tracer !== undefined && (typeof options.tracer !== 'object' || options.tracer === null || typeof options.tracer.startSpan !== 'function')) {
     throw new TypeError('holdfast: option "tracer" must be an OpenTelemetry Tracer (with startSpan)')

@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto'
 import { HoldfastError, type ClientInfo, type Publication } from '@holdfast/protocol'
+import { optionChecks } from '@holdfast/protocol/internal'
 import type {
   ControlMessage,
   NodeInfo,
@@ -50,17 +51,10 @@ function reportError(err: unknown): void {
   })
 }
 
+const checks = optionChecks('holdfast')
+
 function resolveOptions(o: MemoryEngineOptions): ResolvedMemoryOptions {
-  const positive = (name: string, v: unknown): number => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-      throw new TypeError(`holdfast: option "${name}" must be a positive integer, got ${String(v)}`)
-    }
-    return v
-  }
-  const fn = <T>(name: string, v: T): T => {
-    if (typeof v !== 'function') throw new TypeError(`holdfast: option "${name}" must be a function`)
-    return v
-  }
+  const { positiveInt: positive, fn } = checks
   return {
     now: o.now === undefined ? Date.now : fn('now', o.now),
     sweepIntervalMs: positive('sweepIntervalMs', o.sweepIntervalMs ?? DEFAULTS.sweepIntervalMs),

@@ -1,5 +1,6 @@
 import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { HoldfastError, type ClientInfo } from '@holdfast/protocol'
+import { optionChecks } from '@holdfast/protocol/internal'
 import type {
   ControlMessage,
   Engine,
@@ -106,17 +107,10 @@ function reportError(err: unknown): void {
   process.emitWarning(`holdfast redis engine: ${message}`, { code: 'HOLDFAST_ENGINE_HANDLER', ...(stack === undefined ? {} : { detail: stack }) })
 }
 
+const checks = optionChecks('holdfast')
+
 function resolveOptions(o: RedisEngineOptions): Resolved {
-  const positive = (name: string, v: unknown): number => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-      throw new TypeError(`holdfast: option "${name}" must be a positive integer, got ${String(v)}`)
-    }
-    return v
-  }
-  const fn = <T>(name: string, v: T): T => {
-    if (typeof v !== 'function') throw new TypeError(`holdfast: option "${name}" must be a function`)
-    return v
-  }
+  const { positiveInt: positive, fn } = checks
   const prefix = o.prefix ?? DEFAULTS.prefix
   // A brace in the prefix would move the hash tag, and one channel's keys could land in several slots.
   if (typeof prefix !== 'string' || prefix.length === 0 || /[{}]/.test(prefix)) {

@@ -96,6 +96,15 @@ export class Connection implements Flushable {
     return this.#log
   }
 
+  /**
+   * The connection's logger if `level` is enabled, else undefined. Use it for per-connection
+   * chatter (connect, disconnect at debug): a child logger costs about a kilobyte, and creating
+   * one for every connection just to drop a disabled line would double the memory per socket.
+   */
+  logAt(level: 'debug' | 'trace'): Logger | undefined {
+    return this.#baseLog?.isLevelEnabled(level) === true ? this.log : undefined
+  }
+
   clientInfo(): ClientInfo {
     return this.info === undefined ? { client: this.id, user: this.user } : { client: this.id, user: this.user, info: this.info }
   }

@@ -340,7 +340,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     }
     this.counters.inc('connections_accepted')
     this.emit('connect', { client: conn.id, user: conn.user, session: conn.session, resumed, ip: conn.ip })
-    conn.log?.debug({ user: conn.user, resumed }, 'connected')
+    conn.logAt('debug')?.debug({ user: conn.user, resumed }, 'connected')
     this.tracing.connected(conn, { 'holdfast.client': conn.id, 'enduser.id': conn.user, 'holdfast.session': conn.session, 'holdfast.resumed': resumed })
     const onConnect = o.onConnect
     if (onConnect !== undefined) this.hook('onConnect', () => onConnect({ ...connectionInfo(conn), resumed }), conn)
@@ -402,7 +402,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     if (onDisconnect !== undefined && conn.session !== '') {
       this.hook('onDisconnect', () => onDisconnect({ ...connectionInfo(conn), code: conn.closeCode, codeName, reason: conn.closeReason }), conn)
     }
-    conn.log?.debug({ code: conn.closeCode, codeName, reason: conn.closeReason }, 'disconnected')
+    conn.logAt('debug')?.debug({ code: conn.closeCode, codeName, reason: conn.closeReason }, 'disconnected')
   }
 
   /** The send queue overflowed: close; the client reconnects and recovers what it missed. */

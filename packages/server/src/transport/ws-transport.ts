@@ -37,6 +37,20 @@ class WsSocket implements TransportSocket {
 }
 
 /**
+ * Wire a socket's events to its sink. A module-level function on purpose: closures created here
+ * hold only `sink`, whereas closures created inside `upgrade` would keep its whole scope chain —
+ * the caller's `accept`, and through it the upgrade request — alive as long as the connection.
+ */
+function bind(ws: WebSocket, sink: TransportSink): void {
+  ws.on('message', (data, isBinary) => sink.onFrame(data as Buffer, isBinary))
+  ws.on('close', (code, reason) => sink.onClose(code, reason.toString()))
+  // Errors (bad frames, too big) are followed by 'close' with the right code; nothing to do here.
+  ws.on('error', noop)
+}
+
+function noop(): void {}
+
+/**
  * The `ws` transport. It only upgrades; every decision (limits, auth, origin) is made by the
  * gateway before `upgrade` is called, so refused requests never become WebSockets.
  */
@@ -59,13 +73,7 @@ export class WsTransport {
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, accept: (socket: TransportSocket) => TransportSink): void {
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      const sink = accept(new WsSocket(ws))
-      ws.on('message', (data, isBinary) => sink.onFrame(data as Buffer, isBinary))
-      ws.on('close', (code, reason) => sink.onClose(code, reason.toString()))
-      // Errors (bad frames, too big) are followed by 'close' with the right code; nothing to do here.
-      ws.on('error', () => {})
-    })
+    this.#wss.handleUpgrade(req, socket, head, (ws) => bind(ws, accept(new WsSocket(ws))))
   }
 
   close(): void {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
+import { benchUsage, runBenchCommand } from './bench-command.js'
 import { chaosUsage, runChaos } from './chaos-command.js'
 import { CliError } from './cli-error.js'
 import { resolveServeConfig } from './config.js'
@@ -16,6 +17,7 @@ function help(command: string | undefined): string | undefined {
   if (command === 'serve') return serveUsage()
   if (command === 'token') return TOKEN_USAGE
   if (command === 'chaos') return chaosUsage()
+  if (command === 'bench') return benchUsage()
   return undefined
 }
 
@@ -40,7 +42,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(text)
     return
   }
-  if ((command === 'serve' || command === 'token' || command === 'chaos') && rest.some((a) => HELP.has(a))) {
+  if ((command === 'serve' || command === 'token' || command === 'chaos' || command === 'bench') && rest.some((a) => HELP.has(a))) {
     process.stdout.write(help(command) ?? MAIN_USAGE)
     return
   }
@@ -53,6 +55,9 @@ async function main(argv: string[]): Promise<void> {
       return
     case 'chaos':
       await runChaos(rest, process.env)
+      return
+    case 'bench':
+      await runBenchCommand(rest, process.env)
       return
     case 'reload':
       runReload(rest, process.env)

@@ -23,6 +23,7 @@ Commands:
   serve       run the gateway (WebSocket at /ws, /healthz, /readyz, demo page at /)
   token       mint an HS256 connection token for development
   reload      rolling reload of a "serve --workers N" primary (SIGHUP to its --pid-file)
+  bench       load test: connections, delivery latency, lost/duplicated, --compare (docs/bench.md)
   chaos       TCP proxy that injects latency, resets, blackholes... (docs/chaos.md)
   help [cmd]  show help for a command
 

@@ -1,0 +1,58 @@
+import { cliVersion } from '../version.js'
+import { runBench, type RunIO } from './runner.js'
+import type { BenchConfig, BenchReport, CompareRatio, CompareReport } from './types.js'
+
+function div(a: number | null | undefined, b: number | null | undefined): number | null {
+  if (a == null || b == null || b === 0 || !Number.isFinite(a) || !Number.isFinite(b)) return null
+  return Math.round((a / b) * 1000) / 1000
+}
+
+/** holdfast's figure over the peer's, for each figure the issue compares. */
+export function ratios(holdfast: BenchReport, peers: BenchReport[]): CompareRatio[] {
+  return peers.map((p) => ({
+    peer: p.target.kind as CompareRatio['peer'],
+    cpuPerDelivery: div(holdfast.server?.cpuMicrosPerDelivery, p.server?.cpuMicrosPerDelivery),
+    rssPerConnection: div(holdfast.server?.rssPerConnectionBytes, p.server?.rssPerConnectionBytes),
+    p99: div(holdfast.delivery.latencyMs?.p99, p.delivery.latencyMs?.p99),
+    deliveriesPerSecond: div(holdfast.delivery.perSecond, p.delivery.perSecond),
+    clientsReached: holdfast.shootout === null ? null : div(holdfast.shootout.reached, p.shootout?.reached),
+  }))
+}
+
+/** Matches startUws's refusal: the one peer that may be missing on a platform without its binary. */
+const UWS_UNAVAILABLE = /uWebSockets\.js cannot be loaded/
+
+/**
+ * `--compare`: the same scenario against each server, one after the other (never together: they
+ * would share the cores), each started by the bench in its own process and measured from /proc
+ * the same way. uWebSockets.js is skipped, with the reason, only when its native binary does not
+ * load on this platform; any other failure fails the comparison.
+ */
+export async function runCompare(cfg: BenchConfig, io: RunIO): Promise<CompareReport> {
+  const startedAt = new Date().toISOString()
+  const runs: BenchReport[] = []
+  const skipped: Record<string, string> = {}
+  for (const server of cfg.servers) {
+    try {
+      runs.push(await runBench({ ...cfg, url: undefined, serverPid: undefined, server, compare: false }, io))
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err)
+      if (server === 'uws' && UWS_UNAVAILABLE.test(message)) {
+        skipped[server] = message
+        continue
+      }
+      throw err
+    }
+  }
+  const [holdfast, ...peers] = runs
+  return {
+    tool: 'holdfast bench',
+    version: cliVersion(),
+    startedAt,
+    mode: 'compare',
+    benchMode: cfg.mode,
+    runs,
+    ratios: holdfast?.target.kind === 'holdfast' ? ratios(holdfast, peers) : [],
+    skipped,
+  }
+}

@@ -1,0 +1,397 @@
+import { availableParallelism, loadavg } from 'node:os'
+import { mintToken } from '@holdfast/server/internal'
+import { CliError } from '../cli-error.js'
+import { cliVersion } from '../version.js'
+import { startBenchServer, type BenchServer } from './bench-server.js'
+import { addEncoded, newHistogram, percentiles } from './histogram.js'
+import { readProcSample, type ProcSample } from './proc-stats.js'
+import { Progress } from './progress.js'
+import { Publisher } from './publisher.js'
+import { SAMPLE_INTERVAL_MS, Timeline, type Window } from './timeline.js'
+import { protocolFor, SERVER_LABELS, type BenchConfig, type BenchReport, type ServerKind, type ServerStats, type ShootoutResult, type ShootoutStep, type WorkerResult } from './types.js'
+import { WorkerPool } from './worker-pool.js'
+
+export interface RunIO {
+  /** Where the progress bar and phase lines go. */
+  stderr: NodeJS.WritableStream
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)))
+
+/** A holdfast server's default command rate is 100/s per connection: one publisher per 50/s stays well inside it. */
+const EXTERNAL_PUBLISHES_PER_CONNECTION = 50
+
+function merge(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v
+}
+
+const round = (n: number, digits = 2): number => Math.round(n * 10 ** digits) / 10 ** digits
+
+/**
+ * One bench run: start the server (unless `--url`), the workers and the publisher; ramp the
+ * connections; publish for the duration (fanout) or step up the clients (shootout); drain; check
+ * every connection's sequence; report. Bounded by `timeoutS`: past it every process the run
+ * started is killed and the run fails.
+ */
+export async function runBench(cfg: BenchConfig, io: RunIO): Promise<BenchReport> {
+  const run = new Run(cfg, io)
+  const body = run.execute()
+  // If the deadline wins, the body fails later as its processes are killed; that is expected.
+  body.catch(() => {})
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new CliError(`the run exceeded its hard timeout of ${cfg.timeoutS} s (--timeout) and was stopped`, { exitCode: 1 })),
+      cfg.timeoutS * 1000,
+    )
+  })
+  try {
+    return await Promise.race([body, deadline])
+  } finally {
+    clearTimeout(timer)
+    await run.cleanup()
+  }
+}
+
+class Run {
+  private server: BenchServer | undefined
+  private pool: WorkerPool | undefined
+  private publisher: Publisher | undefined
+  private timeline: Timeline | undefined
+  private readonly progress: Progress
+  private readonly label: string
+  /** What the progress bar shows as done in the current phase. */
+  private progressValue: () => number = () => 0
+
+  constructor(
+    private readonly cfg: BenchConfig,
+    io: RunIO,
+  ) {
+    this.label = cfg.url === undefined ? cfg.server : 'holdfast'
+    this.progress = new Progress(io.stderr, cfg.quiet, this.label)
+  }
+
+  async cleanup(): Promise<void> {
+    this.progress.stop()
+    this.publisher?.close()
+    this.publisher = undefined
+    const pool = this.pool
+    this.pool = undefined
+    await pool?.close()
+    const server = this.server
+    this.server = undefined
+    await server?.stop()
+  }
+
+  private async drain(tl: Timeline): Promise<{ quiescent: boolean; seconds: number }> {
+    const t = performance.now()
+    const limit = t + this.cfg.drainS * 1000
+    if ((this.publisher?.published ?? 0) === 0) return { quiescent: true, seconds: 0 }
+    this.progress.note('publishing stopped; waiting for deliveries in flight')
+    while (performance.now() < limit) {
+      let timer: NodeJS.Timeout | undefined
+      const out = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), limit - performance.now())))
+      const p = await Promise.race([tl.next(), out])
+      clearTimeout(timer)
+      if (p === undefined) break
+      // A whole sample interval after the last publication without a delivery: nothing is coming.
+      if (p.deliveriesPerSecond === 0 && performance.now() - t > SAMPLE_INTERVAL_MS) return { quiescent: true, seconds: (performance.now() - t) / 1000 }
+    }
+    return { quiescent: false, seconds: (performance.now() - t) / 1000 }
+  }
+
+  async execute(): Promise<BenchReport> {
+    const { cfg } = this
+    const t0 = performance.now()
+    const startedAt = new Date().toISOString()
+    const warnings: string[] = []
+    // Other processes' load skews every figure on a shared machine; say so in the report.
+    const [load] = loadavg()
+    const cores = availableParallelism()
+    if (load !== undefined && load > cores * 0.5) {
+      warnings.push(`the machine was already busy before the run (load average ${load.toFixed(1)} on ${cores} cores): other processes competed for CPU`)
+    }
+    let url: string
+    let pid = cfg.serverPid
+    if (cfg.url === undefined) {
+      this.progress.note(`starting the ${SERVER_LABELS[cfg.server]} server`)
+      this.server = await startBenchServer(cfg.server)
+      url = this.server.url
+      pid = this.server.pid
+    } else url = cfg.url
+    if (pid !== undefined && readProcSample(pid) === undefined) {
+      warnings.push(`cannot read /proc/${pid}: server CPU and memory are not reported`)
+      pid = undefined
+    }
+    const external = cfg.url !== undefined
+    const protocol = external ? 'holdfast' : protocolFor(cfg.server)
+    const token =
+      cfg.token ?? (cfg.tokenSecret === undefined ? undefined : await mintToken({ secret: cfg.tokenSecret, sub: 'holdfast-bench', ttl: cfg.timeoutS + 3600 }))
+    const channels = Array.from({ length: cfg.channels }, (_, i) => `bench:c${i}`)
+    const connectTimeoutMs = cfg.connectTimeoutS * 1000
+    this.pool = await WorkerPool.start(cfg.workers, { url, protocol, channels, sourceIps: cfg.sourceIps, token, connectTimeoutMs })
+    const publishers = external ? Math.min(cfg.channels, Math.max(1, Math.ceil(cfg.rate / EXTERNAL_PUBLISHES_PER_CONNECTION))) : 1
+    this.publisher = await Publisher.start({ url, protocol, channels, size: cfg.size, token, publishers, connectTimeoutMs })
+    const pool = this.pool
+    const publisher = this.publisher
+    const gc = this.server === undefined ? async () => {} : () => (this.server as BenchServer).gc()
+    const read = (): ProcSample | undefined => (pid === undefined ? undefined : readProcSample(pid))
+
+    await gc()
+    const base = read()
+    const tl = new Timeline(pool, pid, t0)
+    this.timeline = tl
+    tl.onPoint = (p) => this.progress.update(this.progressValue(), { open: p.connections, perSecond: p.deliveriesPerSecond, p99: p.latency?.p99 ?? null })
+    tl.start()
+
+    let afterRamp: ProcSample | undefined
+    let cpu0: ProcSample | undefined
+    let pubT0 = 0
+    let window: Window
+    let shootout: ShootoutResult | null = null
+
+    if (cfg.mode === 'fanout') {
+      tl.phase = 'ramp'
+      this.progress.phase('ramp', cfg.connections, 'connections')
+      this.progressValue = () => (tl.last === undefined ? 0 : tl.last.open + tl.last.failed)
+      const opened = await pool.open(cfg.connections, cfg.ramp)
+      this.progress.note(`${opened.connected} of ${cfg.connections} connections subscribed, ${opened.failed} failed`)
+      await gc()
+      afterRamp = read()
+      tl.phase = 'publish'
+      this.progress.phase('publish', cfg.durationS, 's')
+      cpu0 = read()
+      pubT0 = performance.now()
+      this.progressValue = () => Math.min(cfg.durationS, (performance.now() - pubT0) / 1000)
+      window = tl.open()
+      publisher.start(cfg.rate)
+      await sleep(cfg.durationS * 1000)
+      publisher.stop()
+    } else {
+      tl.phase = 'shootout'
+      cpu0 = read()
+      pubT0 = performance.now()
+      window = tl.open()
+      publisher.start(cfg.rate)
+      shootout = await this.shootout(tl, pool, pid !== undefined)
+      afterRamp = read()
+      publisher.stop()
+    }
+    tl.phase = 'drain'
+    const drain = await this.drain(tl)
+    const cpu1 = read()
+    const windowSeconds = (performance.now() - pubT0) / 1000
+    await tl.stop()
+    this.progress.stop()
+    const { results, last } = await pool.finish(publisher.channelLogs(), drain.quiescent)
+    const deliveredTotal = results.reduce((n, r) => n + r.delivered, 0)
+    tl.addLate(last, deliveredTotal - tl.total.delivered)
+    tl.close(window)
+
+    return this.report({
+      startedAt,
+      url,
+      pid,
+      publishers,
+      results,
+      window,
+      windowSeconds,
+      drain,
+      base,
+      afterRamp,
+      cpu0,
+      cpu1,
+      shootout,
+      warnings,
+    })
+  }
+
+  private async shootout(tl: Timeline, pool: WorkerPool, serverMeasured: boolean): Promise<ShootoutResult> {
+    const { cfg } = this
+    const steps: ShootoutStep[] = []
+    let clients = 0
+    let prevFailed = 0
+    let reached = 0
+    let stoppedBecause = `reached --connections ${cfg.connections} within the limit`
+    while (clients < cfg.connections) {
+      const add = Math.min(cfg.step, cfg.connections - clients)
+      this.progress.phase(`step ${steps.length + 1} +${add}`, add, 'connections')
+      const before = (tl.last?.open ?? 0) + (tl.last?.failed ?? 0)
+      this.progressValue = () => (tl.last === undefined ? 0 : tl.last.open + tl.last.failed - before)
+      const r = await pool.open(add, cfg.ramp)
+      clients += add
+      const failedNow = r.failed - prevFailed
+      prevFailed = r.failed
+      this.progress.phase(`measure ${r.connected} clients`, cfg.stepDurationS, 's')
+      // Start the step's window at a sample boundary, so it holds only deliveries made with every
+      // client of the step connected.
+      await tl.next()
+      const w = tl.open()
+      const stepT0 = performance.now()
+      this.progressValue = () => Math.min(cfg.stepDurationS, (performance.now() - stepT0) / 1000)
+      for (let i = 0; i < cfg.stepDurationS; i++) await tl.next()
+      tl.close(w)
+      const latency = percentiles(w.latency)
+      steps.push({
+        clients: r.connected,
+        connectFailures: failedNow,
+        latency,
+        deliveriesPerSecond: w.seconds > 0 ? Math.round(w.delivered / w.seconds) : 0,
+        serverCpuPercent: serverMeasured && w.seconds > 0 ? Math.round(w.serverCpuUs / 1e4 / w.seconds) : null,
+      })
+      this.progress.note(
+        `${r.connected} clients: broadcast latency p95 ${latency === null ? '-' : latency.p95} ms (limit ${cfg.p95LimitMs} ms)` +
+          (failedNow > 0 ? `, ${failedNow} connections failed` : ''),
+      )
+      if (latency === null) {
+        stoppedBecause = 'no broadcast was delivered during the last step'
+        break
+      }
+      if (latency.p95 > cfg.p95LimitMs) {
+        stoppedBecause = `broadcast latency p95 ${latency.p95} ms exceeded ${cfg.p95LimitMs} ms at ${r.connected} clients`
+        break
+      }
+      reached = r.connected
+      if (failedNow > add * 0.01) {
+        stoppedBecause = `${failedNow} of the last ${add} connections failed (more than 1%)`
+        break
+      }
+    }
+    return { p95LimitMs: cfg.p95LimitMs, step: cfg.step, stepDurationS: cfg.stepDurationS, reached, stoppedBecause, steps }
+  }
+
+  private report(r: {
+    startedAt: string
+    url: string
+    pid: number | undefined
+    publishers: number
+    results: WorkerResult[]
+    window: Window
+    windowSeconds: number
+    drain: { quiescent: boolean; seconds: number }
+    base: ProcSample | undefined
+    afterRamp: ProcSample | undefined
+    cpu0: ProcSample | undefined
+    cpu1: ProcSample | undefined
+    shootout: ShootoutResult | null
+    warnings: string[]
+  }): BenchReport {
+    const { cfg } = this
+    const tl = this.timeline as Timeline
+    const publisher = this.publisher as Publisher
+    const sum = (f: (w: WorkerResult) => number): number => r.results.reduce((n, w) => n + f(w), 0)
+    const handshake = newHistogram()
+    const ready = newHistogram()
+    const failures: Record<string, number> = {}
+    const disconnected: Record<string, number> = {}
+    for (const w of r.results) {
+      addEncoded(handshake, w.handshake)
+      addEncoded(ready, w.ready)
+      merge(failures, w.failures)
+      merge(disconnected, w.disconnected)
+    }
+    const attempted = sum((w) => w.attempted)
+    const connected = sum((w) => w.connected)
+    const delivered = sum((w) => w.delivered)
+    const lost = sum((w) => w.lost)
+    const inFlight = sum((w) => w.inFlight)
+    const duplicated = sum((w) => w.duplicated)
+    const warnings = [...r.warnings]
+
+    let server: ServerStats | null = null
+    if (r.pid !== undefined && r.base !== undefined && r.cpu0 !== undefined && r.cpu1 !== undefined && r.afterRamp !== undefined) {
+      const cpuUs = r.cpu1.cpuUs - r.cpu0.cpuUs
+      server = {
+        pid: r.pid,
+        cpuSeconds: round(cpuUs / 1e6, 3),
+        cpuPercent: round((cpuUs / 1e4) / r.windowSeconds, 1),
+        cpuMicrosPerDelivery: delivered > 0 ? round(cpuUs / delivered, 3) : null,
+        rssBaselineBytes: r.base.rssBytes,
+        rssAfterRampBytes: r.afterRamp.rssBytes,
+        rssPeakBytes: Math.max(tl.rssPeak, r.afterRamp.rssBytes),
+        rssPerConnectionBytes: connected > 0 ? Math.round((r.afterRamp.rssBytes - r.base.rssBytes) / connected) : null,
+        gcBeforeReadings: this.server !== undefined,
+      }
+    }
+    const clientCpuPercent = r.window.seconds > 0 ? round(r.window.clientCpuUs / 1e4 / r.window.seconds, 1) : 0
+    const perProcess = clientCpuPercent / Math.max(1, r.results.length)
+    if (perProcess > 85) {
+      warnings.push(
+        `the bench's client processes averaged ${Math.round(perProcess)}% of a core each while publishing: latencies include time ` +
+          'the clients waited for their own CPU. Use more --workers (if cores allow) or fewer connections.',
+      )
+    }
+    const cores = availableParallelism()
+    if (server !== null && server.cpuPercent + clientCpuPercent > 90 * cores) {
+      warnings.push(
+        `server (${Math.round(server.cpuPercent)}%) and clients (${Math.round(clientCpuPercent)}%) together used more than 90% of this machine's ${cores} cores: ` +
+          'the server competed with the load generator for CPU, so its latency and throughput are lower bounds.',
+      )
+    }
+    if (!r.drain.quiescent) {
+      warnings.push(
+        `deliveries were still arriving when the drain ended (--drain ${cfg.drainS}s): ${inFlight} owed deliveries after each connection's last one are reported in flight, not lost`,
+      )
+    }
+    const publishErrors = { ...publisher.errors }
+    const refused = Object.values(publishErrors).reduce((a, b) => a + b, 0)
+    if (refused > 0) warnings.push(`the server refused ${refused} publications (${JSON.stringify(publishErrors)}); they are owed to no one`)
+    if (attempted > 0 && connected < attempted) warnings.push(`${attempted - connected} of ${attempted} connections failed: ${JSON.stringify(failures)}`)
+    const kind: ServerKind | 'external' = cfg.url === undefined ? cfg.server : 'external'
+    return {
+      tool: 'holdfast bench',
+      version: cliVersion(),
+      startedAt: r.startedAt,
+      mode: cfg.mode,
+      target: {
+        kind,
+        label: kind === 'external' ? 'holdfast (external)' : SERVER_LABELS[kind],
+        url: r.url,
+        pid: r.pid ?? null,
+        startedByBench: this.server !== undefined,
+      },
+      scenario: {
+        connections: cfg.connections,
+        durationS: cfg.mode === 'fanout' ? cfg.durationS : round(r.windowSeconds - r.drain.seconds, 1),
+        rate: cfg.rate,
+        size: cfg.size,
+        channels: cfg.channels,
+        ramp: cfg.ramp,
+        workers: r.results.length,
+        sourceIps: cfg.sourceIps,
+        publishers: r.publishers,
+      },
+      connect: {
+        attempted,
+        connected,
+        failed: sum((w) => w.failed),
+        successRate: attempted === 0 ? 0 : round(connected / attempted, 6),
+        failures,
+        disconnectedDuringRun: disconnected,
+        handshakeMs: percentiles(handshake),
+        subscribedMs: percentiles(ready),
+      },
+      delivery: {
+        published: publisher.published,
+        publishErrors,
+        expected: sum((w) => w.owed),
+        delivered,
+        lost,
+        inFlightAtEnd: inFlight,
+        duplicated,
+        outOfOrder: sum((w) => w.outOfOrder),
+        checkerOverflow: sum((w) => w.checkerOverflow),
+        perSecond: r.windowSeconds > 0 ? Math.round(delivered / r.windowSeconds) : 0,
+        latencyMs: percentiles(tl.total.latency),
+        windowSeconds: round(r.windowSeconds, 2),
+        drainSeconds: round(r.drain.seconds, 2),
+        quiescent: r.drain.quiescent,
+      },
+      server,
+      clients: { processes: r.results.length, cpuPercent: clientCpuPercent },
+      shootout: r.shootout,
+      timeline: tl.points,
+      warnings,
+    }
+  }
+}

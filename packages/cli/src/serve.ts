@@ -7,7 +7,7 @@ import { IpcEngine } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import type { ServeConfig } from './config.js'
 import { runPrimary } from './cluster/primary.js'
-import { isWorkerDrain, WORKER_ENV } from './cluster/messages.js'
+import { isWorkerDrain, WORKER_ENV, WORKER_SESSION_SECRET_ENV, type WorkerReady } from './cluster/messages.js'
 import { buildHttpApp, type Holdfast } from './http-app.js'
 
 export interface RunningServer {
@@ -178,7 +178,12 @@ export async function runServe(config: ServeConfig): Promise<void> {
     server = await startServer(config, { stdout: process.stdout, stderr: process.stderr })
     return
   }
-  // A worker of `serve --workers N`: without Redis its engine is the primary's, over IPC.
+  // A worker of `serve --workers N`: without Redis its engine is the primary's, over IPC; without
+  // a configured session secret it uses the one its primary drew for all of its workers.
+  const sharedSecret = process.env[WORKER_SESSION_SECRET_ENV]
+  if (config.holdfast.sessionSecret === undefined && sharedSecret !== undefined) {
+    config = { ...config, holdfast: { ...config.holdfast, sessionSecret: sharedSecret } }
+  }
   server = await startServer(config, { stdout: process.stdout, stderr: process.stderr }, {
     worker: workerId,
     ...(config.engine === 'memory' ? { engine: new IpcEngine() } : {}),
@@ -195,5 +200,6 @@ export async function runServe(config: ServeConfig): Promise<void> {
       () => process.exit(1),
     )
   })
-  process.send?.({ hf: 'worker-ready', url: running.url })
+  const ready: WorkerReady = { hf: 'worker-ready', url: running.url, ...(config.drainMs === undefined ? {} : { drainMs: config.drainMs }) }
+  process.send?.(ready)
 }

@@ -4,12 +4,16 @@
 export interface WorkerReady {
   hf: 'worker-ready'
   url: string
+  /**
+   * The drain window this worker will use (from the config it read at startup, which a reload may
+   * have changed since the primary started), so that the primary waits for it before killing.
+   */
+  drainMs?: number
 }
 
-/** Primary → worker: stop taking connections, drain, exit 0. */
+/** Primary → worker: stop taking connections, drain over the worker's own drain window, exit 0. */
 export interface WorkerDrain {
   hf: 'worker-drain'
-  drainMs?: number
 }
 
 export function isWorkerReady(m: unknown): m is WorkerReady {
@@ -22,3 +26,9 @@ export function isWorkerDrain(m: unknown): m is WorkerDrain {
 
 /** Set by the primary in each worker's environment: the worker's ordinal (1, 2, ...). */
 export const WORKER_ENV = 'HOLDFAST_WORKER_ID'
+
+/**
+ * Set by the primary in each worker's environment: a session secret shared by its workers, used
+ * when none is configured, so that a session resumes on any worker (and across reloads).
+ */
+export const WORKER_SESSION_SECRET_ENV = 'HOLDFAST_WORKER_SESSION_SECRET'

@@ -1,12 +1,15 @@
 import cluster, { type Worker } from 'node:cluster'
+import { randomBytes } from 'node:crypto'
 import { rmSync, writeFileSync } from 'node:fs'
 import { EngineHost, MemoryEngine, type IpcPort } from '@holdfast/server/internal'
 import { pino, type Logger } from 'pino'
 import type { ServeConfig } from '../config.js'
-import { isWorkerReady, WORKER_ENV, type WorkerDrain } from './messages.js'
+import { isWorkerReady, WORKER_ENV, WORKER_SESSION_SECRET_ENV, type WorkerDrain } from './messages.js'
 
 /** A new worker that is not ready in this time counts as failed (a reload then aborts). */
 const READY_TIMEOUT_MS = 30_000
+/** The gateway's default drain window (a worker that reported none uses it). */
+const DEFAULT_DRAIN_MS = 10_000
 /** Past drainMs, how long a retiring worker may take to exit before it is killed. */
 const EXIT_GRACE_MS = 15_000
 /** Crash-loop guard: more than this many unplanned exits within the window slow down the respawns. */
@@ -20,6 +23,14 @@ interface Managed {
   id: number
   /** We asked it to go (reload, shutdown): its exit is not a crash. */
   retiring: boolean
+  /**
+   * Started by a reload and not ready yet: if it exits now, the new code or config is broken and
+   * the reload aborts. Respawning it would only crash-loop on the same config (and, once the
+   * config is fixed, leave one worker too many), so its exit is not a crash either.
+   */
+  onTrial: boolean
+  /** Its drain window, as it reported when ready; undefined: the default. */
+  drainMs: number | undefined
   ready: Promise<string>
 }
 
@@ -45,10 +56,15 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
   let reloading: Promise<void> | undefined
   let reloadAgain = false
   const crashes: number[] = []
+  // Workers of one primary are one node to a client: a session issued by one must resume on any
+  // other (after a crash or a reload). Without a configured secret each worker would draw its own,
+  // so the primary draws one for all of them; a configured one still wins (see serve.ts).
+  const sessionSecret = randomBytes(32).toString('base64url')
 
-  const fork = (): Managed => {
+  const fork = (onTrial = false): Managed => {
     const id = nextId++
-    const worker = cluster.fork({ [WORKER_ENV]: String(id) })
+    const worker = cluster.fork({ [WORKER_ENV]: String(id), [WORKER_SESSION_SECRET_ENV]: sessionSecret })
+    const pid = worker.process.pid
     const port: IpcPort = {
       send: (m) => worker.send(m as never),
       on: (_e, l) => worker.on('message', l),
@@ -63,11 +79,16 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
       port,
       id,
       retiring: false,
+      onTrial,
+      drainMs: undefined,
       ready: new Promise<string>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`worker ${id} was not ready within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
         worker.on('message', (m: unknown) => {
           if (isWorkerReady(m)) {
             clearTimeout(timer)
+            managed.onTrial = false
+            managed.drainMs = m.drainMs
+            log.info({ worker: id, pid }, 'worker ready')
             resolve(m.url)
           }
         })
@@ -82,11 +103,16 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
       workers.delete(managed)
       host?.detach(port)
       if (managed.retiring || stopping) {
-        log.info({ worker: id, code, signal }, 'worker exited')
+        log.info({ worker: id, pid, code, signal }, 'worker exited')
+        return
+      }
+      if (managed.onTrial) {
+        // The reload that started it reports the failure and keeps the old workers.
+        log.error({ worker: id, pid, code, signal }, 'new worker exited before it was ready')
         return
       }
       // An unplanned exit: say why, and replace it at once (unless it keeps crashing).
-      log.error({ worker: id, code, signal }, 'worker died; starting a replacement')
+      log.error({ worker: id, pid, code, signal }, 'worker died; starting a replacement')
       const now = Date.now()
       crashes.push(now)
       while (crashes.length > 0 && (crashes[0] as number) < now - CRASH_WINDOW_MS) crashes.shift()
@@ -101,12 +127,13 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
   const retire = async (m: Managed): Promise<void> => {
     m.retiring = true
     const exited = new Promise<void>((resolve) => (m.worker.isDead() ? resolve() : m.worker.once('exit', () => resolve())))
-    const drain: WorkerDrain = config.drainMs === undefined ? { hf: 'worker-drain' } : { hf: 'worker-drain', drainMs: config.drainMs }
+    const drain: WorkerDrain = { hf: 'worker-drain' }
     if (m.worker.isConnected()) m.worker.send(drain as never)
+    // The worker drains over the window of the config it started with, not the primary's.
     const deadline = setTimeout(() => {
       log.warn({ worker: m.id }, 'worker did not exit after its drain; killing it')
       m.worker.process.kill('SIGKILL')
-    }, (config.drainMs ?? 10_000) + EXIT_GRACE_MS)
+    }, (m.drainMs ?? config.drainMs ?? DEFAULT_DRAIN_MS) + EXIT_GRACE_MS)
     await exited
     clearTimeout(deadline)
   }
@@ -118,7 +145,7 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
     for (const m of old) {
       if (stopping) return
       if (!workers.has(m)) continue
-      const fresh = fork()
+      const fresh = fork(true)
       try {
         await fresh.ready
       } catch (err) {

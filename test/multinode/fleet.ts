@@ -122,6 +122,11 @@ export class ServeNode {
     await within(15_000, `node ${this.id} to exit after ${signal}`, proc.exited)
   }
 
+  /** Send a signal without waiting for anything (e.g. SIGTERM to start a drain). */
+  signal(signal: NodeJS.Signals): void {
+    this.#proc?.child.kill(signal)
+  }
+
   /** Start again on the same port (after kill). */
   async restart(): Promise<void> {
     if (this.#proc !== undefined) throw new Error(`node ${this.id} is still running`)

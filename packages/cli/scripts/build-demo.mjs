@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Bundles the chat demo served by `holdfast serve` at `/`: packages/cli/demo/main.ts (and the
-// client SDK it imports, from its TypeScript source) → packages/cli/public/demo.js + demo.js.map.
+// client SDK it imports, from its TypeScript source) → packages/cli/public/demo.js + demo.js.map;
+// and the admin dashboard at `/admin`: packages/cli/admin/main.ts → public/admin/admin.js (+ .map).
 // Called by the root `npm run build` after tsc, and by the browser test before it starts.
 //
 // Fast: one esbuild call (tens of ms), no type-check here (`npx tsc -p packages/cli/demo` does that,
@@ -12,61 +13,72 @@ import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 
 const cli = fileURLToPath(new URL('..', import.meta.url))
-const index = `${cli}public/index.html`
-const outfile = `${cli}public/demo.js`
 
-if (!existsSync(index)) {
-  console.error(`build-demo: missing ${index}; "holdfast serve" would answer 404 at /`)
-  process.exit(1)
-}
+/** Each bundle: its entry, its output, and the page that loads it (a bundle without its page is a mistake). */
+const BUNDLES = [
+  { entry: 'demo/main.ts', out: 'public/demo.js', page: 'public/index.html', url: '/' },
+  { entry: 'admin/main.ts', out: 'public/admin/admin.js', page: 'public/admin/index.html', url: '/admin' },
+]
 
-const started = performance.now()
-let result
-try {
-  result = await build({
-    absWorkingDir: cli,
-    entryPoints: ['demo/main.ts'],
-    outfile,
-    bundle: true,
-    write: false,
-    // A browser bundle: a Node-only import (node:*, ws, ...) fails the build instead of shipping.
-    platform: 'browser',
-    format: 'iife',
-    target: ['es2022'],
-    // Workspace packages resolve to their sources (their "source" export), so no tsc build is needed first.
-    conditions: ['source'],
-    minify: true,
-    sourcemap: 'linked',
-    legalComments: 'none',
-    charset: 'utf8',
-    logLevel: 'silent',
-  })
-} catch (err) {
-  const errors = err?.errors ?? []
-  for (const e of errors) {
-    const where = e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ` : ''
-    console.error(`build-demo: ${where}${e.text}`)
+for (const b of BUNDLES) {
+  if (!existsSync(`${cli}${b.page}`)) {
+    console.error(`build-demo: missing ${cli}${b.page}; "holdfast serve" would answer 404 at ${b.url}`)
+    process.exit(1)
   }
-  if (errors.length === 0) console.error(err)
-  process.exit(1)
 }
-for (const w of result.warnings) console.warn(`build-demo: warning: ${w.location?.file ?? ''} ${w.text}`)
 
-let changed = 0
-let bytes = 0
-for (const file of result.outputFiles) {
-  if (file.path.endsWith('.js')) bytes = file.contents.byteLength
-  let same = false
+async function bundle({ entry, out }) {
+  const outfile = `${cli}${out}`
+  const started = performance.now()
+  let result
   try {
-    same = Buffer.compare(readFileSync(file.path), file.contents) === 0
-  } catch {
-    // Not there yet.
+    result = await build({
+      absWorkingDir: cli,
+      entryPoints: [entry],
+      outfile,
+      bundle: true,
+      write: false,
+      // A browser bundle: a Node-only import (node:*, ws, ...) fails the build instead of shipping.
+      platform: 'browser',
+      format: 'iife',
+      target: ['es2022'],
+      // Workspace packages resolve to their sources (their "source" export), so no tsc build is needed first.
+      conditions: ['source'],
+      minify: true,
+      sourcemap: 'linked',
+      legalComments: 'none',
+      charset: 'utf8',
+      logLevel: 'silent',
+    })
+  } catch (err) {
+    const errors = err?.errors ?? []
+    for (const e of errors) {
+      const where = e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ` : ''
+      console.error(`build-demo: ${where}${e.text}`)
+    }
+    if (errors.length === 0) console.error(err)
+    process.exit(1)
   }
-  if (same) continue
-  const tmp = `${file.path}.${process.pid}.tmp`
-  writeFileSync(tmp, file.contents)
-  renameSync(tmp, file.path)
-  changed++
+  for (const w of result.warnings) console.warn(`build-demo: warning: ${w.location?.file ?? ''} ${w.text}`)
+
+  let changed = 0
+  let bytes = 0
+  for (const file of result.outputFiles) {
+    if (file.path.endsWith('.js')) bytes = file.contents.byteLength
+    let same = false
+    try {
+      same = Buffer.compare(readFileSync(file.path), file.contents) === 0
+    } catch {
+      // Not there yet.
+    }
+    if (same) continue
+    const tmp = `${file.path}.${process.pid}.tmp`
+    writeFileSync(tmp, file.contents)
+    renameSync(tmp, file.path)
+    changed++
+  }
+  const ms = Math.round(performance.now() - started)
+  console.log(`build-demo: ${out} ${(bytes / 1024).toFixed(1)} KiB ${changed === 0 ? 'unchanged' : 'written'} in ${ms} ms`)
 }
-const ms = Math.round(performance.now() - started)
-console.log(`build-demo: public/demo.js ${(bytes / 1024).toFixed(1)} KiB ${changed === 0 ? 'unchanged' : 'written'} in ${ms} ms`)
+
+for (const b of BUNDLES) await bundle(b)

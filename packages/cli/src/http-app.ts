@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { Holdfast } from '@holdfast/server'
 import { holdfastApi } from '@holdfast/server/api'
 import { holdfastFastify } from '@holdfast/server/fastify'
+import { adminRoutes, type AdminDashboard } from './admin/index.js'
 
 export type { Holdfast }
 
@@ -19,6 +20,8 @@ export interface HttpAppOptions {
   wsPath?: string
   /** Key of the server HTTP API at `/api`; without one the API is not served at all. @default undefined */
   apiKey?: string
+  /** The admin dashboard at `/admin` (src/admin); without one every `/admin` URL is 404. @default undefined */
+  admin?: AdminDashboard
 }
 
 /** Resolved from this file so that it works from src/ (tsx) and from dist/ alike. */
@@ -72,11 +75,14 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
 
   await app.register(holdfastFastify, { holdfast, path: opts.wsPath ?? '/ws' })
   if (opts.apiKey !== undefined) await app.register(holdfastApi, { holdfast, apiKey: opts.apiKey, prefix: '/api' })
+  await app.register(adminRoutes, { holdfast, admin: opts.admin, wsPath: opts.wsPath ?? '/ws' })
 
   const sendFile = async (rel: string, reply: FastifyReply): Promise<unknown> => {
     const full = resolve(join(publicDir, rel))
     // Path traversal guard: `/..%2f..%2fetc/passwd` must not leave the public folder.
     if (full !== publicDir && !full.startsWith(publicDir + sep)) return reply.code(404).send({ error: 'not found' })
+    // The dashboard's files are served by adminRoutes only, behind its login (`/%61dmin/...` lands here).
+    if (full.startsWith(join(publicDir, 'admin') + sep)) return reply.code(404).send({ error: 'not found' })
     let body: Buffer
     try {
       body = await readFile(full)

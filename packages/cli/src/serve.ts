@@ -9,6 +9,7 @@ import type { ServeConfig } from './config.js'
 import { runPrimary } from './cluster/primary.js'
 import { isWorkerDrain, WORKER_ENV, WORKER_SESSION_SECRET_ENV, type WorkerReady } from './cluster/messages.js'
 import { buildHttpApp, type Holdfast } from './http-app.js'
+import { AdminDashboard } from './admin/index.js'
 
 export interface RunningServer {
   app: FastifyInstance
@@ -73,8 +74,11 @@ export async function startServer(
   const closeOwned = (): Promise<void> => owned?.close().catch((err: unknown) => logger.warn({ err }, 'closing the redis engine failed')) ?? Promise.resolve()
 
   let holdfast: Holdfast
+  let admin: AdminDashboard | undefined
   try {
-    holdfast = createHoldfast({ ...config.holdfast, logger, ...(engine === undefined ? {} : { engine }) })
+    // The dashboard adds its hooks (an `$admin:` namespace for the admin user only) to the gateway's options.
+    admin = config.adminSecret === undefined ? undefined : new AdminDashboard({ secret: config.adminSecret, server: config.holdfast })
+    holdfast = createHoldfast({ ...(admin?.serverOptions ?? config.holdfast), logger, ...(engine === undefined ? {} : { engine }) })
   } catch (err) {
     await closeOwned()
     // The server validates its options and names the bad one; from the CLI that is a usage error.
@@ -87,7 +91,6 @@ export async function startServer(
     if (!config.auth && opts.worker === undefined && warning.startsWith('NO AUTHENTICATION')) shout(io.stderr, warning)
     logger.warn(warning)
   }
-  if (config.adminSecret !== undefined) logger.warn('--admin-secret is set, but the admin dashboard is not available in this version yet')
 
   // An engine that cannot start yet (Redis away) is not fatal: the node serves, reports
   // not-ready on /readyz and recovers by itself, as an orchestrator expects.
@@ -97,7 +100,7 @@ export async function startServer(
   }
   let app: FastifyInstance
   try {
-    app = await buildHttpApp({ holdfast, logger, ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }) })
+    app = await buildHttpApp({ holdfast, logger, ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }), ...(admin === undefined ? {} : { admin }) })
   } catch (err) {
     await holdfast.close({ drainMs: 0 }).catch(() => {})
     await closeOwned()

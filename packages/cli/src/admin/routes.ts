@@ -45,14 +45,19 @@ const LOGIN_ERRORS = {
 } as const
 const LOGIN_ERROR_MARK = '<!--login-error-->'
 
+// Unknown fields fail with `{ not: {} }`: with `additionalProperties: false` Fastify's ajv
+// (`removeAdditional: true`) would drop them silently, and `{ user, code }` would kick with
+// another code than the caller asked for. Channel rules are the gateway's (unknown_channel).
+const CLOSED = { not: {} } as const
 const CHANNEL = { type: 'string', minLength: 1, maxLength: 255 } as const
+// Never empty: '' is every anonymous user at once.
 const ID = { type: 'string', minLength: 1, maxLength: 255 } as const
 const SCHEMAS = {
-  presence: { type: 'object', required: ['channel'], additionalProperties: false, properties: { channel: CHANNEL } },
-  publish: { type: 'object', required: ['channel', 'data'], additionalProperties: false, properties: { channel: CHANNEL, data: {} } },
+  presence: { type: 'object', required: ['channel'], additionalProperties: CLOSED, properties: { channel: CHANNEL } },
+  publish: { type: 'object', required: ['channel', 'data'], additionalProperties: CLOSED, properties: { channel: CHANNEL, data: {} } },
   disconnect: {
     type: 'object',
-    additionalProperties: false,
+    additionalProperties: CLOSED,
     minProperties: 1,
     properties: { user: ID, client: ID },
   },
@@ -89,7 +94,9 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
   const { holdfast, admin } = opts
   const notFound = (_req: FastifyRequest, reply: FastifyReply): FastifyReply => reply.code(404).send({ error: 'not found' })
   if (admin === undefined) {
-    // Not even the static files: without a secret nothing under /admin exists.
+    // Not even the static files: without a secret nothing under /admin exists. Answered on
+    // request, before any body is parsed, so that no input shape tells a prober otherwise.
+    app.addHook('onRequest', async (req, reply) => notFound(req, reply))
     app.all('/admin', notFound)
     app.all('/admin/*', notFound)
     return
@@ -125,8 +132,12 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
 
   app.setErrorHandler((err: unknown, req, reply) => {
     if (err instanceof HoldfastError) return reply.code(HTTP_STATUS[err.code]).send(errorBody(err.code, err.message))
-    const e = err as { validation?: unknown; statusCode?: number; message?: string }
-    if (e.validation !== undefined) return reply.code(400).send(errorBody('bad_request', e.message ?? 'invalid request'))
+    const e = err as { validation?: Array<{ keyword: string; instancePath: string }>; statusCode?: number; message?: string }
+    if (e.validation !== undefined) {
+      const unknown = e.validation.find((v) => v.keyword === 'not')
+      const message = unknown === undefined ? (e.message ?? 'invalid request') : `unknown field ${unknown.instancePath.slice(1) || '(root)'}`
+      return reply.code(400).send(errorBody('bad_request', message))
+    }
     if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
       return reply.code(e.statusCode).send(errorBody('bad_request', e.message ?? 'bad request'))
     }
@@ -189,45 +200,49 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
     return reply.code(303).header('location', '/admin').send()
   })
 
-  const requirePage = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (sessionOf(req) === undefined) await reply.code(401).send(errorBody('unauthorized', 'log in at /admin first'))
+  // Hooks that answer return the reply: that is what stops Fastify's chain in an async hook.
+  const requirePage = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    if (sessionOf(req) === undefined) return reply.code(401).send(errorBody('unauthorized', 'log in at /admin first'))
+    return undefined
   }
-  app.get('/admin/admin.js', { preHandler: requirePage }, (_req, reply) => sendFile(reply, 'js'))
-  app.get('/admin/admin.js.map', { preHandler: requirePage }, (_req, reply) => sendFile(reply, 'map'))
+  app.get('/admin/admin.js', { onRequest: requirePage }, (_req, reply) => sendFile(reply, 'js'))
+  app.get('/admin/admin.js.map', { onRequest: requirePage }, (_req, reply) => sendFile(reply, 'map'))
 
   // The actions: cookie, plus a header that a cross-site form, link or image cannot send (a
   // script on another site could only send it after a CORS preflight that this server never grants).
-  const requireApi = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (sessionOf(req) === undefined) return void (await reply.code(401).send(errorBody('unauthorized', 'log in at /admin first')))
+  // Checked on request, before the body is parsed or validated: a stranger learns nothing from 400s.
+  const requireApi = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    if (sessionOf(req) === undefined) return reply.code(401).send(errorBody('unauthorized', 'log in at /admin first'))
     if (req.headers[CSRF_HEADER] !== CSRF_VALUE || crossSite(req)) {
-      await reply.code(403).send(errorBody('forbidden', `cross-site request refused: send ${CSRF_HEADER}: ${CSRF_VALUE} from the dashboard page`))
+      return reply.code(403).send(errorBody('forbidden', `cross-site request refused: send ${CSRF_HEADER}: ${CSRF_VALUE} from the dashboard page`))
     }
+    return undefined
   }
 
-  app.post('/admin/api/token', { preHandler: requireApi }, async (): Promise<TokenResponse> => {
+  app.post('/admin/api/token', { onRequest: requireApi }, async (): Promise<TokenResponse> => {
     const token = await identity.mintToken()
     return { token, channel: identity.statsChannel, wsPath, expiresInMs: identity.tokenTtlMs }
   })
 
-  app.get('/admin/api/nodes', { preHandler: requireApi }, async (): Promise<NodesResponse> => {
+  app.get('/admin/api/nodes', { onRequest: requireApi }, async (): Promise<NodesResponse> => {
     const nodes = await holdfast.nodes()
     return { self: holdfast.nodeId, nodes: nodes.map((n) => ({ id: n.id, connections: n.connections, subscriptions: n.subscriptions, channels: n.channels, startedAt: n.startedAt, updatedAt: n.updatedAt })) }
   })
 
-  app.post<{ Body: { channel: string } }>('/admin/api/presence', { preHandler: requireApi, schema: { body: SCHEMAS.presence } }, async (req) => {
+  app.post<{ Body: { channel: string } }>('/admin/api/presence', { onRequest: requireApi, schema: { body: SCHEMAS.presence } }, async (req) => {
     const clients = Object.values(await holdfast.presence(req.body.channel))
     clients.sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : a.client < b.client ? -1 : 1))
     return { channel: req.body.channel, clients }
   })
 
-  app.post<{ Body: { channel: string; data: unknown } }>('/admin/api/publish', { preHandler: requireApi, schema: { body: SCHEMAS.publish }, bodyLimit: 1_048_576 }, async (req) => {
+  app.post<{ Body: { channel: string; data: unknown } }>('/admin/api/publish', { onRequest: requireApi, schema: { body: SCHEMAS.publish }, bodyLimit: 1_048_576 }, async (req) => {
     const out = await holdfast.publish(req.body.channel, req.body.data)
     // An audit line: who did what, never the payload (LOG rules in the gateway).
     req.log.info({ channel: req.body.channel, offset: out.offset }, 'admin published')
     return { channel: req.body.channel, offset: out.offset, epoch: out.epoch }
   })
 
-  app.post<{ Body: { user?: string; client?: string } }>('/admin/api/disconnect', { preHandler: requireApi, schema: { body: SCHEMAS.disconnect } }, async (req) => {
+  app.post<{ Body: { user?: string; client?: string } }>('/admin/api/disconnect', { onRequest: requireApi, schema: { body: SCHEMAS.disconnect } }, async (req) => {
     const { user, client } = req.body
     await holdfast.disconnect({
       ...(user === undefined ? {} : { user }),

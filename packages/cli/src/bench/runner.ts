@@ -72,6 +72,7 @@ class Run {
   }
 
   async cleanup(): Promise<void> {
+    this.timeline?.halt()
     this.progress.stop()
     this.publisher?.close()
     this.publisher = undefined

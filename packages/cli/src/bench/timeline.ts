@@ -27,6 +27,7 @@ export class Timeline {
   rssPeak = 0
   private readonly windows = new Set<Window>()
   private timer: NodeJS.Timeout | undefined
+  private stopped = false
   private prevAt: number
   private prevDelivered = 0
   private prevServer: ProcSample | undefined
@@ -47,6 +48,8 @@ export class Timeline {
 
   start(): void {
     const loop = (): void => {
+      // A sample in flight when stop() ran must not schedule the next one.
+      if (this.stopped) return
       this.timer = setTimeout(() => {
         this.sampling = this.sample().then(loop, () => {})
       }, SAMPLE_INTERVAL_MS)
@@ -56,10 +59,18 @@ export class Timeline {
 
   /** Stop sampling, taking a last sample so the final interval is not lost. */
   async stop(): Promise<void> {
+    this.stopped = true
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
     await this.sampling
     await this.sample()
+  }
+
+  /** Stop without a last sample (the run failed). */
+  halt(): void {
+    this.stopped = true
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
   }
 
   open(): Window {

@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { promisify } from 'node:util'
-import { chromium, type Page } from 'playwright-core'
+import { chromium, type Browser, type Page } from 'playwright-core'
 import WebSocket from 'ws'
 import { HoldfastClient, type PublicationEvent, type StateChange } from '@holdfast/client'
 import { mintToken } from '@holdfast/server/internal'
-import { ROOT, startServe, within } from './helpers.js'
+import { ROOT, runCli, startServe, within } from './helpers.js'
 
 const run = promisify(execFile)
 
@@ -124,6 +124,24 @@ function stateChange(u: User, what: string, match: (c: StateChange) => boolean, 
   )
 }
 
+async function newPage(browser: Browser, problems: string[]): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
+  const page = await context.newPage()
+  page.setDefaultTimeout(15_000)
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`)
+  })
+  page.on('pageerror', (err) => problems.push(`pageerror: ${String(err)}`))
+  return page
+}
+
+async function logIn(page: Page, url: string): Promise<void> {
+  await page.goto(`${url}/admin`)
+  await page.getByTestId('secret').fill(ADMIN_SECRET)
+  await page.getByTestId('login').click()
+  await page.waitForURL(`${url}/admin`)
+}
+
 describe('admin dashboard in headless Chromium', () => {
   test('the dashboard source type-checks (strict, DOM)', async () => {
     const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
@@ -149,14 +167,8 @@ describe('admin dashboard in headless Chromium', () => {
 
     const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 })
     t.after(() => browser.close())
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
-    const page = await context.newPage()
-    page.setDefaultTimeout(15_000)
     const problems: string[] = []
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(`console: ${m.text()}`)
-    })
-    page.on('pageerror', (err) => problems.push(`pageerror: ${String(err)}`))
+    const page = await newPage(browser, problems)
 
     // A wrong secret: 401 and the login form again, with the error.
     await page.goto(`${server.url}/admin`)
@@ -169,9 +181,7 @@ describe('admin dashboard in headless Chromium', () => {
     // The 401 page itself logs a console error in Chromium (a failed document load is reported
     // as such); only what happens after the login counts.
     problems.length = 0
-    await page.getByTestId('secret').fill(ADMIN_SECRET)
-    await page.getByTestId('login').click()
-    await page.waitForURL(`${server.url}/admin`)
+    await logIn(page, server.url)
     await until(page, 'the live feed with this node and the dashboard’s own connection', `s.feed === 'live' && s.nodes === '1' && s.connections === '1' && s.nodeRows === 1`)
 
     const wsUrl = server.wsUrl
@@ -222,5 +232,62 @@ describe('admin dashboard in headless Chromium', () => {
     await page.getByTestId('login-form').waitFor()
     const after = await page.evaluate(`fetch('/admin/api/nodes', { headers: { 'x-holdfast-admin': '1' } }).then((r) => r.status)`)
     assert.equal(after, 401)
+  })
+  test('two workers: each node publishes its own numbers and the page shows both', { skip }, async (t) => {
+    assert.ok(haveChromium, `${CHROMIUM} is missing: CI must run the browser test (apt-get install -y chromium)`)
+    await run(process.execPath, [join(ROOT, 'packages/cli/scripts/build-demo.mjs')], { cwd: ROOT, timeout: 60_000 })
+    mkdirSync(ARTIFACTS, { recursive: true })
+    const dir = mkdtempSync(join(tmpdir(), 'holdfast-admin-'))
+    const config = join(dir, 'holdfast.json')
+    writeFileSync(config, JSON.stringify({ channels: { namespaces: { chat: { presence: true } } } }))
+    const server = runCli(['serve', '--port', '0', '--workers', '2', '--admin-secret', ADMIN_SECRET, '--token-secret', TOKEN_SECRET, '--config', config, '--drain-ms', '200', '--log-level', 'warn'])
+    t.after(async () => {
+      // SIGTERM: the primary drains its workers; SIGKILL only if that hangs.
+      server.child.kill('SIGTERM')
+      await within(15_000, 'serve --workers 2 to exit', server.exited).catch(() => server.child.kill('SIGKILL'))
+    })
+    const m = await server.waitForLine(/^holdfast listening on (http:\/\/\S+) \((ws:\/\/\S+)\) engine=memory workers=2$/)
+    const [url, wsUrl] = [m[1] as string, m[2] as string]
+
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 })
+    t.after(() => browser.close())
+    const problems: string[] = []
+    const page = await newPage(browser, problems)
+    await logIn(page, url)
+    await until(page, 'the feed', `s.feed === 'live'`)
+
+    // The primary hands connections to the workers in turn: with several clients both get some.
+    const users = await Promise.all(['ann', 'ben', 'cy', 'dee', 'eve', 'fay'].map((name) => connectUser(wsUrl, name)))
+    t.after(() => {
+      for (const u of users) u.client.close()
+    })
+    await until(page, 'both nodes, each with a line, and every connection counted', `s.nodes === '2' && s.nodeRows === 2 && s.polylines >= 2 && s.connections === '7' && s.channels['chat:lobby'] === '6'`)
+    const perNode = (await page.locator('[data-testid="node-connections"]').allTextContents()).map(Number)
+    assert.equal(perNode.length, 2)
+    assert.equal(perNode.reduce((a, b) => a + b, 0), 7)
+    assert.ok(perNode.every((n) => n > 0), `connections per node: ${perNode.join(', ')}`)
+    // A few seconds of traffic, so that the screenshot shows the lines of both nodes.
+    const traffic = setInterval(() => {
+      for (const u of users) void u.client.publish('chat:lobby', { at: Date.now() }).catch(() => {})
+    }, 250)
+    t.after(() => clearInterval(traffic))
+    await new Promise((r) => setTimeout(r, 4000))
+    clearInterval(traffic)
+    for (const u of users.slice(0, 2)) u.client.close()
+    await until(page, 'two clients gone', `s.connections === '5'`)
+
+    // Presence and publish reach across the workers (their shared engine).
+    await page.locator('[data-testid="channel-row"][data-channel="chat:lobby"] button').click()
+    await until(page, 'the presence on both nodes', `JSON.stringify(s.presence) === '["cy","dee","eve","fay"]'`)
+    await page.getByTestId('publish-data').fill('{"text": "to every worker"}')
+    await page.getByTestId('publish').click()
+    await until(page, 'the publish result', `/^Published to chat:lobby at offset \\d+\\.$/.test(s.publishResult)`)
+    for (const u of users.slice(2)) {
+      await within(10_000, `${u.name} to receive the dashboard’s publication`, (async () => {
+        while (!u.publications.some((p) => JSON.stringify(p.data) === '{"text":"to every worker"}')) await new Promise((r) => setTimeout(r, 20))
+      })())
+    }
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-workers.png'), fullPage: true })
+    assert.deepEqual(problems, [], 'no console errors or uncaught exceptions on the dashboard')
   })
 })

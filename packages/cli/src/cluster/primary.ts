@@ -74,6 +74,14 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
       },
     }
     host?.attach(port)
+    // The engine host writes to every worker (fan-out, control messages such as session
+    // takeovers), and a worker that is exiting can still look connected: the write then fails
+    // with EPIPE, emitted as an 'error' on the Worker. Unhandled, that event would bring the
+    // primary — and every other worker with it — down in the middle of a reload. What that worker
+    // misses no longer matters: its clients are reconnecting elsewhere.
+    worker.on('error', (err: NodeJS.ErrnoException) => log.debug({ worker: id, pid, err: err.code ?? err.message }, 'IPC write to a worker failed'))
+    // Stop routing to it as soon as its channel is gone, not only once the exit is reaped.
+    worker.once('disconnect', () => host?.detach(port))
     const managed: Managed = {
       worker,
       port,

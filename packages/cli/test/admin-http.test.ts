@@ -150,6 +150,9 @@ describe('admin dashboard over HTTP', () => {
     const dashboard = await app.inject({ url: '/admin', headers: { cookie } })
     assert.equal(dashboard.statusCode, 200)
     assert.match(dashboard.body, /<script src="\/admin\/admin.js"/)
+    const slash = await app.inject('/admin/')
+    assert.equal(slash.statusCode, 308)
+    assert.equal(slash.headers['location'], '/admin')
     // The login page's stylesheet is the one file served without a session.
     assert.equal((await app.inject('/admin/admin.css')).statusCode, 200)
 

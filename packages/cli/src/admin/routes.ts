@@ -166,6 +166,8 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
     )
 
   app.get('/admin', (req, reply) => (sessionOf(req) === undefined ? loginPage(reply, 200) : sendFile(reply, 'dashboard')))
+  // One URL for the page: relative links and bookmarks of /admin/ land on it too.
+  app.get('/admin/', (_req, reply) => reply.code(308).header('location', '/admin').send())
   app.get('/admin/admin.css', (_req, reply) => sendFile(reply, 'css'))
 
   app.post<{ Body: unknown }>('/admin/login', async (req, reply) => {

@@ -52,7 +52,7 @@ function runSection(r: BenchReport, heading: string): string {
       ['handshake', pctText(r.connect.handshakeMs)],
       ['published', int(d.published)],
       ['delivered / owed', `${int(d.delivered)} / ${int(d.expected)}`],
-      ['lost / duplicated', `${int(d.lost)} / ${int(d.duplicated)}${d.inFlightAtEnd > 0 ? ` (in flight at the end: ${int(d.inFlightAtEnd)})` : ''}`],
+      ['lost / duplicated', `${int(d.lost)} / ${int(d.duplicated)}${d.inFlightAtEnd > 0 ? ` (in flight at the end: ${int(d.inFlightAtEnd)})` : ''}${d.cutOffByDisconnect > 0 ? ` (cut off by disconnects: ${int(d.cutOffByDisconnect)})` : ''}`],
       ['deliveries per second', int(d.perSecond)],
       ['delivery latency', pctText(d.latencyMs)],
       ...(r.server === null
@@ -185,10 +185,14 @@ export function renderCompareHtml(c: CompareReport): string {
   out.push(
     lineChart({
       title: 'Delivery latency p99 per second, all servers',
-      xLabel: 'seconds since start',
+      xLabel: 'seconds since the first publication',
       yLabel: 'ms',
       logY: true,
-      series: c.runs.map((r) => ({ name: r.target.kind, color: SERVER_COLORS[r.target.kind], points: r.timeline.map((p) => [p.t, p.latency?.p99 ?? null] as [number, number | null]) })),
+      // Each run on its own clock, aligned at its first publication so the runs overlay.
+      series: c.runs.map((r) => {
+        const start = r.timeline.find((p) => p.phase === 'publish' || p.phase === 'shootout')?.t ?? 0
+        return { name: r.target.kind, color: SERVER_COLORS[r.target.kind], points: r.timeline.map((p) => [Math.round((p.t - start) * 10) / 10, p.latency?.p99 ?? null] as [number, number | null]) }
+      }),
     }),
   )
   for (const [k, why] of Object.entries(c.skipped)) out.push(`<p class="warn">Skipped ${esc(k)}: ${esc(why)}</p>`)

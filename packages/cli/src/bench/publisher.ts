@@ -47,6 +47,8 @@ class GrowLog {
 interface PubConn {
   publish(channel: number, seq: number, data: string): void
   close(): void
+  /** Why the server closed this connection, once it has: later publications are not sent. */
+  closed: string | undefined
 }
 
 /** Characters of `{"seq":,"t":,"pad":""}` plus a typical sequence (5 digits) and send time (17). */
@@ -100,16 +102,20 @@ export class Publisher {
       if (protocol === 'json') {
         ws.on('open', () => {
           clearTimeout(timer)
-          resolve({
-            publish: (ch, seq, data) => ws.send(`{"op":"pub","channel":${channels[ch]},"data":${data}}`),
+          const conn: PubConn = {
+            publish: (ch, _seq, data) => ws.send(`{"op":"pub","channel":${channels[ch]},"data":${data}}`),
             close: () => ws.terminate(),
-          })
+            closed: undefined,
+          }
+          ws.on('close', (code) => (conn.closed = `publisher closed ${code}`))
+          resolve(conn)
         })
         return
       }
       // holdfast: connect, then publish commands with ids; a refused one is struck from the log.
       let id = 1
       const inflight = new Map<number, number>()
+      let conn: PubConn | undefined
       const token = this.opts.token === undefined ? '' : `,"token":${JSON.stringify(this.opts.token)}`
       ws.on('open', () => ws.send(`{"id":${id++},"type":"connect","version":1,"name":"holdfast-bench-publisher"${token}}`))
       ws.on('message', (raw: Buffer) => {
@@ -125,14 +131,16 @@ export class Publisher {
               reject(new Error(`publisher was refused by ${this.opts.url}: ${msg.error.message} (${msg.error.code})`))
               return
             }
-            resolve({
+            conn = {
               publish: (ch, seq, data) => {
                 const cmd = id++
                 inflight.set(cmd, ch * 0x100000000 + seq)
                 ws.send(`{"id":${cmd},"type":"publish","channel":${channels[ch]},"data":${data},"msgId":"b${cmd}"}`)
               },
               close: () => ws.terminate(),
-            })
+              closed: undefined,
+            }
+            resolve(conn)
             continue
           }
           const key = inflight.get(msg.id)
@@ -142,6 +150,8 @@ export class Publisher {
         }
       })
       ws.on('close', (code) => {
+        if (conn !== undefined) conn.closed = `publisher closed ${code}`
+        // Unacknowledged publications may or may not have been stored: owed to no one.
         for (const key of inflight.values()) this.refused(Math.floor(key / 0x100000000), key % 0x100000000, `publisher closed ${code}`)
         inflight.clear()
       })
@@ -156,11 +166,14 @@ export class Publisher {
       s.once('connect_error', (err) => reject(new Error(`publisher could not connect to ${this.opts.url}: ${err.message}`)))
     })
     const channels = this.opts.channels
-    return {
+    const conn: PubConn = {
       // Socket.IO serializes the event itself; handing it the parsed object is how an app would.
       publish: (ch, _seq, data) => s.emit('pub', { channel: channels[ch], data: JSON.parse(data) as unknown }),
       close: () => s.close(),
+      closed: undefined,
     }
+    s.on('disconnect', (reason) => (conn.closed = `publisher disconnected (${reason})`))
+    return conn
   }
 
   private publishOne(): void {
@@ -170,7 +183,8 @@ export class Publisher {
     const seq = log.push(t)
     this.published++
     const conn = this.conns[ch % this.conns.length] as PubConn
-    conn.publish(ch, seq, `{"seq":${seq},"t":${t},"pad":"${this.pad}"}`)
+    if (conn.closed !== undefined) this.refused(ch, seq, conn.closed)
+    else conn.publish(ch, seq, `{"seq":${seq},"t":${t},"pad":"${this.pad}"}`)
   }
 
   /** Publish `rate` per second, round-robin over the channels, until stop(). */

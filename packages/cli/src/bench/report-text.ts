@@ -30,6 +30,7 @@ export function formatReport(r: BenchReport): string {
   lines.push(
     `  delivered   ${int(d.delivered)} of ${int(d.expected)} owed; lost ${int(d.lost)}, duplicated ${int(d.duplicated)}` +
       (d.inFlightAtEnd > 0 ? `, in flight at the end ${int(d.inFlightAtEnd)}` : '') +
+      (d.cutOffByDisconnect > 0 ? `, cut off by disconnects ${int(d.cutOffByDisconnect)}` : '') +
       (d.outOfOrder > 0 ? `, out of order ${int(d.outOfOrder)}` : ''),
   )
   lines.push(`  throughput  ${int(d.perSecond)} deliveries/s over ${d.windowSeconds} s (drain ${d.drainSeconds} s)`)

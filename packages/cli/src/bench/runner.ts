@@ -25,6 +25,8 @@ function merge(into: Record<string, number>, from: Record<string, number>): void
   for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v
 }
 
+const MIN_CONNECTIONS_FOR_RSS = 100
+
 const round = (n: number, digits = 2): number => Math.round(n * 10 ** digits) / 10 ** digits
 
 /**
@@ -310,7 +312,8 @@ class Run {
         rssBaselineBytes: r.base.rssBytes,
         rssAfterRampBytes: r.afterRamp.rssBytes,
         rssPeakBytes: Math.max(tl.rssPeak, r.afterRamp.rssBytes),
-        rssPerConnectionBytes: connected > 0 ? Math.round((r.afterRamp.rssBytes - r.base.rssBytes) / connected) : null,
+        // Below a hundred connections the RSS delta is mostly noise (GC, allocator); do not divide it.
+        rssPerConnectionBytes: connected >= MIN_CONNECTIONS_FOR_RSS ? Math.round((r.afterRamp.rssBytes - r.base.rssBytes) / connected) : null,
         gcBeforeReadings: this.server !== undefined,
       }
     }
@@ -337,6 +340,13 @@ class Run {
     const publishErrors = { ...publisher.errors }
     const refused = Object.values(publishErrors).reduce((a, b) => a + b, 0)
     if (refused > 0) warnings.push(`the server refused ${refused} publications (${JSON.stringify(publishErrors)}); they are owed to no one`)
+    const dropped = Object.values(disconnected).reduce((a, b) => a + b, 0)
+    if (dropped > 0) {
+      warnings.push(
+        `the server closed ${dropped} connections during the run (${JSON.stringify(disconnected)}); what they did not receive after their last ` +
+          'delivery is reported as cut off by disconnects, not as lost',
+      )
+    }
     if (attempted > 0 && connected < attempted) warnings.push(`${attempted - connected} of ${attempted} connections failed: ${JSON.stringify(failures)}`)
     const kind: ServerKind | 'external' = cfg.url === undefined ? cfg.server : 'external'
     return {
@@ -379,6 +389,7 @@ class Run {
         delivered,
         lost,
         inFlightAtEnd: inFlight,
+        cutOffByDisconnect: sum((w) => w.cutOff),
         duplicated,
         outOfOrder: sum((w) => w.outOfOrder),
         checkerOverflow: sum((w) => w.checkerOverflow),

@@ -148,6 +148,8 @@ export interface SeqVerdict {
   lost: number
   /** Owed, not delivered, after the last delivery, while deliveries were still arriving at the end. */
   inFlight: number
+  /** Not delivered after the last delivery of a connection the server closed during the run. */
+  cutOff: number
 }
 
 /**
@@ -158,12 +160,17 @@ export interface SeqVerdict {
  * delivery are lost either way: a stream delivers in order, so they are not coming.
  */
 export function checkConnection(s: SeqState, log: PreparedLog, quiescent: boolean): SeqVerdict {
-  if (Number.isNaN(s.ackAt)) return { owed: 0, lost: 0, inFlight: 0 }
+  if (Number.isNaN(s.ackAt)) return { owed: 0, lost: 0, inFlight: 0, cutOff: 0 }
   const from = log.firstAtOrAfter(s.ackAt)
-  const to = Number.isFinite(s.closeAt) ? log.firstAtOrAfter(s.closeAt) : log.length
+  const closed = Number.isFinite(s.closeAt)
+  const to = closed ? log.firstAtOrAfter(s.closeAt) : log.length
   const owedCount = log.countAccepted(from, to)
   const missing = Math.max(0, owedCount - s.owedRecv)
-  const tail = log.countAccepted(Math.max(from, s.first < 0 ? from : s.next), to)
-  const inFlight = quiescent ? 0 : Math.min(missing, tail)
-  return { owed: owedCount, lost: missing - inFlight, inFlight }
+  const tail = Math.min(missing, log.countAccepted(Math.max(from, s.first < 0 ? from : s.next), to))
+  // A closed connection's tail is what the server did not send before it closed the connection:
+  // the close is reported (disconnectedDuringRun) and is not also a loss. The client sees the
+  // close late when its own loop is behind, so its closeAt alone would overstate what was owed.
+  if (closed) return { owed: owedCount - tail, lost: missing - tail, inFlight: 0, cutOff: tail }
+  const inFlight = quiescent ? 0 : tail
+  return { owed: owedCount, lost: missing - inFlight, inFlight, cutOff: 0 }
 }

@@ -57,7 +57,8 @@ function logTicks(min: number, max: number): number[] {
 export function lineChart(o: LineChartOptions): string {
   const W = o.width ?? 760
   const H = o.height ?? 280
-  const m = { l: 64, r: 16, t: 40, b: 42 }
+  // Title on the first line, legend on the second, plot below both.
+  const m = { l: 64, r: 16, t: 52, b: 42 }
   const pw = W - m.l - m.r
   const ph = H - m.t - m.b
   const xs: number[] = []
@@ -94,10 +95,11 @@ export function lineChart(o: LineChartOptions): string {
     const y = yMap(t).toFixed(1)
     parts.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${y}" y2="${y}" class="grid"/><text x="${m.l - 6}" y="${y}" dy="4" text-anchor="end" class="tick">${fmt(t)}</text>`)
   }
-  for (const t of linearTicks(x1 - x0, 6)) {
-    const x = xMap(x0 + t)
-    if (x > m.l + pw + 1) continue
-    parts.push(`<text x="${x.toFixed(1)}" y="${m.t + ph + 16}" text-anchor="middle" class="tick">${fmt(x0 + t)}</text>`)
+  // x ticks at round values inside [x0, x1], not at x0 + k·step.
+  const xTicks = linearTicks(x1 - x0, 6)
+  const xStep = xTicks.length > 1 ? (xTicks[1] as number) - (xTicks[0] as number) : 1
+  for (let v = Math.ceil(x0 / xStep) * xStep; v <= x1 + 1e-9; v += xStep) {
+    parts.push(`<text x="${xMap(v).toFixed(1)}" y="${m.t + ph + 16}" text-anchor="middle" class="tick">${fmt(+v.toPrecision(12))}</text>`)
   }
   parts.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${m.t + ph}" y2="${m.t + ph}" class="axis"/><line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${m.t + ph}" class="axis"/>`)
   parts.push(`<text x="${m.l + pw / 2}" y="${H - 6}" text-anchor="middle" class="label">${escapeXml(o.xLabel)}</text>`)
@@ -122,9 +124,9 @@ export function lineChart(o: LineChartOptions): string {
       for (const [x, y] of s.points) if (y !== null && (o.logY !== true || y > 0)) parts.push(`<circle cx="${xMap(x).toFixed(1)}" cy="${yMap(y).toFixed(1)}" r="2.2" fill="${s.color}"/>`)
     }
   }
-  let lx = m.l + 180
+  let lx = m.l
   for (const s of o.series) {
-    parts.push(`<rect x="${lx}" y="10" width="12" height="12" fill="${s.color}"/><text x="${lx + 16}" y="20" class="legend">${escapeXml(s.name)}</text>`)
+    parts.push(`<rect x="${lx}" y="28" width="12" height="12" fill="${s.color}"/><text x="${lx + 16}" y="38" class="legend">${escapeXml(s.name)}</text>`)
     lx += 28 + s.name.length * 7
   }
   return `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img">${parts.join('')}</svg>`

@@ -126,6 +126,7 @@ export interface WorkerResult {
   owed: number
   lost: number
   inFlight: number
+  cutOff: number
   duplicated: number
   outOfOrder: number
   /** Connections whose gap list hit its cap (their duplicate count may include late fills). */
@@ -244,6 +245,8 @@ export interface BenchReport {
     lost: number
     /** Owed deliveries still missing when the drain ran out of time while deliveries were still arriving. */
     inFlightAtEnd: number
+    /** Not delivered to connections the server closed during the run, after their last delivery (see disconnectedDuringRun). */
+    cutOffByDisconnect: number
     duplicated: number
     outOfOrder: number
     checkerOverflow: number

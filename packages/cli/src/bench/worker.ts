@@ -152,6 +152,7 @@ class Worker implements ConnSink {
     let owed = 0
     let lost = 0
     let inFlight = 0
+    let cutOff = 0
     let dups = 0
     let outOfOrder = 0
     let overflow = 0
@@ -165,6 +166,7 @@ class Worker implements ConnSink {
       owed += v.owed
       lost += v.lost
       inFlight += v.inFlight
+      cutOff += v.cutOff
     }
     const cpu = process.cpuUsage()
     const result: WorkerResult = {
@@ -178,6 +180,7 @@ class Worker implements ConnSink {
       owed,
       lost,
       inFlight,
+      cutOff,
       duplicated: dups,
       outOfOrder,
       checkerOverflow: overflow,

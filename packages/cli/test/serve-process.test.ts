@@ -165,7 +165,7 @@ describe('holdfast serve refuses bad setups with exit code 2', { concurrency: tr
   const cases: [string, string[], Record<string, string>, RegExp][] = [
     ['production without auth', [], { NODE_ENV: 'production' }, /refusing to start.*NODE_ENV=production/],
     ['a session secret too short to sign with', ['--session-secret', 'short'], {}, /--session-secret must be at least 16 characters/],
-    ['more than one worker (not yet available)', ['--workers', '2'], {}, /--workers 2 is not available yet/],
+    ['a worker count out of range', ['--workers', '0'], {}, /--workers must be an integer from 1 to 1024/],
     ['bad port', ['--port', 'eighty'], {}, /--port must be an integer/],
     ['bad env var', [], { HOLDFAST_LOG_LEVEL: 'loud' }, /HOLDFAST_LOG_LEVEL must be one of/],
     ['missing config file', ['--config', 'does-not-exist.json'], {}, /cannot read config file does-not-exist\.json/],

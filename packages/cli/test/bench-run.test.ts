@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { Writable } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
+import { createHoldfast } from '@holdfast/server'
 import { resolveBenchConfig, runBench, type BenchReport } from '../src/bench/index.js'
 import { runBenchCommand } from '../src/bench-command.js'
 
@@ -120,6 +122,33 @@ describe('holdfast bench runs', () => {
       assert.equal((JSON.parse(embedded[1]) as BenchReport).delivery.duplicated, 1)
     } finally {
       await server.close()
+    }
+  })
+
+  it('loads an external server with minted tokens and measures it through --server-pid', async () => {
+    const secret = 'bench-test-secret-0123456789abcdef0123456789'
+    const http = createServer()
+    const unlimited = { perSecond: 1_000_000, burst: 1_000_000 }
+    const holdfast = createHoldfast({ logger: false, jwt: { secret }, maxConnectionsPerIp: 1_000_000, connectRatePerIp: unlimited })
+    holdfast.attach(http)
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()))
+    const url = `ws://127.0.0.1:${(http.address() as AddressInfo).port}/ws`
+    try {
+      // This test process is the server process: its pid is what --server-pid reads.
+      const cfg = resolveBenchConfig(['--url', url, '--token-secret', secret, '--server-pid', String(process.pid), '--connections', '50', '--duration', '2', '--rate', '10', '--workers', '1', '--quiet'], {})
+      const r = await runBench(cfg, { stderr: sink() })
+      assert.equal(r.connect.connected, 50)
+      assert.equal(r.delivery.lost, 0)
+      assert.equal(r.delivery.delivered, 50 * r.delivery.published)
+      assert.equal(r.target.pid, process.pid)
+      assert.equal(r.target.startedByBench, false)
+      assert.ok(r.server !== null && r.server.gcBeforeReadings === false)
+
+      const wrong = resolveBenchConfig(['--url', url, '--token-secret', `${secret}-not`, '--connections', '5', '--duration', '1', '--workers', '1', '--quiet'], {})
+      await assert.rejects(runBench(wrong, { stderr: sink() }), /publisher was refused/)
+    } finally {
+      await holdfast.close({ drainMs: 0 })
+      await new Promise<void>((r) => http.close(() => r()))
     }
   })
 

@@ -116,13 +116,15 @@ export class Publisher {
       let id = 1
       const inflight = new Map<number, number>()
       let conn: PubConn | undefined
+      let farewell: string | undefined
       const token = this.opts.token === undefined ? '' : `,"token":${JSON.stringify(this.opts.token)}`
       ws.on('open', () => ws.send(`{"id":${id++},"type":"connect","version":1,"name":"holdfast-bench-publisher"${token}}`))
       ws.on('message', (raw: Buffer) => {
         for (const line of raw.toString().split('\n')) {
           if (line.length === 0) continue
-          const msg = JSON.parse(line) as { id?: number; type?: string; result?: unknown; error?: { code: number; message: string } }
+          const msg = JSON.parse(line) as { id?: number; type?: string; result?: unknown; error?: { code: number; message: string }; code?: number; reason?: string }
           if (msg.type === 'ping') ws.send('{"type":"pong"}')
+          if (msg.type === 'disconnect') farewell = `${msg.reason ?? ''} (${msg.code ?? ''})`
           if (msg.id === undefined) continue
           if (msg.id === 1) {
             clearTimeout(timer)
@@ -149,8 +151,14 @@ export class Publisher {
           if (msg.error !== undefined) this.refused(Math.floor(key / 0x100000000), key % 0x100000000, `error ${msg.error.code}`)
         }
       })
-      ws.on('close', (code) => {
-        if (conn !== undefined) conn.closed = `publisher closed ${code}`
+      ws.on('close', (code, reason) => {
+        if (conn === undefined) {
+          // Refused at connect (a bad token...): the server closes without replying to it.
+          clearTimeout(timer)
+          reject(new Error(`publisher was refused by ${this.opts.url}: closed with ${code} ${farewell ?? reason.toString()}`.trim()))
+          return
+        }
+        conn.closed = `publisher closed ${code}`
         // Unacknowledged publications may or may not have been stored: owed to no one.
         for (const key of inflight.values()) this.refused(Math.floor(key / 0x100000000), key % 0x100000000, `publisher closed ${code}`)
         inflight.clear()

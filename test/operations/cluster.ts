@@ -211,14 +211,22 @@ export class ServeCluster {
   /** The first log line after `mark` whose message matches `msg` (and `where`, if given). */
   async waitForLog(mark: number, msg: RegExp, ms: number, where: (l: LogLine) => boolean = () => true): Promise<LogLine> {
     let found: LogLine | undefined
+    let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined
+    void this.proc.exited.then((e) => (exited = e))
     await until(
-      `a log line matching ${msg} (last lines: ${JSON.stringify(this.logs().slice(-5).map((l) => l.msg))}; stderr: ${this.proc.stderr().slice(-800)})`,
+      `a log line matching ${msg}`,
       () => {
         found = this.linesSince(mark, msg).find(where)
+        // A primary that died will never log it: fail now, with its last words.
+        if (found === undefined && exited !== undefined) {
+          throw new Error(`the primary exited (${JSON.stringify(exited)}) before logging ${msg}; stderr: ${this.proc.stderr().slice(-2000)}`)
+        }
         return found !== undefined
       },
       ms,
-    )
+    ).catch((err: Error) => {
+      throw new Error(`${err.message} (last lines: ${JSON.stringify(this.logs().slice(-5).map((l) => l.msg))}; stderr: ${this.proc.stderr().slice(-800)})`)
+    })
     return found as LogLine
   }
 

@@ -4,6 +4,7 @@
  * sequence number, and the one rule both sides are held to — each subscriber receives exactly the
  * acknowledged publications, each once, in the order the stream assigned them.
  */
+import assert from 'node:assert/strict'
 import { HoldfastClient, type ClientOptions, type ConnectedEvent, type SubscribedEvent } from '@holdfast/client'
 import { WebSocket } from 'ws'
 
@@ -79,6 +80,8 @@ export class Publisher {
   readonly failed: Array<{ seq: number; error: string }> = []
   /** Every `connected` event (node, time). */
   readonly connects: Array<ConnectedEvent & { at: number }> = []
+  /** The channel of each publication, by seq. */
+  readonly channelOf: string[] = []
   #seq = 0
   readonly #pending = new Set<Promise<unknown>>()
   #timer: NodeJS.Timeout | undefined
@@ -107,6 +110,7 @@ export class Publisher {
   /** Publish one; resolves when it is acknowledged (or records why not). */
   publish(channel: string): Promise<unknown> {
     const seq = this.#seq++
+    this.channelOf[seq] = channel
     const p = this.client.publish(channel, { pub: this.name, seq } satisfies Tagged).then(
       () => {
         this.acked.push(seq)
@@ -193,4 +197,46 @@ export function totals(reports: readonly DeliveryReport[]): DeliveryReport & { s
     if (r.duplicates + r.lost + r.outOfOrder + r.unexpected > 0) sum.imperfect++
   }
   return sum
+}
+
+/** The acknowledged publications to `channel`, as `pub:seq` keys. */
+export function ackedKeysFor(publishers: readonly Publisher[], channel: string): Set<string> {
+  const keys = new Set<string>()
+  for (const p of publishers) for (const seq of p.acked) if (p.channelOf[seq] === channel) keys.add(keyOf({ pub: p.name, seq }))
+  return keys
+}
+
+/** Publish from every publisher every `everyMs`, each to the channels in turn; returns the stop function. */
+export function publishRoundRobin(publishers: readonly Publisher[], channels: readonly string[], everyMs: number): () => Promise<void> {
+  let turn = 0
+  const timer = setInterval(() => {
+    for (const p of publishers) void p.publish(channels[turn++ % channels.length] as string)
+  }, everyMs)
+  return async () => {
+    clearInterval(timer)
+    await Promise.all(publishers.map((p) => p.stop()))
+  }
+}
+
+/**
+ * Wait (bounded) until every subscriber holds every acknowledged publication of its channel, then
+ * hold each to exactly once, in order; every publish must have been acknowledged.
+ */
+export async function assertDelivered(subs: readonly Subscriber[], publishers: readonly Publisher[], ms = 20_000): Promise<DeliveryReport & { subscribers: number; imperfect: number }> {
+  for (const p of publishers) assert.deepEqual(p.failed, [], `publisher ${p.name}: every publication acknowledged`)
+  const expected = new Map<string, Set<string>>()
+  for (const s of subs) if (!expected.has(s.channel)) expected.set(s.channel, ackedKeysFor(publishers, s.channel))
+  const want = (s: Subscriber): number => expected.get(s.channel)?.size ?? 0
+  const deadline = performance.now() + ms
+  while (subs.some((s) => s.received.length < want(s)) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  const reports = subs.map((s) => checkDeliveries(s.received, s.offsets, expected.get(s.channel) ?? new Set()))
+  reports.forEach((r, i) => {
+    assert.ok(r.expected > 0, `subscriber ${i} expected publications`)
+    assert.deepEqual(
+      { lost: r.lost, duplicates: r.duplicates, outOfOrder: r.outOfOrder, unexpected: r.unexpected },
+      { lost: 0, duplicates: 0, outOfOrder: 0, unexpected: 0 },
+      `subscriber ${i} on ${subs[i]?.channel} (node ${subs[i]?.node}): ${JSON.stringify(r)}`,
+    )
+  })
+  return totals(reports)
 }

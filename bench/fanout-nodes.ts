@@ -11,12 +11,13 @@
  * raw protocol, one source address 127.0.0.x each), and a publisher (raw protocol, on node 1)
  * that stamps each publication with its wall-clock send time. Reported: deliveries per second,
  * publish-to-delivery latency (p50/p95/p99/max over every delivery), the time until a publication
- * reached all subscribers (p50/p99), undelivered and duplicated deliveries, and CPU seconds used by the
- * nodes, Redis and the clients during the measured window. Every phase is bounded in time.
+ * reached all subscribers (p50/p99), refused publications, undelivered and duplicated deliveries,
+ * and CPU seconds used by the nodes, Redis and the clients during the measured window. Every phase
+ * is bounded in time, and Ctrl-C leaves no process behind.
  */
 import { spawn, fork, execFileSync, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { WebSocket } from 'ws'
@@ -84,6 +85,25 @@ function cpuSeconds(pid: number | undefined): number {
 
 // ------------------------------------------------------------------ processes
 
+/** Every child process, so that Ctrl-C or the run timeout leaves no node or client behind. */
+const children = new Set<ChildProcess>()
+function track(child: ChildProcess): ChildProcess {
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  return child
+}
+function killChildren(): void {
+  for (const child of children) child.kill('SIGKILL')
+}
+process.once('exit', killChildren)
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping`)
+    // exit() runs the 'exit' handlers: the children here and the redis-server of RedisServer.
+    process.exit(130)
+  })
+}
+
 interface Node {
   proc: ChildProcess
   url: string
@@ -92,11 +112,13 @@ interface Node {
 function startNode(redisUrl: string, configFile: string, id: string): Promise<Node> {
   const args = ['--conditions=source', '--import', 'tsx', 'packages/cli/src/bin.ts', 'serve', '--port', '0', '--engine', 'redis', '--redis-url', redisUrl]
   args.push('--session-secret', 'bench-session-secret-0123456789abcdef', '--log-level', 'warn', '--drain-ms', '0', '--config', configFile)
-  const proc = spawn(process.execPath, args, {
-    cwd: root,
-    env: { ...process.env, NODE_ENV: 'development', HOLDFAST_CONFIG: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const proc = track(
+    spawn(process.execPath, args, {
+      cwd: root,
+      env: { ...process.env, NODE_ENV: 'development', HOLDFAST_CONFIG: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  )
   return new Promise((resolve, reject) => {
     let out = ''
     const timer = setTimeout(() => reject(new Error(`node ${id} did not start: ${out}`)), 60_000)
@@ -130,7 +152,7 @@ class Worker {
   readonly #waiting = new Map<string, (m: FromWorker) => void>()
 
   constructor() {
-    this.proc = fork(workerFile, [], { execArgv: ['--conditions=source', '--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    this.proc = track(fork(workerFile, [], { execArgv: ['--conditions=source', '--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
     this.proc.on('message', (m: FromWorker) => {
       const w = this.#waiting.get(m.type)
       this.#waiting.delete(m.type)
@@ -161,6 +183,10 @@ class Publisher {
   #id = 1
   acked = 0
   errors: string[] = []
+  /** Measured publications the node refused (e.g. engine_unavailable when Redis answers too slowly). */
+  readonly refused = new Set<number>()
+  /** wire id → measured seq. */
+  readonly #seqOf = new Map<number, number>()
 
   private constructor(ws: WebSocket) {
     this.#ws = ws
@@ -169,8 +195,11 @@ class Publisher {
         if (line.length === 0) continue
         const msg = JSON.parse(line) as { id?: number; error?: { message?: string }; type?: string }
         if (msg.type === 'ping') ws.send('{"type":"pong"}')
-        else if (msg.error !== undefined) this.errors.push(msg.error.message ?? 'error')
-        else if (msg.id !== undefined && msg.id > 1) this.acked++
+        else if (msg.error !== undefined) {
+          this.errors.push(msg.error.message ?? 'error')
+          const seq = msg.id === undefined ? undefined : this.#seqOf.get(msg.id)
+          if (seq !== undefined) this.refused.add(seq)
+        } else if (msg.id !== undefined && msg.id > 1) this.acked++
       }
     })
   }
@@ -199,7 +228,9 @@ class Publisher {
       if (wait > 1) await sleep(wait)
       const t = wallNow()
       sentAt[i] = t
-      this.#ws.send(JSON.stringify({ id: this.#id++, type: 'publish', channel, data: { seq: measured ? i : 0, t }, msgId: `${channel}-${measured ? 'm' : 'w'}-${i}` }))
+      const id = this.#id++
+      if (measured) this.#seqOf.set(id, i)
+      this.#ws.send(JSON.stringify({ id, type: 'publish', channel, data: { seq: measured ? i : 0, t }, msgId: `${channel}-${measured ? 'm' : 'w'}-${i}` }))
     }
     return sentAt
   }
@@ -220,8 +251,10 @@ interface Result {
   publications: number
   expected: number
   delivered: number
-  /** Deliveries missing when the drain ended (late under overload, or lost: see `closed`). */
+  /** Deliveries of accepted publications missing when the drain ended (late under overload, or lost: see `closed`). */
   undelivered: number
+  /** Measured publications the node refused (not stored, so delivered to nobody). */
+  refused: number
   /** Subscribers whose connection closed while measuring. */
   closed: number
   duplicated: number
@@ -230,7 +263,6 @@ interface Result {
   /** Publish until the last subscriber had it, per publication. */
   completeMs: { p50: number; p99: number; max: number }
   cpuSeconds: { nodes: number; redis: number; clients: number }
-  publishErrors: number
 }
 
 function percentile(sorted: Float64Array, q: number): number {
@@ -283,7 +315,10 @@ async function scenario(redis: RedisServer, configFile: string, nodeCount: numbe
       const cpu0 = { nodes: sum(pids.nodes), redis: cpuSeconds(pids.redis), clients: sum(pids.clients) }
       log(`[${name}] publishing ${count} publications at ${RATE}/s to ${connected} subscribers`)
       const sentAt = await publisher.run(channel, count, RATE, true)
-      const expected = count * connected
+      // Publications still unanswered cannot be told apart from refused ones yet: wait for the replies.
+      const replyDeadline = performance.now() + DRAIN_TIMEOUT_MS
+      while (publisher.acked + publisher.refused.size < count && performance.now() < replyDeadline) await sleep(50)
+      const expected = (count - publisher.refused.size) * connected
       const drainDeadline = performance.now() + DRAIN_TIMEOUT_MS
       for (;;) {
         const delivered = (await Promise.all(workers.map((w) => w.ask({ type: 'status' }, 'status', 5000)))).reduce((a, s) => a + s.delivered, 0)
@@ -306,12 +341,15 @@ async function scenario(redis: RedisServer, configFile: string, nodeCount: numbe
       for (let seq = 1; seq <= count; seq++) {
         const last = Math.max(...reports.map((r) => r.lastDeliveryAt[seq] ?? 0))
         lastDelivery = Math.max(lastDelivery, last)
-        complete[seq - 1] = last > 0 ? last - (sentAt[seq] ?? 0) : Number.POSITIVE_INFINITY
+        if (publisher.refused.has(seq)) complete[seq - 1] = Number.NaN
+        else complete[seq - 1] = last > 0 ? last - (sentAt[seq] ?? 0) : Number.POSITIVE_INFINITY
       }
       complete.sort()
+      // Refused publications (NaN, sorted last) reached nobody by design: leave them out.
+      const reached = complete.subarray(0, count - publisher.refused.size)
       const delivered = reports.reduce((a, r) => a + r.delivered, 0)
       const duplicated = reports.reduce((a, r) => a + r.duplicates, 0)
-      const undelivered = reports.reduce((a, r) => a + r.gaps, 0)
+      const undelivered = reports.reduce((a, r) => a + r.gaps, 0) - publisher.refused.size * connected
       const closed = reports.reduce((a, r) => a + r.closed, 0)
       const windowS = (lastDelivery - (sentAt[1] ?? 0)) / 1000
       return {
@@ -324,13 +362,13 @@ async function scenario(redis: RedisServer, configFile: string, nodeCount: numbe
         expected,
         delivered,
         undelivered,
+        refused: publisher.refused.size,
         closed,
         duplicated,
         deliveriesPerSecond: delivered / windowS,
         latencyMs: { p50: percentile(all, 0.5), p95: percentile(all, 0.95), p99: percentile(all, 0.99), max: all[all.length - 1] ?? Number.NaN },
-        completeMs: { p50: percentile(complete, 0.5), p99: percentile(complete, 0.99), max: complete[complete.length - 1] ?? Number.NaN },
+        completeMs: { p50: percentile(reached, 0.5), p99: percentile(reached, 0.99), max: reached[reached.length - 1] ?? Number.NaN },
         cpuSeconds: { nodes: cpu1.nodes - cpu0.nodes, redis: cpu1.redis - cpu0.redis, clients: cpu1.clients - cpu0.clients },
-        publishErrors: publisher.errors.length,
       }
     } finally {
       publisher.close()
@@ -352,11 +390,11 @@ const thousands = (n: number): string => (Number.isFinite(n) ? Math.round(n).toL
 
 function table(results: Result[]): string {
   const head =
-    '| scenario | subscribed | publications | deliveries/s | latency p50 / p95 / p99 / max (ms) | all subscribers reached p50 / p99 (ms) | undelivered | closed | dup | CPU s: nodes / Redis / clients |'
+    '| scenario | subscribed | publications (refused) | deliveries/s | latency p50 / p95 / p99 / max (ms) | all subscribers reached p50 / p99 (ms) | undelivered | closed | dup | CPU s: nodes / Redis / clients |'
   const sep = '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |'
   const rows = results.map(
     (r) =>
-      `| ${r.scenario} | ${thousands(r.connected)} | ${r.publications} at ${RATE}/s | ${thousands(r.deliveriesPerSecond)} | ` +
+      `| ${r.scenario} | ${thousands(r.connected)} | ${r.publications} at ${RATE}/s (${r.refused}) | ${thousands(r.deliveriesPerSecond)} | ` +
       `${fmt(r.latencyMs.p50)} / ${fmt(r.latencyMs.p95)} / ${fmt(r.latencyMs.p99)} / ${fmt(r.latencyMs.max)} | ` +
       `${fmt(r.completeMs.p50)} / ${fmt(r.completeMs.p99)} | ${r.undelivered} | ${r.closed} | ${r.duplicated} | ` +
       `${fmt(r.cpuSeconds.nodes)} / ${fmt(r.cpuSeconds.redis)} / ${fmt(r.cpuSeconds.clients)} |`,
@@ -387,7 +425,9 @@ async function main(): Promise<void> {
     log(`redis-server on ${redis.url}; ${PROCS} client processes; ${SUBSCRIBERS} subscribers; ${RATE} publications/s for ${DURATION_S} s (+${WARMUP_S} s warm-up)`)
     const results: Result[] = []
     for (const n of [...new Set([NODES, 1])]) results.push(await scenario(redis, configFile, n, workers))
-    process.stdout.write(`\n${table(results)}\n`)
+    // A shared machine changes the numbers: say how busy it was.
+    const load = loadavg().map((l) => l.toFixed(1)).join(' ')
+    process.stdout.write(`\n${cpus().length} CPUs, load average at the end ${load} (1/5/15 min; the bench itself adds about ${NODES + PROCS + 1})\n${table(results)}\n`)
     const [multi, single] = results
     if (multi !== undefined && single !== undefined && multi !== single) {
       process.stdout.write(
@@ -395,7 +435,7 @@ async function main(): Promise<void> {
           `p50 ×${fmt(multi.latencyMs.p50 / single.latencyMs.p50, 2)}, p99 ×${fmt(multi.latencyMs.p99 / single.latencyMs.p99, 2)}\n`,
       )
     }
-    if (values.json !== undefined) writeFileSync(values.json, JSON.stringify({ date: new Date().toISOString(), rate: RATE, durationS: DURATION_S, results }, null, 2))
+    if (values.json !== undefined) writeFileSync(values.json, JSON.stringify({ date: new Date().toISOString(), cpus: cpus().length, loadavg: loadavg(), rate: RATE, durationS: DURATION_S, results }, null, 2))
   } finally {
     for (const w of workers) w.proc.kill()
     await redis.close()

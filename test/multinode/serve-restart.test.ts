@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { makeClient, REDIS_SERVER, requireBinary, ServeNode, startRedis } from './fleet.js'
+import { makeClient, REDIS_SERVER, requireBinary, ServeNode, startRedis, until } from './fleet.js'
 import { assertExactlyOnce, Publisher, SubscriberLog } from './stream-check.js'
 
 const CHANNEL = 'feed:restart'
@@ -57,5 +57,30 @@ describe('client SDK: serve --engine redis killed and restarted on the same port
       `kill -9 → listening again ${ms(listeningAt - killedAt)}; → resubscribed (recovered:true) ${ms(resub.at - killedAt)}, ` +
         `${ms(resub.at - listeningAt)} after the new process listened; ${queued} queued publishes landed once; ${log.pubs.length} delivered exactly once`,
     )
+  })
+
+  it('started while Redis is down: it listens, /healthz 200, /readyz 503; when Redis comes up it is ready and serves', async (t) => {
+    if (!requireBinary(t, REDIS_SERVER, 'redis-server')) return
+    const redis = await startRedis(t)
+    await redis.stop()
+    // The "redis" config key reaches the engine: a short start wait, so the node listens quickly.
+    const begun = performance.now()
+    const node = await ServeNode.start(t, 'early', { redisUrl: redis.url, config: { redis: { startTimeoutMs: 300 } } })
+    t.diagnostic(`listening ${ms(performance.now() - begun)} after spawn with Redis down`)
+    assert.equal((await fetch(`${node.url}/healthz`)).status, 200, 'alive: no reason for an orchestrator to restart it')
+    const notReady = await fetch(`${node.url}/readyz`)
+    assert.equal(notReady.status, 503)
+    assert.deepEqual(await notReady.json(), { status: 'not_ready' })
+
+    await redis.restart()
+    const upAt = performance.now()
+    await until('/readyz 200 once Redis is up', async () => (await node.readyz()) === 200, 10_000)
+    t.diagnostic(`ready ${ms(performance.now() - upAt)} after Redis came up`)
+    const client = makeClient(t, node.wsUrl)
+    const log = new SubscriberLog(client, CHANNEL)
+    client.connect()
+    await log.until('the subscribe', () => log.subscribed.length === 1, 10_000)
+    assert.equal((await client.publish(CHANNEL, { seq: 1 })).offset, 1)
+    await log.untilSeq(1, 5000)
   })
 })

@@ -21,7 +21,11 @@ export function formatReport(r: BenchReport): string {
   lines.push(`holdfast bench ${r.mode}: ${r.target.label} at ${r.target.url}`)
   lines.push(`  scenario    ${what}; ${s.workers} client process${s.workers === 1 ? '' : 'es'}, ${s.sourceIps.length} source address${s.sourceIps.length === 1 ? '' : 'es'}`)
   const c = r.connect
-  lines.push(`  connect     ${int(c.connected)}/${int(c.attempted)} subscribed (${(c.successRate * 100).toFixed(3)}%), ${int(c.failed)} failed`)
+  lines.push(
+    `  connect     ${int(c.connected)}/${int(c.attempted)} subscribed (${(c.successRate * 100).toFixed(3)}%), ${int(c.failed)} failed` +
+      (c.perSecond === null ? '' : `; ${int(c.perSecond)}/s over ${c.rampSeconds} s`) +
+      (r.server?.cpuMicrosPerConnect == null ? '' : `, server ${r.server.cpuMicrosPerConnect} µs CPU each`),
+  )
   if (c.handshakeMs !== null) lines.push(`  handshake   ${pct(c.handshakeMs)}`)
   for (const [reason, n] of Object.entries(c.failures)) lines.push(`  failure     ${int(n)} × ${reason}`)
   for (const [reason, n] of Object.entries(c.disconnectedDuringRun)) lines.push(`  dropped     ${int(n)} × ${reason} (after subscribing)`)
@@ -81,12 +85,13 @@ export function formatCompare(c: CompareReport): string {
     )
   }
   const rows: string[][] = [
-    ['server', 'connected', 'RSS/conn KiB', 'CPU µs/delivery', 'CPU %', 'p50 ms', 'p99 ms', 'max ms', 'deliveries/s', 'lost', 'dup', ...(c.benchMode === 'shootout' ? ['reached'] : [])],
+    ['server', 'connected', 'CPU µs/connect', 'RSS/conn KiB', 'CPU µs/delivery', 'CPU %', 'p50 ms', 'p99 ms', 'max ms', 'deliveries/s', 'lost', 'dup', ...(c.benchMode === 'shootout' ? ['reached'] : [])],
   ]
   for (const r of c.runs) {
     rows.push([
       r.target.label,
       `${int(r.connect.connected)}/${int(r.connect.attempted)}`,
+      r.server?.cpuMicrosPerConnect == null ? '-' : String(Math.round(r.server.cpuMicrosPerConnect)),
       r.server === null || r.server.rssPerConnectionBytes === null ? '-' : kib(r.server.rssPerConnectionBytes),
       r.server?.cpuMicrosPerDelivery == null ? '-' : r.server.cpuMicrosPerDelivery.toFixed(2),
       r.server === null ? '-' : String(r.server.cpuPercent),

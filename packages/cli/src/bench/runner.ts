@@ -148,6 +148,9 @@ class Run {
     tl.start()
 
     let afterRamp: ProcSample | undefined
+    let rampCpu0: ProcSample | undefined
+    let rampCpu1: ProcSample | undefined
+    let rampSeconds: number | undefined
     let cpu0: ProcSample | undefined
     let pubT0 = 0
     let window: Window
@@ -157,7 +160,11 @@ class Run {
       tl.phase = 'ramp'
       this.progress.phase('ramp', cfg.connections, 'connections')
       this.progressValue = () => (tl.last === undefined ? 0 : tl.last.open + tl.last.failed)
+      rampCpu0 = read()
+      const rampT0 = performance.now()
       const opened = await pool.open(cfg.connections, cfg.ramp)
+      rampSeconds = (performance.now() - rampT0) / 1000
+      rampCpu1 = read()
       this.progress.note(`${opened.connected} of ${cfg.connections} connections subscribed, ${opened.failed} failed`)
       await gc()
       afterRamp = read()
@@ -177,12 +184,16 @@ class Run {
       window = tl.open()
       publisher.start(cfg.rate)
       shootout = await this.shootout(tl, pool, pid !== undefined)
-      afterRamp = read()
       publisher.stop()
     }
     tl.phase = 'drain'
     const drain = await this.drain(tl)
     const cpu1 = read()
+    if (afterRamp === undefined) {
+      // Shootout: memory with every client connected, read once the broadcasts have drained.
+      await gc()
+      afterRamp = read()
+    }
     const windowSeconds = (performance.now() - pubT0) / 1000
     await tl.stop()
     this.progress.stop()
@@ -206,6 +217,8 @@ class Run {
       cpu1,
       shootout,
       warnings,
+      rampSeconds,
+      rampCpuUs: rampCpu0 !== undefined && rampCpu1 !== undefined ? rampCpu1.cpuUs - rampCpu0.cpuUs : undefined,
     })
   }
 
@@ -278,6 +291,8 @@ class Run {
     cpu1: ProcSample | undefined
     shootout: ShootoutResult | null
     warnings: string[]
+    rampSeconds: number | undefined
+    rampCpuUs: number | undefined
   }): BenchReport {
     const { cfg } = this
     const tl = this.timeline as Timeline
@@ -309,6 +324,7 @@ class Run {
         cpuSeconds: round(cpuUs / 1e6, 3),
         cpuPercent: round((cpuUs / 1e4) / r.windowSeconds, 1),
         cpuMicrosPerDelivery: delivered > 0 ? round(cpuUs / delivered, 3) : null,
+        cpuMicrosPerConnect: r.rampCpuUs !== undefined && connected > 0 ? round(r.rampCpuUs / connected, 1) : null,
         rssBaselineBytes: r.base.rssBytes,
         rssAfterRampBytes: r.afterRamp.rssBytes,
         rssPeakBytes: Math.max(tl.rssPeak, r.afterRamp.rssBytes),
@@ -381,6 +397,8 @@ class Run {
         disconnectedDuringRun: disconnected,
         handshakeMs: percentiles(handshake),
         subscribedMs: percentiles(ready),
+        rampSeconds: r.rampSeconds === undefined ? null : round(r.rampSeconds, 2),
+        perSecond: r.rampSeconds === undefined || r.rampSeconds <= 0 ? null : Math.round(connected / r.rampSeconds),
       },
       delivery: {
         published: publisher.published,

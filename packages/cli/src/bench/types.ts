@@ -178,6 +178,8 @@ export interface ServerStats {
   /** Average over that window; 100 = one core. */
   cpuPercent: number
   cpuMicrosPerDelivery: number | null
+  /** Server CPU during the ramp / connections subscribed in it (fanout): the cost of a handshake and a subscribe. */
+  cpuMicrosPerConnect: number | null
   rssBaselineBytes: number
   rssAfterRampBytes: number
   rssPeakBytes: number
@@ -235,6 +237,10 @@ export interface BenchReport {
     handshakeMs: Percentiles | null
     /** Socket creation to the subscription confirmed. */
     subscribedMs: Percentiles | null
+    /** Fanout: from the first connection attempt until every connection had subscribed or failed. */
+    rampSeconds: number | null
+    /** Fanout: connections subscribed per second over the ramp. */
+    perSecond: number | null
   }
   delivery: {
     published: number

@@ -13,6 +13,7 @@ import type { WebSocketConstructor } from '@holdfast/client'
 import { CloseCodes } from '@holdfast/protocol'
 import { alive, OPEN_LIMITS, pidOfNode, ServeCluster, suiteCleanup, until, within } from '../../../test/operations/cluster.js'
 import { ackedKeys, checkDeliveries, Publisher, Subscriber } from '../../../test/operations/delivery.js'
+import { REDIS_SERVER, requireBinary, startRedis } from '../../../test/multinode/fleet.js'
 import { cleanEnv, runCliToEnd } from './helpers.js'
 
 const CONFIG = { ...OPEN_LIMITS, drainMs: 1000 }
@@ -272,5 +273,36 @@ describe('holdfast serve --workers 2 (real processes)', () => {
     assert.equal(existsSync(cluster.pidFile), false)
     assert.deepEqual(codes, subs.map(() => CloseCodes.restart.code))
     assert.match(cluster.logs().at(-1)?.msg ?? '', /^stopped$/)
+  })
+})
+
+describe('holdfast serve --workers 2 --engine redis (real processes)', () => {
+  test('each worker talks to Redis: a stream shared across workers, kill -9 of one, its clients recover on the other', async (t) => {
+    if (!requireBinary(t, REDIS_SERVER, 'redis-server')) return
+    const redis = await startRedis(t)
+    const cluster = await ServeCluster.start(t, { workers: 2, config: CONFIG, args: ['--engine', 'redis', '--redis-url', redis.url] })
+    assert.match(cluster.proc.stdout(), /engine=redis workers=2/)
+    const subs = await spreadSubscribers(t, cluster, 'redis-share', 6)
+    const pub = track(t, new Publisher(cluster.wsUrl, 'p', FAST)).connect()
+    pub.start('redis-share', 20)
+    await until('some publications', () => pub.acked.length >= 10, 10_000)
+
+    const victim = pidOfNode(pub.node ?? '') as number
+    const onVictim = subs.filter((s) => pidOfNode(s.node ?? '') === victim)
+    const mark = cluster.mark()
+    const killedAt = performance.now()
+    process.kill(victim, 'SIGKILL')
+    await cluster.waitForLog(mark, /^worker died/, 10_000, (l) => l.pid === victim)
+    await cluster.waitForLog(mark, /^worker ready$/, 30_000)
+    await until('the killed worker\'s clients to resubscribe', () => onVictim.every((s) => s.subscribed && s.subscribes.some((e) => e.at > killedAt)), 20_000)
+    for (const s of onVictim) assert.equal(s.subscribes.find((e) => e.at > killedAt)?.recovered, true)
+    // Without --session-secret the primary's shared one still lets sessions resume on the other worker.
+    for (const s of onVictim) assert.equal(s.connects.find((c) => c.at > killedAt)?.resumed, true)
+    const acked = pub.acked.length
+    await until('more publications', () => pub.acked.length >= acked + 10, 10_000)
+    await pub.stop()
+    await assertExactlyOnce(subs, [pub])
+    // The history is in Redis, not in the primary: the stream's keys are there.
+    assert.ok((await redis.cli('--scan', '--pattern', '*redis-share*')).length > 0, 'stream keys in Redis')
   })
 })

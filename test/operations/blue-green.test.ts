@@ -63,6 +63,11 @@ describe('blue-green behind nginx (Redis engine shared by both colors)', () => {
     // Switch: every new connection to green. Open WebSockets are not touched by the reload.
     await nginx.switch(plan('green'))
     await until('new connections all on green', async () => (await probe(nginx.wsUrl, 10)).every((n) => color(n) === 'green'), 10_000)
+    // The recipe labels what answered, for operators checking a switch with curl.
+    const health = await fetch(`${nginx.url}/healthz`)
+    assert.equal(health.status, 200)
+    assert.equal(health.headers.get('x-holdfast-color'), 'green')
+    assert.ok(colors.green.includes(health.headers.get('x-holdfast-upstream') ?? ''), `upstream ${health.headers.get('x-holdfast-upstream')}`)
     assert.deepEqual(
       subs.map((s) => s.connects.length),
       connectsBefore,

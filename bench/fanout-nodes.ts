@@ -4,7 +4,10 @@
  * (same machine, same Redis, same client processes), so the two rows compare.
  *
  *   node --conditions=source --import tsx bench/fanout-nodes.ts [--subscribers 9000] [--nodes 3]
- *        [--procs 3] [--rate 10] [--duration 10] [--warmup 2] [--json FILE]
+ *        [--procs 3] [--rate 10] [--duration 10] [--warmup 2] [--scenarios 3,1] [--json FILE]
+ *
+ * `--scenarios` lists the node counts to run, in order (default: --nodes, then 1); reversing the
+ * order between runs shows how much a shared machine's changing load moved the comparison.
  *
  * For each scenario: a fresh set of nodes on one redis-server (started here on a free port), the
  * subscribers spread evenly over the nodes from `--procs` client processes (bench/fanout-worker.ts,
@@ -32,6 +35,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '10' },
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
+    scenarios: { type: 'string' },
     json: { type: 'string' },
   },
 })
@@ -41,6 +45,14 @@ const PROCS = positive('procs')
 const RATE = positive('rate')
 const DURATION_S = positive('duration')
 const WARMUP_S = Number(values.warmup)
+const SCENARIOS = (values.scenarios ?? `${NODES},1`).split(',').map((x) => {
+  const n = Number(x)
+  if (!Number.isSafeInteger(n) || n <= 0) {
+    process.stderr.write(`--scenarios must list positive node counts, got "${values.scenarios ?? ''}"\n`)
+    process.exit(2)
+  }
+  return n
+})
 /** Every phase has a bound; the whole run too. */
 const CONNECT_TIMEOUT_MS = 120_000
 /** How long deliveries may trail the last publication before the rest counts as undelivered. */
@@ -424,12 +436,13 @@ async function main(): Promise<void> {
   try {
     log(`redis-server on ${redis.url}; ${PROCS} client processes; ${SUBSCRIBERS} subscribers; ${RATE} publications/s for ${DURATION_S} s (+${WARMUP_S} s warm-up)`)
     const results: Result[] = []
-    for (const n of [...new Set([NODES, 1])]) results.push(await scenario(redis, configFile, n, workers))
+    for (const n of SCENARIOS) results.push(await scenario(redis, configFile, n, workers))
     // A shared machine changes the numbers: say how busy it was.
     const load = loadavg().map((l) => l.toFixed(1)).join(' ')
     process.stdout.write(`\n${cpus().length} CPUs, load average at the end ${load} (1/5/15 min; the bench itself adds about ${NODES + PROCS + 1})\n${table(results)}\n`)
-    const [multi, single] = results
-    if (multi !== undefined && single !== undefined && multi !== single) {
+    const multi = results.find((r) => r.nodes > 1)
+    const single = results.find((r) => r.nodes === 1)
+    if (multi !== undefined && single !== undefined) {
       process.stdout.write(
         `\n${multi.scenario} vs ${single.scenario}: deliveries/s ×${fmt(multi.deliveriesPerSecond / single.deliveriesPerSecond, 2)}, ` +
           `p50 ×${fmt(multi.latencyMs.p50 / single.latencyMs.p50, 2)}, p99 ×${fmt(multi.latencyMs.p99 / single.latencyMs.p99, 2)}\n`,

@@ -41,10 +41,10 @@ function bySize(): Map<string, { size: number; count: number }> {
   return out
 }
 
-function readAll(stream: NodeJS.ReadableStream & { read(): Buffer | null }): string {
+function readAll(stream: NodeJS.ReadableStream): string {
   const chunks: Buffer[] = []
-  let c: Buffer | null
-  while ((c = stream.read()) !== null) chunks.push(c)
+  let c: string | Buffer | null
+  while ((c = stream.read()) !== null) chunks.push(typeof c === 'string' ? Buffer.from(c) : c)
   return Buffer.concat(chunks).toString()
 }
 

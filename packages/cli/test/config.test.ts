@@ -95,6 +95,7 @@ const PRECEDENCE: Record<Exclude<SettingName, 'config'>, { raw: [string, string,
   pingInterval: { raw: ['5s', '1500ms', 700], read: (c) => c.holdfast.pingIntervalMs, want: [5000, 1500, 700] },
   drainMs: { raw: ['500', '2s', 0], read: (c) => [c.drainMs, c.holdfast.drainMs], want: [[500, 500], [2000, 2000], [0, 0]] },
   logLevel: { raw: ['debug', 'warn', 'silent'], read: (c) => c.logLevel, want: ['debug', 'warn', 'silent'] },
+  pidFile: { raw: ['/run/a.pid', '/run/b.pid', '/run/c.pid'], read: (c) => c.pidFile, want: ['/run/a.pid', '/run/b.pid', '/run/c.pid'] },
 }
 
 describe('precedence: flag > env > config file > default', () => {

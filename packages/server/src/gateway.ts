@@ -696,10 +696,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     const start = performance.now()
     const step = 20
     let next = 0
+    // After a stall (a busy event loop) the schedule is behind; catching up in one burst would be
+    // the very storm the drain exists to avoid, so no tick closes more than twice its share.
+    const perTick = drainMs <= 0 ? conns.length : Math.max(1, Math.ceil((2 * conns.length * step) / drainMs))
     await new Promise<void>((resolve) => {
       const tick = (): void => {
         const elapsed = performance.now() - start
-        const due = drainMs <= 0 ? conns.length : Math.min(conns.length, Math.ceil(((elapsed + step) / drainMs) * conns.length))
+        const due = drainMs <= 0 ? conns.length : Math.min(conns.length, Math.ceil(((elapsed + step) / drainMs) * conns.length), next + perTick)
         for (; next < due; next++) (conns[next] as Connection).close('restart', 'node is draining')
         if (next >= conns.length) resolve()
         else setTimeout(tick, step)

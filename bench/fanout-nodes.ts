@@ -4,7 +4,7 @@
  * (same machine, same Redis, same client processes), so the two rows compare.
  *
  *   node --conditions=source --import tsx bench/fanout-nodes.ts [--subscribers 9000] [--nodes 3]
- *        [--procs 3] [--rate 10] [--duration 10] [--warmup 2] [--scenarios 3,1] [--json FILE]
+ *        [--procs 3] [--rate 10] [--duration 10] [--warmup 5] [--scenarios 3,1] [--json FILE]
  *
  * `--scenarios` lists the node counts to run, in order (default: --nodes, then 1); reversing the
  * order between runs shows how much a shared machine's changing load moved the comparison.
@@ -34,7 +34,7 @@ const { values } = parseArgs({
     procs: { type: 'string', default: '3' },
     rate: { type: 'string', default: '10' },
     duration: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '2' },
+    warmup: { type: 'string', default: '5' },
     scenarios: { type: 'string' },
     json: { type: 'string' },
   },
@@ -229,7 +229,7 @@ class Publisher {
 
   /**
    * Publish `count` publications at `rate` per second on a drift-free schedule; returns the send
-   * time of each (index = seq). `seq` 0 marks warm-up publications, which the clients ignore.
+   * time of each (index = seq). `seq` 0 marks warm-up publications, which the clients only count.
    */
   async run(channel: string, count: number, rate: number, measured: boolean): Promise<Float64Array> {
     const sentAt = new Float64Array(count + 1)
@@ -314,9 +314,22 @@ async function scenario(redis: RedisServer, configFile: string, nodeCount: numbe
 
     const publisher = await Publisher.open(urls[0] as string)
     try {
+      // Warm up at the measured rate (JIT, buffers, Redis connections), then wait until every
+      // warm-up publication has reached every subscriber: the measurement starts with an empty
+      // pipeline, not behind a backlog left by a cold first scenario.
       if (WARMUP_S > 0) {
-        await publisher.run(channel, Math.round(WARMUP_S * RATE), RATE, false)
-        await sleep(500)
+        const warm = Math.round(WARMUP_S * RATE)
+        await publisher.run(channel, warm, RATE, false)
+        const deadline = performance.now() + DRAIN_TIMEOUT_MS
+        for (;;) {
+          const got = (await Promise.all(workers.map((w) => w.ask({ type: 'status' }, 'status', 5000)))).reduce((a, st) => a + st.warmUp, 0)
+          if (got >= warm * connected) break
+          if (performance.now() > deadline) {
+            log(`[${name}] warm-up not fully delivered after ${DRAIN_TIMEOUT_MS / 1000} s (${got}/${warm * connected}); measuring anyway`)
+            break
+          }
+          await sleep(100)
+        }
       }
       const count = Math.round(DURATION_S * RATE)
       for (const w of workers) w.tell({ type: 'measure', channel, publications: count })

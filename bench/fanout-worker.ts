@@ -21,7 +21,7 @@ export type ToWorker =
 
 export type FromWorker =
   | { type: 'connected'; connected: number; failed: number; firstError: string | undefined; ms: number }
-  | { type: 'status'; delivered: number }
+  | { type: 'status'; delivered: number; warmUp: number }
   | {
       type: 'report'
       /** Publish-to-delivery latency of every delivery of a measured publication, in ms. */
@@ -44,7 +44,12 @@ interface Sub {
 }
 
 const subs: Sub[] = []
+/** The scenario's channel (from connect). */
+let channelName = ''
+/** Measuring: publications with seq > 0 are recorded. */
 let measuredChannel = ''
+/** Deliveries of warm-up publications (seq 0): the bench waits for them all before measuring. */
+let warmUp = 0
 let publications = 0
 let latencies = new Float64Array(0)
 let count = 0
@@ -68,7 +73,7 @@ function parseFrame(frame: Buffer, ws: WebSocket): { seq: number; t: number }[] 
     if (line.length === 0) continue
     const msg = JSON.parse(line) as { type?: string; channel?: string; data?: { seq?: number; t?: number } }
     if (msg.type === 'ping') ws.send('{"type":"pong"}')
-    else if (msg.type === 'pub' && msg.channel === measuredChannel && typeof msg.data?.seq === 'number' && msg.data.seq > 0) {
+    else if (msg.type === 'pub' && msg.channel === channelName && typeof msg.data?.seq === 'number') {
       out.push({ seq: msg.data.seq, t: msg.data.t ?? 0 })
     }
   }
@@ -88,7 +93,11 @@ function onFrame(sub: Sub, frame: Buffer): void {
     } else prevFrame = undefined
   }
   for (const p of pubs) {
-    if (p.seq > publications) continue
+    if (p.seq === 0) {
+      warmUp++
+      continue
+    }
+    if (measuredChannel === '' || p.seq > publications) continue
     if (p.seq <= sub.last) duplicates++
     else {
       if (p.seq > sub.last + 1) gaps += p.seq - sub.last - 1
@@ -167,6 +176,8 @@ async function connectAll(m: Extract<ToWorker, { type: 'connect' }>): Promise<vo
 process.on('message', (m: ToWorker) => {
   switch (m.type) {
     case 'connect':
+      channelName = m.channel
+      warmUp = 0
       void connectAll(m)
       return
     case 'measure':
@@ -183,7 +194,7 @@ process.on('message', (m: ToWorker) => {
       for (const s of subs) s.last = 0
       return
     case 'status':
-      send({ type: 'status', delivered })
+      send({ type: 'status', delivered, warmUp })
       return
     case 'report':
       // What never arrived is a gap at the end: count it too.

@@ -34,6 +34,8 @@ export type FromWorker =
       closed: number
       /** Per publication (index = seq): wall time of its last delivery here, 0 if none. */
       lastDeliveryAt: Float64Array
+      /** Per publication (index = seq): deliveries here, duplicates included. */
+      deliveries: Uint32Array
     }
   | { type: 'closed' }
 
@@ -58,6 +60,7 @@ let duplicates = 0
 let gaps = 0
 let closed = 0
 let lastDeliveryAt = new Float64Array(0)
+let perSeq = new Uint32Array(0)
 /** The previous frame and what was found in it, for the cache described above. */
 let prevFrame: Buffer | undefined
 let prevPubs: { seq: number; t: number }[] = []
@@ -110,6 +113,7 @@ function onFrame(sub: Sub, frame: Buffer): void {
       latencies = bigger
     }
     latencies[count++] = now - p.t
+    perSeq[p.seq] = (perSeq[p.seq] ?? 0) + 1
     if (now > (lastDeliveryAt[p.seq] ?? 0)) lastDeliveryAt[p.seq] = now
   }
 }
@@ -190,6 +194,7 @@ process.on('message', (m: ToWorker) => {
       gaps = 0
       closed = 0
       lastDeliveryAt = new Float64Array(m.publications + 1)
+      perSeq = new Uint32Array(m.publications + 1)
       prevFrame = undefined
       for (const s of subs) s.last = 0
       return
@@ -199,7 +204,7 @@ process.on('message', (m: ToWorker) => {
     case 'report':
       // What never arrived is a gap at the end: count it too.
       for (const s of subs) gaps += publications - s.last
-      send({ type: 'report', latencies: latencies.subarray(0, count), delivered, duplicates, gaps, closed, lastDeliveryAt })
+      send({ type: 'report', latencies: latencies.subarray(0, count), delivered, duplicates, gaps, closed, lastDeliveryAt, deliveries: perSeq })
       return
     case 'close':
       measuredChannel = ''

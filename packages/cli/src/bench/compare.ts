@@ -3,7 +3,8 @@ import { runBench, type RunIO } from './runner.js'
 import type { BenchConfig, BenchReport, CompareRatio, CompareReport } from './types.js'
 
 function div(a: number | null | undefined, b: number | null | undefined): number | null {
-  if (a == null || b == null || b === 0 || !Number.isFinite(a) || !Number.isFinite(b)) return null
+  // A ratio to zero or to a negative figure (an RSS delta lost in the noise) means nothing.
+  if (a == null || b == null || b <= 0 || a < 0 || !Number.isFinite(a) || !Number.isFinite(b)) return null
   return Math.round((a / b) * 1000) / 1000
 }
 

@@ -26,6 +26,7 @@ function merge(into: Record<string, number>, from: Record<string, number>): void
 }
 
 const MIN_CONNECTIONS_FOR_RSS = 100
+const MEMORY_SETTLE_MS = 500
 
 const round = (n: number, digits = 2): number => Math.round(n * 10 ** digits) / 10 ** digits
 
@@ -91,14 +92,17 @@ class Run {
     const limit = t + this.cfg.drainS * 1000
     if ((this.publisher?.published ?? 0) === 0) return { quiescent: true, seconds: 0 }
     this.progress.note('publishing stopped; waiting for deliveries in flight')
+    // Quiescent: two whole samples in a row, each answered by every worker, without a delivery.
+    // A worker too busy to answer is still delivering; its stale figures must not look like silence.
+    let silent = 0
     while (performance.now() < limit) {
       let timer: NodeJS.Timeout | undefined
       const out = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), limit - performance.now())))
       const p = await Promise.race([tl.next(), out])
       clearTimeout(timer)
       if (p === undefined) break
-      // A whole sample interval after the last publication without a delivery: nothing is coming.
-      if (p.deliveriesPerSecond === 0 && performance.now() - t > SAMPLE_INTERVAL_MS) return { quiescent: true, seconds: (performance.now() - t) / 1000 }
+      silent = p.deliveriesPerSecond === 0 && p.allWorkersAnswered && performance.now() - t > SAMPLE_INTERVAL_MS ? silent + 1 : 0
+      if (silent >= 2) return { quiescent: true, seconds: (performance.now() - t) / 1000 }
     }
     return { quiescent: false, seconds: (performance.now() - t) / 1000 }
   }
@@ -137,7 +141,17 @@ class Run {
     this.publisher = await Publisher.start({ url, protocol, channels, size: cfg.size, token, publishers, connectTimeoutMs })
     const pool = this.pool
     const publisher = this.publisher
-    const gc = this.server === undefined ? async () => {} : () => (this.server as BenchServer).gc()
+    // V8 gives freed pages back to the OS some time after a GC: collect, let it settle, collect
+    // again, so that two readings differ by what the clients hold and not by when pages returned.
+    const gc =
+      this.server === undefined
+        ? async () => {}
+        : async () => {
+            const server = this.server as BenchServer
+            await server.gc()
+            await sleep(MEMORY_SETTLE_MS)
+            await server.gc()
+          }
     const read = (): ProcSample | undefined => (pid === undefined ? undefined : readProcSample(pid))
 
     await gc()
@@ -356,6 +370,11 @@ class Run {
     const publishErrors = { ...publisher.errors }
     const refused = Object.values(publishErrors).reduce((a, b) => a + b, 0)
     if (refused > 0) warnings.push(`the server refused ${refused} publications (${JSON.stringify(publishErrors)}); they are owed to no one`)
+    if (server !== null && server.rssPerConnectionBytes !== null && server.rssPerConnectionBytes < 100) {
+      warnings.push(
+        `RSS grew by ${server.rssPerConnectionBytes} bytes per connection: less than the noise of the readings (pages the runtime returned or took meanwhile); read it as "too small to measure"`,
+      )
+    }
     const dropped = Object.values(disconnected).reduce((a, b) => a + b, 0)
     if (dropped > 0) {
       warnings.push(

@@ -136,6 +136,7 @@ export class Timeline {
       serverCpuPercent: serverCpu === null || dt <= 0 ? null : Math.round(serverCpu / 1e4 / dt),
       serverRssBytes: server?.rssBytes ?? null,
       clientCpuPercent: dt > 0 ? Math.round(clientCpu / 1e4 / dt) : 0,
+      allWorkersAnswered: s.complete,
     }
     this.points.push(point)
     this.onPoint?.(point)

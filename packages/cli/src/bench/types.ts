@@ -169,6 +169,8 @@ export interface TimelinePoint {
   serverCpuPercent: number | null
   serverRssBytes: number | null
   clientCpuPercent: number
+  /** false when a worker was too busy to answer this sample in time (its figures arrive with the next one). */
+  allWorkersAnswered: boolean
 }
 
 export interface ServerStats {

@@ -10,6 +10,8 @@ export interface PoolSample {
   failed: number
   cpuUs: number
   latency: Histogram
+  /** Every worker answered this sample in time; otherwise some figures are from its previous tick. */
+  complete: boolean
 }
 
 interface Slot {
@@ -130,13 +132,23 @@ export class WorkerPool {
     const round = ++this.rounds
     const pending = this.slots.filter((slot) => slot.child.connected)
     for (const slot of pending) this.post(slot, { type: 'sample' })
-    await Promise.all(pending.map((slot) => (slot.ticks >= round ? undefined : this.wait(slot, 'tick', SAMPLE_WAIT_MS).catch(() => undefined))))
+    const answers = await Promise.all(
+      pending.map((slot) =>
+        slot.ticks >= round
+          ? true
+          : this.wait(slot, 'tick', SAMPLE_WAIT_MS).then(
+              () => true,
+              () => false,
+            ),
+      ),
+    )
+    const complete = answers.every(Boolean) && pending.length === this.slots.length
     if (this.failure !== undefined) throw this.failure
     // A late tick of an earlier round still counts: rounds and ticks are kept in step.
     for (const slot of this.slots) slot.ticks = Math.max(slot.ticks, round)
     const latency = this.acc
     this.acc = newHistogram()
-    const out: PoolSample = { delivered: 0, open: 0, failed: 0, cpuUs: 0, latency }
+    const out: PoolSample = { delivered: 0, open: 0, failed: 0, cpuUs: 0, latency, complete }
     for (const slot of this.slots) {
       out.delivered += slot.last?.delivered ?? 0
       out.open += slot.last?.open ?? 0

@@ -1,7 +1,7 @@
 import WebSocket from 'ws'
 import { Subprotocols } from '@holdfast/protocol'
 import { clockMs } from './client-protocols.js'
-import type { ChannelLog, ClientProtocol } from './types.js'
+import type { ChannelLog, ClientProtocol, DrainTarget } from './types.js'
 
 /**
  * The publisher: one or a few client connections in the bench's main process that publish at the
@@ -38,6 +38,10 @@ class GrowLog {
   }
   refuse(seq: number): void {
     if (seq < this.n) this.buf[seq] = Number.NaN
+  }
+  /** When the last publication was sent; NaN before any. */
+  lastT(): number {
+    return this.n === 0 ? Number.NaN : (this.buf[this.n - 1] as number)
   }
   snapshot(): Float64Array {
     return this.buf.slice(0, this.n)
@@ -219,6 +223,11 @@ export class Publisher {
   stop(): void {
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
+  }
+
+  /** Per channel, what a caught-up subscriber has received: the count and time of the last publication. */
+  drainTargets(): DrainTarget[] {
+    return this.logs.map((l) => ({ count: l.n, t: l.lastT() }))
   }
 
   channelLogs(): ChannelLog[] {

@@ -85,7 +85,7 @@ export function formatCompare(c: CompareReport): string {
     )
   }
   const rows: string[][] = [
-    ['server', 'connected', 'CPU µs/connect', 'RSS/conn KiB', 'CPU µs/delivery', 'CPU %', 'p50 ms', 'p99 ms', 'max ms', 'deliveries/s', 'lost', 'dup', ...(c.benchMode === 'shootout' ? ['reached'] : [])],
+    ['server', 'connected', 'CPU µs/connect', 'RSS/conn KiB', 'CPU µs/delivery', 'CPU %', 'p50 ms', 'p99 ms', 'max ms', 'deliveries/s', 'lost', 'in flight', 'cut off', 'dup', ...(c.benchMode === 'shootout' ? ['reached'] : [])],
   ]
   for (const r of c.runs) {
     rows.push([
@@ -99,7 +99,9 @@ export function formatCompare(c: CompareReport): string {
       r.delivery.latencyMs === null ? '-' : ms(r.delivery.latencyMs.p99),
       r.delivery.latencyMs === null ? '-' : ms(r.delivery.latencyMs.max),
       int(r.delivery.perSecond),
-      int(r.delivery.lost + r.delivery.inFlightAtEnd),
+      int(r.delivery.lost),
+      int(r.delivery.inFlightAtEnd),
+      int(r.delivery.cutOffByDisconnect),
       int(r.delivery.duplicated),
       ...(c.benchMode === 'shootout' ? [int(r.shootout?.reached ?? 0)] : []),
     ])

@@ -7,7 +7,7 @@ import { addEncoded, newHistogram, percentiles } from './histogram.js'
 import { readProcSample, type ProcSample } from './proc-stats.js'
 import { Progress } from './progress.js'
 import { Publisher } from './publisher.js'
-import { SAMPLE_INTERVAL_MS, Timeline, type Window } from './timeline.js'
+import { Timeline, type Window } from './timeline.js'
 import { protocolFor, SERVER_LABELS, type BenchConfig, type BenchReport, type ServerKind, type ServerStats, type ShootoutResult, type ShootoutStep, type WorkerResult } from './types.js'
 import { WorkerPool } from './worker-pool.js'
 
@@ -27,6 +27,8 @@ function merge(into: Record<string, number>, from: Record<string, number>): void
 
 const MIN_CONNECTIONS_FOR_RSS = 100
 const MEMORY_SETTLE_MS = 500
+/** Seconds without a delivery (every worker answering) after which a drain gives up waiting for a catch-up. */
+const SILENT_SAMPLES = 5
 
 const round = (n: number, digits = 2): number => Math.round(n * 10 ** digits) / 10 ** digits
 
@@ -87,13 +89,18 @@ class Run {
     await server?.stop()
   }
 
-  private async drain(tl: Timeline): Promise<{ quiescent: boolean; seconds: number }> {
+  /**
+   * Wait for the deliveries still in flight. Quiescent when every open connection has received its
+   * channel's last publication (counted by the workers, every worker answering); or, for a server
+   * that dropped some last publication, after SILENT_SAMPLES seconds in a row without a delivery.
+   * A server under load can pause its output for a second or two, so silence alone is weak evidence.
+   */
+  private async drain(tl: Timeline, pool: WorkerPool, publisher: Publisher): Promise<{ quiescent: boolean; seconds: number }> {
     const t = performance.now()
     const limit = t + this.cfg.drainS * 1000
-    if ((this.publisher?.published ?? 0) === 0) return { quiescent: true, seconds: 0 }
+    if (publisher.published === 0) return { quiescent: true, seconds: 0 }
+    pool.drain(publisher.drainTargets())
     this.progress.note('publishing stopped; waiting for deliveries in flight')
-    // Quiescent: two whole samples in a row, each answered by every worker, without a delivery.
-    // A worker too busy to answer is still delivering; its stale figures must not look like silence.
     let silent = 0
     while (performance.now() < limit) {
       let timer: NodeJS.Timeout | undefined
@@ -101,8 +108,9 @@ class Run {
       const p = await Promise.race([tl.next(), out])
       clearTimeout(timer)
       if (p === undefined) break
-      silent = p.deliveriesPerSecond === 0 && p.allWorkersAnswered && performance.now() - t > SAMPLE_INTERVAL_MS ? silent + 1 : 0
-      if (silent >= 2) return { quiescent: true, seconds: (performance.now() - t) / 1000 }
+      if (p.allWorkersAnswered && p.connectionsBehind === 0) return { quiescent: true, seconds: (performance.now() - t) / 1000 }
+      silent = p.allWorkersAnswered && p.deliveriesPerSecond === 0 ? silent + 1 : 0
+      if (silent >= SILENT_SAMPLES) return { quiescent: true, seconds: (performance.now() - t) / 1000 }
     }
     return { quiescent: false, seconds: (performance.now() - t) / 1000 }
   }
@@ -201,7 +209,7 @@ class Run {
       publisher.stop()
     }
     tl.phase = 'drain'
-    const drain = await this.drain(tl)
+    const drain = await this.drain(tl, pool, publisher)
     const cpu1 = read()
     if (afterRamp === undefined) {
       // Shootout: memory with every client connected, read once the broadcasts have drained.

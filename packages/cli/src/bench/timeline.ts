@@ -137,6 +137,7 @@ export class Timeline {
       serverRssBytes: server?.rssBytes ?? null,
       clientCpuPercent: dt > 0 ? Math.round(clientCpu / 1e4 / dt) : 0,
       allWorkersAnswered: s.complete,
+      connectionsBehind: s.behind,
     }
     this.points.push(point)
     this.onPoint?.(point)

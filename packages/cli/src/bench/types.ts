@@ -98,8 +98,16 @@ export type ToWorker =
   | { type: 'open'; count: number; perSecond: number }
   /** Answered by a `tick`. */
   | { type: 'sample' }
+  /** Publishing stopped: from now on ticks count the connections that have not caught up with `last`. */
+  | { type: 'drain'; last: DrainTarget[] }
   /** Stop counting, check sequences against the logs, answer with `result`. */
   | { type: 'finish'; logs: ChannelLog[]; quiescent: boolean }
+
+/** Per channel: how many publications were sent and when the last one was. */
+export interface DrainTarget {
+  count: number
+  t: number
+}
 
 export interface WorkerTick {
   type: 'tick'
@@ -112,6 +120,8 @@ export interface WorkerTick {
   latency: string
   /** Cumulative CPU of this worker process, µs (user + system). */
   cpuUs: number
+  /** While draining: open connections still short of their channel's last publication; -1 before. */
+  behind: number
 }
 
 export interface WorkerResult {
@@ -171,6 +181,8 @@ export interface TimelinePoint {
   clientCpuPercent: number
   /** false when a worker was too busy to answer this sample in time (its figures arrive with the next one). */
   allWorkersAnswered: boolean
+  /** During the drain: open connections that have not yet received their channel's last publication. */
+  connectionsBehind: number | null
 }
 
 export interface ServerStats {

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { forkSibling, killChild } from './child.js'
 import { addEncoded, newHistogram, type Histogram } from './histogram.js'
-import type { ChannelLog, FromWorker, ToWorker, WorkerResult, WorkerSetup, WorkerTick } from './types.js'
+import type { ChannelLog, DrainTarget, FromWorker, ToWorker, WorkerResult, WorkerSetup, WorkerTick } from './types.js'
 
 /** What the workers said at the latest sample, summed; `latency` holds the deliveries since the previous one. */
 export interface PoolSample {
@@ -12,6 +12,8 @@ export interface PoolSample {
   latency: Histogram
   /** Every worker answered this sample in time; otherwise some figures are from its previous tick. */
   complete: boolean
+  /** While draining: connections short of their channel's last publication, summed; null before. */
+  behind: number | null
 }
 
 interface Slot {
@@ -148,7 +150,9 @@ export class WorkerPool {
     for (const slot of this.slots) slot.ticks = Math.max(slot.ticks, round)
     const latency = this.acc
     this.acc = newHistogram()
-    const out: PoolSample = { delivered: 0, open: 0, failed: 0, cpuUs: 0, latency, complete }
+    const out: PoolSample = { delivered: 0, open: 0, failed: 0, cpuUs: 0, latency, complete, behind: null }
+    // Known only once every worker counts it (a tick from before the drain message says -1).
+    if (this.slots.every((slot) => (slot.last?.behind ?? -1) >= 0)) out.behind = this.slots.reduce((n, slot) => n + (slot.last?.behind ?? 0), 0)
     for (const slot of this.slots) {
       out.delivered += slot.last?.delivered ?? 0
       out.open += slot.last?.open ?? 0
@@ -156,6 +160,11 @@ export class WorkerPool {
       out.cpuUs += slot.last?.cpuUs ?? 0
     }
     return out
+  }
+
+  /** Publishing stopped: let the workers count who has not caught up with `last`. */
+  drain(last: DrainTarget[]): void {
+    for (const slot of this.slots) this.post(slot, { type: 'drain', last })
   }
 
   /** Stop counting and check every connection against the publication logs. */

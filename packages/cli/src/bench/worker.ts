@@ -8,7 +8,7 @@
 import { checkConnection, PreparedLog, recordDelivery } from './sequence.js'
 import { Conn, ConnState, makeClientProtocol, type ClientProtocolImpl, type ConnSink } from './client-protocols.js'
 import { encodeHistogram, newHistogram, recordMs } from './histogram.js'
-import type { FromWorker, ToWorker, WorkerResult, WorkerSetup } from './types.js'
+import type { DrainTarget, FromWorker, ToWorker, WorkerResult, WorkerSetup } from './types.js'
 
 function send(msg: FromWorker): void {
   process.send?.(msg)
@@ -34,6 +34,7 @@ class Worker implements ConnSink {
   private finished = false
   private batchLeft = 0
   private batchOpening = false
+  private drainTargets: DrainTarget[] | undefined
   private readonly sweeper: NodeJS.Timeout
 
   constructor(
@@ -137,11 +138,30 @@ class Worker implements ConnSink {
     tick()
   }
 
+  drain(targets: DrainTarget[]): void {
+    this.drainTargets = targets
+  }
+
+  /** Open connections that have not received their channel's last publication yet. */
+  private behind(): number {
+    const targets = this.drainTargets
+    if (targets === undefined) return -1
+    let n = 0
+    for (const c of this.conns) {
+      if (c.state !== ConnState.Subscribed) continue
+      const target = targets[c.ch]
+      // Nothing published, or subscribed after the last publication: nothing to wait for.
+      if (target === undefined || target.count === 0 || !(c.ackAt <= target.t)) continue
+      if (c.next < target.count) n++
+    }
+    return n
+  }
+
   tick(): void {
     const latency = encodeHistogram(this.latency)
     this.latency.reset()
     const cpu = process.cpuUsage()
-    send({ type: 'tick', delivered: this.delivered, open: this.open_, failed: this.failed, latency, cpuUs: cpu.user + cpu.system })
+    send({ type: 'tick', delivered: this.delivered, open: this.open_, failed: this.failed, latency, cpuUs: cpu.user + cpu.system, behind: this.behind() })
   }
 
   finish(logs: Float64Array[], quiescent: boolean): void {
@@ -212,6 +232,7 @@ process.on('message', (msg: ToWorker) => {
     } else if (worker === undefined) send({ type: 'error', message: `"${msg.type}" before setup` })
     else if (msg.type === 'open') worker.open(msg.count, msg.perSecond)
     else if (msg.type === 'sample') worker.tick()
+    else if (msg.type === 'drain') worker.drain(msg.last)
     else if (msg.type === 'finish') worker.finish(msg.logs.map((l) => l.t), msg.quiescent)
   } catch (err) {
     send({ type: 'error', message: (err as Error).stack ?? String(err) })

@@ -157,6 +157,11 @@ export class Publisher {
   constructor(client: HoldfastClient, name: string) {
     this.client = client
     this.name = name
+    // A failed test closes its clients in its cleanup: the publishing timer must go with them, or
+    // it would keep the test process alive.
+    client.on('state', ({ to }) => {
+      if (to === 'closed') clearInterval(this.#timer)
+    })
   }
 
   get issued(): number {

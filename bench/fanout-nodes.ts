@@ -430,14 +430,14 @@ const thousands = (n: number): string => (Number.isFinite(n) ? Math.round(n).toL
 
 function table(results: Result[]): string {
   const head =
-    '| scenario | subscribed | publications (refused) | deliveries/s | latency p50 / p95 / p99 / max (ms) | all subscribers reached p50 / p99 (ms) | undelivered | closed | dup | CPU s: nodes / Redis / clients |'
-  const sep = '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |'
+    '| scenario | subscribed | publications (refused) | deliveries/s | latency p50 / p95 / p99 / max (ms) | all subscribers reached p50 / p99 (ms) | undelivered | closed | dup | CPU s: nodes / Redis / clients | node CPU µs per delivery |'
+  const sep = '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |'
   const rows = results.map(
     (r) =>
       `| ${r.scenario} | ${thousands(r.connected)} | ${r.publications} at ${RATE}/s (${r.refused}) | ${thousands(r.deliveriesPerSecond)} | ` +
       `${fmt(r.latencyMs.p50)} / ${fmt(r.latencyMs.p95)} / ${fmt(r.latencyMs.p99)} / ${fmt(r.latencyMs.max)} | ` +
       `${fmt(r.completeMs.p50)} / ${fmt(r.completeMs.p99)} | ${r.undelivered} | ${r.closed} | ${r.duplicated} | ` +
-      `${fmt(r.cpuSeconds.nodes)} / ${fmt(r.cpuSeconds.redis)} / ${fmt(r.cpuSeconds.clients)} |`,
+      `${fmt(r.cpuSeconds.nodes)} / ${fmt(r.cpuSeconds.redis)} / ${fmt(r.cpuSeconds.clients)} | ${fmt((r.cpuSeconds.nodes * 1e6) / r.delivered)} |`,
   )
   return [head, sep, ...rows].join('\n')
 }

@@ -27,8 +27,10 @@ function merge(into: Record<string, number>, from: Record<string, number>): void
 
 const MIN_CONNECTIONS_FOR_RSS = 100
 const MEMORY_SETTLE_MS = 500
-/** Seconds without a delivery (every worker answering) after which a drain gives up waiting for a catch-up. */
-const SILENT_SAMPLES = 5
+/** Seconds without a delivery, every worker answering and the server idle, after which nothing more is coming. */
+const SILENT_SAMPLES = 3
+/** Below this a server is doing no more than timers and pings. */
+const IDLE_SERVER_CPU_PERCENT = 5
 
 const round = (n: number, digits = 2): number => Math.round(n * 10 ** digits) / 10 ** digits
 
@@ -92,8 +94,9 @@ class Run {
   /**
    * Wait for the deliveries still in flight. Quiescent when every open connection has received its
    * channel's last publication (counted by the workers, every worker answering); or, for a server
-   * that dropped some last publication, after SILENT_SAMPLES seconds in a row without a delivery.
-   * A server under load can pause its output for a second or two, so silence alone is weak evidence.
+   * that dropped some last publication, after SILENT_SAMPLES seconds in a row without a delivery
+   * *while the server was idle*. Silence alone proves nothing: a saturated server can go many
+   * seconds without writing a byte while it works through its backlog.
    */
   private async drain(tl: Timeline, pool: WorkerPool, publisher: Publisher): Promise<{ quiescent: boolean; seconds: number }> {
     const t = performance.now()
@@ -109,7 +112,8 @@ class Run {
       clearTimeout(timer)
       if (p === undefined) break
       if (p.allWorkersAnswered && p.connectionsBehind === 0) return { quiescent: true, seconds: (performance.now() - t) / 1000 }
-      silent = p.allWorkersAnswered && p.deliveriesPerSecond === 0 ? silent + 1 : 0
+      const idle = p.serverCpuPercent !== null && p.serverCpuPercent < IDLE_SERVER_CPU_PERCENT
+      silent = p.allWorkersAnswered && p.deliveriesPerSecond === 0 && idle ? silent + 1 : 0
       if (silent >= SILENT_SAMPLES) return { quiescent: true, seconds: (performance.now() - t) / 1000 }
     }
     return { quiescent: false, seconds: (performance.now() - t) / 1000 }

@@ -27,8 +27,11 @@ describe('multi-node: cross-node publish and presence', () => {
     const logs = clients.map((c) => new SubscriberLog(c, channel))
     const joins: string[] = []
     logs[0]?.sub.on('join', (e) => joins.push(e.info.client))
-    for (const c of clients) c.connect()
-    await Promise.all(logs.map((l, i) => l.until(`client ${i + 1} subscribed`, () => l.subscribed.length === 1, 10_000)))
+    // Client 1 subscribes first, so that the joins of the clients on nodes 2 and 3 come after it.
+    clients[0]?.connect()
+    await logs[0]?.until('client 1 subscribed', () => logs[0]?.subscribed.length === 1, 15_000)
+    for (const c of clients.slice(1)) c.connect()
+    await Promise.all(logs.map((l, i) => l.until(`client ${i + 1} subscribed`, () => l.subscribed.length === 1, 15_000)))
     assert.deepEqual(
       logs.map((l) => l.node),
       nodes.map((n) => n.id),
@@ -42,7 +45,7 @@ describe('multi-node: cross-node publish and presence', () => {
       const ack = await c?.publish(channel, { seq: i + 1 })
       assert.equal(ack?.offset, i + 1)
     }
-    await Promise.all(logs.map((l) => l.untilSeq(publishers.length, 5000)))
+    await Promise.all(logs.map((l) => l.untilSeq(publishers.length, 15_000)))
     for (const [i, l] of logs.entries()) {
       assert.deepEqual(
         l.pubs.map((p) => [p.offset, p.seq]),
@@ -57,8 +60,8 @@ describe('multi-node: cross-node publish and presence', () => {
       assert.deepEqual(Object.keys(presence.clients).sort(), [...clientIds].sort())
     }
     assert.deepEqual((await clients[1]?.presenceStats(channel)), { clients: 3, users: 1 }, 'anonymous clients share one user')
-    // Joins of the clients on nodes 2 and 3 reached node 1 (the first client may have subscribed last).
-    await logs[0]?.until('joins from nodes 2 and 3', () => joins.includes(clientIds[1] ?? '') && joins.includes(clientIds[2] ?? ''), 5000)
+    // Joins of the clients on nodes 2 and 3 reached node 1 (whose client subscribed first).
+    await logs[0]?.until('joins from nodes 2 and 3', () => joins.includes(clientIds[1] ?? '') && joins.includes(clientIds[2] ?? ''), 15_000)
 
     // The node registry: every node refreshes its entry every 5 s, so wait for the counts to show.
     let info: InfoBody | undefined

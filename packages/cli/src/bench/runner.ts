@@ -374,7 +374,7 @@ class Run {
           'the server competed with the load generator for CPU, so its latency and throughput are lower bounds.',
       )
     }
-    if (!r.drain.quiescent) {
+    if (!r.drain.quiescent && inFlight > 0) {
       warnings.push(
         `deliveries were still arriving when the drain ended (--drain ${cfg.drainS}s): ${inFlight} owed deliveries after each connection's last one are reported in flight, not lost`,
       )

@@ -190,9 +190,19 @@ async function refreshNodes(): Promise<void> {
 
 // ------------------------------------------------------------------ actions
 
-async function showPresence(channel: string): Promise<void> {
-  ui.presenceStatus.textContent = `Loading ${channel}…`
-  ui.presenceStatus.className = 'muted'
+/** The channel whose presence is on screen; it is refreshed every few seconds while shown. */
+let presenceShown: string | undefined
+const PRESENCE_REFRESH_MS = 2000
+setInterval(() => {
+  if (presenceShown !== undefined && document.visibilityState === 'visible') void showPresence(presenceShown, true)
+}, PRESENCE_REFRESH_MS)
+
+async function showPresence(channel: string, refresh = false): Promise<void> {
+  presenceShown = channel
+  if (!refresh) {
+    ui.presenceStatus.textContent = `Loading ${channel}…`
+    ui.presenceStatus.className = 'muted'
+  }
   try {
     const r = await api.presence(channel)
     renderPresence(ui.presenceList, r.clients)

@@ -103,12 +103,21 @@ const ATTACKS: Record<string, Attack> = {
     c.close()
     return `error ${reply.error?.code ?? 'none'}${open ? '' : ' and closed'}`
   },
-  /** Commands far past the rate limit, each in its own frame. */
+  /**
+   * Commands far past the rate limit, each in its own frame, in bursts until the node closes the
+   * connection. The node closes after more than `burst` refusals in a row (error replies before
+   * that), so a flood slow enough to let its bucket refill in between only ever gets errors: the
+   * bursts make sure this one is a flood.
+   */
   'command-flood': async (url) => {
     const c = client(url)
     await c.connect()
     const frame = (id: number): string => JSON.stringify({ id, type: 'ping' })
-    for (let id = 2; id < 2000 && c.closed === undefined; id++) c.ws.send(frame(id))
+    let id = 2
+    while (c.closed === undefined && id < 50_000) {
+      for (const end = id + 500; id < end; id++) c.ws.send(frame(id))
+      await new Promise((r) => setImmediate(r))
+    }
     return closedCode(c)
   },
   /** More messages in one frame than maxBatch. */

@@ -36,7 +36,7 @@ const NODE = {
   ...DEEP_HISTORY,
 }
 const FACTOR = 10
-const FLOOR_MS = 150
+const FLOOR_MS = 300
 
 /** What docs/protocol.md promises for each attack. */
 const EXPECTED: Record<string, string> = {

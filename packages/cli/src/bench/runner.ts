@@ -26,7 +26,7 @@ function merge(into: Record<string, number>, from: Record<string, number>): void
 }
 
 const MIN_CONNECTIONS_FOR_RSS = 100
-const MEMORY_SETTLE_MS = 500
+const MEMORY_SETTLE_MS = 2000
 /** Seconds without a delivery, every worker answering and the server idle, after which nothing more is coming. */
 const SILENT_SAMPLES = 3
 /** Below this a server is doing no more than timers and pings. */

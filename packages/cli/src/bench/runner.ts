@@ -161,6 +161,8 @@ class Run {
         : async () => {
             const server = this.server as BenchServer
             await server.gc()
+            // Too few connections for a per-connection figure: no need to wait for a precise one.
+            if (cfg.connections < MIN_CONNECTIONS_FOR_RSS) return
             await sleep(MEMORY_SETTLE_MS)
             await server.gc()
           }

@@ -223,6 +223,15 @@ async function main(): Promise<void> {
 
   const per = Math.ceil(clients / processes)
   const progress = new Map<number, Omit<WorkerTotals, 'handshakeMs' | 'attemptsHistogram'>>()
+  const ticker = setInterval(() => {
+    let done = 0
+    let attempts = 0
+    for (const t of progress.values()) {
+      done += t.connected + t.failed
+      attempts += t.attempts
+    }
+    process.stdout.write(`\r${done}/${clients} clients, ${attempts} attempts, ${Math.round((Date.now() - started) / 1000)} s   `)
+  }, 1000)
   const results = await Promise.all(
     Array.from({ length: processes }, (_, p) => {
       const child = fork(SELF, ['--worker'], { execArgv: LOADER, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -244,23 +253,9 @@ async function main(): Promise<void> {
           stopStartingAt: started + Number(values['max-seconds']) * 1000,
         } satisfies WorkerSetup)
       })
-    }).map(async (p) => {
-      const ticker = setInterval(() => {
-        let done = 0
-        let attempts = 0
-        for (const t of progress.values()) {
-          done += t.connected + t.failed
-          attempts += t.attempts
-        }
-        process.stdout.write(`\r${done}/${clients} clients, ${attempts} attempts, ${Math.round((Date.now() - started) / 1000)} s   `)
-      }, 1000)
-      try {
-        return await p
-      } finally {
-        clearInterval(ticker)
-      }
     }),
   )
+  clearInterval(ticker)
   process.stdout.write('\n')
   const seconds = (Date.now() - started) / 1000
 

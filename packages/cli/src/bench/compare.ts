@@ -1,6 +1,6 @@
 import { cliVersion } from '../version.js'
 import { runBench, type RunIO } from './runner.js'
-import type { BenchConfig, BenchReport, CompareRatio, CompareReport } from './types.js'
+import { RSS_NOISE_BYTES, type BenchConfig, type BenchReport, type CompareRatio, type CompareReport } from './types.js'
 
 function div(a: number | null | undefined, b: number | null | undefined): number | null {
   // A ratio to zero or to a negative figure (an RSS delta lost in the noise) means nothing.
@@ -13,7 +13,8 @@ export function ratios(holdfast: BenchReport, peers: BenchReport[]): CompareRati
   return peers.map((p) => ({
     peer: p.target.kind as CompareRatio['peer'],
     cpuPerDelivery: div(holdfast.server?.cpuMicrosPerDelivery, p.server?.cpuMicrosPerDelivery),
-    rssPerConnection: div(holdfast.server?.rssPerConnectionBytes, p.server?.rssPerConnectionBytes),
+    // A peer's growth below the readings' noise gives a ratio of noise (see the run's warning).
+    rssPerConnection: (p.server?.rssPerConnectionBytes ?? 0) < RSS_NOISE_BYTES ? null : div(holdfast.server?.rssPerConnectionBytes, p.server?.rssPerConnectionBytes),
     p99: div(holdfast.delivery.latencyMs?.p99, p.delivery.latencyMs?.p99),
     deliveriesPerSecond: div(holdfast.delivery.perSecond, p.delivery.perSecond),
     clientsReached: holdfast.shootout === null ? null : div(holdfast.shootout.reached, p.shootout?.reached),

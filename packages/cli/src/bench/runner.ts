@@ -8,7 +8,7 @@ import { readProcSample, type ProcSample } from './proc-stats.js'
 import { Progress } from './progress.js'
 import { Publisher } from './publisher.js'
 import { Timeline, type Window } from './timeline.js'
-import { protocolFor, SERVER_LABELS, type BenchConfig, type BenchReport, type ServerKind, type ServerStats, type ShootoutResult, type ShootoutStep, type WorkerResult } from './types.js'
+import { protocolFor, RSS_NOISE_BYTES, SERVER_LABELS, type BenchConfig, type BenchReport, type ServerKind, type ServerStats, type ShootoutResult, type ShootoutStep, type WorkerResult } from './types.js'
 import { WorkerPool } from './worker-pool.js'
 
 export interface RunIO {
@@ -384,7 +384,7 @@ class Run {
     const publishErrors = { ...publisher.errors }
     const refused = Object.values(publishErrors).reduce((a, b) => a + b, 0)
     if (refused > 0) warnings.push(`the server refused ${refused} publications (${JSON.stringify(publishErrors)}); they are owed to no one`)
-    if (server !== null && server.rssPerConnectionBytes !== null && server.rssPerConnectionBytes < 100) {
+    if (server !== null && server.rssPerConnectionBytes !== null && server.rssPerConnectionBytes < RSS_NOISE_BYTES) {
       warnings.push(
         `RSS grew by ${server.rssPerConnectionBytes} bytes per connection: less than the noise of the readings (pages the runtime returned or took meanwhile); read it as "too small to measure"`,
       )

@@ -185,6 +185,9 @@ export interface TimelinePoint {
   connectionsBehind: number | null
 }
 
+/** An RSS growth per connection below this is within the noise of two readings. */
+export const RSS_NOISE_BYTES = 100
+
 export interface ServerStats {
   pid: number
   /** Server CPU (user + system) from the first publication to the end of the drain, seconds. */

@@ -101,7 +101,7 @@ describe('chaos: reconnect storm', () => {
         channels: CHANNELS,
         channelPrefix: 'storm:',
         firstIndex: p * per,
-        rampPerSecond: 250,
+        inFlight: 50,
         clientOptions: {},
       })
     }
@@ -109,7 +109,10 @@ describe('chaos: reconnect storm', () => {
     const connectedInMs = now() - connectFrom
     t.diagnostic(`${CLIENTS} clients connected and subscribed on n1 in ${Math.round(connectedInMs)} ms`)
 
-    const publisher = new Publisher(makeClient(t, [n2.wsUrl, n3.wsUrl]), 'p0')
+    // The survivors are swamped for the length of the storm, the publisher's node included: its
+    // publishes wait in the SDK's queue meanwhile, and must not time out (30 s by default) or
+    // overflow it (1,000), so that every publish ends acked and the history stays exact.
+    const publisher = new Publisher(makeClient(t, [n2.wsUrl, n3.wsUrl], { commandTimeoutMs: 300_000, maxQueuedCommands: 100_000, maxQueuedBytes: 64 << 20 }), 'p0')
     publisher.client.connect()
     publisher.start(
       Array.from({ length: CHANNELS }, (_, i) => `storm:${i}`),
@@ -133,7 +136,7 @@ describe('chaos: reconnect storm', () => {
     // Publish on, so that recovery had to merge with the live feed everywhere.
     await sleep(2000)
     const acks: Ack[] = await publisher.stop(30_000)
-    assert.deepEqual(publisher.errors, [], 'every publish was acked')
+    assert.deepEqual(publisher.errors.slice(0, 5), [], 'every publish was acked')
     const reports = await Promise.all(
       workers.map((w) => {
         const r = w.next('report', 90_000)

@@ -23,8 +23,12 @@ export interface StormStart {
   channels: number
   channelPrefix: string
   firstIndex: number
-  /** New connections per second (a ramp, not one burst). */
-  rampPerSecond: number
+  /**
+   * Clients of this process connecting at once (started, not yet subscribed). A ramp that waits
+   * for the node instead of a fixed rate: on a busy machine a fixed rate outruns the node, first
+   * connects time out, and those clients start on another node — not the storm being measured.
+   */
+  inFlight: number
   clientOptions: ClientOptions
 }
 
@@ -85,8 +89,10 @@ function resubscribedAt(i: number): number | undefined {
 
 async function start(m: StormStart): Promise<void> {
   const WebSocket = wsClass({ localAddress: m.localAddress })
-  const batch = Math.max(1, Math.round(m.rampPerSecond / 20))
+  let connecting = 0
+  let wake: (() => void) | undefined
   for (let i = 0; i < m.count; i++) {
+    while (connecting >= m.inFlight) await new Promise<void>((r) => (wake = r))
     const client = new HoldfastClient(m.urls[i % m.urls.length] as string[], { ...m.clientOptions, WebSocket })
     client.on('error', () => {})
     attemptsAfterMark.push(0)
@@ -96,9 +102,12 @@ async function start(m: StormStart): Promise<void> {
     const log = new AppLog(client, `${m.localAddress}#${i}`, `${m.channelPrefix}${(m.firstIndex + i) % m.channels}`)
     clients.push(client)
     logs.push(log)
+    connecting++
+    log.sub.once('subscribed', () => {
+      connecting--
+      wake?.()
+    })
     client.connect()
-    // 20 batches a second.
-    if (i % batch === batch - 1) await new Promise((r) => setTimeout(r, 50))
   }
   progressTimer = setInterval(() => send(progress()), 250)
   const deadline = performance.now() + 120_000

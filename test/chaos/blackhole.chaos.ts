@@ -32,7 +32,7 @@ const MAX_SERVER_PING_DELAY_MS = 1000
 /** The server's timer wheel tick (gateway.ts HEARTBEAT_TICK_MS). */
 const TICK_MS = 250
 /** Event-loop and timer lateness allowed on a busy 2-core machine. */
-const SLACK_MS = 300
+const SLACK_MS = 500
 const SUBSCRIBERS = 20
 const CHANNEL = 'blackhole:feed'
 

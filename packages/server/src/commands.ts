@@ -134,7 +134,7 @@ export class CommandHandler {
     const span = gw.tracing.startCommand(conn, cmd)
     try {
       const result = await this.#dispatch(conn, cmd, pending, span)
-      if (result !== undefined && conn.state !== ConnState.Closed) conn.send({ id: cmd.id, result })
+      if (result !== undefined && conn.state !== ConnState.Closed) conn.reply({ id: cmd.id, result })
       gw.tracing.end(span, result)
     } catch (err) {
       gw.tracing.end(span, undefined, err)
@@ -152,7 +152,7 @@ export class CommandHandler {
       e = new HoldfastError('internal', 'internal error')
     }
     this.#gw.counters.inc('command_errors', e.code)
-    conn.send({ id, error: e.toReply() })
+    conn.reply({ id, error: e.toReply() })
   }
 
   /** Runs one command; resolves with the result to reply, or undefined when the handler replied itself. */
@@ -163,7 +163,7 @@ export class CommandHandler {
       case 'subscribe':
         return this.#subscribe(conn, cmd.channel, cmd.recover, (result) => {
           this.#gw.tracing.subscribed(span, result)
-          conn.send({ id: cmd.id, result })
+          conn.reply({ id: cmd.id, result })
         })
       case 'unsubscribe':
         this.serverUnsubscribe(conn, cmd.channel, undefined, '')
@@ -243,7 +243,7 @@ export class CommandHandler {
       },
     }
     if (auth.expiresAt !== undefined) result.expiresIn = auth.expiresAt - Date.now()
-    conn.send({ id: cmd.id, result })
+    conn.reply({ id: cmd.id, result })
     gw.connected(conn, resumed)
     // Channels granted by the token (`channels` claim) are subscribed by the server, announced
     // with `subscribe` pushes after the connect reply.

@@ -69,7 +69,17 @@ export class Connection implements Flushable {
   // outbound queue
   queuedForFlush = false
   #out: Uint8Array[] | undefined = undefined
+  /** Unrequested bytes (pushes) queued this turn: the burst bound applies to these. */
   #outBytes = 0
+  /** All bytes queued this turn (pushes and replies). */
+  #queuedBytes = 0
+  /**
+   * Bytes of replies the client asked for (a recovery, a history page) that may still sit in the
+   * socket's buffer. They are bounded by the command's own limits, not by maxQueueBytes: a client
+   * that fell far behind must be able to take its recovery in one reply. Shrinks with the buffer
+   * (replies drain first, so what is left of them is at most what is buffered).
+   */
+  #requested = 0
   #owner: ConnectionOwner
   #log: Logger | undefined
   #baseLog: Logger | undefined
@@ -109,26 +119,49 @@ export class Connection implements Flushable {
     return this.info === undefined ? { client: this.id, user: this.user } : { client: this.id, user: this.user, info: this.info }
   }
 
-  /** Queue one message (encoded here). */
+  /** Queue one push (encoded here). */
   send(msg: ServerMessage): void {
     this.enqueue(this.codec.encode(msg))
+  }
+
+  /**
+   * Queue the reply to a client's command. Replies do not count against the slow-consumer bounds
+   * (the client asked for them, and each command bounds its own reply): without this, a client
+   * that fell further behind than the bound could never take the recovery that catches it up.
+   */
+  reply(msg: ServerMessage): void {
+    if (this.state === ConnState.Closed) return
+    const bytes = this.codec.encode(msg)
+    this.#requested += bytes.byteLength
+    this.#queue(bytes)
+    markDirty(this)
   }
 
   /** Queue already-encoded bytes (a publication encoded once for all subscribers). */
   enqueue(bytes: Uint8Array): void {
     if (this.state === ConnState.Closed) return
-    if (this.#out === undefined) this.#out = []
-    this.#out.push(bytes)
+    this.#queue(bytes)
     this.#outBytes += bytes.byteLength
     // A slow consumer is one whose socket still holds more than the limit from earlier turns.
     // What this turn queued is not yet the client's fault (a burst of publications), so it only
     // trips a looser bound that keeps memory finite.
     const max = this.#owner.maxQueueBytes
-    if (this.socket.bufferedAmount > max || this.#outBytes > BURST_FACTOR * max) {
+    const buffered = this.socket.bufferedAmount
+    if (this.#requested > 0) {
+      const pending = buffered + this.#queuedBytes
+      if (pending < this.#requested) this.#requested = pending
+    }
+    if (buffered - this.#requested > max || this.#outBytes > BURST_FACTOR * max) {
       this.#owner.onSlowConsumer(this)
       return
     }
     markDirty(this)
+  }
+
+  #queue(bytes: Uint8Array): void {
+    if (this.#out === undefined) this.#out = []
+    this.#out.push(bytes)
+    this.#queuedBytes += bytes.byteLength
   }
 
   flush(): void {
@@ -136,6 +169,7 @@ export class Connection implements Flushable {
     if (out === undefined || out.length === 0 || this.state === ConnState.Closed) return
     this.#out = undefined
     this.#outBytes = 0
+    this.#queuedBytes = 0
     const frame = out.length === 1 ? (out[0] as Uint8Array) : this.codec.frame(out)
     const traffic = this.#owner.counters
     traffic.messagesOut += out.length

@@ -68,16 +68,18 @@ export class Connection implements Flushable {
   wheelNext: Connection | undefined = undefined
   // outbound queue
   queuedForFlush = false
-  #out: Uint8Array[] | undefined = undefined
-  /** Unrequested bytes (pushes) queued this turn: the burst bound applies to these. */
-  #outBytes = 0
-  /** All bytes queued this turn (pushes and replies). */
-  #queuedBytes = 0
+  /** What this turn queued: one message, or several (joined into one frame at the flush). */
+  #out: Uint8Array | Uint8Array[] | undefined = undefined
+  /** Bytes of pushes (unrequested) queued this turn: the burst bound applies to these. */
+  #pushBytes = 0
+  /** Bytes of replies queued this turn. */
+  #replyBytes = 0
   /**
    * Bytes of replies the client asked for (a recovery, a history page) that may still sit in the
-   * socket's buffer. They are bounded by the command's own limits, not by maxQueueBytes: a client
-   * that fell far behind must be able to take its recovery in one reply. Shrinks with the buffer
-   * (replies drain first, so what is left of them is at most what is buffered).
+   * socket's buffer or this turn's queue. They are bounded by the command's own limits, not by
+   * maxQueueBytes: a client that fell far behind must be able to take its recovery in one reply.
+   * Shrinks with the buffer (the socket drains in order, so what is left of earlier replies is at
+   * most what it still holds).
    */
   #requested = 0
   #owner: ConnectionOwner
@@ -133,46 +135,61 @@ export class Connection implements Flushable {
     if (this.state === ConnState.Closed) return
     const bytes = this.codec.encode(msg)
     this.#requested += bytes.byteLength
+    this.#replyBytes += bytes.byteLength
     this.#queue(bytes)
-    markDirty(this)
   }
 
   /** Queue already-encoded bytes (a publication encoded once for all subscribers). */
   enqueue(bytes: Uint8Array): void {
     if (this.state === ConnState.Closed) return
-    this.#queue(bytes)
-    this.#outBytes += bytes.byteLength
-    // A slow consumer is one whose socket still holds more than the limit from earlier turns.
+    const max = this.#owner.maxQueueBytes
+    if (this.#pushBytes === 0) {
+      // The first push this turn: a slow consumer is one whose socket still holds more than the
+      // limit from earlier turns, beyond the replies it asked for. (Read once per turn: nothing is
+      // written to the socket between flushes.)
+      const buffered = this.socket.bufferedAmount
+      if (this.#requested > 0) {
+        const earlier = this.#requested - this.#replyBytes
+        if (earlier > buffered) this.#requested = buffered + this.#replyBytes
+      }
+      if (buffered - (this.#requested - this.#replyBytes) > max) {
+        this.#owner.onSlowConsumer(this)
+        return
+      }
+    }
     // What this turn queued is not yet the client's fault (a burst of publications), so it only
     // trips a looser bound that keeps memory finite.
-    const max = this.#owner.maxQueueBytes
-    const buffered = this.socket.bufferedAmount
-    if (this.#requested > 0) {
-      const pending = buffered + this.#queuedBytes
-      if (pending < this.#requested) this.#requested = pending
-    }
-    if (buffered - this.#requested > max || this.#outBytes > BURST_FACTOR * max) {
+    this.#pushBytes += bytes.byteLength
+    if (this.#pushBytes > BURST_FACTOR * max) {
       this.#owner.onSlowConsumer(this)
       return
     }
-    markDirty(this)
+    this.#queue(bytes)
   }
 
   #queue(bytes: Uint8Array): void {
-    if (this.#out === undefined) this.#out = []
-    this.#out.push(bytes)
-    this.#queuedBytes += bytes.byteLength
+    const out = this.#out
+    if (out === undefined) this.#out = bytes
+    else if (Array.isArray(out)) out.push(bytes)
+    else this.#out = [out, bytes]
+    markDirty(this)
   }
 
   flush(): void {
     const out = this.#out
-    if (out === undefined || out.length === 0 || this.state === ConnState.Closed) return
+    if (out === undefined || this.state === ConnState.Closed) return
     this.#out = undefined
-    this.#outBytes = 0
-    this.#queuedBytes = 0
-    const frame = out.length === 1 ? (out[0] as Uint8Array) : this.codec.frame(out)
+    this.#pushBytes = 0
+    this.#replyBytes = 0
     const traffic = this.#owner.counters
-    traffic.messagesOut += out.length
+    let frame: Uint8Array
+    if (Array.isArray(out)) {
+      frame = this.codec.frame(out)
+      traffic.messagesOut += out.length
+    } else {
+      frame = out
+      traffic.messagesOut++
+    }
     traffic.bytesOut += frame.byteLength
     this.socket.send(frame, this.codec.binary)
   }
@@ -194,8 +211,8 @@ export class Connection implements Flushable {
     this.closeCode = code
     this.closeReason = reason
     const push = this.codec.encode({ type: 'disconnect', code, reason })
-    if (dropQueued || this.#out === undefined) this.#out = [push]
-    else this.#out.push(push)
+    if (dropQueued) this.#out = undefined
+    this.#queue(push)
     this.flush()
     this.state = ConnState.Closed
     try {

@@ -19,7 +19,9 @@ const START_TIMEOUT_MS = 30_000
 export async function startBenchServer(kind: ServerKind): Promise<BenchServer> {
   const child: ChildProcess = forkSibling('servers/server-process', {
     env: { ...process.env, HOLDFAST_BENCH_SERVER: kind },
-    execArgv: ['--expose-gc'],
+    // HOLDFAST_BENCH_SERVER_ARGS: extra node flags for the server process, e.g. to profile it:
+    // HOLDFAST_BENCH_SERVER_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench -- --servers holdfast
+    execArgv: ['--expose-gc', ...(process.env['HOLDFAST_BENCH_SERVER_ARGS']?.split(' ').filter(Boolean) ?? [])],
   })
   const first = await new Promise<FromServer>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the ${kind} server did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS)

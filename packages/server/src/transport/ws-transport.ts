@@ -12,12 +12,66 @@ export interface WsTransportOptions {
 
 const BINARY = { binary: true } as const
 const TEXT = { binary: false } as const
+const OPEN = 1 // WebSocket.OPEN
+
+/**
+ * The RFC 6455 frame of one unmasked, unfragmented server message: header and payload in one
+ * buffer, so it goes to the kernel in one write. Written here because `ws` frames every `send`
+ * anew, per socket; a publication fanned out to thousands of sockets is framed once instead.
+ */
+function frameOf(data: Uint8Array, binary: boolean): Buffer {
+  const n = data.byteLength
+  const head = n < 126 ? 2 : n < 65_536 ? 4 : 10
+  const frame = Buffer.allocUnsafe(head + n)
+  frame[0] = binary ? 0x82 : 0x81 // FIN + opcode
+  if (head === 2) frame[1] = n
+  else if (head === 4) {
+    frame[1] = 126
+    frame.writeUInt16BE(n, 2)
+  } else {
+    frame[1] = 127
+    frame.writeUInt32BE(Math.floor(n / 2 ** 32), 2)
+    frame.writeUInt32BE(n >>> 0, 6)
+  }
+  frame.set(data, head)
+  return frame
+}
+
+/**
+ * The last message framed, by identity: the flush writes the same publication bytes to every
+ * subscriber one after the other, so one entry frames a fan-out once.
+ */
+let lastData: Uint8Array | undefined
+let lastBinary = false
+let lastFrame: Buffer | undefined
+
+function framed(data: Uint8Array, binary: boolean): Buffer {
+  if (data !== lastData || binary !== lastBinary || lastFrame === undefined) {
+    lastFrame = frameOf(data, binary)
+    lastData = data
+    lastBinary = binary
+  }
+  return lastFrame
+}
+
+/** What this module reads of a `ws` socket's internals (ws 8): its net.Socket. */
+interface WsInternals {
+  _socket: Duplex | null
+}
 
 /** Adapts a `ws` socket to the gateway's TransportSocket (one small object per connection). */
 class WsSocket implements TransportSocket {
   readonly #ws: WebSocket
+  /**
+   * The TCP socket to write pre-framed messages to, when nothing else may sit between `ws`'s
+   * sender and the socket (no permessage-deflate, whose sender queues while compressing);
+   * undefined otherwise. Everything still goes to one socket in call order, `ws`'s own control
+   * frames (pong, close) included.
+   */
+  readonly #raw: Duplex | undefined
   constructor(ws: WebSocket) {
     this.#ws = ws
+    this.#raw = ws.extensions === '' ? ((ws as unknown as WsInternals)._socket ?? undefined) : undefined
   }
   get protocol(): string {
     return this.#ws.protocol
@@ -26,7 +80,9 @@ class WsSocket implements TransportSocket {
     return this.#ws.bufferedAmount
   }
   send(data: Uint8Array, binary: boolean): void {
-    this.#ws.send(data, binary ? BINARY : TEXT)
+    const raw = this.#raw
+    if (raw !== undefined && this.#ws.readyState === OPEN) raw.write(framed(data, binary))
+    else this.#ws.send(data, binary ? BINARY : TEXT)
   }
   close(code: number, reason: string): void {
     this.#ws.close(code, reason)

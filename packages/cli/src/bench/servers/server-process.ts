@@ -42,6 +42,8 @@ if (process.send !== undefined && process.env['HOLDFAST_BENCH_SERVER'] !== undef
     send({ type: 'gc-done' })
   })
   process.on('disconnect', () => process.exit(0))
+  // An orderly exit on the bench's SIGTERM, so that --cpu-prof and similar flags write their output.
+  process.on('SIGTERM', () => process.exit(0))
   start(kind).then(
     (s) => send({ type: 'listening', url: s.url }),
     (err: unknown) => {

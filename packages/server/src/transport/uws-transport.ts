@@ -164,6 +164,7 @@ function upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context
   const url = query === '' || query === undefined ? req.getUrl() : `${req.getUrl()}?${query}`
   const key = req.getHeader('sec-websocket-key')
   const extensions = req.getHeader('sec-websocket-extensions')
+  const version = req.getHeader('sec-websocket-version')
   const offered = new Set(req.getHeader('sec-websocket-protocol').split(',').map((p) => p.trim()))
   const protocol = chooseSubprotocol(offered)
   const remoteAddress = normalizeUwsIp(decoder.decode(res.getRemoteAddressAsText()))
@@ -171,20 +172,23 @@ function upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context
   res.onAborted(() => {
     done = true
   })
+  const refuse = (status: number, code: string, message: string, extra: Record<string, string>): void => {
+    if (done) return
+    done = true
+    const r = refusal(status, code, message)
+    res.cork(() => {
+      res.writeStatus(r.status).writeHeader('Content-Type', 'application/json')
+      for (const [k, v] of Object.entries(extra)) res.writeHeader(k, v)
+      res.end(r.body, true)
+    })
+  }
   admit({
     request: { headers, url, method: 'GET', socket: { remoteAddress } },
     gone: () => done,
-    refuse: (status, code, message, extra) => {
-      if (done) return
-      done = true
-      const r = refusal(status, code, message)
-      res.cork(() => {
-        res.writeStatus(r.status).writeHeader('Content-Type', 'application/json')
-        for (const [k, v] of Object.entries(extra)) res.writeHeader(k, v)
-        res.end(r.body, true)
-      })
-    },
+    refuse,
     upgrade: (accept) => {
+      // uWS does not check these; ws answers 400 to the same handshakes (RFC 6455 4.2.1).
+      if (version !== '13' || !KEY_RE.test(key)) return refuse(400, 'bad_handshake', 'missing or invalid Sec-WebSocket-Version or Sec-WebSocket-Key', {})
       if (done) return
       done = true
       // uWS runs the open handler inside upgrade(), so `accept` runs synchronously here.
@@ -192,6 +196,9 @@ function upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context
     },
   })
 }
+
+/** A Sec-WebSocket-Key is 16 bytes in base64. */
+const KEY_RE = /^[+/0-9A-Za-z]{21}[AQgw]==$/
 
 /** uWS prints addresses of an IPv6 socket in full form; give IPv4-mapped ones back as IPv4. */
 function normalizeUwsIp(ip: string): string {

@@ -1,10 +1,12 @@
 import { parseArgs } from 'node:util'
-import type { HoldfastOptions, RedisEngineOptions } from '@holdfast/server'
+import type { HoldfastOptions, RedisEngineOptions, TransportName } from '@holdfast/server'
 import { CliError } from './cli-error.js'
 import { parseDuration } from './duration.js'
 
 export const ENGINES = ['memory', 'redis'] as const
 export type EngineName = (typeof ENGINES)[number]
+
+export const TRANSPORTS = ['ws', 'uws'] as const satisfies readonly TransportName[]
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -23,6 +25,10 @@ export interface ServeConfig {
   redis: RedisTuning
   /** Worker processes behind one port (a primary supervises them when > 1). */
   workers: number
+  /** What carries the WebSockets: ws (on the HTTP port) or uws (uWebSockets.js on wsPort). */
+  transport: TransportName
+  /** With uws: the WebSocket port; undefined means port + 1 (0 when port is 0). */
+  wsPort: number | undefined
   /** Where to write the process id (the primary's with --workers), for `holdfast reload`. */
   pidFile: string | undefined
   logLevel: LogLevel
@@ -62,7 +68,9 @@ export const SETTINGS = {
   host: { flag: 'host', file: 'host', help: 'address to bind (default 127.0.0.1; 0.0.0.0 for all interfaces)' },
   engine: { flag: 'engine', file: 'engine', help: 'memory | redis (default memory)' },
   redisUrl: { flag: 'redis-url', file: 'redisUrl', help: 'Redis URL for --engine redis (default redis://127.0.0.1:6379)' },
-  workers: { flag: 'workers', file: 'workers', help: 'worker processes (default 1)' },
+  workers: { flag: 'workers', file: 'workers', help: 'worker processes (default 1; needs --transport ws)' },
+  transport: { flag: 'transport', file: 'transport', help: 'ws | uws: what carries the WebSockets (default ws); uws serves them on --ws-port' },
+  wsPort: { flag: 'ws-port', file: 'wsPort', help: 'with --transport uws: the WebSocket port (default --port + 1; 0 picks a free one)' },
   config: { flag: 'config', file: 'config', help: 'JSON config file (server options, channels.namespaces...)' },
   tokenSecret: { flag: 'token-secret', file: 'tokenSecret', help: 'HS256 secret for connection tokens (none: anonymous clients)' },
   apiKey: { flag: 'api-key', file: 'apiKey', help: 'key for the server HTTP API (Authorization: apikey <key>)' },
@@ -307,6 +315,8 @@ export function resolveServeConfig(
   const engine = get('engine', (r) => parseChoice(r, ENGINES), 'memory' as EngineName)
   const redisUrl = get('redisUrl', parseRedisUrl, DEFAULT_REDIS_URL)
   const workers = get('workers', (r) => parseInteger(r, 1, 1024), 1)
+  const transport = get('transport', (r) => parseChoice(r, TRANSPORTS), 'ws' as TransportName)
+  const wsPort = get<number | undefined>('wsPort', (r) => parseInteger(r, 0, 65535), undefined)
   const tokenSecret = get<string | undefined>('tokenSecret', parseNonEmpty, undefined)
   const apiKey = get<string | undefined>('apiKey', parseNonEmpty, undefined)
   const adminSecret = get<string | undefined>('adminSecret', parseNonEmpty, undefined)
@@ -324,6 +334,7 @@ export function resolveServeConfig(
   if (pingIntervalMs !== undefined) holdfast['pingIntervalMs'] = pingIntervalMs
   if (drainMs !== undefined) holdfast['drainMs'] = drainMs
   if (sessionSecret !== undefined) holdfast['sessionSecret'] = sessionSecret
+  if (transport !== 'ws') holdfast['transport'] = transport
 
   const fileJwt = holdfast['jwt']
   if (fileJwt !== undefined && !isPlainObject(fileJwt)) {
@@ -339,6 +350,7 @@ export function resolveServeConfig(
   const auth = jwt !== undefined && (jwt['secret'] !== undefined || jwt['publicKey'] !== undefined || jwt['jwksUrl'] !== undefined)
 
   const warnings: string[] = []
+  if (wsPort !== undefined && transport !== 'uws') warnings.push('--ws-port only applies with --transport uws (ws serves WebSockets on --port); ignored')
   if (!auth) {
     if (env['NODE_ENV'] === 'production') {
       throw new CliError(
@@ -371,6 +383,8 @@ export function resolveServeConfig(
     redisUrl,
     redis,
     workers,
+    transport,
+    wsPort,
     pidFile,
     logLevel,
     drainMs,

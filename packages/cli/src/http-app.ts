@@ -18,6 +18,8 @@ export interface HttpAppOptions {
   publicDir?: string
   /** WebSocket endpoint. @default '/ws' */
   wsPath?: string
+  /** Serve the gateway's WebSockets on this app's server; false when uWebSockets.js serves them on a port of its own. @default true */
+  webSocket?: boolean
   /** Key of the server HTTP API at `/api`; without one the API is not served at all. @default undefined */
   apiKey?: string
   /** The admin dashboard at `/admin` (src/admin); without one every `/admin` URL is 404. @default undefined */
@@ -73,7 +75,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   // public internet: expose the port to the scraper only (docs/operations.md).
   app.get('/metrics', async (_req, reply) => reply.header('content-type', holdfast.metrics.contentType).send(await holdfast.metricsText()))
 
-  await app.register(holdfastFastify, { holdfast, path: opts.wsPath ?? '/ws' })
+  if (opts.webSocket !== false) await app.register(holdfastFastify, { holdfast, path: opts.wsPath ?? '/ws' })
   if (opts.apiKey !== undefined) await app.register(holdfastApi, { holdfast, apiKey: opts.apiKey, prefix: '/api' })
   await app.register(adminRoutes, { holdfast, admin: opts.admin, wsPath: opts.wsPath ?? '/ws' })
 

@@ -100,7 +100,7 @@ export async function startServer(
   }
   let app: FastifyInstance
   try {
-    app = await buildHttpApp({ holdfast, logger, ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }), ...(admin === undefined ? {} : { admin }) })
+    app = await buildHttpApp({ holdfast, logger, webSocket: config.transport === 'ws', ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }), ...(admin === undefined ? {} : { admin }) })
   } catch (err) {
     await holdfast.close({ drainMs: 0 }).catch(() => {})
     await closeOwned()
@@ -119,10 +119,23 @@ export async function startServer(
     throw err
   }
   const { port } = app.server.address() as AddressInfo
+  let wsPort = port
+  if (config.transport === 'uws') {
+    // uWebSockets.js owns its listening socket, so the WebSockets get a port of their own; the
+    // HTTP side (probes, API, metrics, demo, dashboard) stays on Fastify at --port.
+    try {
+      wsPort = await holdfast.listen({ host: config.host, port: config.wsPort ?? (config.port === 0 ? 0 : port + 1) })
+    } catch (err) {
+      await holdfast.close({ drainMs: 0 }).catch(() => {})
+      await app.close()
+      await closeOwned()
+      throw new CliError((err as Error).message, { cause: err })
+    }
+  }
   const host = urlHost(config.host)
   const url = `http://${host}:${port}`
   // A worker's readiness goes to its primary, which prints the one listening line for the fleet.
-  if (opts.worker === undefined) io.stdout.write(`holdfast listening on ${url} (ws://${host}:${port}/ws) engine=${config.engine}\n`)
+  if (opts.worker === undefined) io.stdout.write(`holdfast listening on ${url} (ws://${host}:${wsPort}/ws) engine=${config.engine}${config.transport === 'uws' ? ' transport=uws' : ''}\n`)
   logger.info({ url, engine: config.engine, ...(owned === undefined ? {} : { redis: redactUrl(config.redisUrl) }), auth: config.auth, api: config.apiKey !== undefined, sources: config.sources }, 'holdfast started')
 
   let closing: Promise<void> | undefined
@@ -172,6 +185,10 @@ export async function runServe(config: ServeConfig): Promise<void> {
         process.exit(1)
       },
     )
+  }
+  if (config.transport === 'uws' && config.workers > 1) {
+    // The primary hands each worker the one listening socket; uWS cannot take a handed-over socket.
+    throw new CliError('--workers needs --transport ws: uWebSockets.js listens by itself and cannot share the primary\'s port; run one uws process per port (docs/transports.md)')
   }
   if (config.workers > 1 && cluster.isPrimary) return runPrimary(config)
   process.on('SIGTERM', onSignal)

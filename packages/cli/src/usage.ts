@@ -6,6 +6,8 @@ const VALUE_NAMES: Readonly<Record<SettingName, string>> = {
   engine: 'NAME',
   redisUrl: 'URL',
   workers: 'N',
+  transport: 'NAME',
+  wsPort: 'PORT',
   config: 'FILE',
   tokenSecret: 'S',
   apiKey: 'K',

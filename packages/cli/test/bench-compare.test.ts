@@ -2,22 +2,22 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { Writable } from 'node:stream'
 import { formatCompare, renderCompareHtml, resolveBenchConfig, runCompare } from '../src/bench/index.js'
-import { loadUws } from '../src/bench/servers/uws-server.js'
+import { loadUws } from '@holdfast/server/internal'
 
 const quiet = new Writable({ write: (_c, _e, cb) => cb() })
 
 describe('holdfast bench --compare', () => {
-  it('runs the same scenario against holdfast, raw ws, Socket.IO and uWebSockets.js, each in its own process', async () => {
+  it('runs the same scenario against holdfast (on ws and on uWS), raw ws, Socket.IO and uWebSockets.js, each in its own process', async () => {
     const cfg = resolveBenchConfig(['--compare', '--connections', '40', '--duration', '2', '--rate', '10', '--workers', '1', '--quiet'], {})
     const c = await runCompare(cfg, { stderr: quiet })
     // uWebSockets.js has native binaries for linux x64 on Node 20 (ABI 115); where the mirror has
     // none (Node 24 today) it must be skipped with a reason, never measured as its JS fallback.
     const uwsLoads = !('error' in loadUws())
     if (process.versions.modules === '115') assert.equal(uwsLoads, true, 'uWebSockets.js loads on Node 20 linux x64')
-    assert.deepEqual(Object.keys(c.skipped), uwsLoads ? [] : ['uws'])
+    assert.deepEqual(Object.keys(c.skipped), uwsLoads ? [] : ['holdfast-uws', 'uws'])
     assert.deepEqual(
       c.runs.map((r) => r.target.kind),
-      uwsLoads ? ['holdfast', 'ws', 'socketio', 'uws'] : ['holdfast', 'ws', 'socketio'],
+      uwsLoads ? ['holdfast', 'holdfast-uws', 'ws', 'socketio', 'uws'] : ['holdfast', 'ws', 'socketio'],
     )
     const pids = new Set<number | null>()
     for (const r of c.runs) {
@@ -31,8 +31,8 @@ describe('holdfast bench --compare', () => {
     }
     assert.equal(pids.size, c.runs.length, 'each server ran in its own process')
     assert.deepEqual(
-      c.ratios.map((x) => x.peer),
-      uwsLoads ? ['ws', 'socketio', 'uws'] : ['ws', 'socketio'],
+      c.ratios.map((x) => `${x.holdfast}/${x.peer}`),
+      uwsLoads ? ['holdfast/ws', 'holdfast/socketio', 'holdfast/uws', 'holdfast-uws/uws'] : ['holdfast/ws', 'holdfast/socketio'],
     )
     for (const x of c.ratios) {
       assert.ok(x.cpuPerDelivery !== null && x.cpuPerDelivery > 0)
@@ -40,7 +40,7 @@ describe('holdfast bench --compare', () => {
     }
     const table = formatCompare(c)
     assert.match(table, /holdfast \/ peer/)
-    if (uwsLoads) assert.match(table, /vs uWebSockets\.js pub\/sub/)
+    if (uwsLoads) assert.match(table, /holdfast-uws vs uWebSockets\.js pub\/sub/)
     assert.ok(renderCompareHtml(c).includes('<svg'))
   })
 })

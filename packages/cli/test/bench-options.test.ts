@@ -57,7 +57,7 @@ describe('holdfast bench options', () => {
   it('refuses combinations that make no sense, naming the flag', () => {
     refuses(['--compare', '--url', 'ws://127.0.0.1:1/ws'], /--compare starts its own servers/)
     refuses(['--servers', 'ws'], /only applies with --compare/)
-    refuses(['--compare', '--servers', 'ws,uws'], /must include holdfast/)
+    refuses(['--compare', '--servers', 'ws,uws'], /must include holdfast or holdfast-uws/)
     refuses(['--step', '10'], /only applies with --mode shootout/)
     refuses(['--server-pid', '1'], /goes with --url/)
     refuses(['--token', 'a', '--token-secret', 'b'], /either --token or --token-secret/)

@@ -80,6 +80,8 @@ const PRECEDENCE: Record<Exclude<SettingName, 'config'>, { raw: [string, string,
     want: ['redis://a:6379', 'rediss://b:6380', 'redis://c:6381/2'],
   },
   workers: { raw: ['3', '2', 4], read: (c) => c.workers, want: [3, 2, 4] },
+  transport: { raw: ['uws', 'ws', 'uws'], read: (c) => [c.transport, c.holdfast.transport], want: [['uws', 'uws'], ['ws', undefined], ['uws', 'uws']] },
+  wsPort: { raw: ['4444', '5555', 6666], read: (c) => c.wsPort, want: [4444, 5555, 6666] },
   tokenSecret: {
     raw: ['flag-secret-0123456789abcdef0123456789', 'env-secret-0123456789abcdef0123456789', 'file-secret-0123456789abcdef0123456789'],
     read: (c) => c.holdfast.jwt?.secret,

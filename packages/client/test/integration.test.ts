@@ -29,6 +29,12 @@ function makeClient(url: string | string[], options: ClientOptions = {}): Holdfa
   return client
 }
 
+/**
+ * uWebSockets.js cannot listen again on a port that still has (or just had) connections in this
+ * process: it sets no SO_REUSEADDR (docs/transports.md). Restart-on-the-same-port tests run on ws only.
+ */
+const SAME_PORT_RESTART = process.env['HOLDFAST_TEST_TRANSPORT'] === 'uws' ? 'uws cannot re-listen on a port with recent connections' : false
+
 async function node(engine: SharedEngine, port = 0, options = {}): Promise<Node> {
   const n = await startNode(engine, options, port)
   cleanups.push(() => n.stop())
@@ -82,7 +88,7 @@ test('subscribe, publish, and see the publication once, acked with its offset', 
   assert.equal(history.publications.length, 1)
 })
 
-test('server restart on the same port: reconnect, resubscribe, recover; offline publishes land exactly once', async () => {
+test('server restart on the same port: reconnect, resubscribe, recover; offline publishes land exactly once', { skip: SAME_PORT_RESTART }, async () => {
   const engine = sharedEngine()
   const a = await node(engine)
   const port = a.port
@@ -224,7 +230,7 @@ test('unauthorized twice (getToken keeps returning bad tokens): closed', async (
   await inState(client, 'closed')
 })
 
-test('server-side subscription (subscribeUser): announced, recovered by the client after a restart, ended by unsubscribeUser', async () => {
+test('server-side subscription (subscribeUser): announced, recovered by the client after a restart, ended by unsubscribeUser', { skip: SAME_PORT_RESTART }, async () => {
   const secret = 'integration-secret-0123456789'
   const engine = sharedEngine()
   const a = await node(engine, 0, { jwt: { secret } })

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http'
+import type { UpgradeRequest } from './transport/transport.js'
 import {
   CloseCodes,
   HoldfastError,
@@ -27,7 +27,7 @@ import { connectionInfo } from './tracing.js'
 /** Upgrade-time facts a connection keeps until its connect command is handled. */
 export interface PendingConnect {
   preAuth: AuthResult | undefined
-  req: IncomingMessage | undefined
+  req: UpgradeRequest | undefined
 }
 
 const MAX_MSG_ID = 128
@@ -198,7 +198,7 @@ export class CommandHandler {
       auth =
         cmd.token === undefined && pending.preAuth !== undefined
           ? pending.preAuth
-          : await gw.authenticate(cmd.token, pending.req as IncomingMessage)
+          : await gw.authenticate(cmd.token, pending.req as UpgradeRequest)
     } catch (err) {
       const e = err instanceof HoldfastError ? err : new HoldfastError('unauthorized', 'authentication failed', { cause: err })
       // Counted as a rejection when the connection closes (gateway #onClosed), like every handshake failure.
@@ -255,7 +255,7 @@ export class CommandHandler {
     const gw = this.#gw
     let auth: AuthResult
     try {
-      auth = await gw.authenticate(token, undefined as unknown as IncomingMessage)
+      auth = await gw.authenticate(token, undefined as unknown as UpgradeRequest)
     } catch (err) {
       if (err instanceof HoldfastError && (err.code === 'token_expired' || err.code === 'unauthorized')) throw err
       throw new HoldfastError('unauthorized', 'token refresh failed', { cause: err })

@@ -1,5 +1,6 @@
-import { EventEmitter } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import type { IncomingMessage, Server as HttpServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import {
   CloseCodes,
@@ -33,7 +34,7 @@ import { RpcRouter, type RpcHandler } from './rpc-router.js'
 import { SessionSigner } from './session.js'
 import { TimerWheel } from './timer-wheel.js'
 import { rejectUpgrade, WsTransport } from './transport/ws-transport.js'
-import type { TransportSink, TransportSocket } from './transport/transport.js'
+import { refusal, refusalHeaders, type PendingUpgrade, type TransportSink, type TransportSocket, type UpgradeRequest } from './transport/transport.js'
 
 /** Extra room for the command envelope around a `maxPayload` of data in one frame. */
 const FRAME_OVERHEAD = 16 * 1024
@@ -95,7 +96,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   /** session id → the connection holding it on this node. */
   readonly bySession = new Map<string, Connection>()
   readonly #ownsEngine: boolean
-  readonly #transport: WsTransport
+  /** Created on first use, so a `uws` gateway never builds a ws server. */
+  #ws: WsTransport | undefined
+  /** What listen() opened: closed last by close(). */
+  #listener: { close(): void } | undefined
   readonly #wheel: TimerWheel<Connection>
   readonly #ipLimiter: IpLimiter
   readonly #originOk: (origin: string | undefined) => boolean
@@ -130,7 +134,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.hub = new Hub(this.engine, { onInsufficientState: (conn, channel) => this.#insufficientState(conn, channel) })
     this.metrics = new Metrics(this, { processMetrics: o.processMetrics })
     this.tracing = new Tracing(o.tracer)
-    this.#transport = new WsTransport({ maxFrameBytes: o.maxPayload + FRAME_OVERHEAD, compression: o.compression })
     this.#wheel = new TimerWheel<Connection>({
       tickMs: HEARTBEAT_TICK_MS,
       onExpire: (conn) => this.#heartbeat(conn),
@@ -204,8 +207,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
 
   // ------------------------------------------------------------------ HTTP attachment
 
-  /** Handle WebSocket upgrades on `path` of an existing node:http server. */
+  /** Handle WebSocket upgrades on `path` of an existing node:http server (the `ws` transport only). */
   attach(server: HttpServer, opts: { path?: string } = {}): this {
+    this.#wsTransport()
     const path = opts.path ?? '/ws'
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const url = req.url ?? '/'
@@ -216,35 +220,86 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     return this
   }
 
-  /** Upgrade a request to a holdfast connection, or refuse it with an HTTP status. */
+  /**
+   * Listen for WebSockets on `host:port` at `path` with a server of the gateway's own: a node:http
+   * server for the `ws` transport, a uWebSockets.js App for `uws` (which cannot attach to
+   * node:http). Resolves with the bound port (port 0 picks a free one); `close()` stops listening.
+   */
+  async listen(opts: { host?: string; port?: number; path?: string } = {}): Promise<number> {
+    if (this.#listener !== undefined) throw new Error('holdfast: listen() was already called')
+    const host = opts.host ?? '127.0.0.1'
+    const port = opts.port ?? 0
+    const path = opts.path ?? '/ws'
+    if (this.options.transport === 'uws') {
+      // Imported only here, so that choosing `ws` never loads (or needs) uWebSockets.js.
+      const { UwsTransport } = await import('./transport/uws-transport.js')
+      const uws = new UwsTransport(path, {
+        maxFrameBytes: this.options.maxPayload + FRAME_OVERHEAD,
+        compression: this.options.compression,
+        admit: (pending) => this.#handle(pending),
+      })
+      this.#listener = uws
+      return uws.listen(host, port)
+    }
+    const { createServer } = await import('node:http')
+    const server = createServer((_req, res) => res.writeHead(404, { 'content-type': 'application/json' }).end(refusal(404, 'not_found', 'no WebSocket endpoint here').body))
+    this.attach(server, { path })
+    this.#listener = { close: () => server.close() }
+    server.listen(port, host)
+    await once(server, 'listening')
+    return (server.address() as AddressInfo).port
+  }
+
+  #wsTransport(): WsTransport {
+    if (this.#ws === undefined) {
+      if (this.options.transport !== 'ws') throw new Error(`holdfast: attach()/handleUpgrade() need transport "ws"; with "${this.options.transport}" use listen()`)
+      this.#ws = new WsTransport({ maxFrameBytes: this.options.maxPayload + FRAME_OVERHEAD, compression: this.options.compression })
+    }
+    return this.#ws
+  }
+
+  /** Upgrade a request to a holdfast connection, or refuse it with an HTTP status (the `ws` transport). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const ws = this.#wsTransport()
     socket.on('error', () => {})
-    void this.#upgrade(req, socket, head).catch((err: unknown) => {
-      this.log?.error({ err }, 'upgrade failed')
-      rejectUpgrade(socket, 500, 'internal', 'internal error')
+    this.#handle({
+      request: req,
+      gone: () => socket.destroyed,
+      refuse: (status, code, message, headers) => rejectUpgrade(socket, status, code, message, headers),
+      upgrade: (accept) => ws.upgrade(req, socket, head, accept),
     })
   }
 
-  async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  /** Admission, the same for every transport: every refusal is an HTTP status before any WebSocket exists. */
+  #handle(p: PendingUpgrade): void {
+    void this.#upgrade(p).catch((err: unknown) => {
+      this.log?.error({ err }, 'upgrade failed')
+      p.refuse(500, 'internal', 'internal error', {})
+    })
+  }
+
+  async #upgrade(p: PendingUpgrade): Promise<void> {
     const o = this.options
+    const req = p.request
     const refuse = (status: number, reason: string, message: string): void => {
       this.counters.inc('connections_rejected', reason)
       this.log?.info({ status, reason, ip: normalizeIp(req.socket.remoteAddress ?? ''), trace: parseTraceparent(req.headers['traceparent'])?.traceId }, 'connection refused')
-      rejectUpgrade(socket, status, reason, message, status === 429 || status === 503 ? { 'Retry-After': '1' } : {})
+      p.refuse(status, reason, message, refusalHeaders(status))
     }
     if (this.#draining || this.#closed !== undefined) return refuse(503, 'draining', 'node is draining; connect to another node')
     // Upgrades still verifying a token count too, or concurrent ones would all pass this check.
     if (this.connections.size + this.#admitting >= o.maxConnections) return refuse(503, 'node_full', 'node connection limit reached')
     this.#admitting++
     try {
-      await this.#admit(req, socket, head, refuse)
+      await this.#admit(p, refuse)
     } finally {
       // transport.upgrade() accepts synchronously: by now the connection is counted in `connections`.
       this.#admitting--
     }
   }
 
-  async #admit(req: IncomingMessage, socket: Duplex, head: Buffer, refuse: (status: number, reason: string, message: string) => void): Promise<void> {
+  async #admit(p: PendingUpgrade, refuse: (status: number, reason: string, message: string) => void): Promise<void> {
+    const req = p.request
     const origin = req.headers.origin
     if (!this.#originOk(origin)) return refuse(403, 'origin', 'origin not allowed')
     const ip = normalizeIp(req.socket.remoteAddress ?? '')
@@ -276,10 +331,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
         return refuse(401, e.code, e.message)
       }
     }
-    if (socket.destroyed) return release()
+    if (p.gone()) return release()
     const parent = parseTraceparent(req.headers['traceparent'])
     let accepted = false
-    this.#transport.upgrade(req, socket, head, (ts) => {
+    p.upgrade((ts) => {
       accepted = true
       return this.#accept(ts, ip, parent, req, preAuth)
     })
@@ -290,7 +345,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   // Nothing created here may close over #admit's scope: its context holds the IncomingMessage,
   // which would then live as long as the connection (kilobytes each). The IP slot is released
   // from onClose by address instead of through a closure.
-  #accept(socket: TransportSocket, ip: string, parent: TraceParent | undefined, req: IncomingMessage, preAuth: AuthResult | undefined): TransportSink {
+  #accept(socket: TransportSocket, ip: string, parent: TraceParent | undefined, req: UpgradeRequest, preAuth: AuthResult | undefined): TransportSink {
     const o = this.options
     const codec = this.#commands.codecFor(socket.protocol)
     const { span, traceId } = this.tracing.startConnect(parent, { 'client.address': ip, 'holdfast.node': o.nodeId })
@@ -309,7 +364,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   }
 
   /** Verify a token with the configured `authenticate` hook or JWT verifier. */
-  async authenticate(token: string | undefined, req: IncomingMessage): Promise<AuthResult> {
+  async authenticate(token: string | undefined, req: UpgradeRequest): Promise<AuthResult> {
     const o = this.options
     if (o.authenticate !== undefined) return o.authenticate({ token, request: req })
     if (this.#verify !== undefined) {
@@ -717,7 +772,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       this.#onClosed(conn, CloseCodes.restart.code, 'drain deadline')
     }
     this.#wheel.stop()
-    this.#transport.close()
+    this.#ws?.close()
+    this.#listener?.close()
     clearInterval(this.#sweepTimer)
     if (this.#presenceTimer !== undefined) clearInterval(this.#presenceTimer)
     await this.engine.unregisterNode(this.options.nodeId).catch(() => {})

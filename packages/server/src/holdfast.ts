@@ -6,6 +6,7 @@ export type Holdfast = Pick<
   Gateway,
   | 'attach'
   | 'handleUpgrade'
+  | 'listen'
   | 'publish'
   | 'history'
   | 'presence'
@@ -34,7 +35,8 @@ export type Holdfast = Pick<
 
 /**
  * Create a gateway node. Attach it to a node:http server (`attach(server)`), or use the Fastify
- * plugin from `@holdfast/server/fastify`.
+ * plugin from `@holdfast/server/fastify`; or let it listen on its own port (`await listen({ port })`),
+ * the only way with `transport: 'uws'`.
  *
  * ```ts
  * const holdfast = createHoldfast({ jwt: { secret } })

@@ -9,7 +9,9 @@ export type {
   DisconnectInfo,
   HoldfastOptions,
   PublishHookContext,
+  TransportName,
 } from './options.js'
+export type { UpgradeRequest } from './transport/transport.js'
 export type { AuthContext, AuthResult, AuthenticateHook, JwtAuthOptions } from './auth/types.js'
 export type { RpcContext, RpcHandler } from './rpc-router.js'
 export type {

@@ -119,6 +119,12 @@ export interface HoldfastOptions {
   drainMs?: number
   /** Enable permessage-deflate (off by default: it fragments memory badly in Node). @default false */
   compression?: boolean
+  /**
+   * What carries the WebSockets: `ws` (attaches to a node:http server) or `uws` (uWebSockets.js,
+   * which owns its listening socket: use `listen()`; loaded only when chosen). See docs/transports.md.
+   * @default 'ws'
+   */
+  transport?: TransportName
   /** Channel options: `default` for channels without a namespace, `namespaces` by name. */
   channels?: { default?: ChannelOptions; namespaces?: Record<string, ChannelOptions> }
   /** Authorize a subscription (after the built-in checks). Return false or throw a HoldfastError to refuse. */
@@ -172,6 +178,7 @@ export const DEFAULTS = {
   presenceTtlMs: 60_000,
   drainMs: 10_000,
   compression: false,
+  transport: 'ws',
   processMetrics: true,
 } as const
 
@@ -198,6 +205,7 @@ export interface ResolvedOptions {
   sessionSecret: string
   drainMs: number
   compression: boolean
+  transport: TransportName
   defaultChannel: ResolvedChannelOptions
   namespaces: Map<string, ResolvedChannelOptions>
   canSubscribe: HoldfastOptions['canSubscribe']
@@ -252,6 +260,14 @@ function resolveChannel(name: string, base: ResolvedChannelOptions, o: ChannelOp
   return out
 }
 
+export const TRANSPORTS = ['ws', 'uws'] as const
+export type TransportName = (typeof TRANSPORTS)[number]
+
+function transportName(v: unknown): TransportName {
+  if (!TRANSPORTS.includes(v as TransportName)) throw new TypeError(`holdfast: option "transport" must be one of ${TRANSPORTS.join(', ')}`)
+  return v as TransportName
+}
+
 /** Merge options with DEFAULTS and validate them once; a bad option throws a TypeError naming it. */
 export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('holdfast: options must be an object')
@@ -304,6 +320,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     sessionSecret,
     drainMs: positiveInt('drainMs', options.drainMs ?? DEFAULTS.drainMs, true),
     compression: bool('compression', options.compression ?? DEFAULTS.compression),
+    transport: transportName(options.transport ?? DEFAULTS.transport),
     defaultChannel,
     namespaces,
     canSubscribe: options.canSubscribe,

@@ -34,8 +34,7 @@ describe('drain', () => {
     }
     assert.ok(peak <= n / 3, `peak of ${peak} closes in 100 ms`)
     assert.equal(srv.gw.connectionCount, 0)
-    srv.http.closeAllConnections()
-    await new Promise<void>((r) => srv.http.close(() => r()))
+    await srv.close()
   })
 
   it('drainMs 0 closes everything at once', async () => {

@@ -11,19 +11,31 @@ import {
 } from '@holdfast/protocol'
 import WebSocket from 'ws'
 import { Gateway } from '../src/gateway.js'
-import type { HoldfastOptions } from '../src/options.js'
+import type { HoldfastOptions, TransportName } from '../src/options.js'
 
 export interface TestServer {
   gw: Gateway
-  http: Server
+  /** The node:http server the gateway is attached to; undefined on the uws transport (it listens by itself). */
+  http: Server | undefined
   port: number
   url: string
   close(): Promise<void>
 }
 
-/** A real gateway on a real HTTP server on 127.0.0.1, port 0. */
+/** The transport the WebSocket-level tests run on: `HOLDFAST_TEST_TRANSPORT=uws npm run test:uws` runs them on uWebSockets.js. */
+export const TEST_TRANSPORT: TransportName = process.env['HOLDFAST_TEST_TRANSPORT'] === 'uws' ? 'uws' : 'ws'
+
+/**
+ * A real gateway on 127.0.0.1, port 0: attached to a real node:http server (ws transport), or
+ * listening with uWebSockets.js when HOLDFAST_TEST_TRANSPORT=uws.
+ */
 export async function startServer(options: HoldfastOptions = {}): Promise<TestServer> {
-  const gw = new Gateway({ logger: false, ...options })
+  const gw = new Gateway({ logger: false, transport: TEST_TRANSPORT, ...options })
+  if (gw.options.transport === 'uws') {
+    const port = await gw.listen({ host: '127.0.0.1', port: 0 })
+    await gw.ready()
+    return { gw, http: undefined, port, url: `ws://127.0.0.1:${port}/ws`, close: () => gw.close({ drainMs: 0 }) }
+  }
   const http = createServer((_req, res) => res.writeHead(404).end())
   gw.attach(http)
   http.listen(0, '127.0.0.1')

@@ -8,9 +8,25 @@ function div(a: number | null | undefined, b: number | null | undefined): number
   return Math.round((a / b) * 1000) / 1000
 }
 
-/** holdfast's figure over the peer's, for each figure the issue compares. */
+/**
+ * holdfast's figure over the peer's, for each figure the issue compares: holdfast (ws transport)
+ * against every peer, and holdfast on uWebSockets.js against raw uWebSockets.js pub/sub.
+ */
+export function compareRatios(runs: BenchReport[]): CompareRatio[] {
+  const byKind = new Map(runs.map((r) => [r.target.kind, r]))
+  const out: CompareRatio[] = []
+  const holdfast = byKind.get('holdfast')
+  if (holdfast !== undefined) out.push(...ratios(holdfast, runs.filter((r) => r.target.kind !== 'holdfast' && r.target.kind !== 'holdfast-uws')))
+  const onUws = byKind.get('holdfast-uws')
+  const uws = byKind.get('uws')
+  if (onUws !== undefined && uws !== undefined) out.push(...ratios(onUws, [uws]))
+  return out
+}
+
+/** One holdfast run's figures over each peer's. */
 export function ratios(holdfast: BenchReport, peers: BenchReport[]): CompareRatio[] {
   return peers.map((p) => ({
+    holdfast: holdfast.target.kind as CompareRatio['holdfast'],
     peer: p.target.kind as CompareRatio['peer'],
     cpuPerDelivery: div(holdfast.server?.cpuMicrosPerDelivery, p.server?.cpuMicrosPerDelivery),
     // A peer's growth below the readings' noise gives a ratio of noise (see the run's warning).
@@ -22,7 +38,7 @@ export function ratios(holdfast: BenchReport, peers: BenchReport[]): CompareRati
 }
 
 /** Matches startUws's refusal: the one peer that may be missing on a platform without its binary. */
-const UWS_UNAVAILABLE = /uWebSockets\.js cannot be loaded/
+const UWS_UNAVAILABLE = /uWebSockets\.js cannot be loaded|transport "uws" is not available/
 
 /**
  * `--compare`: the same scenario against each server, one after the other (never together: they
@@ -39,14 +55,13 @@ export async function runCompare(cfg: BenchConfig, io: RunIO): Promise<CompareRe
       runs.push(await runBench({ ...cfg, url: undefined, serverPid: undefined, server, compare: false }, io))
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err)
-      if (server === 'uws' && UWS_UNAVAILABLE.test(message)) {
+      if ((server === 'uws' || server === 'holdfast-uws') && UWS_UNAVAILABLE.test(message)) {
         skipped[server] = message
         continue
       }
       throw err
     }
   }
-  const [holdfast, ...peers] = runs
   return {
     tool: 'holdfast bench',
     version: cliVersion(),
@@ -54,7 +69,7 @@ export async function runCompare(cfg: BenchConfig, io: RunIO): Promise<CompareRe
     mode: 'compare',
     benchMode: cfg.mode,
     runs,
-    ratios: holdfast?.target.kind === 'holdfast' ? ratios(holdfast, peers) : [],
+    ratios: compareRatios(runs),
     skipped,
   }
 }

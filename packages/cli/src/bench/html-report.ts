@@ -11,6 +11,7 @@ const COLORS = { p50: '#2b8a3e', p95: '#e8a317', p99: '#d9480f', max: '#862e9c',
 const SERVER_COLORS: Readonly<Record<ServerKind | 'external', string>> = {
   holdfast: '#1c7ed6',
   external: '#1c7ed6',
+  'holdfast-uws': '#0b7285',
   ws: '#868e96',
   socketio: '#e8590c',
   uws: '#2b8a3e',
@@ -165,7 +166,7 @@ export function renderCompareHtml(c: CompareReport): string {
         .map((x) => {
           const f = (n: number | null): string => (n === null ? '-' : `${n.toFixed(2)}×`)
           const label = c.runs.find((r) => r.target.kind === x.peer)?.target.label ?? x.peer
-          return `<tr><td>${esc(label)}</td><td>${f(x.cpuPerDelivery)}</td><td>${f(x.rssPerConnection)}</td><td>${f(x.p99)}</td><td>${f(x.deliveriesPerSecond)}</td>${c.benchMode === 'shootout' ? `<td>${f(x.clientsReached)}</td>` : ''}</tr>`
+          return `<tr><td>${esc(x.holdfast)} vs ${esc(label)}</td><td>${f(x.cpuPerDelivery)}</td><td>${f(x.rssPerConnection)}</td><td>${f(x.p99)}</td><td>${f(x.deliveriesPerSecond)}</td>${c.benchMode === 'shootout' ? `<td>${f(x.clientsReached)}</td>` : ''}</tr>`
         })
         .join('') +
       '</table><p class="muted">Below 1× is better for CPU, RSS and latency; above 1× is better for deliveries/s and clients reached.</p>',

@@ -10,7 +10,7 @@ import { BENCH_MODES, SERVER_KINDS, type BenchConfig, type BenchMode, type Serve
 /** Every `holdfast bench` flag, with the value it takes and one line of help. */
 export const BENCH_FLAGS = {
   url: { type: 'string', value: 'URL', help: 'holdfast server to load, e.g. ws://127.0.0.1:8080/ws (loopback only unless --allow-remote); without it the bench starts --server itself' },
-  server: { type: 'string', value: 'NAME', help: 'server the bench starts when there is no --url: holdfast | ws | socketio | uws (default holdfast)' },
+  server: { type: 'string', value: 'NAME', help: 'server the bench starts when there is no --url: holdfast | holdfast-uws | ws | socketio | uws (default holdfast)' },
   connections: { type: 'string', value: 'N', help: 'connections to open; in shootout mode the most clients to reach (default 1000)' },
   duration: { type: 'string', value: 'SECONDS', help: 'publishing time, e.g. 30, 30s or 2m (default 10s)' },
   rate: { type: 'string', value: 'R', help: 'publications per second over all channels (default 10)' },
@@ -28,7 +28,7 @@ export const BENCH_FLAGS = {
   step: { type: 'string', value: 'N', help: 'shootout: clients added per step (default 1000)' },
   'step-duration': { type: 'string', value: 'SECONDS', help: 'shootout: broadcasting measured after each step (default 5s)' },
   compare: { type: 'boolean', value: '', help: 'run the scenario against holdfast, raw ws, Socket.IO and uWebSockets.js, each started by the bench, and print the ratios' },
-  servers: { type: 'string', value: 'LIST', help: 'with --compare: the servers to run (default holdfast,ws,socketio,uws)' },
+  servers: { type: 'string', value: 'LIST', help: 'with --compare: the servers to run (default holdfast,holdfast-uws,ws,socketio,uws)' },
   'server-pid': { type: 'string', value: 'PID', help: 'with --url: the local server process, to report its CPU and memory from /proc' },
   'allow-remote': { type: 'boolean', value: '', help: 'allow a --url that is not on this machine' },
   timeout: { type: 'string', value: 'SECONDS', help: 'hard bound of the whole run (default: derived from the scenario)' },
@@ -170,7 +170,9 @@ export function resolveBenchConfig(argv: readonly string[], env: Readonly<Record
   const servers = serversRaw === undefined ? [...SERVER_KINDS] : parseList('servers', serversRaw, SERVER_KINDS)
   // holdfast first: the ratios are holdfast's to each peer.
   servers.sort((a, b) => (a === 'holdfast' ? -1 : b === 'holdfast' ? 1 : 0))
-  if (compare && servers[0] !== 'holdfast') throw new CliError('--servers must include holdfast: --compare reports holdfast\'s ratios to each peer')
+  if (compare && !servers.includes('holdfast') && !servers.includes('holdfast-uws')) {
+    throw new CliError('--servers must include holdfast or holdfast-uws: --compare reports holdfast\'s ratios to each peer')
+  }
 
   const modeRaw = str('mode') ?? 'fanout'
   if (!(BENCH_MODES as readonly string[]).includes(modeRaw)) throw new CliError(`--mode must be one of ${BENCH_MODES.join(', ')}, got "${modeRaw}"`)

@@ -111,7 +111,7 @@ export function formatCompare(c: CompareReport): string {
     const rr: string[][] = [['holdfast / peer', 'CPU per delivery', 'RSS per connection', 'p99 latency', 'deliveries/s', ...(c.benchMode === 'shootout' ? ['clients reached'] : [])]]
     for (const x of c.ratios) {
       const label = c.runs.find((r) => r.target.kind === x.peer)?.target.label ?? x.peer
-      rr.push([`vs ${label}`, ratio(x.cpuPerDelivery), ratio(x.rssPerConnection), ratio(x.p99), ratio(x.deliveriesPerSecond), ...(c.benchMode === 'shootout' ? [ratio(x.clientsReached)] : [])])
+      rr.push([`${x.holdfast} vs ${label}`, ratio(x.cpuPerDelivery), ratio(x.rssPerConnection), ratio(x.p99), ratio(x.deliveriesPerSecond), ...(c.benchMode === 'shootout' ? [ratio(x.clientsReached)] : [])])
     }
     out.push(table(rr))
     out.push('(below 1× is better for CPU, RSS and latency; above 1× is better for deliveries/s and clients reached)')

@@ -5,7 +5,7 @@
  */
 
 /** Servers the bench can start itself (`--server`, `--compare`). */
-export const SERVER_KINDS = ['holdfast', 'ws', 'socketio', 'uws'] as const
+export const SERVER_KINDS = ['holdfast', 'holdfast-uws', 'ws', 'socketio', 'uws'] as const
 export type ServerKind = (typeof SERVER_KINDS)[number]
 
 export const BENCH_MODES = ['fanout', 'shootout'] as const
@@ -18,7 +18,7 @@ export type BenchMode = (typeof BENCH_MODES)[number]
 export type ClientProtocol = 'holdfast' | 'json' | 'socketio'
 
 export function protocolFor(kind: ServerKind): ClientProtocol {
-  if (kind === 'holdfast') return 'holdfast'
+  if (kind === 'holdfast' || kind === 'holdfast-uws') return 'holdfast'
   if (kind === 'socketio') return 'socketio'
   return 'json'
 }
@@ -26,6 +26,7 @@ export function protocolFor(kind: ServerKind): ClientProtocol {
 /** Human names for tables and charts. */
 export const SERVER_LABELS: Readonly<Record<ServerKind, string>> = {
   holdfast: 'holdfast',
+  'holdfast-uws': 'holdfast on uWebSockets.js',
   ws: 'raw ws (naive send loop)',
   socketio: 'Socket.IO (websocket only)',
   uws: 'uWebSockets.js pub/sub',
@@ -289,6 +290,8 @@ export interface BenchReport {
 }
 
 export interface CompareRatio {
+  /** The holdfast run the ratio is of: `holdfast` (ws transport) against every peer, `holdfast-uws` against `uws`. */
+  holdfast: ServerKind
   peer: ServerKind
   /** holdfast / peer; below 1 means holdfast uses less. null when either side lacks the figure. */
   cpuPerDelivery: number | null

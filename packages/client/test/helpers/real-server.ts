@@ -50,7 +50,8 @@ export class SharedEngine {
 
 export interface Node {
   hf: Holdfast
-  http: Server
+  /** undefined on the uws transport (HOLDFAST_TEST_TRANSPORT=uws): uWebSockets.js listens by itself. */
+  http: Server | undefined
   port: number
   url: string
   /** Drain (clients get "restart") and stop listening; the shared engine survives. Idempotent. */
@@ -60,11 +61,21 @@ export interface Node {
 /** A node whose gateway is ready but not yet listening: it can publish while clients cannot reach it. */
 export async function createNode(engine: SharedEngine, options: HoldfastOptions = {}): Promise<{ hf: Holdfast; listen(port?: number): Promise<Node> }> {
   const view = engine.forNode()
-  const hf = createHoldfast({ logger: false, ...options, engine: view })
+  const transport = process.env['HOLDFAST_TEST_TRANSPORT'] === 'uws' ? 'uws' : 'ws'
+  const hf = createHoldfast({ logger: false, transport, ...options, engine: view })
   await hf.ready()
   return {
     hf,
     async listen(port = 0): Promise<Node> {
+      if (transport === 'uws') {
+        const actual = await hf.listen({ host: '127.0.0.1', port })
+        let stopped: Promise<void> | undefined
+        const stop = async (): Promise<void> => {
+          await hf.close({ drainMs: 0 })
+          await view.close()
+        }
+        return { hf, http: undefined, port: actual, url: `ws://127.0.0.1:${actual}/ws`, stop: () => (stopped ??= stop()) }
+      }
       const http = createServer((_req, res) => res.writeHead(404).end())
       hf.attach(http)
       http.listen(port, '127.0.0.1')

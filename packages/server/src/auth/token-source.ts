@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http'
+import type { UpgradeRequest } from '../transport/transport.js'
 
 /** RFC 6750 allows one space after the scheme; tolerating more costs nothing. The scheme is case-insensitive (RFC 9110). */
 const BEARER_RE = /^Bearer[ \t]+(\S+)[ \t]*$/i
@@ -8,7 +8,7 @@ const BEARER_RE = /^Bearer[ \t]+(\S+)[ \t]*$/i
  * `token` query parameter (browsers cannot set headers on a WebSocket). Cookies are deliberately not
  * read: browsers attach them to cross-site upgrades too, which is how WebSocket hijacking works.
  */
-export function tokenFromRequest(req: IncomingMessage): string | undefined {
+export function tokenFromRequest(req: Pick<UpgradeRequest, 'headers' | 'url'>): string | undefined {
   const header = req.headers.authorization
   if (typeof header === 'string') {
     const m = BEARER_RE.exec(header)

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http'
+import type { UpgradeRequest } from '../transport/transport.js'
 
 /** Who a connection is, as established by a token or an `authenticate` hook. */
 export interface AuthResult {
@@ -15,8 +15,12 @@ export interface AuthResult {
 export interface AuthContext {
   /** The token from the connect command, the `token` query parameter or `Authorization: Bearer`. */
   token: string | undefined
-  /** The HTTP upgrade request; absent for a token refresh on an open connection. */
-  request?: IncomingMessage
+  /**
+   * The HTTP upgrade request; absent for a token refresh on an open connection. With the `ws`
+   * transport it is node:http's IncomingMessage (cast to reach its other fields); with `uws` it is
+   * a plain object with only `headers`, `url`, `method` and `socket.remoteAddress`.
+   */
+  request?: UpgradeRequest
 }
 
 /** Custom authentication: resolve with the identity, or throw `HoldfastError('unauthorized' | 'token_expired')`. */

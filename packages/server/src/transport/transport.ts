@@ -1,8 +1,9 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingHttpHeaders } from 'node:http'
+import { Subprotocols } from '@holdfast/protocol'
 
 /**
- * What the gateway needs from a WebSocket, whatever library carries it (ws today; uWebSockets.js
- * can implement the same surface). Kept minimal so the hot path costs one virtual call.
+ * What the gateway needs from a WebSocket, whatever library carries it (`ws` or uWebSockets.js).
+ * Kept minimal so the hot path costs one virtual call.
  */
 export interface TransportSocket {
   /** The negotiated subprotocol ('' for none). */
@@ -21,10 +22,54 @@ export interface TransportSink {
   onClose(code: number, reason: string): void
 }
 
-/** Request facts the gateway keeps from the upgrade. */
-export interface UpgradeInfo {
-  ip: string
-  origin: string | undefined
-  traceId: string
-  request: IncomingMessage
+/**
+ * The upgrade request as admission and the `authenticate` hook see it. With the `ws` transport it
+ * is node:http's IncomingMessage itself; uWebSockets.js has none, so its transport builds this
+ * minimal object (header names lower-case, `url` with the query string).
+ */
+export interface UpgradeRequest {
+  headers: IncomingHttpHeaders
+  url?: string | undefined
+  method?: string | undefined
+  socket: { remoteAddress?: string | undefined }
+}
+
+export type Accept = (socket: TransportSocket) => TransportSink
+
+/** One upgrade waiting for the gateway's admission decision, whatever transport carries it. */
+export interface PendingUpgrade {
+  readonly request: UpgradeRequest
+  /** The client went away while admission was in flight. */
+  gone(): boolean
+  /** Answer with an HTTP status and a JSON error body (see `refusal`); no WebSocket is created. */
+  refuse(status: number, code: string, message: string, headers: Record<string, string>): void
+  /** Complete the handshake. `accept` runs synchronously if the transport accepts it. */
+  upgrade(accept: Accept): void
+}
+
+/** Prefer MessagePack when offered; otherwise JSON; '' when neither is offered. */
+export function chooseSubprotocol(offered: { has(p: string): boolean }): string {
+  if (offered.has(Subprotocols.msgpack)) return Subprotocols.msgpack
+  if (offered.has(Subprotocols.json)) return Subprotocols.json
+  return ''
+}
+
+/** The status line text and JSON body of a refused upgrade (the same on every transport). */
+export function refusal(status: number, code: string, message: string): { status: string; body: string } {
+  return { status: `${status} ${STATUS_TEXT[status] ?? 'Error'}`, body: JSON.stringify({ error: { code, message } }) }
+}
+
+/** Refusals that tell the client to come back later carry Retry-After. */
+export function refusalHeaders(status: number): Record<string, string> {
+  return status === 429 || status === 503 ? { 'Retry-After': '1' } : {}
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
 }

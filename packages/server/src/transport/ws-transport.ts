@@ -1,8 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { Subprotocols } from '@holdfast/protocol'
 import { WebSocketServer, type WebSocket } from 'ws'
-import type { TransportSink, TransportSocket } from './transport.js'
+import { chooseSubprotocol, refusal, type Accept, type TransportSink, type TransportSocket } from './transport.js'
 
 export interface WsTransportOptions {
   /** Largest inbound frame, in bytes; a bigger one closes the connection with 1009. */
@@ -120,15 +119,11 @@ export class WsTransport {
       maxPayload: opts.maxFrameBytes,
       perMessageDeflate: opts.compression,
       // Prefer MessagePack when offered; otherwise JSON (also when no subprotocol is offered).
-      handleProtocols: (protocols) => {
-        if (protocols.has(Subprotocols.msgpack)) return Subprotocols.msgpack
-        if (protocols.has(Subprotocols.json)) return Subprotocols.json
-        return false
-      },
+      handleProtocols: (protocols) => chooseSubprotocol(protocols) || false,
     })
   }
 
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, accept: (socket: TransportSocket) => TransportSink): void {
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, accept: Accept): void {
     this.#wss.handleUpgrade(req, socket, head, (ws) => bind(ws, accept(new WsSocket(ws))))
   }
 
@@ -140,24 +135,13 @@ export class WsTransport {
 /** Refuse an upgrade with an HTTP status and a JSON body, before any WebSocket exists. */
 export function rejectUpgrade(socket: Duplex, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
   if (socket.destroyed) return
-  const body = JSON.stringify({ error: { code, message } })
-  const reason = STATUS_TEXT[status] ?? 'Error'
+  const r = refusal(status, code, message)
   const extra = Object.entries(headers)
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join('')
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`,
+    `HTTP/1.1 ${r.status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(r.body)}\r\n${extra}\r\n${r.body}`,
   )
   // A client that never reads would keep the socket; the response is tiny, so a second is plenty.
   setTimeout(() => socket.destroy(), 1000).unref()
 }
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  429: 'Too Many Requests',
-  503: 'Service Unavailable',
-}
-

@@ -17,7 +17,9 @@ export type FromServer = { type: 'listening'; url: string } | { type: 'gc-done' 
 async function start(kind: ServerKind): Promise<StartedServer> {
   switch (kind) {
     case 'holdfast':
-      return (await import('./holdfast-server.js')).startHoldfast()
+      return (await import('./holdfast-server.js')).startHoldfast('ws')
+    case 'holdfast-uws':
+      return (await import('./holdfast-server.js')).startHoldfast('uws')
     case 'ws':
       return (await import('./ws-server.js')).startWs()
     case 'socketio':

@@ -1,32 +1,5 @@
-import { existsSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
+import { loadUws } from '@holdfast/server/internal'
 import type { StartedServer } from './server-process.js'
-
-type Uws = typeof import('@trufflesuite/uws-js-unofficial')
-
-/** uWebSockets.js from its npm mirror, or a user-installed `uWebSockets.js`; undefined when neither loads. */
-export function loadUws(): { uws: Uws; name: string } | { error: string } {
-  const require = createRequire(import.meta.url)
-  const errors: string[] = []
-  for (const name of ['@trufflesuite/uws-js-unofficial', 'uWebSockets.js']) {
-    try {
-      // The npm mirror does not throw when it has no native binary for this Node ABI: it falls
-      // back to a JavaScript imitation, which is not uWebSockets.js and has no pub/sub fan-out.
-      // Check for the binary first, so a comparison never measures the imitation.
-      const binaries = join(dirname(require.resolve(`${name}/package.json`)), 'binaries')
-      const binary = `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`
-      if (existsSync(binaries) && !existsSync(join(binaries, binary))) {
-        errors.push(`${name}: no native binary ${binary} for Node ${process.version}`)
-        continue
-      }
-      return { uws: require(name) as Uws, name }
-    } catch (err) {
-      errors.push(`${name}: ${(err as Error).message.split('\n')[0] ?? ''}`)
-    }
-  }
-  return { error: errors.join('; ') }
-}
 
 /**
  * uWebSockets.js pub/sub: `ws.subscribe(channel)` and `app.publish(channel, data)`, its native

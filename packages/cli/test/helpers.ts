@@ -14,6 +14,16 @@ export function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer))
 }
 
+/** Resolve when `cond()` holds, polling every `everyMs`; reject after `ms` naming `what`. For state that has no event (/proc, HTTP probes, Redis). */
+export async function until(what: string, cond: () => boolean | Promise<boolean>, ms: number, everyMs = 20): Promise<void> {
+  const deadline = performance.now() + ms
+  for (;;) {
+    if (await cond()) return
+    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
 /** The environment without HOLDFAST_* and NODE_ENV from the outer shell, plus `extra`. */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {}

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { assertClean, checkHistory, type Ack, type AppEvent, type AppHistory } from './history.js'
+import { assertClean, assertExactlyOnce, checkHistory, type Ack, type AppEvent, type AppHistory } from './history.js'
 
 const E = 'e1'
 const ack = (seq: number, offset: number, epoch = E, pub = 'p'): Ack => ({ pub, seq, channel: 'c', epoch, offset, at: seq })
@@ -67,5 +67,16 @@ describe('chaos: the history checker', () => {
     const r = checkHistory(acks, [history(sub(2, false, E, false), pub(3, 3), pub(4, 4))])
     assertClean(r)
     assert.equal(r.expected, 2)
+  })
+
+  it('assertExactlyOnce (the multi-node tests): the whole stream once from offset 1, or it throws', () => {
+    const whole = (...events: AppEvent[]): AppHistory & { foreign: number } => ({ ...history(...events), foreign: 0 })
+    assertExactlyOnce(whole(sub(0, false, E, false), pub(1, 1), pub(2, 2), sub(2, true), pub(3, 3), pub(4, 4)), acks)
+    assert.throws(() => assertExactlyOnce(whole(sub(0, false, E, false), pub(1, 1), pub(2, 2), pub(4, 4)), acks), /lost 1/)
+    assert.throws(() => assertExactlyOnce(whole(sub(0, false, E, false), pub(1, 1), pub(2, 2), pub(2, 2), pub(3, 3), pub(4, 4)), acks), /duplicated 1/)
+    assert.throws(() => assertExactlyOnce(whole(sub(2, false, E, false), pub(3, 3), pub(4, 4)), acks), /from the first/)
+    assert.throws(() => assertExactlyOnce(whole(sub(0, false, E, false), pub(1, 1), pub(2, 2), sub(2, false), pub(3, 3), pub(4, 4)), acks), /recovered:false 1/)
+    assert.throws(() => assertExactlyOnce(whole(sub(0, false, E, false), pub(1, 1), pub(2, 3)), [ack(1, 1), ack(2, 3)]), /offsets 1\.\.N/)
+    assert.throws(() => assertExactlyOnce({ ...whole(sub(0, false, E, false), pub(1, 1)), foreign: 1 }, [ack(1, 1)]), /only test publications/)
   })
 })

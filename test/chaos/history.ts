@@ -16,7 +16,11 @@
  *
  * Everything here is plain data and pure functions, so client processes (the reconnect storm)
  * can check their own clients against acks sent to them and report only the counts.
+ *
+ * The one stream checker of the repository: the chaos scenarios and the multi-node tests
+ * (test/multinode, through `assertExactlyOnce`) both hold their histories to it.
  */
+import assert from 'node:assert/strict'
 import type { HoldfastClient, Subscription } from '@holdfast/client'
 
 /** Wall-clock ms with sub-ms precision, comparable between processes of one machine. */
@@ -66,7 +70,7 @@ export class AppLog implements AppHistory {
   readonly client: string
   readonly channel: string
   readonly events: AppEvent[] = []
-  readonly connects: Array<{ at: number; node: string; resumed: boolean }> = []
+  readonly connects: Array<{ at: number; node: string; client: string; resumed: boolean }> = []
   readonly disconnects: Array<{ at: number; code: number }> = []
   /** Publications that did not carry a Tag (never expected). */
   foreign = 0
@@ -87,7 +91,7 @@ export class AppLog implements AppHistory {
       this.#notify()
     })
     client.on('connected', (e) => {
-      this.connects.push({ at: now(), node: e.node, resumed: e.resumed })
+      this.connects.push({ at: now(), node: e.node, client: e.client, resumed: e.resumed })
       this.#notify()
     })
     client.on('disconnected', (e) => {
@@ -116,6 +120,11 @@ export class AppLog implements AppHistory {
       if (e.kind === 'pub' && e.epoch === ack.epoch && e.offset === ack.offset) return true
     }
     return false
+  }
+
+  /** Resolve when publication #`seq` (of publisher `pub`, or of any) has arrived. */
+  untilSeq(seq: number, ms: number, pub?: string): Promise<void> {
+    return this.until(`publication #${seq}`, () => this.events.some((e) => e.kind === 'pub' && e.seq === seq && (pub === undefined || e.pub === pub)), ms)
   }
 
   /** Resolve when `cond()` holds (checked after every event); reject after `ms` naming `what`. */
@@ -204,6 +213,18 @@ export class Publisher {
     }
     return this.acks
   }
+
+  /** `stop(ms)`, and every publish must have been acked (none failed): the acks in issue order. */
+  async settle(ms: number): Promise<Ack[]> {
+    await this.stop(ms)
+    assert.deepEqual(this.errors, [], `${this.name}: every publish was acked (the SDK retries through outages)`)
+    return [...this.acks].sort((a, b) => a.seq - b.seq)
+  }
+}
+
+/** 1..n */
+export function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i + 1)
 }
 
 /** The outcome of checking a history. Every count but the informational ones must be 0. */
@@ -441,6 +462,26 @@ export function assertClean(r: CheckReport, opts: { allowUnrecovered?: boolean }
   if (bad + unrecovered > 0 || r.expected === 0) {
     throw new Error(`history check failed: ${summary(r)}${r.expected === 0 ? ' (nothing was expected: the scenario did not run)' : ''}\n  ${r.examples.join('\n  ')}`)
   }
+}
+
+/**
+ * The strict single-stream case of the checker (one channel, one epoch, one subscriber from its
+ * first publication): the acks are offsets 1..N in issue order (no publish stored twice), the
+ * history is clean with every resubscribe recovered, and all N reached the subscriber, once each.
+ */
+export function assertExactlyOnce(log: AppHistory & { foreign: number }, acks: readonly Ack[], who = log.client): void {
+  const n = acks.length
+  assert.ok(n > 0, 'something was published')
+  assert.deepEqual(
+    [...acks].sort((a, b) => a.seq - b.seq).map((a) => a.offset),
+    range(n),
+    'acks: offsets 1..N in publish order (no publish stored twice)',
+  )
+  assert.equal(new Set(acks.map((a) => a.epoch)).size, 1, 'acks: one epoch')
+  assert.equal(log.foreign, 0, `${who}: only test publications`)
+  const report = checkHistory(acks, [log])
+  assertClean(report)
+  assert.equal(report.delivered, n, `${who}: every publication exactly once, from the first`)
 }
 
 /**

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { apiGet, makeClient, REDIS_SERVER, requireBinary, startFleet, startRedis, until } from './fleet.js'
-import { range, SubscriberLog } from './stream-check.js'
+import { AppLog, now, range } from '../chaos/history.js'
 
 const CONFIG = { channels: { namespaces: { room: { presence: true, joinLeave: true } } } }
 
@@ -24,25 +24,25 @@ describe('multi-node: cross-node publish and presence', () => {
     const channel = 'room:lobby'
 
     const clients = nodes.map((n) => makeClient(t, n.wsUrl, { name: `client-on-${n.id}` }))
-    const logs = clients.map((c) => new SubscriberLog(c, channel))
+    const logs = clients.map((c) => new AppLog(c, 'subscriber', channel))
     const joins: string[] = []
     logs[0]?.sub.on('join', (e) => joins.push(e.info.client))
     // Client 1 subscribes first, so that the joins of the clients on nodes 2 and 3 come after it.
     clients[0]?.connect()
-    await logs[0]?.until('client 1 subscribed', () => logs[0]?.subscribed.length === 1, 15_000)
+    await logs[0]?.until('client 1 subscribed', () => logs[0]?.subscribes.length === 1, 15_000)
     for (const c of clients.slice(1)) c.connect()
-    await Promise.all(logs.map((l, i) => l.until(`client ${i + 1} subscribed`, () => l.subscribed.length === 1, 15_000)))
+    await Promise.all(logs.map((l, i) => l.until(`client ${i + 1} subscribed`, () => l.subscribes.length === 1, 15_000)))
     assert.deepEqual(
       logs.map((l) => l.node),
       nodes.map((n) => n.id),
       'each client is on its own node',
     )
-    const clientIds = logs.map((l) => l.connected[0]?.client ?? '')
+    const clientIds = logs.map((l) => l.connects[0]?.client ?? '')
 
     // Publications from node 1, 2 and 3, in turn; each must reach all three clients once, in order.
     const publishers = [clients[0], clients[1], clients[2], clients[0]]
     for (const [i, c] of publishers.entries()) {
-      const ack = await c?.publish(channel, { seq: i + 1 })
+      const ack = await c?.publish(channel, { pub: 'fleet', seq: i + 1, t: now() })
       assert.equal(ack?.offset, i + 1)
     }
     await Promise.all(logs.map((l) => l.untilSeq(publishers.length, 15_000)))

@@ -12,10 +12,10 @@ import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { WebSocket } from 'ws'
 import { HoldfastClient, type ClientOptions } from '@holdfast/client'
-import { cleanEnv, runCli, within, type CliProcess } from '../../packages/cli/test/helpers.js'
+import { cleanEnv, runCli, until, within, type CliProcess } from '../../packages/cli/test/helpers.js'
 import { RedisServer, type RedisServerOptions } from '../../packages/server/test/redis-server.js'
 
-export { within }
+export { until, within }
 
 export const REDIS_SERVER = process.env['HOLDFAST_REDIS_SERVER'] ?? '/usr/bin/redis-server'
 export const NGINX = process.env['HOLDFAST_NGINX'] ?? '/usr/sbin/nginx'
@@ -33,16 +33,6 @@ export function requireBinary(t: TestContext, path: string, what: string): boole
   if (process.env['CI'] === 'true') throw new Error(`${why}: required in CI`)
   t.skip(why)
   return false
-}
-
-/** Resolve when `cond()` holds, polling every `everyMs`; reject after `ms` naming `what`. For state with no event (HTTP probes, Redis). */
-export async function until(what: string, cond: () => boolean | Promise<boolean>, ms: number, everyMs = 20): Promise<void> {
-  const deadline = performance.now() + ms
-  for (;;) {
-    if (await cond()) return
-    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, everyMs))
-  }
 }
 
 export async function startRedis(t: TestContext, opts: RedisServerOptions = {}): Promise<RedisServer> {

@@ -13,7 +13,7 @@ import { describe, it } from 'node:test'
 import { promisify } from 'node:util'
 import { connectClient, ROOT } from '../../packages/cli/test/helpers.js'
 import { NGINX, REDIS_SERVER, requireBinary, startFleet, startRedis, until } from './fleet.js'
-import { Nginx, renderSiteConfig } from './nginx.js'
+import { Nginx, nginxArgs, renderSiteConfig } from './nginx.js'
 
 const run = promisify(execFile)
 
@@ -32,7 +32,7 @@ describe('deploy/nginx', () => {
       join(dir, 'nginx.conf'),
       `pid ${join(dir, 'nginx.pid')};\nerror_log ${join(dir, 'error.log')};\nevents {}\nhttp { include ${join(dir, 'holdfast.conf')}; }\n`,
     )
-    const r = await run(NGINX, ['-t', '-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')], { timeout: 10_000 })
+    const r = await run(NGINX, ['-t', ...nginxArgs(dir)], { timeout: 10_000 })
     assert.match(r.stderr, /syntax is ok/)
     assert.match(r.stderr, /test is successful/)
   })

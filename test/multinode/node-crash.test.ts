@@ -10,7 +10,7 @@ import { describe, it, type TestContext } from 'node:test'
 import { connectClient } from '../../packages/cli/test/helpers.js'
 import { makeClient, NGINX, REDIS_SERVER, requireBinary, startFleet, startRedis, type ServeNode } from './fleet.js'
 import { Nginx } from './nginx.js'
-import { assertExactlyOnce, Publisher, SubscriberLog } from './stream-check.js'
+import { AppLog, assertExactlyOnce, now, Publisher } from '../chaos/history.js'
 
 const CHANNEL = 'feed:prices'
 /** 50 publications a second. */
@@ -25,21 +25,21 @@ const ms = (x: number): string => `${Math.round(x)} ms`
  */
 async function crashAndRecover(
   t: TestContext,
-  log: SubscriberLog,
+  log: AppLog,
   victim: ServeNode,
   publisherNode: ServeNode,
 ): Promise<{ disconnected: number; connected: number; recovered: number; missed: number; node: string }> {
   const pubClient = makeClient(t, publisherNode.wsUrl)
   pubClient.connect()
-  const publisher = new Publisher(pubClient, CHANNEL, PUBLISH_EVERY_MS)
-  publisher.start()
+  const publisher = new Publisher(pubClient, 'publisher')
+  publisher.start([CHANNEL], PUBLISH_EVERY_MS)
   await log.untilSeq(25, 10_000)
 
-  const killedAt = performance.now()
+  const killedAt = now()
   await victim.kill('SIGKILL')
-  await log.until('the resubscribe on a surviving node', () => log.subscribed.length >= 2, 20_000)
-  const resub = log.subscribed[1]
-  const conn = log.connected[1]
+  await log.until('the resubscribe on a surviving node', () => log.subscribes.length >= 2, 20_000)
+  const resub = log.subscribes[1]
+  const conn = log.connects[1]
   assert.ok(resub !== undefined && conn !== undefined)
   assert.notEqual(conn.node, victim.id, 'failed over to a surviving node')
   assert.equal(conn.resumed, true, 'the session resumed on the other node (shared session secret)')
@@ -48,7 +48,7 @@ async function crashAndRecover(
 
   // Keep publishing after the failover, so that recovery and the live feed had to be merged.
   await log.untilSeq(publisher.issued + 25, 10_000)
-  const acks = await publisher.stop(15_000)
+  const acks = await publisher.settle(15_000)
   await log.untilSeq(acks.length, 10_000)
   assertExactlyOnce(log, acks)
 
@@ -56,7 +56,7 @@ async function crashAndRecover(
   const missed = acks.filter((a) => a.at > killedAt && a.at < resub.at).length
   assert.ok(missed >= 5, `publications were made while the subscriber was away (${missed})`)
   return {
-    disconnected: (log.disconnected[0]?.at ?? Number.NaN) - killedAt,
+    disconnected: (log.disconnects[0]?.at ?? Number.NaN) - killedAt,
     connected: conn.at - killedAt,
     recovered: resub.at - killedAt,
     missed,
@@ -73,9 +73,9 @@ describe('multi-node: kill -9 of the node a client is on', () => {
 
     // Client defaults on purpose (500 ms minimum backoff, full jitter): the timings are what an app gets.
     const subscriber = makeClient(t, [n1.wsUrl, n2.wsUrl, n3.wsUrl])
-    const log = new SubscriberLog(subscriber, CHANNEL)
+    const log = new AppLog(subscriber, 'subscriber', CHANNEL)
     subscriber.connect()
-    await log.until('the first subscribe', () => log.subscribed.length === 1, 10_000)
+    await log.until('the first subscribe', () => log.subscribes.length === 1, 10_000)
     assert.equal(log.node, 'n1', 'the first URL first')
 
     const r = await crashAndRecover(t, log, n1, n3)
@@ -96,9 +96,9 @@ describe('multi-node: kill -9 of the node a client is on', () => {
     )
 
     const subscriber = makeClient(t, nginx.wsUrl)
-    const log = new SubscriberLog(subscriber, CHANNEL)
+    const log = new AppLog(subscriber, 'subscriber', CHANNEL)
     subscriber.connect()
-    await log.until('the first subscribe through nginx', () => log.subscribed.length === 1, 10_000)
+    await log.until('the first subscribe through nginx', () => log.subscribes.length === 1, 10_000)
     const victim = nodes.find((n) => n.id === log.node)
     const publisherNode = nodes.find((n) => n.id !== log.node)
     assert.ok(victim !== undefined && publisherNode !== undefined, `nginx sent the client to a node of the fleet (${log.node})`)

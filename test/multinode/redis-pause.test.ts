@@ -12,7 +12,7 @@ import { describe, it } from 'node:test'
 import { ErrorCodes } from '@holdfast/protocol'
 import { RawClient } from '../../packages/server/test/helpers.js'
 import { makeClient, REDIS_SERVER, requireBinary, startFleet, startRedis, until } from './fleet.js'
-import { assertExactlyOnce, Publisher, SubscriberLog } from './stream-check.js'
+import { AppLog, assertExactlyOnce, now, Publisher } from '../chaos/history.js'
 
 const CHANNEL = 'feed:ticks'
 const RAW_CHANNEL = 'feed:raw'
@@ -34,13 +34,13 @@ describe('multi-node: Redis paused (SIGSTOP) for 5 s', () => {
     assert.ok(n1 !== undefined && n2 !== undefined)
 
     const subClient = makeClient(t, n2.wsUrl)
-    const log = new SubscriberLog(subClient, CHANNEL)
+    const log = new AppLog(subClient, 'subscriber', CHANNEL)
     subClient.connect()
-    await log.until('the first subscribe', () => log.subscribed.length === 1, 10_000)
+    await log.until('the first subscribe', () => log.subscribes.length === 1, 10_000)
     const pubClient = makeClient(t, n1.wsUrl, { minReconnectDelayMs: 100, maxReconnectDelayMs: 1000 })
     pubClient.connect()
-    const publisher = new Publisher(pubClient, CHANNEL, 50)
-    publisher.start()
+    const publisher = new Publisher(pubClient, 'publisher')
+    publisher.start([CHANNEL], 50)
     await log.untilSeq(10, 10_000)
 
     // The SDK retries temporary errors by design, so the error reply itself is observed on the wire.
@@ -48,13 +48,13 @@ describe('multi-node: Redis paused (SIGSTOP) for 5 s', () => {
     t.after(() => raw.close())
     await raw.connect()
     const rawPublish = async (msgId: string): Promise<{ reply: RawReply; ms: number }> => {
-      const start = performance.now()
+      const start = now()
       const reply = (await raw.request({ type: 'publish', channel: RAW_CHANNEL, data: msgId, msgId }, COMMAND_TIMEOUT_MS + 3000)) as RawReply
-      return { reply, ms: performance.now() - start }
+      return { reply, ms: now() - start }
     }
     assert.equal((await rawPublish('before')).reply.result?.offset, 1)
 
-    const pausedAt = performance.now()
+    const pausedAt = now()
     redis.pause()
     t.after(() => redis.resume())
 
@@ -73,25 +73,25 @@ describe('multi-node: Redis paused (SIGSTOP) for 5 s', () => {
       'every node to answer /readyz 503',
       async () => {
         const codes = await Promise.all(nodes.map((n) => n.readyz()))
-        codes.forEach((c, i) => (notReadyAt[i] ??= c === 503 ? performance.now() - pausedAt : undefined))
+        codes.forEach((c, i) => (notReadyAt[i] ??= c === 503 ? now() - pausedAt : undefined))
         return notReadyAt.every((x) => x !== undefined)
       },
       // An idle node notices at its next health PING plus the command timeout.
       PAUSE_MS - 500,
     )
 
-    await new Promise((r) => setTimeout(r, Math.max(0, PAUSE_MS - (performance.now() - pausedAt))))
-    const resumedAt = performance.now()
+    await new Promise((r) => setTimeout(r, Math.max(0, PAUSE_MS - (now() - pausedAt))))
+    const resumedAt = now()
     redis.resume()
     const issuedDuringPause = publisher.issued
 
     let readyAt = 0
     await until('every node to answer /readyz 200 again', async () => (await Promise.all(nodes.map((n) => n.readyz()))).every((c) => c === 200), 5000, 10)
-    readyAt = performance.now() - resumedAt
+    readyAt = now() - resumedAt
 
     // Publish on after the recovery; then every publish, including those queued during the pause, is acked once.
     await log.untilSeq(publisher.issued + 20, 15_000)
-    const acks = await publisher.stop(15_000)
+    const acks = await publisher.settle(15_000)
     await log.untilSeq(acks.length, 10_000)
     assertExactlyOnce(log, acks)
     const ackedWhilePaused = acks.filter((a) => a.at > pausedAt + 100 && a.at < resumedAt)

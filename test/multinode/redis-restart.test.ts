@@ -15,7 +15,7 @@ import assert from 'node:assert/strict'
 import { describe, it, type TestContext } from 'node:test'
 import type { RedisServer } from '../../packages/server/test/redis-server.js'
 import { makeClient, REDIS_SERVER, requireBinary, startFleet, startRedis, until, type ServeNode } from './fleet.js'
-import { assertExactlyOnce, Publisher, range, SubscriberLog, type Ack } from './stream-check.js'
+import { AppLog, assertExactlyOnce, now, Publisher, range, type Ack } from '../chaos/history.js'
 
 const CHANNEL = 'feed:orders'
 const PUBLISH_EVERY_MS = 20
@@ -26,34 +26,34 @@ const PUBLISHER = { minReconnectDelayMs: 100, maxReconnectDelayMs: 1000 }
 
 interface Outage {
   nodes: ServeNode[]
-  logs: SubscriberLog[]
+  logs: AppLog[]
   acks: Ack[]
   /** Every node answered /readyz 503 while Redis was down. */
   notReady: boolean[]
-  /** performance.now() of the kill and of the restart. */
+  /** now() of the kill and of the restart. */
   killedAt: number
   restartedAt: number
 }
 
 /** Subscribers on n1 and n2, a publisher on n3; kill Redis mid-stream, restart it, publish on, stop. */
-async function redisOutage(t: TestContext, redis: RedisServer, isRecoveredEnough: (log: SubscriberLog) => boolean): Promise<Outage> {
+async function redisOutage(t: TestContext, redis: RedisServer, isRecoveredEnough: (log: AppLog) => boolean): Promise<Outage> {
   const nodes = await startFleet(t, redis.url, 3)
   const [n1, n2, n3] = nodes
   assert.ok(n1 !== undefined && n2 !== undefined && n3 !== undefined)
   const logs = [n1, n2].map((n) => {
     const c = makeClient(t, n.wsUrl)
-    const log = new SubscriberLog(c, CHANNEL)
+    const log = new AppLog(c, 'subscriber', CHANNEL)
     c.connect()
     return log
   })
-  await Promise.all(logs.map((l) => l.until('the first subscribe', () => l.subscribed.length === 1, 10_000)))
+  await Promise.all(logs.map((l) => l.until('the first subscribe', () => l.subscribes.length === 1, 10_000)))
   const pubClient = makeClient(t, n3.wsUrl, PUBLISHER)
   pubClient.connect()
-  const publisher = new Publisher(pubClient, CHANNEL, PUBLISH_EVERY_MS)
-  publisher.start()
+  const publisher = new Publisher(pubClient, 'publisher')
+  publisher.start([CHANNEL], PUBLISH_EVERY_MS)
   await Promise.all(logs.map((l) => l.untilSeq(25, 10_000)))
 
-  const killedAt = performance.now()
+  const killedAt = now()
   await redis.kill()
   const notReady = [false, false, false]
   await until(
@@ -65,16 +65,16 @@ async function redisOutage(t: TestContext, redis: RedisServer, isRecoveredEnough
     },
     3000,
   )
-  await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS - (performance.now() - killedAt))))
+  await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS - (now() - killedAt))))
   await redis.restart()
-  const restartedAt = performance.now()
+  const restartedAt = now()
   await until('every node to be ready again', async () => (await Promise.all(nodes.map((n) => n.readyz()))).every((c) => c === 200), 10_000)
 
   await Promise.all(logs.map((l) => l.until('the subscriber to come through the outage', () => isRecoveredEnough(l), 15_000)))
   // Publish on after the recovery, so that the live feed is shown to work again.
   const target = publisher.issued + 25
   await Promise.all(logs.map((l) => l.untilSeq(target, 10_000)))
-  const acks = await publisher.stop(15_000)
+  const acks = await publisher.settle(15_000)
   const last = acks.at(-1)
   assert.ok(last !== undefined)
   await Promise.all(logs.map((l) => l.until('the last publication', () => l.pubs.some((p) => p.epoch === last.epoch && p.offset === last.offset), 10_000)))
@@ -89,8 +89,8 @@ describe('multi-node: Redis restarted under the fleet', () => {
     const redis = await startRedis(t, { persistence: false })
     let oldEpoch = ''
     const o = await redisOutage(t, redis, (l) => {
-      oldEpoch ||= l.subscribed[0]?.epoch ?? ''
-      return l.subscribed.some((s) => s.epoch !== oldEpoch)
+      oldEpoch ||= l.subscribes[0]?.epoch ?? ''
+      return l.subscribes.some((s) => s.epoch !== oldEpoch)
     })
 
     // The publisher: every publish acked once; offsets 1..a in the old epoch, then 1..b in a new one.
@@ -121,13 +121,13 @@ describe('multi-node: Redis restarted under the fleet', () => {
     for (const [i, log] of o.logs.entries()) {
       const who = `subscriber on n${i + 1}`
       // The first resubscribe into the new epoch was told that history was lost.
-      const k = log.subscribed.findIndex((s) => s.epoch !== e0)
-      const lost = log.subscribed[k]
+      const k = log.subscribes.findIndex((s) => s.epoch !== e0)
+      const lost = log.subscribes[k]
       assert.ok(lost !== undefined)
       assert.equal(lost.wasRecovering, true, `${who}: it tried to recover`)
       assert.equal(lost.recovered, false, `${who}: and was told it could not`)
       assert.equal(lost.epoch, e1)
-      for (const s of log.subscribed.slice(k + 1)) assert.equal(s.recovered, true, `${who}: later resubscribes in the new epoch recover`)
+      for (const s of log.subscribes.slice(k + 1)) assert.equal(s.recovered, true, `${who}: later resubscribes in the new epoch recover`)
       // Before the announcement: the old epoch, gapless from 1, in order (a tail the node did not
       // get before Redis died is covered by recovered:false). After it: the new epoch, gapless
       // from where the subscribe put it, to the end.
@@ -173,13 +173,13 @@ describe('multi-node: Redis restarted under the fleet', () => {
       const who = `subscriber on n${i + 1}`
       assertExactlyOnce(log, o.acks, who)
       // Nothing was lost, so any resubscribe must have recovered.
-      for (const s of log.subscribed.slice(1)) {
+      for (const s of log.subscribes.slice(1)) {
         assert.equal(s.wasRecovering, true)
         assert.equal(s.recovered, true, `${who}: a resubscribe after the restart recovered`)
       }
       const during = o.acks.filter((a) => a.at > o.killedAt && a.at < o.restartedAt).length
       assert.equal(during, 0, 'nothing can be acked while Redis is down')
-      t.diagnostic(`${who}: ${log.pubs.length} publications, ${log.subscribed.length - 1} resubscribes (recovered:true), ${log.disconnected.length} disconnects`)
+      t.diagnostic(`${who}: ${log.pubs.length} publications, ${log.subscribes.length - 1} resubscribes (recovered:true), ${log.disconnects.length} disconnects`)
     }
     assert.deepEqual(o.notReady, [true, true, true], '/readyz said 503 on every node during the outage')
   })

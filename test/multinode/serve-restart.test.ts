@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { makeClient, REDIS_SERVER, requireBinary, ServeNode, startRedis, until } from './fleet.js'
-import { assertExactlyOnce, Publisher, SubscriberLog } from './stream-check.js'
+import { AppLog, assertExactlyOnce, now, Publisher } from '../chaos/history.js'
 
 const CHANNEL = 'feed:restart'
 const ms = (x: number): string => `${Math.round(x)} ms`
@@ -23,24 +23,24 @@ describe('client SDK: serve --engine redis killed and restarted on the same port
     // The process takes 1–6 s to start (more on a loaded CI machine); a 2 s backoff cap keeps the
     // reconnect close to the moment it listens, instead of up to 20 s (the default cap) after.
     const subscriber = makeClient(t, node.wsUrl, { maxReconnectDelayMs: 2000 })
-    const log = new SubscriberLog(subscriber, CHANNEL)
+    const log = new AppLog(subscriber, 'subscriber', CHANNEL)
     subscriber.connect()
-    await log.until('the first subscribe', () => log.subscribed.length === 1, 10_000)
+    await log.until('the first subscribe', () => log.subscribes.length === 1, 10_000)
     const pubClient = makeClient(t, node.wsUrl, { maxReconnectDelayMs: 2000 })
     pubClient.connect()
-    const publisher = new Publisher(pubClient, CHANNEL, 20)
-    publisher.start()
+    const publisher = new Publisher(pubClient, 'publisher')
+    publisher.start([CHANNEL], 20)
     await log.untilSeq(25, 10_000)
 
-    const killedAt = performance.now()
+    const killedAt = now()
     const issuedAtKill = publisher.issued
     await node.kill('SIGKILL')
     await node.restart()
-    const listeningAt = performance.now()
+    const listeningAt = now()
     const issuedWhileDown = publisher.issued
-    await log.until('the resubscribe', () => log.subscribed.length >= 2, 20_000)
-    const resub = log.subscribed[1]
-    const conn = log.connected[1]
+    await log.until('the resubscribe', () => log.subscribes.length >= 2, 20_000)
+    const resub = log.subscribes[1]
+    const conn = log.connects[1]
     assert.ok(resub !== undefined && conn !== undefined)
     assert.equal(conn.node, 'solo')
     assert.equal(conn.resumed, true, 'the session survived the process (shared session secret)')
@@ -48,7 +48,7 @@ describe('client SDK: serve --engine redis killed and restarted on the same port
     assert.equal(resub.recovered, true, 'history lives in Redis: the restarted process serves the recovery')
 
     await log.untilSeq(publisher.issued + 25, 10_000)
-    const acks = await publisher.stop(15_000)
+    const acks = await publisher.settle(15_000)
     await log.untilSeq(acks.length, 10_000)
     assertExactlyOnce(log, acks)
     const queued = acks.filter((a) => a.seq > issuedAtKill && a.seq <= issuedWhileDown).length
@@ -64,23 +64,23 @@ describe('client SDK: serve --engine redis killed and restarted on the same port
     const redis = await startRedis(t)
     await redis.stop()
     // The "redis" config key reaches the engine: a short start wait, so the node listens quickly.
-    const begun = performance.now()
+    const begun = now()
     const node = await ServeNode.start(t, 'early', { redisUrl: redis.url, config: { redis: { startTimeoutMs: 300 } } })
-    t.diagnostic(`listening ${ms(performance.now() - begun)} after spawn with Redis down`)
+    t.diagnostic(`listening ${ms(now() - begun)} after spawn with Redis down`)
     assert.equal((await fetch(`${node.url}/healthz`)).status, 200, 'alive: no reason for an orchestrator to restart it')
     const notReady = await fetch(`${node.url}/readyz`)
     assert.equal(notReady.status, 503)
     assert.deepEqual(await notReady.json(), { status: 'not_ready' })
 
     await redis.restart()
-    const upAt = performance.now()
+    const upAt = now()
     await until('/readyz 200 once Redis is up', async () => (await node.readyz()) === 200, 10_000)
-    t.diagnostic(`ready ${ms(performance.now() - upAt)} after Redis came up`)
+    t.diagnostic(`ready ${ms(now() - upAt)} after Redis came up`)
     const client = makeClient(t, node.wsUrl)
-    const log = new SubscriberLog(client, CHANNEL)
+    const log = new AppLog(client, 'subscriber', CHANNEL)
     client.connect()
-    await log.until('the subscribe', () => log.subscribed.length === 1, 10_000)
-    assert.equal((await client.publish(CHANNEL, { seq: 1 })).offset, 1)
+    await log.until('the subscribe', () => log.subscribes.length === 1, 10_000)
+    assert.equal((await client.publish(CHANNEL, { pub: 'client', seq: 1, t: now() })).offset, 1)
     await log.untilSeq(1, 5000)
   })
 })

@@ -11,8 +11,9 @@ import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { promisify } from 'node:util'
 import { connectClient, ROOT } from '../../packages/cli/test/helpers.js'
-import { REDIS_SERVER, requireBinary, ServeNode, startRedis, until, within } from '../multinode/fleet.js'
-import { BlueGreenNginx, NGINX, type ColorPlan } from './blue-green-nginx.js'
+import { NGINX, REDIS_SERVER, requireBinary, ServeNode, startRedis, until, within } from '../multinode/fleet.js'
+import { Nginx } from '../multinode/nginx.js'
+import { blueGreenSite, type ColorPlan } from './blue-green-nginx.js'
 import { OPEN_LIMITS } from './cluster.js'
 import { assertDelivered, Publisher, publishRoundRobin, Subscriber } from './delivery.js'
 
@@ -39,7 +40,7 @@ describe('blue-green behind nginx (Redis engine shared by both colors)', () => {
     assert.ok(blue1 !== undefined && blue2 !== undefined && green1 !== undefined && green2 !== undefined)
     const colors = { blue: [blue1, blue2].map((n) => `127.0.0.1:${n.port}`), green: [green1, green2].map((n) => `127.0.0.1:${n.port}`) }
     const plan = (live: ColorPlan['live'], canary = 0): ColorPlan => ({ ...colors, live, canary })
-    const nginx = await BlueGreenNginx.start(t, plan('blue'))
+    const nginx = await Nginx.serve(t, blueGreenSite(plan('blue')))
 
     const subs = Array.from({ length: CLIENTS }, (_, i) => new Subscriber(nginx.wsUrl, CHANNELS[i % CHANNELS.length] as string).connect())
     const pubs = [new Publisher(nginx.wsUrl, 'p0').connect(), new Publisher(nginx.wsUrl, 'p1').connect()]
@@ -53,7 +54,7 @@ describe('blue-green behind nginx (Redis engine shared by both colors)', () => {
 
     // Canary: half of the NEW connections to green. The reload takes effect when nginx's new
     // worker has started, so wait for the first green answer, then sample.
-    await nginx.switch(plan('blue', 50))
+    await nginx.reload(blueGreenSite(plan('blue', 50)))
     await until('a canary connection on green', async () => (await probe(nginx.wsUrl, 4)).some((n) => color(n) === 'green'), 10_000)
     const sample = await probe(nginx.wsUrl, 40)
     const greens = sample.filter((n) => color(n) === 'green').length
@@ -61,7 +62,7 @@ describe('blue-green behind nginx (Redis engine shared by both colors)', () => {
     assert.ok(greens > 0 && greens < 40, `the canary splits new connections (${greens}/40 on green)`)
 
     // Switch: every new connection to green. Open WebSockets are not touched by the reload.
-    await nginx.switch(plan('green'))
+    await nginx.reload(blueGreenSite(plan('green')))
     await until('new connections all on green', async () => (await probe(nginx.wsUrl, 10)).every((n) => color(n) === 'green'), 10_000)
     // The recipe labels what answered, for operators checking a switch with curl.
     const health = await fetch(`${nginx.url}/healthz`)

@@ -7,9 +7,9 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { cleanEnv, runCli, within, type CliProcess } from '../../packages/cli/test/helpers.js'
+import { cleanEnv, runCli, until, within, type CliProcess } from '../../packages/cli/test/helpers.js'
 
-export { within }
+export { until, within }
 
 /** One parsed log line of the primary or a worker. */
 export interface LogLine {
@@ -23,16 +23,6 @@ export interface LogLine {
   signal?: string | null
   err?: unknown
   [key: string]: unknown
-}
-
-/** Resolve when `cond()` holds, polling every `everyMs`; reject after `ms` naming `what`. For state that has no event (/proc, HTTP probes). */
-export async function until(what: string, cond: () => boolean | Promise<boolean>, ms: number, everyMs = 20): Promise<void> {
-  const deadline = performance.now() + ms
-  for (;;) {
-    if (await cond()) return
-    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, everyMs))
-  }
 }
 
 /** The direct children of `pid` (every thread's), from /proc: Linux only, like the rest of these tests. */

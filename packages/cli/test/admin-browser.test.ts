@@ -3,38 +3,21 @@
 // clients connecting and leaving, a publish from the form reaches a subscribed client, and a
 // disconnect from the form closes a user's client with 4012 (kicked). Needs /usr/bin/chromium.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import { promisify } from 'node:util'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import WebSocket from 'ws'
 import { HoldfastClient, type PublicationEvent, type StateChange } from '@holdfast/client'
 import { mintToken } from '@holdfast/server/internal'
-import { ROOT, runCli, startServe, within } from './helpers.js'
+import { launchChromium, requireChromium, skipWithoutChromium } from '../../../test/support/chromium.js'
+import { ARTIFACTS, buildPages, runCli, startServe, tscErrors, within } from './helpers.js'
 
-const run = promisify(execFile)
-
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-  '--disable-quic',
-]
-const ARTIFACTS = join(ROOT, 'test-artifacts')
 const ADMIN_SECRET = 'admin-secret-for-the-browser-test'
 const TOKEN_SECRET = 'token-secret-for-the-browser-test-0123456789'
 
-/** CI must run this test; a developer machine without Chromium skips it and says why. */
-const haveChromium = existsSync(CHROMIUM)
-const skip = haveChromium || process.env['CI'] === 'true' ? false : `${CHROMIUM} not found: install it (apt-get install -y chromium) to run the browser test`
+const skip = skipWithoutChromium
 
 interface Snapshot {
   feed: string | null
@@ -144,19 +127,13 @@ async function logIn(page: Page, url: string): Promise<void> {
 
 describe('admin dashboard in headless Chromium', () => {
   test('the dashboard source type-checks (strict, DOM)', async () => {
-    const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
-    const r = await run(process.execPath, [tsc, '-p', 'packages/cli/admin', '--pretty', 'false'], { cwd: ROOT, timeout: 120_000 }).then(
-      () => '',
-      (err: { stdout?: string; message: string }) => err.stdout || err.message,
-    )
+    const r = await tscErrors('packages/cli/admin')
     assert.equal(r, '', r)
   })
 
   test('log in, watch clients come and go, publish and disconnect from the forms', { skip }, async (t) => {
-    assert.ok(haveChromium, `${CHROMIUM} is missing: CI must run the browser test (apt-get install -y chromium)`)
-    // The bundles are not committed: build them (fast, and a no-op when up to date).
-    await run(process.execPath, [join(ROOT, 'packages/cli/scripts/build-demo.mjs')], { cwd: ROOT, timeout: 60_000 })
-    mkdirSync(ARTIFACTS, { recursive: true })
+    requireChromium()
+    await buildPages()
 
     // Presence on for chat: so that the presence panel has something to show.
     const dir = mkdtempSync(join(tmpdir(), 'holdfast-admin-'))
@@ -165,7 +142,7 @@ describe('admin dashboard in headless Chromium', () => {
     const server = await startServe(['--admin-secret', ADMIN_SECRET, '--token-secret', TOKEN_SECRET, '--config', config, '--log-level', 'warn'])
     t.after(() => server.child.kill('SIGKILL'))
 
-    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 })
+    const browser = await launchChromium()
     t.after(() => browser.close())
     const problems: string[] = []
     const page = await newPage(browser, problems)
@@ -234,9 +211,8 @@ describe('admin dashboard in headless Chromium', () => {
     assert.equal(after, 401)
   })
   test('two workers: each node publishes its own numbers and the page shows both', { skip }, async (t) => {
-    assert.ok(haveChromium, `${CHROMIUM} is missing: CI must run the browser test (apt-get install -y chromium)`)
-    await run(process.execPath, [join(ROOT, 'packages/cli/scripts/build-demo.mjs')], { cwd: ROOT, timeout: 60_000 })
-    mkdirSync(ARTIFACTS, { recursive: true })
+    requireChromium()
+    await buildPages()
     const dir = mkdtempSync(join(tmpdir(), 'holdfast-admin-'))
     const config = join(dir, 'holdfast.json')
     writeFileSync(config, JSON.stringify({ channels: { namespaces: { chat: { presence: true } } } }))
@@ -249,7 +225,7 @@ describe('admin dashboard in headless Chromium', () => {
     const m = await server.waitForLine(/^holdfast listening on (http:\/\/\S+) \((ws:\/\/\S+)\) engine=memory workers=2$/)
     const [url, wsUrl] = [m[1] as string, m[2] as string]
 
-    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 })
+    const browser = await launchChromium()
     t.after(() => browser.close())
     const problems: string[] = []
     const page = await newPage(browser, problems)

@@ -3,33 +3,15 @@
 // reconnect, a message typed meanwhile waits in the queue and is delivered exactly once, and the
 // lost history is reported. Needs /usr/bin/chromium (apt package `chromium`).
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import { promisify } from 'node:util'
-import { chromium, type Browser, type Page } from 'playwright-core'
-import { ROOT, runCli, startServe, within, type CliProcess } from './helpers.js'
+import type { Browser, Page } from 'playwright-core'
+import { launchChromium, requireChromium, skipWithoutChromium } from '../../../test/support/chromium.js'
+import { ARTIFACTS, buildPages, runCli, startServe, tscErrors, within, type CliProcess } from './helpers.js'
 
-const run = promisify(execFile)
-
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-  '--disable-quic',
-]
-const ARTIFACTS = join(ROOT, 'test-artifacts')
 const LISTENING = /^holdfast listening on (http:\/\/\S+) \((ws:\/\/\S+)\) engine=memory$/
 
-/** CI must run this test; a developer machine without Chromium skips it and says why. */
-const haveChromium = existsSync(CHROMIUM)
-const skip = haveChromium || process.env['CI'] === 'true' ? false : `${CHROMIUM} not found: install it (apt-get install -y chromium) to run the browser test`
+const skip = skipWithoutChromium
 
 // Functions handed to page.evaluate would be serialised after tsx compiled them (with helper calls
 // that do not exist in the page), so the page-side code is plain JavaScript text.
@@ -122,19 +104,13 @@ async function openChat(browser: Browser, url: string, who: string, phase: () =>
 
 describe('demo page in headless Chromium', () => {
   test('the demo source type-checks (strict, DOM)', async () => {
-    const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
-    const r = await run(process.execPath, [tsc, '-p', 'packages/cli/demo', '--pretty', 'false'], { cwd: ROOT, timeout: 120_000 }).then(
-      () => '',
-      (err: { stdout?: string; message: string }) => err.stdout || err.message,
-    )
+    const r = await tscErrors('packages/cli/demo')
     assert.equal(r, '', r)
   })
 
   test('two pages chat through a server kill and restart: reconnecting, queued, recovered:false, exactly once', { skip }, async (t) => {
-    assert.ok(haveChromium, `${CHROMIUM} is missing: CI must run the browser test (apt-get install -y chromium)`)
-    // The bundle is not committed: build it (fast, and a no-op when up to date).
-    await run(process.execPath, [join(ROOT, 'packages/cli/scripts/build-demo.mjs')], { cwd: ROOT, timeout: 60_000 })
-    mkdirSync(ARTIFACTS, { recursive: true })
+    requireChromium()
+    await buildPages()
 
     const servers: CliProcess[] = []
     t.after(() => {
@@ -144,7 +120,7 @@ describe('demo page in headless Chromium', () => {
     servers.push(first)
     const port = new URL(first.url).port
 
-    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 })
+    const browser = await launchChromium()
     t.after(() => browser.close())
 
     let phase: Phase = 'up'

@@ -1,9 +1,30 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import WebSocket from 'ws'
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const BIN = 'packages/cli/src/bin.ts'
+
+/** Where browser tests leave their screenshots. */
+export const ARTIFACTS = join(ROOT, 'test-artifacts')
+
+/** Build the demo and dashboard bundles (not committed; fast, and a no-op when up to date) and make the artifacts folder. */
+export async function buildPages(): Promise<void> {
+  await promisify(execFile)(process.execPath, [join(ROOT, 'packages/cli/scripts/build-demo.mjs')], { cwd: ROOT, timeout: 60_000 })
+  mkdirSync(ARTIFACTS, { recursive: true })
+}
+
+/** `tsc -p project` (strict, as configured there): its diagnostics, or '' when it type-checks. */
+export function tscErrors(project: string): Promise<string> {
+  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
+  return promisify(execFile)(process.execPath, [tsc, '-p', project, '--pretty', 'false'], { cwd: ROOT, timeout: 120_000 }).then(
+    () => '',
+    (err: { stdout?: string; message: string }) => err.stdout || err.message,
+  )
+}
 
 /** Reject after `ms` with a message saying what was awaited: every wait in these tests is bounded. */
 export function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
@@ -12,6 +33,16 @@ export function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
   })
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer))
+}
+
+/** Resolve when `cond()` holds, polling every `everyMs`; reject after `ms` naming `what`. For state that has no event (/proc, HTTP probes, Redis). */
+export async function until(what: string, cond: () => boolean | Promise<boolean>, ms: number, everyMs = 20): Promise<void> {
+  const deadline = performance.now() + ms
+  for (;;) {
+    if (await cond()) return
+    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
 }
 
 /** The environment without HOLDFAST_* and NODE_ENV from the outer shell, plus `extra`. */

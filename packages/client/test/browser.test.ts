@@ -3,17 +3,16 @@
 // the connection at once with no reconnect attempts until it comes back, after which the client
 // recovers what it missed and sends what was queued, each exactly once. Needs /usr/bin/chromium.
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { after, before, test } from 'node:test'
 import { build } from 'esbuild'
-import { chromium, type Browser } from 'playwright-core'
+import type { Browser } from 'playwright-core'
+import { launchChromium, skipWithoutChromium } from '../../../test/support/chromium.js'
 import { SharedEngine, startNode, type Node } from './helpers/real-server.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const skip = existsSync(CHROMIUM) || process.env['CI'] === 'true' ? false : `${CHROMIUM} not found (apt-get install -y chromium)`
+const skip = skipWithoutChromium
 
 let engine: SharedEngine
 let node: Node
@@ -59,10 +58,7 @@ before(async () => {
   pages.listen(0, '127.0.0.1')
   await new Promise((r) => pages.once('listening', r))
   pagesUrl = `http://127.0.0.1:${(pages.address() as AddressInfo).port}/`
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run', '--disable-quic'],
-  })
+  browser = await launchChromium()
 })
 
 after(async () => {

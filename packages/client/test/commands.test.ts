@@ -1,21 +1,12 @@
 // publish/rpc/presence/history through the outbox, against an in-memory socket with mock timers.
 import assert from 'node:assert/strict'
-import { afterEach, beforeEach, mock, test } from 'node:test'
+import { mock, test } from 'node:test'
 import { HoldfastError, type PublishCommand } from '@holdfast/protocol'
 import type { ClientOptions } from '../src/options.js'
 import { HoldfastClient, type QueueEvent } from '../src/index.js'
-import { FakeSocket, microtasks } from './helpers/fake-socket.js'
+import { FakeSocket, microtasks, useFakeClock } from './helpers/fake-socket.js'
 
-beforeEach(() => {
-  mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 })
-  mock.method(Math, 'random', () => 0.5)
-  FakeSocket.reset()
-})
-
-afterEach(() => {
-  mock.timers.reset()
-  mock.restoreAll()
-})
+useFakeClock()
 
 function makeClient(options: ClientOptions = {}): { client: HoldfastClient; queue: QueueEvent[] } {
   const client = new HoldfastClient('ws://test/ws', { WebSocket: FakeSocket, ...options })

@@ -1,21 +1,12 @@
 // Subscriptions against an in-memory socket: positions, dedupe, gaps, recovery and its merge,
 // server-side subscriptions. The application must see each publication once, in offset order.
 import assert from 'node:assert/strict'
-import { afterEach, beforeEach, mock, test } from 'node:test'
+import { mock, test } from 'node:test'
 import type { PubPush, SubscribeResult } from '@holdfast/protocol'
 import { HoldfastClient, type PublicationEvent, type SubscribedEvent, type Subscription, type UnsubscribedEvent } from '../src/index.js'
-import { FakeSocket, microtasks } from './helpers/fake-socket.js'
+import { FakeSocket, microtasks, useFakeClock } from './helpers/fake-socket.js'
 
-beforeEach(() => {
-  mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 })
-  mock.method(Math, 'random', () => 0.5)
-  FakeSocket.reset()
-})
-
-afterEach(() => {
-  mock.timers.reset()
-  mock.restoreAll()
-})
+useFakeClock()
 
 interface Seen {
   pubs: number[]

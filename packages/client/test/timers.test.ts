@@ -3,21 +3,12 @@
 // close advice and the browser offline/online events. Math.random is pinned to 0.5, so every
 // jittered delay is the middle of its window.
 import assert from 'node:assert/strict'
-import { afterEach, beforeEach, mock, test } from 'node:test'
+import { mock, test } from 'node:test'
 import type { ClientOptions } from '../src/options.js'
 import { HoldfastClient, type DisconnectedEvent, type StateChange } from '../src/index.js'
-import { FakeSocket, microtasks } from './helpers/fake-socket.js'
+import { FakeSocket, microtasks, useFakeClock } from './helpers/fake-socket.js'
 
-beforeEach(() => {
-  mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 })
-  mock.method(Math, 'random', () => 0.5)
-  FakeSocket.reset()
-})
-
-afterEach(() => {
-  mock.timers.reset()
-  mock.restoreAll()
-})
+useFakeClock()
 
 function makeClient(options: ClientOptions = {}): { client: HoldfastClient; states: StateChange[]; drops: DisconnectedEvent[] } {
   const client = new HoldfastClient('ws://test/ws', { WebSocket: FakeSocket, ...options })

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict'
-import { afterEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { CloseCodes, ErrorCodes, HoldfastError } from '@holdfast/protocol'
 import { SignJWT, UnsecuredJWT, generateKeyPair } from 'jose'
 import type WebSocket from 'ws'
 import { mintToken } from '../src/auth/mint.js'
 import type { Gateway } from '../src/gateway.js'
-import type { HoldfastOptions } from '../src/options.js'
-import { RawClient, expectClosedWith, startServer, tryUpgrade, waitFor, type TestServer, type UpgradeOutcome } from './helpers.js'
+import { expectClosedWith, tryUpgrade, waitFor, serverPerTest, type TestServer, type UpgradeOutcome } from './helpers.js'
 
 const SECRET = 'auth-gateway-test-secret-0123456789'
 const key = new TextEncoder().encode(SECRET)
@@ -40,21 +39,8 @@ interface ConnectResult {
 }
 
 describe('auth at the gateway', () => {
-  let srv: TestServer | undefined
-  const clients: RawClient[] = []
-  const sockets: WebSocket[] = []
-  const client = (url: string, opts?: ConstructorParameters<typeof RawClient>[1]): RawClient => {
-    const c = new RawClient(url, opts)
-    clients.push(c)
-    return c
-  }
-  const start = async (o: HoldfastOptions): Promise<TestServer> => (srv = await startServer(o))
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close()
-    for (const s of sockets.splice(0)) s.terminate()
-    await srv?.close()
-    srv = undefined
-  })
+  const fx = serverPerTest()
+  const { client, start } = fx
 
   /** Send a connect that must fail; the connection must end with `code` after a disconnect push. */
   async function connectFails(s: TestServer, token: string | undefined, code: number): Promise<string> {
@@ -169,8 +155,8 @@ describe('auth at the gateway', () => {
       assert.deepEqual(refused(await tryUpgrade(s.url, { origin: 'https://evil.example.com' })), { status: 403, code: 'origin' })
       assert.deepEqual(refused(await tryUpgrade(s.url, { origin: 'http://app.example.com' })), { status: 403, code: 'origin' }, 'scheme matters')
       assert.deepEqual(refused(await tryUpgrade(s.url, { origin: 'null' })), { status: 403, code: 'origin' })
-      sockets.push(opened(await tryUpgrade(s.url, { origin: 'https://app.example.com' })))
-      sockets.push(opened(await tryUpgrade(s.url)))
+      fx.socket(opened(await tryUpgrade(s.url, { origin: 'https://app.example.com' })))
+      fx.socket(opened(await tryUpgrade(s.url)))
       const c = client(s.url, { headers: { origin: 'https://app.example.com' } })
       await c.connect()
     })

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
-import { afterEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { CloseCodes, ErrorCodes, HoldfastError, type Push } from '@holdfast/protocol'
 import type { ChannelHookContext, HoldfastOptions, PublishHookContext } from '../src/options.js'
-import { RawClient, expectClosedWith, startServer, waitFor, type TestServer } from './helpers.js'
+import { RawClient, expectClosedWith, waitFor, serverPerTest } from './helpers.js'
 
 interface Reply {
   id: number
@@ -28,19 +28,10 @@ const NAMESPACES: NonNullable<HoldfastOptions['channels']>['namespaces'] = {
 }
 
 describe('channel access', () => {
-  let srv: TestServer | undefined
-  const clients: RawClient[] = []
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close()
-    await srv?.close()
-    srv = undefined
-  })
-  const start = async (o: HoldfastOptions = {}): Promise<TestServer> =>
-    (srv = await startServer({ authenticate: tokenIsUser, channels: { namespaces: NAMESPACES }, ...o }))
+  const fx = serverPerTest({ authenticate: tokenIsUser, channels: { namespaces: NAMESPACES } })
+  const start = fx.start
   async function as(user: string): Promise<RawClient & { clientId: string }> {
-    const s = srv as TestServer
-    const c = new RawClient(s.url)
-    clients.push(c)
+    const c = fx.client(fx.server.url)
     const r = await c.connect({ token: user })
     return Object.assign(c, { clientId: r.client })
   }
@@ -68,8 +59,8 @@ describe('channel access', () => {
       await bob.call({ type: 'publish', channel: ch, data: 'hi alice', msgId: 'b1' })
       await alice.until(() => alice.pubs(ch).length === 1)
       assert.equal(alice.pubs(ch)[0]?.data, 'hi alice')
-      assert.equal((await srv!.gw.history(ch)).publications.length, 1, "carol's publish was not stored")
-      assert.equal(srv!.gw.hub.subscriberCount(ch), 1)
+      assert.equal((await fx.server.gw.history(ch)).publications.length, 1, "carol's publish was not stored")
+      assert.equal(fx.server.gw.hub.subscriberCount(ch), 1)
       assert.equal(carol.closed, undefined, 'a refusal is a reply, not a close')
     })
 
@@ -91,7 +82,7 @@ describe('channel access', () => {
       const c = await as('alice')
       await c.call({ type: 'subscribe', channel: 'news:today' })
       assert.equal(await errorCode(c, { type: 'publish', channel: 'news:today', data: 'fake', msgId: 'n1' }), ErrorCodes.not_available.code)
-      await srv!.gw.publish('news:today', 'real')
+      await fx.server.gw.publish('news:today', 'real')
       await c.until(() => c.pubs('news:today').length === 1)
       assert.deepEqual(c.pubs('news:today').map((p) => [p.offset, p.data]), [[1, 'real']])
       // The namespace is the part before the first colon: `newsletter:x` is not `news`.
@@ -152,7 +143,7 @@ describe('channel access', () => {
       await alice.call({ type: 'subscribe', channel: 'quiet:1' })
       await bob.call({ type: 'subscribe', channel: 'quiet:1' })
       await bob.call({ type: 'unsubscribe', channel: 'quiet:1' })
-      await srv!.gw.publish('quiet:1', 'marker')
+      await fx.server.gw.publish('quiet:1', 'marker')
       await alice.until(() => alice.pubs('quiet:1').length === 1)
       assert.equal(pushesOf(alice, 'join').length + pushesOf(alice, 'leave').length, 0)
       assert.deepEqual(await alice.call({ type: 'presence_stats', channel: 'quiet:1' }), { clients: 1, users: 1 })
@@ -181,7 +172,7 @@ describe('channel access', () => {
       assert.equal(await errorCode(bob, { type: 'subscribe', channel: 'vip' }), ErrorCodes.permission_denied.code)
       assert.equal(await errorCode(bob, { type: 'subscribe', channel: 'later' }), ErrorCodes.not_available.code)
       assert.equal(await errorCode(bob, { type: 'subscribe', channel: 'boom' }), ErrorCodes.internal.code)
-      assert.equal(srv!.gw.hub.subscriberCount('vip'), 1, "bob's refused subscription left nothing")
+      assert.equal(fx.server.gw.hub.subscriberCount('vip'), 1, "bob's refused subscription left nothing")
       assert.deepEqual(
         subCalls.map((c) => [c.client.user, c.channel]),
         [['alice', 'vip'], ['bob', 'vip'], ['bob', 'later'], ['bob', 'boom']],
@@ -208,39 +199,39 @@ describe('channel access', () => {
       const bob = await as('bob')
       // A namespace clients cannot subscribe to by themselves: the usual home of server-side subscriptions.
       for (const ch of ['alerts', 'notify:alice']) {
-        await srv!.gw.publish(ch, 'before')
-        await srv!.gw.subscribeUser('alice', ch)
+        await fx.server.gw.publish(ch, 'before')
+        await fx.server.gw.subscribeUser('alice', ch)
         for (const c of [a1, a2]) {
           await c.until(() => pushesOf(c, 'subscribe', ch).length === 1, 2000, `subscribe push for ${ch}`)
           const push = pushesOf(c, 'subscribe', ch)[0]
           assert.equal(push?.offset, 1, 'the push carries the stream position to recover from later')
           assert.equal(typeof push?.epoch, 'string')
         }
-        await srv!.gw.publish(ch, 'after')
+        await fx.server.gw.publish(ch, 'after')
         for (const c of [a1, a2]) {
           await c.until(() => c.pubs(ch).length === 1)
           assert.deepEqual(c.pubs(ch).map((p) => [p.offset, p.data]), [[2, 'after']])
         }
         assert.equal(pushesOf(bob, 'subscribe').length, 0)
 
-        await srv!.gw.unsubscribeUser('alice', ch)
+        await fx.server.gw.unsubscribeUser('alice', ch)
         for (const c of [a1, a2]) {
           await c.until(() => pushesOf(c, 'unsubscribe', ch).length === 1, 2000, `unsubscribe push for ${ch}`)
           assert.equal(pushesOf(c, 'unsubscribe', ch)[0]?.code, CloseCodes.kicked.code)
         }
-        assert.equal(srv!.gw.hub.subscriberCount(ch), 0)
-        await srv!.gw.publish(ch, 'gone')
-        await srv!.gw.publish('marker', 'm')
+        assert.equal(fx.server.gw.hub.subscriberCount(ch), 0)
+        await fx.server.gw.publish(ch, 'gone')
+        await fx.server.gw.publish('marker', 'm')
         // Nothing more for the channel, and subscribing again is possible (the server forgot it).
-        await srv!.gw.subscribeUser('alice', ch)
+        await fx.server.gw.subscribeUser('alice', ch)
         await a1.until(() => pushesOf(a1, 'subscribe', ch).length === 2)
         assert.equal(a1.pubs(ch).length, 1)
-        await srv!.gw.unsubscribeUser('alice', ch)
+        await fx.server.gw.unsubscribeUser('alice', ch)
         await a1.until(() => pushesOf(a1, 'unsubscribe', ch).length === 2)
       }
       // A user already subscribed is left alone (no second push, no error).
       await a1.call({ type: 'subscribe', channel: 'mine' })
-      await srv!.gw.subscribeUser('alice', 'mine')
+      await fx.server.gw.subscribeUser('alice', 'mine')
       await a2.until(() => pushesOf(a2, 'subscribe', 'mine').length === 1)
       assert.equal(pushesOf(a1, 'subscribe', 'mine').length, 0)
     })
@@ -250,24 +241,24 @@ describe('channel access', () => {
       const a1 = await as('alice')
       const a2 = await as('alice')
       const bob = await as('bob')
-      await srv!.gw.disconnect({ user: 'alice' })
+      await fx.server.gw.disconnect({ user: 'alice' })
       await expectClosedWith(a1, CloseCodes.kicked.code)
       await expectClosedWith(a2, CloseCodes.kicked.code)
       await bob.call({ type: 'ping' })
       assert.equal(bob.closed, undefined)
-      await waitFor(() => srv!.gw.connectionCount === 1)
+      await waitFor(() => fx.server.gw.connectionCount === 1)
     })
 
     it('disconnect({ client }) closes only that connection, with the code asked for', async () => {
       await start()
       const a1 = await as('alice')
       const a2 = await as('alice')
-      await srv!.gw.disconnect({ client: a1.clientId, code: 'try_later', reason: 'maintenance' })
+      await fx.server.gw.disconnect({ client: a1.clientId, code: 'try_later', reason: 'maintenance' })
       const closed = await expectClosedWith(a1, CloseCodes.try_later.code)
       assert.equal(closed.reason, 'maintenance')
       await a2.call({ type: 'ping' })
       assert.equal(a2.closed, undefined)
-      await assert.rejects(srv!.gw.disconnect({}), TypeError)
+      await assert.rejects(fx.server.gw.disconnect({}), TypeError)
     })
   })
 })

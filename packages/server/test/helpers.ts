@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { afterEach } from 'node:test'
 import {
   jsonCodec,
   msgpackCodec,
@@ -52,6 +53,61 @@ export async function startServer(options: HoldfastOptions = {}): Promise<TestSe
       http.closeAllConnections()
       await new Promise<void>((r) => http.close(() => r()))
     },
+  }
+}
+
+/** What `serverPerTest()` hands a suite. */
+export interface ServerFixture {
+  /** Start a server (the suite's defaults, then `options`); closed after the test. */
+  start(options?: HoldfastOptions): Promise<TestServer>
+  /** The server the running test started last (throws if it started none). */
+  readonly server: TestServer
+  /** A RawClient closed after the test. */
+  client(url: string, opts?: ConstructorParameters<typeof RawClient>[1]): RawClient
+  /** A raw socket terminated after the test. */
+  socket(ws: WebSocket): WebSocket
+  /** Close the test's clients now. */
+  closeClients(): void
+}
+
+/**
+ * The setup every gateway suite repeats, in one place: call it inside a `describe` and what each
+ * test starts or opens through it is torn down after that test, in this order: clients closed,
+ * raw sockets terminated, servers closed.
+ */
+export function serverPerTest(defaults: HoldfastOptions = {}): ServerFixture {
+  const servers: TestServer[] = []
+  const clients: RawClient[] = []
+  const sockets: WebSocket[] = []
+  const closeClients = (): void => {
+    for (const c of clients.splice(0)) c.close()
+  }
+  afterEach(async () => {
+    closeClients()
+    for (const s of sockets.splice(0)) s.terminate()
+    for (const s of servers.splice(0)) await s.close()
+  })
+  return {
+    async start(options = {}) {
+      const s = await startServer({ ...defaults, ...options })
+      servers.push(s)
+      return s
+    },
+    get server() {
+      const s = servers.at(-1)
+      if (s === undefined) throw new Error('no server started in this test')
+      return s
+    },
+    client(url, opts) {
+      const c = new RawClient(url, opts)
+      clients.push(c)
+      return c
+    },
+    socket(ws) {
+      sockets.push(ws)
+      return ws
+    },
+    closeClients,
   }
 }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { randomBytes } from 'node:crypto'
-import { afterEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import {
   ROOT_CONTEXT,
   SpanStatusCode,
@@ -20,7 +20,7 @@ import {
 import { CloseCodes, ErrorCodes, HoldfastError } from '@holdfast/protocol'
 import type { ConnectInfo, ConnectionInfo, DisconnectInfo, HoldfastOptions } from '../src/options.js'
 import { parseTraceparent, runHook } from '../src/tracing.js'
-import { RawClient, expectClosedWith, startServer, waitFor, type TestServer } from './helpers.js'
+import { RawClient, expectClosedWith, waitFor, serverPerTest, type TestServer } from './helpers.js'
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736'
 const PARENT_SPAN = '00f067aa0ba902b7'
@@ -131,24 +131,9 @@ class AlsContextManager implements ContextManager {
 // ---------------------------------------------------------------- tests
 
 describe('hooks', () => {
-  let srv: TestServer | undefined
-  const clients: RawClient[] = []
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close()
-    await srv?.close()
-    srv = undefined
-  })
-
-  async function start(options: HoldfastOptions): Promise<TestServer> {
-    srv = await startServer(options)
-    return srv
-  }
-
-  function client(url: string, headers?: Record<string, string>): RawClient {
-    const c = new RawClient(url, headers === undefined ? {} : { headers })
-    clients.push(c)
-    return c
-  }
+  const fx = serverPerTest()
+  const start = fx.start
+  const client = (url: string, headers?: Record<string, string>): RawClient => fx.client(url, headers === undefined ? {} : { headers })
 
   const authenticate: HoldfastOptions['authenticate'] = ({ token }) => {
     if (token === 'alice' || token === 'bob') return { user: token, info: { name: token.toUpperCase() } }
@@ -316,19 +301,8 @@ describe('hooks', () => {
 })
 
 describe('OpenTelemetry spans', () => {
-  let srv: TestServer | undefined
-  const clients: RawClient[] = []
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close()
-    await srv?.close()
-    srv = undefined
-  })
-
-  function client(url: string, headers?: Record<string, string>): RawClient {
-    const c = new RawClient(url, headers === undefined ? {} : { headers })
-    clients.push(c)
-    return c
-  }
+  const fx = serverPerTest()
+  const client = (url: string, headers?: Record<string, string>): RawClient => fx.client(url, headers === undefined ? {} : { headers })
 
   it('connect, subscribe, publish and rpc spans: names, attributes, parents, the traceparent trace, all ended', async () => {
     const tracer = new FakeTracer()
@@ -336,8 +310,7 @@ describe('OpenTelemetry spans', () => {
     assert.ok(otelContext.setGlobalContextManager(manager), 'no other context manager is installed')
     let activeInRpc: Span | undefined
     try {
-      srv = await startServer({ tracer })
-      const s = srv
+      const s = await fx.start({ tracer })
       s.gw.onRpc('whoami', () => {
         activeInRpc = trace.getActiveSpan()
         return 'me'
@@ -407,7 +380,7 @@ describe('OpenTelemetry spans', () => {
 
   it('without a traceparent the connect span starts the trace, and the log trace id is its trace id', async () => {
     const tracer = new FakeTracer()
-    srv = await startServer({ tracer })
+    const srv = await fx.start({ tracer })
     const c = client(srv.url)
     await c.connect()
     const [connect] = tracer.named('holdfast.connect')
@@ -419,7 +392,7 @@ describe('OpenTelemetry spans', () => {
 
   it('a handshake that fails ends the connect span with an error and the close code name', async () => {
     const tracer = new FakeTracer()
-    srv = await startServer({ tracer, authenticate: () => Promise.reject(new HoldfastError('unauthorized', 'no')) })
+    const srv = await fx.start({ tracer, authenticate: () => Promise.reject(new HoldfastError('unauthorized', 'no')) })
     const c = client(srv.url)
     await c.opened()
     c.sendRaw({ id: 1, type: 'connect', version: 1, token: 't' })
@@ -432,7 +405,7 @@ describe('OpenTelemetry spans', () => {
   })
 
   it("works with the API's no-op tracer (no SDK registered): valid trace ids, nothing breaks", async () => {
-    srv = await startServer({ tracer: trace.getTracer('holdfast-test') })
+    const srv = await fx.start({ tracer: trace.getTracer('holdfast-test') })
     const c = client(srv.url, {})
     await c.connect()
     await c.call({ type: 'subscribe', channel: 'noop' })

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict'
 import type { Socket } from 'node:net'
-import { afterEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { CloseCodes, ErrorCodes } from '@holdfast/protocol'
 import WebSocket from 'ws'
 import { mintToken } from '../src/auth/mint.js'
-import type { HoldfastOptions } from '../src/options.js'
-import { RawClient, TEST_TRANSPORT, expectClosedWith, rawRequest, startServer, tryUpgrade, turn, waitFor, type TestServer, type UpgradeOutcome } from './helpers.js'
+import { TEST_TRANSPORT, expectClosedWith, rawRequest, tryUpgrade, turn, waitFor, serverPerTest, type UpgradeOutcome } from './helpers.js'
 
 interface ErrorReply {
   id: number
@@ -37,21 +36,8 @@ function statusOf(o: UpgradeOutcome): number {
 }
 
 describe('limits', () => {
-  let srv: TestServer | undefined
-  const clients: RawClient[] = []
-  const sockets: WebSocket[] = []
-  const client = (url: string, opts?: ConstructorParameters<typeof RawClient>[1]): RawClient => {
-    const c = new RawClient(url, opts)
-    clients.push(c)
-    return c
-  }
-  const start = async (o: HoldfastOptions = {}): Promise<TestServer> => (srv = await startServer(o))
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close()
-    for (const s of sockets.splice(0)) s.terminate()
-    await srv?.close()
-    srv = undefined
-  })
+  const fx = serverPerTest()
+  const { client, start } = fx
 
   describe('maxPayload', () => {
     for (const protocol of ['json', 'msgpack'] as const) {
@@ -190,7 +176,7 @@ describe('limits', () => {
       // 127.0.0.0/8 is all loopback on Linux: a second source address is a second client machine.
       const elsewhere = await tryUpgrade(s.url, { localAddress: '127.0.0.2' })
       assert.ok(isOpen(elsewhere), `an upgrade from 127.0.0.2 was refused: ${JSON.stringify(elsewhere)}`)
-      sockets.push(elsewhere.ws)
+      fx.socket(elsewhere.ws)
       await waitFor(() => s.gw.connectionCount === 4)
       assert.ok([...s.gw.connections].some((conn) => conn.ip === '127.0.0.2'))
 
@@ -237,7 +223,7 @@ describe('limits', () => {
       const outcomes = []
       for (let i = 0; i < 3; i++) {
         const o = await tryUpgrade(s.url)
-        if (isOpen(o)) sockets.push(o.ws)
+        if (isOpen(o)) fx.socket(o.ws)
         outcomes.push(isOpen(o) ? 101 : o.status)
       }
       assert.deepEqual(outcomes, [101, 101, 429])
@@ -245,7 +231,7 @@ describe('limits', () => {
       // The rate is per address.
       const other = await tryUpgrade(s.url, { localAddress: '127.0.0.3' })
       assert.ok(isOpen(other))
-      sockets.push(other.ws)
+      fx.socket(other.ws)
     })
   })
 
@@ -268,7 +254,7 @@ describe('limits', () => {
     it('holds under concurrent upgrades', async () => {
       const s = await start({ maxConnections: 5 })
       const outcomes = await Promise.all(Array.from({ length: 20 }, () => tryUpgrade(s.url)))
-      for (const o of outcomes) if (isOpen(o)) sockets.push(o.ws)
+      for (const o of outcomes) if (isOpen(o)) fx.socket(o.ws)
       assert.equal(outcomes.filter(isOpen).length, 5)
       assert.equal(outcomes.filter((o) => !isOpen(o) && o.status === 503).length, 15)
       assert.equal(s.gw.connectionCount, 5)
@@ -279,7 +265,7 @@ describe('limits', () => {
       const s = await start({ maxConnections: 5, jwt: { secret } })
       const token = await mintToken({ secret, sub: 'alice' })
       const outcomes = await Promise.all(Array.from({ length: 20 }, () => tryUpgrade(s.url, { headers: { authorization: `Bearer ${token}` } })))
-      for (const o of outcomes) if (isOpen(o)) sockets.push(o.ws)
+      for (const o of outcomes) if (isOpen(o)) fx.socket(o.ws)
       assert.equal(outcomes.filter(isOpen).length, 5, 'no more than maxConnections upgrades may be accepted at once')
       assert.equal(s.gw.connectionCount, 5)
     })

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { Writable } from 'node:stream'
-import { afterEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { CloseCodes, HoldfastError } from '@holdfast/protocol'
 import pino from 'pino'
 import type { HoldfastOptions } from '../src/options.js'
-import { RawClient, expectClosedWith, startServer, tryUpgrade, waitFor, type TestServer } from './helpers.js'
+import { RawClient, expectClosedWith, tryUpgrade, waitFor, serverPerTest } from './helpers.js'
 
 const TOKEN = 'tok-SECRET-5f2a9c0d'
 const PAYLOAD = 'PAYLOAD-SENTINEL-7c1e'
@@ -44,24 +44,9 @@ function memoryLogger(): { logger: pino.Logger; raw: () => string; lines: () => 
 }
 
 describe('logging', () => {
-  let srv: TestServer | undefined
-  const clients: RawClient[] = []
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close()
-    await srv?.close()
-    srv = undefined
-  })
-
-  async function start(options: HoldfastOptions): Promise<TestServer> {
-    srv = await startServer(options)
-    return srv
-  }
-
-  function client(url: string, headers?: Record<string, string>): RawClient {
-    const c = new RawClient(url, headers === undefined ? {} : { headers })
-    clients.push(c)
-    return c
-  }
+  const fx = serverPerTest()
+  const start = fx.start
+  const client = (url: string, headers?: Record<string, string>): RawClient => fx.client(url, headers === undefined ? {} : { headers })
 
   /** Only this token opens a connection: any other is refused, and the failure logged. */
   const authenticate: HoldfastOptions['authenticate'] = ({ token }) => {
@@ -181,8 +166,7 @@ describe('logging', () => {
     const s = await start({ logger: mem.logger })
     const log = s.gw.log as pino.Logger
     log.info({ token: TOKEN, cmd: { token: TOKEN, data: PAYLOAD }, req: { headers: { authorization: `Bearer ${TOKEN}`, cookie: TOKEN } } }, 'oops')
-    const c = new RawClient(s.url)
-    clients.push(c)
+    const c = fx.client(s.url)
     await c.connect()
     const conn = [...s.gw.connections][0]
     conn?.log?.warn({ data: PAYLOAD }, 'oops again')

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { afterEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { CloseCodes, ErrorCodes } from '@holdfast/protocol'
 import { Counters, Distribution } from '../src/counters.js'
 import type { PublishOutcome, StreamPublication } from '../src/engine/engine.js'
@@ -10,7 +10,7 @@ import { MemoryEngine } from '../src/engine/memory-engine.js'
 import { createHoldfast } from '../src/holdfast.js'
 import { DeliveryTimer } from '../src/metrics.js'
 import type { HoldfastOptions } from '../src/options.js'
-import { RawClient, expectClosedWith, startServer, tryUpgrade, waitFor, type TestServer } from './helpers.js'
+import { expectClosedWith, tryUpgrade, waitFor, serverPerTest, type TestServer } from './helpers.js'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const DOC = `${ROOT}docs/metrics.md`
@@ -122,24 +122,8 @@ function compareWithDoc(doc: DocMetric[], families: Map<string, Family>): string
 // ---------------------------------------------------------------- tests
 
 describe('metrics', () => {
-  let srv: TestServer | undefined
-  const clients: Array<{ close(): void }> = []
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close()
-    await srv?.close()
-    srv = undefined
-  })
-
-  async function start(options: HoldfastOptions = {}): Promise<TestServer> {
-    srv = await startServer(options)
-    return srv
-  }
-
-  function client(url: string, opts?: ConstructorParameters<typeof RawClient>[1]): RawClient {
-    const c = new RawClient(url, opts)
-    clients.push(c)
-    return c
-  }
+  const fx = serverPerTest()
+  const { client, start } = fx
 
   async function scrape(s: TestServer): Promise<Map<string, Family>> {
     return parseExposition(await s.gw.metricsText())
@@ -283,7 +267,7 @@ describe('metrics', () => {
     }
 
     // Close the two: the gauge goes back down, and the close codes are counted by name.
-    for (const c of clients.splice(0)) c.close()
+    fx.closeClients()
     await waitFor(() => s.gw.connectionCount === 0, 5000, 'connections to close')
     const closed = await scrape(s)
     assert.equal(valueOf(closed, 'holdfast_connections'), 0)

@@ -5,10 +5,10 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { freePort } from '../../../test/support/ports.js'
 
 const REDIS_SERVER = process.env['HOLDFAST_REDIS_SERVER'] ?? '/usr/bin/redis-server'
 const REDIS_CLI = process.env['HOLDFAST_REDIS_CLI'] ?? 'redis-cli'
@@ -24,17 +24,6 @@ const running = new Set<ChildProcess>()
 process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL')
 })
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      srv.close(() => (addr !== null && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))))
-    })
-  })
-}
 
 export class RedisServer {
   readonly port: number

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
-import { afterEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { ErrorCodes, HoldfastError } from '@holdfast/protocol'
 import type { HoldfastOptions } from '../src/options.js'
-import { RawClient, startServer, type TestServer } from './helpers.js'
+import { RawClient, serverPerTest, type TestServer } from './helpers.js'
 
 interface Reply {
   id: number
@@ -20,23 +20,16 @@ function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } 
 }
 
 describe('publish and RPC idempotency, RPC router', () => {
-  let srv: TestServer | undefined
-  const clients: RawClient[] = []
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close()
-    await srv?.close()
-    srv = undefined
-  })
+  const fx = serverPerTest()
   async function connected(s: TestServer, user: string, protocol: 'json' | 'msgpack' = 'json'): Promise<RawClient> {
-    const c = new RawClient(s.url, { protocol })
-    clients.push(c)
+    const c = fx.client(s.url, { protocol })
     await c.connect({ token: user })
     return c
   }
 
   describe('publish dedupe', () => {
     it('a retry with the same msgId is acked as a duplicate with the same position and delivered once', async () => {
-      const s = (srv = await startServer({ authenticate: tokenIsUser }))
+      const s = await fx.start({ authenticate: tokenIsUser })
       const pub = await connected(s, 'alice')
       const sub = await connected(s, 'bob')
       await sub.call({ type: 'subscribe', channel: 'once' })
@@ -55,7 +48,7 @@ describe('publish and RPC idempotency, RPC router', () => {
     })
 
     it('the duplicate is found from another connection of the same user (a retry after reconnect), even with other data', async () => {
-      const s = (srv = await startServer({ authenticate: tokenIsUser }))
+      const s = await fx.start({ authenticate: tokenIsUser })
       const a1 = await connected(s, 'alice')
       const first = await a1.call<{ offset: number }>({ type: 'publish', channel: 'r', data: 1, msgId: 'retry-me' })
       a1.close()
@@ -70,7 +63,7 @@ describe('publish and RPC idempotency, RPC router', () => {
     })
 
     it('different users with the same msgId are independent', async () => {
-      const s = (srv = await startServer({ authenticate: tokenIsUser }))
+      const s = await fx.start({ authenticate: tokenIsUser })
       const alice = await connected(s, 'alice')
       const bob = await connected(s, 'bob')
       const sub = await connected(s, 'carol')
@@ -85,7 +78,7 @@ describe('publish and RPC idempotency, RPC router', () => {
     })
 
     it('publish ids are scoped per channel: the same msgId on another channel is another publication', async () => {
-      const s = (srv = await startServer({ authenticate: tokenIsUser }))
+      const s = await fx.start({ authenticate: tokenIsUser })
       const alice = await connected(s, 'alice')
       const a = await alice.call<{ duplicate?: boolean }>({ type: 'publish', channel: 'c1', data: 1, msgId: 'x' })
       const b = await alice.call<{ duplicate?: boolean }>({ type: 'publish', channel: 'c2', data: 1, msgId: 'x' })
@@ -98,7 +91,7 @@ describe('publish and RPC idempotency, RPC router', () => {
     })
 
     it('msgId must be 1-128 characters (107)', async () => {
-      const s = (srv = await startServer())
+      const s = await fx.start()
       const c = await connected(s, 'alice')
       for (const msgId of ['', 'x'.repeat(129)]) {
         const r = (await c.request({ type: 'publish', channel: 'c', data: 1, msgId })) as Reply
@@ -112,7 +105,7 @@ describe('publish and RPC idempotency, RPC router', () => {
 
   describe('RPC', () => {
     it('a handler result is returned; unknown methods get 104', async () => {
-      const s = (srv = await startServer({ authenticate: tokenIsUser }))
+      const s = await fx.start({ authenticate: tokenIsUser })
       const seen: Array<{ user: string; method: string }> = []
       s.gw.onRpc('add', (ctx, data) => {
         seen.push({ user: ctx.client.user, method: ctx.method })
@@ -131,7 +124,7 @@ describe('publish and RPC idempotency, RPC router', () => {
     })
 
     it('a HoldfastError from the handler is the reply; a plain Error becomes 100 without leaking', async () => {
-      const s = (srv = await startServer({ authenticate: tokenIsUser }))
+      const s = await fx.start({ authenticate: tokenIsUser })
       let calls = 0
       s.gw.onRpc('guarded', () => {
         calls++
@@ -154,7 +147,7 @@ describe('publish and RPC idempotency, RPC router', () => {
     })
 
     it('the same msgId twice runs the handler once and replies with the same data', async () => {
-      const s = (srv = await startServer({ authenticate: tokenIsUser }))
+      const s = await fx.start({ authenticate: tokenIsUser })
       let runs = 0
       s.gw.onRpc('charge', () => ({ receipt: ++runs }))
       const c = await connected(s, 'alice')
@@ -179,7 +172,7 @@ describe('publish and RPC idempotency, RPC router', () => {
     })
 
     it('a duplicate arriving while the first still runs gets 114 in_progress (temporary)', async () => {
-      const s = (srv = await startServer({ authenticate: tokenIsUser }))
+      const s = await fx.start({ authenticate: tokenIsUser })
       const gate = deferred()
       const started = deferred()
       let runs = 0
@@ -205,7 +198,7 @@ describe('publish and RPC idempotency, RPC router', () => {
     })
 
     it('RPC to a method that is not registered does not reserve the msgId', async () => {
-      const s = (srv = await startServer({ authenticate: tokenIsUser }))
+      const s = await fx.start({ authenticate: tokenIsUser })
       const c = await connected(s, 'alice')
       const r = (await c.request({ type: 'rpc', method: 'later', msgId: 'k' })) as Reply
       assert.equal(r.error?.code, ErrorCodes.method_not_found.code)

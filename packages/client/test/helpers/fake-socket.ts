@@ -1,5 +1,6 @@
 // An in-memory WebSocket for fake-timer tests: no I/O, so node:test's mock timers control every
 // delay the client takes. The test plays the server by calling open()/receive()/serverClose().
+import { afterEach, beforeEach, mock } from 'node:test'
 import { jsonCodec, type ClientMessage, type ConnectionLimits, type ServerMessage } from '@holdfast/protocol'
 import type { WebSocketLike } from '../../src/options.js'
 
@@ -113,4 +114,21 @@ export class FakeSocket implements WebSocketLike {
 /** Let queued microtasks (the client's batched writes, promise continuations) run. */
 export async function microtasks(): Promise<void> {
   for (let i = 0; i < 5; i++) await Promise.resolve()
+}
+
+/**
+ * For the tests of a file that drive the client over FakeSockets: every test starts at t=0 on
+ * mock timers (setTimeout, Date), with Math.random pinned to 0.5 (backoff jitter in the middle),
+ * and no sockets from the test before; timers and mocks are restored after it.
+ */
+export function useFakeClock(): void {
+  beforeEach(() => {
+    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 })
+    mock.method(Math, 'random', () => 0.5)
+    FakeSocket.reset()
+  })
+  afterEach(() => {
+    mock.timers.reset()
+    mock.restoreAll()
+  })
 }

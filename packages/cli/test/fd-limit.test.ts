@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { describe, test } from 'node:test'
 import WebSocket from 'ws'
 import { connectionCap, FD_RESERVE, openFileLimit } from '../src/fd-limit.js'
-import { cleanEnv, connectClient, ROOT, within } from './helpers.js'
+import { cleanEnv, connectClient, ROOT, within, type TestClient } from './helpers.js'
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max processes             95000                95000                processes
@@ -51,7 +51,7 @@ describe('the node connection cap follows the open-file limit', () => {
       check()
     }))
     assert.match(started, new RegExp(`"maxConnections":${cap}\\b`))
-    const clients = []
+    const clients: TestClient[] = []
     for (let i = 0; i < cap; i++) clients.push(await connectClient(wsUrl))
     t.after(() => {
       for (const c of clients) c.ws.terminate()

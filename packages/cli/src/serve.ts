@@ -3,11 +3,12 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import { createHoldfast, RedisEngine, type Engine } from '@holdfast/server'
-import { IpcEngine } from '@holdfast/server/internal'
+import { DEFAULTS, IpcEngine } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import type { ServeConfig } from './config.js'
 import { runPrimary } from './cluster/primary.js'
 import { isWorkerDrain, WORKER_ENV, WORKER_SESSION_SECRET_ENV, type WorkerReady } from './cluster/messages.js'
+import { connectionCap, openFileLimit } from './fd-limit.js'
 import { buildHttpApp, type Holdfast } from './http-app.js'
 import { AdminDashboard } from './admin/index.js'
 
@@ -73,6 +74,18 @@ export async function startServer(
   const engine = opts.engine ?? owned
   const closeOwned = (): Promise<void> => owned?.close().catch((err: unknown) => logger.warn({ err }, 'closing the redis engine failed')) ?? Promise.resolve()
 
+  // A node cap above what the process can open fails silently (see connectionCap): hold it to the
+  // open-file limit, and say so when that lowers a configured cap.
+  const fdLimit = openFileLimit()
+  const configuredCap = config.holdfast.maxConnections ?? DEFAULTS.maxConnections
+  const maxConnections = connectionCap(configuredCap, fdLimit)
+  if (maxConnections !== configuredCap) {
+    if (config.holdfast.maxConnections !== undefined) {
+      logger.warn({ configured: configuredCap, maxConnections, openFileLimit: fdLimit }, 'maxConnections is above the open-file limit (ulimit -n): lowered to what this process can hold')
+    }
+    config = { ...config, holdfast: { ...config.holdfast, maxConnections } }
+  }
+
   let holdfast: Holdfast
   let admin: AdminDashboard | undefined
   try {
@@ -136,7 +149,7 @@ export async function startServer(
   const url = `http://${host}:${port}`
   // A worker's readiness goes to its primary, which prints the one listening line for the fleet.
   if (opts.worker === undefined) io.stdout.write(`holdfast listening on ${url} (ws://${host}:${wsPort}/ws) engine=${config.engine}${config.transport === 'uws' ? ' transport=uws' : ''}\n`)
-  logger.info({ url, engine: config.engine, ...(owned === undefined ? {} : { redis: redactUrl(config.redisUrl) }), auth: config.auth, api: config.apiKey !== undefined, sources: config.sources }, 'holdfast started')
+  logger.info({ url, engine: config.engine, maxConnections: config.holdfast.maxConnections, ...(owned === undefined ? {} : { redis: redactUrl(config.redisUrl) }), auth: config.auth, api: config.apiKey !== undefined, sources: config.sources }, 'holdfast started')
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {

@@ -60,12 +60,19 @@ describe('holdfast bench options', () => {
     refuses(['--compare', '--servers', 'ws,uws'], /must include holdfast or holdfast-uws/)
     refuses(['--step', '10'], /only applies with --mode shootout/)
     refuses(['--server-pid', '1'], /goes with --url/)
+    refuses(['--url', 'ws://127.0.0.1:1/ws', '--server-pid', '12,x'], /--server-pid must be a whole number/)
     refuses(['--token', 'a', '--token-secret', 'b'], /either --token or --token-secret/)
     refuses(['--mode', 'storm'], /--mode must be one of fanout, shootout/)
     refuses(['--connections', '0'], /--connections must be a whole number from 1/)
     refuses(['--rate', 'fast'], /--rate must be a number/)
     refuses(['--server', 'nginx'], /--server must be one of/)
     refuses(['--conections', '5'], /Unknown option/)
+  })
+
+  it('takes several server pids (a serve --workers primary and its workers), each once', () => {
+    assert.deepEqual(resolve(['--url', 'ws://127.0.0.1:1/ws', '--server-pid', '10,11,12,11']).serverPids, [10, 11, 12])
+    assert.deepEqual(resolve(['--url', 'ws://127.0.0.1:1/ws', '--server-pid', '7']).serverPids, [7])
+    assert.deepEqual(resolve(['--url', 'ws://127.0.0.1:1/ws']).serverPids, [])
   })
 
   it('orders --servers with holdfast first and reads the token secret from the environment only with --url', () => {

@@ -134,8 +134,10 @@ describe('holdfast bench runs', () => {
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()))
     const url = `ws://127.0.0.1:${(http.address() as AddressInfo).port}/ws`
     try {
-      // This test process is the server process: its pid is what --server-pid reads.
-      const cfg = resolveBenchConfig(['--url', url, '--token-secret', secret, '--server-pid', String(process.pid), '--connections', '50', '--duration', '2', '--rate', '10', '--workers', '1', '--quiet'], {})
+      // This test process is the server process: its pid is what --server-pid reads. Its parent
+      // stands in for the other processes of a server made of several (serve --workers N).
+      const pids = [process.pid, process.ppid]
+      const cfg = resolveBenchConfig(['--url', url, '--token-secret', secret, '--server-pid', pids.join(','), '--connections', '50', '--duration', '2', '--rate', '10', '--workers', '1', '--quiet'], {})
       const r = await runBench(cfg, { stderr: sink() })
       assert.equal(r.connect.connected, 50)
       assert.equal(r.delivery.lost, 0)
@@ -143,6 +145,15 @@ describe('holdfast bench runs', () => {
       assert.equal(r.target.pid, process.pid)
       assert.equal(r.target.startedByBench, false)
       assert.ok(r.server !== null && r.server.gcBeforeReadings === false)
+      // Summed over the processes, and each one reported on its own.
+      const sv = r.server
+      assert.deepEqual(sv.pids, pids)
+      assert.deepEqual(sv.processes.map((p) => p.pid), pids)
+      const sum = (f: (p: (typeof sv.processes)[number]) => number): number => sv.processes.reduce((n, p) => n + f(p), 0)
+      assert.equal(sum((p) => p.rssAfterRampBytes), sv.rssAfterRampBytes)
+      assert.equal(sum((p) => p.rssBaselineBytes), sv.rssBaselineBytes)
+      assert.ok(Math.abs(sum((p) => p.cpuSeconds) - sv.cpuSeconds) < 0.01)
+      assert.ok((sv.processes[0]?.cpuSeconds ?? 0) > 0, 'the server process worked during the run')
 
       const wrong = resolveBenchConfig(['--url', url, '--token-secret', `${secret}-not`, '--connections', '5', '--duration', '1', '--workers', '1', '--quiet'], {})
       await assert.rejects(runBench(wrong, { stderr: sink() }), /publisher was refused/)

@@ -52,7 +52,7 @@ export async function runCompare(cfg: BenchConfig, io: RunIO): Promise<CompareRe
   const skipped: Record<string, string> = {}
   for (const server of cfg.servers) {
     try {
-      runs.push(await runBench({ ...cfg, url: undefined, serverPid: undefined, server, compare: false }, io))
+      runs.push(await runBench({ ...cfg, url: undefined, serverPids: [], server, compare: false }, io))
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err)
       if ((server === 'uws' || server === 'holdfast-uws') && UWS_UNAVAILABLE.test(message)) {

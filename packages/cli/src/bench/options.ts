@@ -29,7 +29,11 @@ export const BENCH_FLAGS = {
   'step-duration': { type: 'string', value: 'SECONDS', help: 'shootout: broadcasting measured after each step (default 5s)' },
   compare: { type: 'boolean', value: '', help: 'run the scenario against holdfast, raw ws, Socket.IO and uWebSockets.js, each started by the bench, and print the ratios' },
   servers: { type: 'string', value: 'LIST', help: 'with --compare: the servers to run (default holdfast,holdfast-uws,ws,socketio,uws)' },
-  'server-pid': { type: 'string', value: 'PID', help: 'with --url: the local server process, to report its CPU and memory from /proc' },
+  'server-pid': {
+    type: 'string',
+    value: 'PID[,PID...]',
+    help: 'with --url: the local server process(es), to report CPU and memory from /proc (serve --workers N: the primary and each worker; summed and shown per process)',
+  },
   'allow-remote': { type: 'boolean', value: '', help: 'allow a --url that is not on this machine' },
   timeout: { type: 'string', value: 'SECONDS', help: 'hard bound of the whole run (default: derived from the scenario)' },
   drain: { type: 'string', value: 'SECONDS', help: 'most time to wait for deliveries in flight after the last publication (default 15s)' },
@@ -224,8 +228,8 @@ export function resolveBenchConfig(argv: readonly string[], env: Readonly<Record
     }
   }
   const serverPidRaw = str('server-pid')
-  const serverPid = serverPidRaw === undefined ? undefined : parseInteger('server-pid', serverPidRaw, 1, 2 ** 31)
-  if (serverPid !== undefined && url === undefined) throw new CliError('--server-pid goes with --url; a server the bench starts is measured anyway')
+  const serverPids = serverPidRaw === undefined ? [] : [...new Set(serverPidRaw.split(',').map((p) => parseInteger('server-pid', p, 1, 2 ** 31)))]
+  if (serverPidRaw !== undefined && url === undefined) throw new CliError('--server-pid goes with --url; a server the bench starts is measured anyway')
   const drainS = num('drain', (r) => parseSeconds('drain', r, 1, 600), DEFAULTS.drainS)
   const connectTimeoutS = num('connect-timeout', (r) => parseSeconds('connect-timeout', r, 1, 600), DEFAULTS.connectTimeoutS)
 
@@ -259,7 +263,7 @@ export function resolveBenchConfig(argv: readonly string[], env: Readonly<Record
     p95LimitMs,
     step,
     stepDurationS,
-    serverPid,
+    serverPids,
     allowRemote,
     quiet: bool('quiet'),
     timeoutS,

@@ -42,13 +42,21 @@ export function formatReport(r: BenchReport): string {
   if (r.server !== null) {
     const sv = r.server
     lines.push(
-      `  server      pid ${sv.pid}: CPU ${sv.cpuPercent}% of a core (${sv.cpuSeconds} s)` +
+      `  server      ${sv.pids.length === 1 ? `pid ${sv.pid}` : `${sv.pids.length} processes (summed)`}: CPU ${sv.cpuPercent}% of a core (${sv.cpuSeconds} s)` +
         (sv.cpuMicrosPerDelivery === null ? '' : `, ${sv.cpuMicrosPerDelivery} µs per delivery`),
     )
     lines.push(
       `  memory      RSS ${mib(sv.rssBaselineBytes)} MiB before clients, ${mib(sv.rssAfterRampBytes)} MiB with them, peak ${mib(sv.rssPeakBytes)} MiB` +
         (sv.rssPerConnectionBytes === null ? '' : `; ${kib(sv.rssPerConnectionBytes)} KiB per connection`),
     )
+    if (sv.processes.length > 1) {
+      for (const p of sv.processes) {
+        lines.push(
+          `  process     pid ${p.pid}: CPU ${p.cpuPercent}% (${p.cpuSeconds} s); RSS ${mib(p.rssBaselineBytes)} MiB before clients, ` +
+            `${mib(p.rssAfterRampBytes)} MiB with them, peak ${mib(p.rssPeakBytes)} MiB`,
+        )
+      }
+    }
   } else lines.push('  server      not measured (pass --server-pid with --url, or let the bench start the server)')
   lines.push(`  clients     ${r.clients.processes} process${r.clients.processes === 1 ? '' : 'es'}, ${r.clients.cpuPercent}% CPU while publishing`)
   if (r.shootout !== null) {

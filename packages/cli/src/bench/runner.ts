@@ -4,7 +4,7 @@ import { CliError } from '../cli-error.js'
 import { cliVersion } from '../version.js'
 import { startBenchServer, type BenchServer } from './bench-server.js'
 import { addEncoded, newHistogram, percentiles } from './histogram.js'
-import { readProcSample, type ProcSample } from './proc-stats.js'
+import { readServerSample, type ServerSample } from './proc-stats.js'
 import { Progress } from './progress.js'
 import { Publisher } from './publisher.js'
 import { Timeline, type Window } from './timeline.js'
@@ -131,16 +131,16 @@ class Run {
       warnings.push(`the machine was already busy before the run (load average ${load.toFixed(1)} on ${cores} cores): other processes competed for CPU`)
     }
     let url: string
-    let pid = cfg.serverPid
+    let pids = cfg.serverPids
     if (cfg.url === undefined) {
       this.progress.note(`starting the ${SERVER_LABELS[cfg.server]} server`)
       this.server = await startBenchServer(cfg.server)
       url = this.server.url
-      pid = this.server.pid
+      pids = [this.server.pid]
     } else url = cfg.url
-    if (pid !== undefined && readProcSample(pid) === undefined) {
-      warnings.push(`cannot read /proc/${pid}: server CPU and memory are not reported`)
-      pid = undefined
+    if (pids.length > 0 && readServerSample(pids) === undefined) {
+      warnings.push(`cannot read /proc/${pids.join(', /proc/')}: server CPU and memory are not reported`)
+      pids = []
     }
     const external = cfg.url !== undefined
     const protocol = external ? 'holdfast' : protocolFor(cfg.server)
@@ -166,20 +166,20 @@ class Run {
             await sleep(MEMORY_SETTLE_MS)
             await server.gc()
           }
-    const read = (): ProcSample | undefined => (pid === undefined ? undefined : readProcSample(pid))
+    const read = (): ServerSample | undefined => readServerSample(pids)
 
     await gc()
     const base = read()
-    const tl = new Timeline(pool, pid, t0)
+    const tl = new Timeline(pool, pids, t0)
     this.timeline = tl
     tl.onPoint = (p) => this.progress.update(this.progressValue(), { open: p.connections, perSecond: p.deliveriesPerSecond, p99: p.latency?.p99 ?? null })
     tl.start()
 
-    let afterRamp: ProcSample | undefined
-    let rampCpu0: ProcSample | undefined
-    let rampCpu1: ProcSample | undefined
+    let afterRamp: ServerSample | undefined
+    let rampCpu0: ServerSample | undefined
+    let rampCpu1: ServerSample | undefined
     let rampSeconds: number | undefined
-    let cpu0: ProcSample | undefined
+    let cpu0: ServerSample | undefined
     let pubT0 = 0
     let window: Window
     let shootout: ShootoutResult | null = null
@@ -211,7 +211,7 @@ class Run {
       pubT0 = performance.now()
       window = tl.open()
       publisher.start(cfg.rate)
-      shootout = await this.shootout(tl, pool, pid !== undefined)
+      shootout = await this.shootout(tl, pool, pids.length > 0)
       publisher.stop()
     }
     tl.phase = 'drain'
@@ -233,7 +233,7 @@ class Run {
     return this.report({
       startedAt,
       url,
-      pid,
+      pids,
       publishers,
       results,
       window,
@@ -307,16 +307,16 @@ class Run {
   private report(r: {
     startedAt: string
     url: string
-    pid: number | undefined
+    pids: number[]
     publishers: number
     results: WorkerResult[]
     window: Window
     windowSeconds: number
     drain: { quiescent: boolean; seconds: number }
-    base: ProcSample | undefined
-    afterRamp: ProcSample | undefined
-    cpu0: ProcSample | undefined
-    cpu1: ProcSample | undefined
+    base: ServerSample | undefined
+    afterRamp: ServerSample | undefined
+    cpu0: ServerSample | undefined
+    cpu1: ServerSample | undefined
     shootout: ShootoutResult | null
     warnings: string[]
     rampSeconds: number | undefined
@@ -345,12 +345,29 @@ class Run {
     const warnings = [...r.warnings]
 
     let server: ServerStats | null = null
-    if (r.pid !== undefined && r.base !== undefined && r.cpu0 !== undefined && r.cpu1 !== undefined && r.afterRamp !== undefined) {
-      const cpuUs = r.cpu1.cpuUs - r.cpu0.cpuUs
+    const [pid] = r.pids
+    if (pid !== undefined && r.base !== undefined && r.cpu0 !== undefined && r.cpu1 !== undefined && r.afterRamp !== undefined) {
+      const { base, afterRamp, cpu0, cpu1 } = r
+      const cpuUs = cpu1.cpuUs - cpu0.cpuUs
+      const cpuSeconds = (us: number): number => round(us / 1e6, 3)
+      const cpuPercent = (us: number): number => round(us / 1e4 / r.windowSeconds, 1)
       server = {
-        pid: r.pid,
-        cpuSeconds: round(cpuUs / 1e6, 3),
-        cpuPercent: round((cpuUs / 1e4) / r.windowSeconds, 1),
+        pid,
+        pids: r.pids,
+        processes: r.pids.map((p, i) => {
+          const us = (cpu1.each[i]?.cpuUs ?? 0) - (cpu0.each[i]?.cpuUs ?? 0)
+          const after = afterRamp.each[i]?.rssBytes ?? 0
+          return {
+            pid: p,
+            cpuSeconds: cpuSeconds(us),
+            cpuPercent: cpuPercent(us),
+            rssBaselineBytes: base.each[i]?.rssBytes ?? 0,
+            rssAfterRampBytes: after,
+            rssPeakBytes: Math.max(tl.rssPeakEach[i] ?? 0, after),
+          }
+        }),
+        cpuSeconds: cpuSeconds(cpuUs),
+        cpuPercent: cpuPercent(cpuUs),
         cpuMicrosPerDelivery: delivered > 0 ? round(cpuUs / delivered, 3) : null,
         cpuMicrosPerConnect: r.rampCpuUs !== undefined && connected > 0 ? round(r.rampCpuUs / connected, 1) : null,
         rssBaselineBytes: r.base.rssBytes,
@@ -407,7 +424,7 @@ class Run {
         kind,
         label: kind === 'external' ? 'holdfast (external)' : SERVER_LABELS[kind],
         url: r.url,
-        pid: r.pid ?? null,
+        pid: pid ?? null,
         startedByBench: this.server !== undefined,
       },
       scenario: {

@@ -1,5 +1,5 @@
 import { newHistogram, percentiles, type Histogram } from './histogram.js'
-import { readProcSample, type ProcSample } from './proc-stats.js'
+import { readServerSample, type ServerSample } from './proc-stats.js'
 import type { TimelinePoint } from './types.js'
 import type { PoolSample, WorkerPool } from './worker-pool.js'
 
@@ -24,13 +24,16 @@ export class Timeline {
   readonly total = new Window()
   phase = 'start'
   last: PoolSample | undefined
+  /** Highest RSS sampled, summed over the server's processes. */
   rssPeak = 0
+  /** Highest RSS sampled of each server process, in the order of its pids. */
+  rssPeakEach: number[] = []
   private readonly windows = new Set<Window>()
   private timer: NodeJS.Timeout | undefined
   private stopped = false
   private prevAt: number
   private prevDelivered = 0
-  private prevServer: ProcSample | undefined
+  private prevServer: ServerSample | undefined
   private prevClientCpu = 0
   private sampling: Promise<void> | undefined
   private readonly listeners = new Set<(p: TimelinePoint) => void>()
@@ -39,11 +42,12 @@ export class Timeline {
 
   constructor(
     private readonly pool: WorkerPool,
-    private readonly serverPid: number | undefined,
+    /** The server's processes; empty: not measured. */
+    private readonly serverPids: readonly number[],
     private readonly t0: number,
   ) {
     this.prevAt = performance.now()
-    this.prevServer = serverPid === undefined ? undefined : readProcSample(serverPid)
+    this.prevServer = readServerSample(serverPids)
   }
 
   start(): void {
@@ -112,12 +116,13 @@ export class Timeline {
     this.prevDelivered = s.delivered
     const clientCpu = s.cpuUs - this.prevClientCpu
     this.prevClientCpu = s.cpuUs
-    const server = this.serverPid === undefined ? undefined : readProcSample(this.serverPid)
+    const server = readServerSample(this.serverPids)
     let serverCpu: number | null = null
     if (server !== undefined && this.prevServer !== undefined) serverCpu = server.cpuUs - this.prevServer.cpuUs
     if (server !== undefined) {
       this.prevServer = server
       this.rssPeak = Math.max(this.rssPeak, server.rssBytes)
+      this.rssPeakEach = server.each.map((p, i) => Math.max(this.rssPeakEach[i] ?? 0, p.rssBytes))
     }
     for (const w of [this.total, ...this.windows]) {
       w.latency.add(s.latency)

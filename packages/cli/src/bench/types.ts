@@ -64,7 +64,8 @@ export interface BenchConfig {
   step: number
   /** Shootout: seconds of broadcasting measured after each step. */
   stepDurationS: number
-  serverPid: number | undefined
+  /** Local processes of a `--url` server to measure from /proc (a primary and its workers); empty: none. */
+  serverPids: number[]
   allowRemote: boolean
   quiet: boolean
   /** Hard bound of the whole run, in seconds. */
@@ -189,8 +190,25 @@ export interface TimelinePoint {
 /** An RSS growth per connection below this is within the noise of two readings. */
 export const RSS_NOISE_BYTES = 100
 
-export interface ServerStats {
+/** One process of a server made of several (`serve --workers N`). */
+export interface ServerProcessStats {
   pid: number
+  /** Over the same window as ServerStats.cpuSeconds. */
+  cpuSeconds: number
+  cpuPercent: number
+  rssBaselineBytes: number
+  rssAfterRampBytes: number
+  rssPeakBytes: number
+}
+
+/** The server's figures; for several processes, their sums (and each in `processes`). */
+export interface ServerStats {
+  /** The first measured process (the primary of `serve --workers N` when given first). */
+  pid: number
+  /** Every measured process, in --server-pid order. */
+  pids: number[]
+  /** Per process, in the order of `pids`. */
+  processes: ServerProcessStats[]
   /** Server CPU (user + system) from the first publication to the end of the drain, seconds. */
   cpuSeconds: number
   /** Average over that window; 100 = one core. */

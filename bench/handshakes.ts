@@ -330,7 +330,7 @@ async function runCell(
         : auth === 'jwks'
           ? { alg: 'ES256', privateJwk: keys.privateJwk, kid: keys.kid }
           : undefined
-  const profArgs = opts.cpuProf !== undefined && server === 'holdfast' ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf, '--cpu-prof-name', `${server}-${auth}-${variant}-${Date.now()}.cpuprofile`] : []
+  const profArgs = opts.cpuProf !== undefined && server === 'holdfast' ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf] : []
   const srv = fork(SELF, ['--role', 'server', '--server', server], { execArgv: [...LOADER, ...profArgs], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const clients: ChildProcess[] = []
   try {

@@ -1,4 +1,5 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto'
+import { randomBase64url } from './random-id.js'
 
 /**
  * Session resume tokens: an HMAC over the session id and its user, so any node holding the same
@@ -6,13 +7,14 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
  * (taken over) by another user.
  */
 export class SessionSigner {
-  readonly #secret: string
+  /** Imported once: an HMAC keyed by a string imports the key again on every call. */
+  readonly #secret: KeyObject
   constructor(secret: string) {
-    this.#secret = secret
+    this.#secret = createSecretKey(Buffer.from(secret, 'utf8'))
   }
 
   issue(user: string): { id: string; token: string } {
-    const id = randomBytes(12).toString('base64url')
+    const id = randomBase64url(12)
     return { id, token: this.sign(id, user) }
   }
 

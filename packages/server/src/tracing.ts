@@ -3,7 +3,6 @@
  * (only through `@opentelemetry/api`, with the app's Tracer: no SDK is a dependency) and the app's
  * lifecycle hooks. Both are off the hot path: nothing here runs per delivered message.
  */
-import { randomBytes } from 'node:crypto'
 import {
   ROOT_CONTEXT,
   SpanKind,
@@ -18,6 +17,7 @@ import {
 } from '@opentelemetry/api'
 import { HoldfastError, type Command, type SubscribeResult } from '@holdfast/protocol'
 import type { ConnectionInfo } from './options.js'
+import { randomHex } from './random-id.js'
 
 /** The parts of a W3C `traceparent` header. */
 export interface TraceParent {
@@ -41,7 +41,7 @@ export function parseTraceparent(header: string | string[] | undefined): TracePa
 }
 
 export function newTraceId(): string {
-  return randomBytes(16).toString('hex')
+  return randomHex(16)
 }
 
 /** The commands that get a span; the rest (ping, presence, history...) are too small to trace. */

@@ -61,6 +61,21 @@ describe('createJwtVerifier: HMAC', () => {
     })
   }
 
+  it('imports the secret once per algorithm, not once per token', async (t) => {
+    const verify = createJwtVerifier({ secret: SECRET })
+    const tokens = await Promise.all(['a', 'b', 'c', 'd'].map((sub) => hs({ sub })))
+    const importKey = t.mock.method(crypto.subtle, 'importKey')
+    for (const token of tokens) await verify(token)
+    await Promise.all(tokens.map(verify))
+    assert.equal(importKey.mock.callCount(), 1)
+    // Another algorithm of the family needs its own key (the hash is part of an HMAC CryptoKey).
+    const hs512 = await hs({ sub: 'e' }, { exp: now() + 60 }, 'HS512')
+    const before = importKey.mock.callCount()
+    assert.deepEqual(await verify(hs512), { user: 'e', expiresAt: (now() + 60) * 1000 })
+    await verify(hs512)
+    assert.equal(importKey.mock.callCount() - before, 1)
+  })
+
   it('accepts a Uint8Array secret', async () => {
     const secret = new Uint8Array(32).fill(7)
     const verify = createJwtVerifier({ secret })

@@ -1,0 +1,514 @@
+/**
+ * Handshakes per core with JWT verification (performance issue #8).
+ *
+ * For every (server, auth, variant) cell, one server process and `--processes` client processes
+ * (each from its own source address 127.0.0.2, .3, ...) open `--connections` connections in all,
+ * `--concurrency` at a time per process, each with its own pre-minted token; every connection does
+ * its handshake and is closed as soon as it is done, and its slot goes to the next connection once
+ * the close has completed. Measured per cell:
+ *
+ * - handshakes per second (wall clock of the load phase);
+ * - the server process's CPU over the load phase, from /proc/<pid>/stat, hence handshakes per
+ *   server-CPU-second (= per core) and server CPU µs per handshake;
+ * - handshake latency p50/p99, from creating the socket to the server's answer.
+ *
+ * Servers:
+ * - `holdfast`: `createHoldfast` on node:http as an application embeds it (like the CLI bench's
+ *   holdfast-server.ts: logger off, admission limits lifted). The token travels the way the SDK
+ *   sends it: in the `connect` command. The handshake is done at the connect reply (variant
+ *   `connect`) or at the subscribe reply (variant `subscribe`: connect + subscribe pipelined in the
+ *   first frame, as the SDK and `holdfast bench` do).
+ * - `ws`: a raw `ws` WebSocketServer that verifies the same token with jose's `jwtVerify` in
+ *   `verifyClient` (token in the `token` query parameter, 401 when invalid): done at `open`
+ *   (variant `connect`) or at the answer to one `{"op":"sub"}` (variant `subscribe`).
+ *
+ * Auth modes: `none` (holdfast anonymous; ws without verifyClient), `hs256` (shared secret),
+ * `es256` (PEM public key), `jwks` (ES256 keys from a JWKS URL served by this process, which counts
+ * the fetches: one per server run shows that the keys are cached).
+ *
+ *   flock /tmp/holdfast-bench.lock node --conditions=source --import tsx bench/handshakes.ts
+ *        [--connections 20000] [--processes 4] [--concurrency 50]
+ *        [--servers holdfast,ws] [--auth none,hs256,es256,jwks] [--variants connect,subscribe]
+ *        [--cpu-prof DIR] [--json FILE]
+ *
+ * `--cpu-prof DIR` runs the holdfast server processes with `--cpu-prof` and writes their profiles
+ * to DIR (one per cell). Bounded: a cell stops starting connections after --max-seconds.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { writeFileSync } from 'node:fs'
+import { createServer, type IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { SignJWT, importJWK, type JWK } from 'jose'
+import WebSocket from 'ws'
+import { addEncoded, encodeHistogram, newHistogram, percentiles, recordMs } from '../packages/cli/src/bench/histogram.js'
+import { readProcSample } from '../packages/cli/src/bench/proc-stats.js'
+
+const SELF = fileURLToPath(import.meta.url)
+const LOADER = ['--conditions=source', '--import', 'tsx']
+const CHANNELS = 100
+
+type ServerName = 'holdfast' | 'ws'
+type AuthMode = 'none' | 'hs256' | 'es256' | 'jwks'
+type Variant = 'connect' | 'subscribe'
+
+/** What a server process needs to verify tokens; the private half stays with the clients. */
+interface ServerAuth {
+  mode: AuthMode
+  secret?: string
+  publicKeyPem?: string
+  jwksUrl?: string
+}
+
+/** What a client process needs to mint its tokens. */
+interface Signing {
+  alg: 'HS256' | 'ES256'
+  secret?: string
+  privateJwk?: JWK
+  kid?: string
+}
+
+interface ClientSetup {
+  type: 'setup'
+  server: ServerName
+  variant: Variant
+  url: string
+  count: number
+  concurrency: number
+  localAddress: string
+  signing: Signing | undefined
+  /** Distinguishes the subjects of different processes. */
+  prefix: string
+  stopStartingAt: number
+}
+
+interface ClientTotals {
+  done: number
+  failed: number
+  failures: Record<string, number>
+  /** Encoded hdr histogram of handshake latency (µs). */
+  latency: string
+}
+
+type FromClient = { type: 'ready' } | { type: 'done'; totals: ClientTotals } | { type: 'error'; message: string }
+type FromServer = { type: 'listening'; url: string } | { type: 'error'; message: string }
+
+// ------------------------------------------------------------------------------------- server role
+
+async function serverRole(name: ServerName, auth: ServerAuth): Promise<string> {
+  const http = createServer()
+  if (name === 'holdfast') {
+    const { createHoldfast } = await import('@holdfast/server')
+    const unlimited = { perSecond: 1_000_000, burst: 1_000_000 }
+    const jwt =
+      auth.mode === 'hs256'
+        ? { jwt: { secret: auth.secret as string } }
+        : auth.mode === 'es256'
+          ? { jwt: { publicKey: auth.publicKeyPem as string } }
+          : auth.mode === 'jwks'
+            ? { jwt: { jwksUrl: auth.jwksUrl as string } }
+            : {}
+    const holdfast = createHoldfast({ logger: false, maxConnections: 1_000_000, maxConnectionsPerIp: 1_000_000, connectRatePerIp: unlimited, commandRate: unlimited, ...jwt })
+    holdfast.attach(http)
+    await holdfast.ready()
+  } else {
+    const { WebSocketServer } = await import('ws')
+    const { createRemoteJWKSet, importSPKI, jwtVerify } = await import('jose')
+    type Key = Parameters<typeof jwtVerify>[1]
+    const key: Key | undefined =
+      auth.mode === 'hs256'
+        ? new TextEncoder().encode(auth.secret)
+        : auth.mode === 'es256'
+          ? await importSPKI(auth.publicKeyPem as string, 'ES256')
+          : auth.mode === 'jwks'
+            ? createRemoteJWKSet(new URL(auth.jwksUrl as string))
+            : undefined
+    const verifyClient =
+      key === undefined
+        ? undefined
+        : (info: { req: IncomingMessage }, cb: (ok: boolean, code?: number) => void): void => {
+            const q = info.req.url?.indexOf('?') ?? -1
+            const token = q === -1 ? null : new URLSearchParams(info.req.url?.slice(q + 1)).get('token')
+            if (token === null) return cb(false, 401)
+            jwtVerify(token, key as Parameters<typeof jwtVerify>[1]).then(
+              () => cb(true),
+              () => cb(false, 401),
+            )
+          }
+    const wss = new WebSocketServer({ server: http, path: '/ws', perMessageDeflate: false, clientTracking: false, ...(verifyClient === undefined ? {} : { verifyClient }) })
+    wss.on('connection', (ws) => {
+      ws.on('message', (raw) => {
+        const msg = JSON.parse(String(raw)) as { op?: string; channel?: string }
+        if (msg.op === 'sub') ws.send(JSON.stringify({ op: 'subok', channel: msg.channel }))
+      })
+    })
+  }
+  http.listen(0, '127.0.0.1')
+  await once(http, 'listening')
+  return `ws://127.0.0.1:${(http.address() as AddressInfo).port}/ws`
+}
+
+// ------------------------------------------------------------------------------------- client role
+
+async function mintAll(signing: Signing | undefined, prefix: string, count: number): Promise<Array<string | undefined>> {
+  if (signing === undefined) return new Array<undefined>(count).fill(undefined)
+  const key = signing.alg === 'HS256' ? new TextEncoder().encode(signing.secret) : await importJWK(signing.privateJwk as JWK, 'ES256')
+  const exp = Math.floor(Date.now() / 1000) + 3600
+  const out: string[] = []
+  for (let i = 0; i < count; i++) {
+    const header = signing.kid === undefined ? { alg: signing.alg } : { alg: signing.alg, kid: signing.kid }
+    out.push(await new SignJWT({}).setProtectedHeader(header).setSubject(`${prefix}-${i}`).setJti(`${prefix}-${i}`).setExpirationTime(exp).sign(key))
+  }
+  return out
+}
+
+/** One connection: resolves after its socket has closed, with its handshake time or a failure. */
+function handshake(setup: ClientSetup, token: string | undefined, i: number): Promise<{ ms: number } | { failure: string }> {
+  const channel = `bench:c${i % CHANNELS}`
+  return new Promise((resolve) => {
+    const start = performance.now()
+    let outcome: { ms: number } | { failure: string } | undefined
+    const finish = (o: { ms: number } | { failure: string }): void => {
+      outcome ??= o
+    }
+    let ws: WebSocket
+    const opts = { perMessageDeflate: false, localAddress: setup.localAddress }
+    if (setup.server === 'holdfast') {
+      ws = new WebSocket(setup.url, ['holdfast.v1.json'], opts)
+      // The SDK's way: the token rides in the connect command, not in the upgrade request.
+      const connect = `{"id":1,"type":"connect","version":1,"name":"bench"${token === undefined ? '' : `,"token":${JSON.stringify(token)}`}}`
+      const hello = setup.variant === 'connect' ? connect : `${connect}\n{"id":2,"type":"subscribe","channel":"${channel}"}`
+      const want = setup.variant === 'connect' ? '{"id":1,' : '{"id":2,'
+      ws.on('open', () => ws.send(hello))
+      ws.on('message', (data: Buffer) => {
+        for (const line of data.toString().split('\n')) {
+          if (!line.startsWith('{"id":')) continue
+          if (line.includes('"error"')) {
+            finish({ failure: `reply ${line.slice(0, 80)}` })
+            ws.close()
+          } else if (line.startsWith(want)) {
+            finish({ ms: performance.now() - start })
+            ws.close()
+          }
+        }
+      })
+    } else {
+      const url = token === undefined ? setup.url : `${setup.url}?token=${token}`
+      ws = new WebSocket(url, opts)
+      ws.on('open', () => {
+        if (setup.variant === 'connect') {
+          finish({ ms: performance.now() - start })
+          ws.close()
+        } else ws.send(`{"op":"sub","channel":"${channel}"}`)
+      })
+      ws.on('message', () => {
+        finish({ ms: performance.now() - start })
+        ws.close()
+      })
+    }
+    ws.on('error', (err) => finish({ failure: err.message.slice(0, 60) }))
+    ws.on('close', (code) => resolve(outcome ?? { failure: `closed ${code} before the handshake` }))
+  })
+}
+
+async function clientRole(setup: ClientSetup): Promise<void> {
+  const tokens = await mintAll(setup.signing, setup.prefix, setup.count)
+  process.send?.({ type: 'ready' } satisfies FromClient)
+  await new Promise<void>((resolve) => process.once('message', () => resolve()))
+  const hist = newHistogram()
+  const totals: ClientTotals = { done: 0, failed: 0, failures: {}, latency: '' }
+  let next = 0
+  await Promise.all(
+    Array.from({ length: setup.concurrency }, async () => {
+      while (next < setup.count && Date.now() < setup.stopStartingAt) {
+        const i = next++
+        const r = await handshake(setup, tokens[i], i)
+        if ('ms' in r) {
+          totals.done++
+          recordMs(hist, r.ms)
+        } else {
+          totals.failed++
+          totals.failures[r.failure] = (totals.failures[r.failure] ?? 0) + 1
+        }
+      }
+    }),
+  )
+  totals.latency = encodeHistogram(hist)
+  process.send?.({ type: 'done', totals } satisfies FromClient, () => process.exit(0))
+}
+
+// ------------------------------------------------------------------------------------- main
+
+interface Keys {
+  secret: string
+  publicKeyPem: string
+  privateJwk: JWK
+  kid: string
+  jwks: { keys: JWK[] }
+}
+
+function makeKeys(): Keys {
+  const secret = randomBytes(32).toString('base64url')
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const kid = 'bench-1'
+  // A second key in the set, as an identity provider rotating keys publishes: lookup is by kid.
+  const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }) as JWK
+  return {
+    secret,
+    publicKeyPem: publicKey.export({ format: 'pem', type: 'spki' }) as string,
+    privateJwk: privateKey.export({ format: 'jwk' }) as JWK,
+    kid,
+    jwks: {
+      keys: [
+        { ...(publicKey.export({ format: 'jwk' }) as JWK), kid, alg: 'ES256', use: 'sig' },
+        { ...other, kid: 'bench-0', alg: 'ES256', use: 'sig' },
+      ],
+    },
+  }
+}
+
+interface CellResult {
+  server: ServerName
+  auth: AuthMode
+  variant: Variant
+  handshakes: number
+  failed: number
+  failures: Record<string, number>
+  seconds: number
+  perSecond: number
+  serverCpuSeconds: number
+  perCpuSecond: number
+  cpuUsPerHandshake: number
+  p50Ms: number | null
+  p99Ms: number | null
+  jwksFetches: number | null
+}
+
+function waitFor<T extends { type: string }>(child: ChildProcess, type: T['type'], what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: T): void => {
+      if (m.type === type) {
+        child.off('message', onMessage)
+        child.off('exit', onExit)
+        resolve(m)
+      } else if (m.type === 'error') reject(new Error(`${what}: ${(m as unknown as { message: string }).message}`))
+    }
+    const onExit = (code: number | null): void => reject(new Error(`${what} exited (${code}) before '${type}'`))
+    child.on('message', onMessage)
+    child.once('exit', onExit)
+  })
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const gone = once(child, 'exit')
+  // A disconnect lets the server exit by itself, so --cpu-prof can write its profile.
+  if (child.connected) child.disconnect()
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+  await gone
+  clearTimeout(timer)
+}
+
+async function runCell(
+  server: ServerName,
+  auth: AuthMode,
+  variant: Variant,
+  keys: Keys,
+  jwks: { url: string; fetches: () => number },
+  opts: { connections: number; processes: number; concurrency: number; maxSeconds: number; cpuProf: string | undefined },
+): Promise<CellResult> {
+  const serverAuth: ServerAuth =
+    auth === 'hs256' ? { mode: auth, secret: keys.secret } : auth === 'es256' ? { mode: auth, publicKeyPem: keys.publicKeyPem } : auth === 'jwks' ? { mode: auth, jwksUrl: jwks.url } : { mode: auth }
+  const signing: Signing | undefined =
+    auth === 'hs256'
+      ? { alg: 'HS256', secret: keys.secret }
+      : auth === 'es256'
+        ? { alg: 'ES256', privateJwk: keys.privateJwk }
+        : auth === 'jwks'
+          ? { alg: 'ES256', privateJwk: keys.privateJwk, kid: keys.kid }
+          : undefined
+  const profArgs = opts.cpuProf !== undefined && server === 'holdfast' ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf] : []
+  const srv = fork(SELF, ['--role', 'server', '--server', server], { execArgv: [...LOADER, ...profArgs], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const clients: ChildProcess[] = []
+  try {
+    const listening = waitFor<FromServer & { type: 'listening' }>(srv, 'listening', 'server')
+    srv.send(serverAuth)
+    const { url } = await listening
+    const fetchesBefore = jwks.fetches()
+    const per = Math.ceil(opts.connections / opts.processes)
+    const ready: Array<Promise<unknown>> = []
+    const done: Array<Promise<FromClient & { type: 'done' }>> = []
+    for (let p = 0; p < opts.processes; p++) {
+      const child = fork(SELF, ['--role', 'client'], { execArgv: LOADER, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+      clients.push(child)
+      ready.push(waitFor(child, 'ready', `client ${p}`))
+      done.push(waitFor<FromClient & { type: 'done' }>(child, 'done', `client ${p}`))
+      // Started before the load, so no one waits on the other's clock: the deadline is a bound, not a schedule.
+      child.send({
+        type: 'setup',
+        server,
+        variant,
+        url,
+        count: Math.max(0, Math.min(per, opts.connections - p * per)),
+        concurrency: opts.concurrency,
+        localAddress: `127.0.0.${2 + p}`,
+        signing,
+        prefix: `p${p}`,
+        stopStartingAt: Date.now() + 120_000 + opts.maxSeconds * 1000,
+      } satisfies ClientSetup)
+    }
+    await Promise.all(ready)
+    const before = readProcSample(srv.pid as number)
+    const started = performance.now()
+    for (const c of clients) c.send('go')
+    const results = await Promise.all(done)
+    const seconds = (performance.now() - started) / 1000
+    const after = readProcSample(srv.pid as number)
+    const hist = newHistogram()
+    const failures: Record<string, number> = {}
+    let handshakes = 0
+    let failed = 0
+    for (const { totals } of results) {
+      handshakes += totals.done
+      failed += totals.failed
+      addEncoded(hist, totals.latency)
+      for (const [k, n] of Object.entries(totals.failures)) failures[k] = (failures[k] ?? 0) + n
+    }
+    const cpu = before !== undefined && after !== undefined ? (after.cpuUs - before.cpuUs) / 1e6 : Number.NaN
+    const pc = percentiles(hist)
+    return {
+      server,
+      auth,
+      variant,
+      handshakes,
+      failed,
+      failures,
+      seconds: round(seconds, 2),
+      perSecond: Math.round(handshakes / seconds),
+      serverCpuSeconds: round(cpu, 2),
+      perCpuSecond: Math.round(handshakes / cpu),
+      cpuUsPerHandshake: Math.round((cpu * 1e6) / handshakes),
+      p50Ms: pc?.p50 ?? null,
+      p99Ms: pc?.p99 ?? null,
+      jwksFetches: auth === 'jwks' ? jwks.fetches() - fetchesBefore : null,
+    }
+  } finally {
+    await Promise.all([...clients, srv].map(stopChild))
+  }
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits
+  return Math.round(x * f) / f
+}
+
+function list<T extends string>(v: string, allowed: readonly T[], name: string): T[] {
+  const out = v.split(',').map((s) => s.trim())
+  for (const s of out) if (!allowed.includes(s as T)) throw new TypeError(`--${name}: unknown "${s}" (use ${allowed.join(', ')})`)
+  return out as T[]
+}
+
+function formatTable(rows: CellResult[]): string {
+  const head = ['server', 'auth', 'variant', 'ok', 'failed', 'handshakes/s', 'server CPU s', 'per CPU-s', 'CPU µs each', 'p50 ms', 'p99 ms', 'JWKS fetches', 'vs ws (per CPU-s)']
+  const peer = (r: CellResult): CellResult | undefined => rows.find((o) => o.server === 'ws' && o.auth === r.auth && o.variant === r.variant)
+  const body = rows.map((r) => {
+    const p = peer(r)
+    return [
+      r.server,
+      r.auth,
+      r.variant,
+      String(r.handshakes),
+      String(r.failed),
+      String(r.perSecond),
+      r.serverCpuSeconds.toFixed(2),
+      String(r.perCpuSecond),
+      String(r.cpuUsPerHandshake),
+      String(r.p50Ms),
+      String(r.p99Ms),
+      r.jwksFetches === null ? '' : String(r.jwksFetches),
+      r.server === 'ws' || p === undefined ? '' : `${(r.perCpuSecond / p.perCpuSecond).toFixed(2)}×`,
+    ]
+  })
+  return [head, head.map(() => '---'), ...body].map((cols) => `| ${cols.join(' | ')} |`).join('\n')
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      connections: { type: 'string', default: '20000' },
+      processes: { type: 'string', default: '4' },
+      concurrency: { type: 'string', default: '50' },
+      servers: { type: 'string', default: 'holdfast,ws' },
+      auth: { type: 'string', default: 'none,hs256,es256,jwks' },
+      variants: { type: 'string', default: 'connect,subscribe' },
+      'max-seconds': { type: 'string', default: '120' },
+      'cpu-prof': { type: 'string' },
+      json: { type: 'string' },
+    },
+  })
+  const servers = list(values.servers, ['holdfast', 'ws'] as const, 'servers')
+  const auths = list(values.auth, ['none', 'hs256', 'es256', 'jwks'] as const, 'auth')
+  const variants = list(values.variants, ['connect', 'subscribe'] as const, 'variants')
+  const opts = {
+    connections: Number(values.connections),
+    processes: Number(values.processes),
+    concurrency: Number(values.concurrency),
+    maxSeconds: Number(values['max-seconds']),
+    cpuProf: values['cpu-prof'],
+  }
+  if (opts.processes < 1 || opts.processes > 8) throw new TypeError('--processes must be 1..8 (source addresses 127.0.0.2-9)')
+  const keys = makeKeys()
+  let fetches = 0
+  const jwksServer = createServer((_req, res) => {
+    fetches++
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(keys.jwks))
+  })
+  jwksServer.listen(0, '127.0.0.1')
+  await once(jwksServer, 'listening')
+  const jwks = { url: `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/.well-known/jwks.json`, fetches: () => fetches }
+  const rows: CellResult[] = []
+  console.log(`${opts.connections} connections per cell, ${opts.processes} client processes × ${opts.concurrency} in flight; Node ${process.version}`)
+  for (const variant of variants) {
+    for (const auth of auths) {
+      for (const server of servers) {
+        const r = await runCell(server, auth, variant, keys, jwks, opts)
+        rows.push(r)
+        const fails = r.failed === 0 ? '' : ` failures ${JSON.stringify(r.failures)}`
+        console.log(
+          `${server.padEnd(8)} ${auth.padEnd(5)} ${variant.padEnd(9)} ${r.handshakes} ok in ${r.seconds} s = ${r.perSecond}/s; server CPU ${r.serverCpuSeconds} s = ${r.perCpuSecond}/CPU-s (${r.cpuUsPerHandshake} µs each); p50 ${r.p50Ms} ms p99 ${r.p99Ms} ms${r.jwksFetches === null ? '' : `; JWKS fetches ${r.jwksFetches}`}${fails}`,
+        )
+      }
+    }
+  }
+  console.log(`\n${formatTable(rows)}`)
+  jwksServer.close()
+  if (values.json !== undefined) writeFileSync(values.json, `${JSON.stringify({ date: new Date().toISOString().slice(0, 10), node: process.version, ...opts, rows }, null, 2)}\n`)
+}
+
+const role = process.argv.includes('--role') ? process.argv[process.argv.indexOf('--role') + 1] : undefined
+if (role === 'server') {
+  const name = process.argv[process.argv.indexOf('--server') + 1] as ServerName
+  process.once('message', (auth: ServerAuth) => {
+    serverRole(name, auth).then(
+      (url) => process.send?.({ type: 'listening', url } satisfies FromServer),
+      (err: unknown) => {
+        process.send?.({ type: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) } satisfies FromServer)
+        process.exit(1)
+      },
+    )
+  })
+  // Exit normally (not by a signal) so that --cpu-prof writes its profile.
+  process.on('disconnect', () => process.exit(0))
+} else if (role === 'client') {
+  process.once('message', (setup: ClientSetup) => {
+    clientRole(setup).catch((err: unknown) => {
+      process.send?.({ type: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) } satisfies FromClient, () => process.exit(1))
+    })
+  })
+  process.on('disconnect', () => process.exit(0))
+} else {
+  await main()
+}

@@ -261,7 +261,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   /** Upgrade a request to a holdfast connection, or refuse it with an HTTP status (the `ws` transport). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const ws = this.#wsTransport()
-    socket.on('error', () => {})
+    // A module-level listener: a closure created here would share this scope's context, which
+    // holds the request, and the socket would keep that alive as long as the connection.
+    socket.on('error', ignoreError)
     this.#handle({
       request: req,
       gone: () => socket.destroyed,
@@ -787,3 +789,5 @@ function normalizeIp(ip: string): string {
 }
 
 export type { ClientMessage, Command }
+
+function ignoreError(): void {}

@@ -6,7 +6,7 @@ import type { Connection } from '../src/connection.js'
 import type { MemoryEngine } from '../src/engine/memory-engine.js'
 import type { HoldfastOptions } from '../src/options.js'
 import { isScheduled } from '../src/timer-wheel.js'
-import { RawClient, startServer, turn, waitFor, type TestServer } from './helpers.js'
+import { RawClient, TEST_TRANSPORT, startServer, turn, waitFor, type TestServer } from './helpers.js'
 
 /** node:test runs this file in a child process without --expose-gc; V8 can still hand us gc(). */
 function getGc(): () => void {
@@ -180,5 +180,20 @@ describe('no leaks after 5,000 connections', { timeout: 120_000 }, () => {
     await settledHeap()
     assert.equal(countAlive(refs), 0, 'connection objects of the drained node are still reachable')
     assert.deepEqual(resources(), baseResources, 'the drained node left handles or timers behind')
+  })
+
+  it('an open connection does not keep its HTTP upgrade request alive', { skip: TEST_TRANSPORT === 'uws' ? 'uWS has no IncomingMessage: its request is copied into a plain object' : false }, async () => {
+    const other = await startServer(OPTIONS)
+    const requests: Array<WeakRef<object>> = []
+    other.http?.prependListener('upgrade', (req: object) => requests.push(new WeakRef(req)))
+    const { clients } = await openMany(other, 200)
+    assert.equal(requests.length, 200)
+    await settledHeap()
+    const alive = requests.filter((r) => r.deref() !== undefined).length
+    // Each retained request would cost its headers and parser state: kilobytes per connection.
+    assert.equal(alive, 0, `${alive} of 200 upgrade requests are still reachable from open connections`)
+    assert.equal(other.gw.connectionCount, 200)
+    for (const c of clients) c.close()
+    await other.close()
   })
 })

@@ -209,6 +209,7 @@ export class CommandHandler {
     }
     pending.req = undefined
     pending.preAuth = undefined
+    conn.pending = undefined
     if (conn.state === ConnState.Closed) return undefined
     // The verifier already allowed for clock skew; the grace keeps that allowance here too.
     const expiresAt = auth.expiresAt === undefined ? 0 : auth.expiresAt + gw.expiryGraceMs

@@ -3,7 +3,8 @@ import type { Logger } from 'pino'
 import type { TrafficCounters } from './counters.js'
 import { TokenBucket } from './limits/token-bucket.js'
 import { markDirty, type Flushable } from './outbound.js'
-import type { TransportSocket } from './transport/transport.js'
+import type { PendingConnect } from './commands.js'
+import type { TransportSink, TransportSocket } from './transport/transport.js'
 
 export const enum ConnState {
   /** Upgraded, waiting for the connect command. */
@@ -27,6 +28,9 @@ export interface ConnectionOwner {
   /** Bytes and messages written, counted per flush (one write), never per message queued. */
   readonly counters: TrafficCounters
   onSlowConsumer(conn: Connection): void
+  /** A frame from the client (the connection is its transport's sink: no closures per socket). */
+  connectionFrame(conn: Connection, data: Uint8Array | string, isBinary: boolean): void
+  connectionClosed(conn: Connection, code: number, reason: string): void
 }
 
 let counter = 0
@@ -38,7 +42,7 @@ const BURST_FACTOR = 4
  * One client connection: identity, subscriptions, the coalescing send queue and heartbeat state.
  * Kept small (a node holds tens of thousands): optional state is created lazily.
  */
-export class Connection implements Flushable {
+export class Connection implements Flushable, TransportSink {
   readonly id: string
   readonly socket: TransportSocket
   readonly codec: Codec
@@ -88,6 +92,8 @@ export class Connection implements Flushable {
   /** Close code this side decided, for the disconnect hook and metrics. */
   closeCode = 0
   closeReason = ''
+  /** What the upgrade learned for the connect command (token verified before it, the request); cleared by connect. */
+  pending: PendingConnect | undefined = undefined
 
   constructor(socket: TransportSocket, codec: Codec, ip: string, traceId: string, owner: ConnectionOwner, bucket: TokenBucket, log: Logger | undefined) {
     this.id = `${(++counter).toString(36)}${Math.random().toString(36).slice(2, 8)}`
@@ -98,6 +104,14 @@ export class Connection implements Flushable {
     this.#owner = owner
     this.bucket = bucket
     this.#baseLog = log
+  }
+
+  onFrame(data: Uint8Array | string, isBinary: boolean): void {
+    this.#owner.connectionFrame(this, data, isBinary)
+  }
+
+  onClose(code: number, reason: string): void {
+    this.#owner.connectionClosed(this, code, reason)
   }
 
   /** A child logger with the connection and trace ids on every line, created on first use. */

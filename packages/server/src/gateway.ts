@@ -19,7 +19,7 @@ import { tokenFromRequest } from './auth/token-source.js'
 import type { AuthResult } from './auth/types.js'
 import { parseChannel } from './channel-name.js'
 import { checkData } from './payload.js'
-import { CommandHandler } from './commands.js'
+import { CommandHandler, type PendingConnect } from './commands.js'
 import { Connection, ConnState, type ConnectionOwner } from './connection.js'
 import type { ControlMessage, Engine, EngineHandler, NodeInfo, PublishOptions, PublishOutcome } from './engine/engine.js'
 import { MemoryEngine } from './engine/memory-engine.js'
@@ -355,14 +355,19 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.tracing.bind(conn, span)
     this.connections.add(conn)
     this.#wheel.schedule(conn, o.connectTimeoutMs)
-    const pending = { preAuth, req }
-    return {
-      onFrame: (data, isBinary) => this.#commands.onFrame(conn, data, isBinary, pending),
-      onClose: (code, reason) => {
-        this.#ipLimiter.release(ip)
-        this.#onClosed(conn, code, reason)
-      },
-    }
+    conn.pending = { preAuth, req }
+    return conn
+  }
+
+  /** @internal The transport's frames for `conn` (the connection is the sink; see Connection.onFrame). */
+  connectionFrame(conn: Connection, data: Uint8Array | string, isBinary: boolean): void {
+    this.#commands.onFrame(conn, data, isBinary, conn.pending ?? CONNECTED)
+  }
+
+  /** @internal The transport saw `conn` close. The IP slot is released by address. */
+  connectionClosed(conn: Connection, code: number, reason: string): void {
+    this.#ipLimiter.release(conn.ip)
+    this.#onClosed(conn, code, reason)
   }
 
   /** Verify a token with the configured `authenticate` hook or JWT verifier. */
@@ -791,3 +796,6 @@ function normalizeIp(ip: string): string {
 export type { ClientMessage, Command }
 
 function ignoreError(): void {}
+
+/** What a connection that has connected passes for the connect command's upgrade facts: nothing. */
+const CONNECTED: PendingConnect = { preAuth: undefined, req: undefined }

@@ -16,12 +16,21 @@ interface Recovering {
 interface ChannelEntry {
   name: string
   live: Set<Connection>
-  recovering: Set<Recovering>
+  /** Subscribers still reading history; undefined when none (most channels, most of the time). */
+  recovering: Set<Recovering> | undefined
   /** Last publication the live feed delivered here; undefined until the first one. */
   epoch: string | undefined
   offset: number
   /** Resolves once the engine feeds this node the channel (the first subscriber awaits it). */
   ready: Promise<void>
+}
+
+/** Remove a recovering subscriber; the set goes when it empties (deleting while iterating is safe). */
+function unrecover(entry: ChannelEntry, rec: Recovering): void {
+  const set = entry.recovering
+  if (set === undefined) return
+  set.delete(rec)
+  if (set.size === 0) entry.recovering = undefined
 }
 
 export interface HubEvents {
@@ -50,7 +59,7 @@ export class Hub {
 
   subscriberCount(channel: string): number {
     const e = this.channels.get(channel)
-    return e === undefined ? 0 : e.live.size + e.recovering.size
+    return e === undefined ? 0 : e.live.size + (e.recovering?.size ?? 0)
   }
 
   #entry(channel: string): ChannelEntry {
@@ -59,14 +68,14 @@ export class Hub {
       const entry: ChannelEntry = {
         name: channel,
         live: new Set(),
-        recovering: new Set(),
+        recovering: undefined,
         epoch: undefined,
         offset: 0,
         ready: Promise.resolve(),
       }
       entry.ready = this.#engine.subscribe(channel).catch((err: unknown) => {
         // Let the next subscriber try again rather than inherit a failed feed.
-        if (this.channels.get(channel) === entry && entry.live.size === 0 && entry.recovering.size === 0) this.channels.delete(channel)
+        if (this.channels.get(channel) === entry && entry.live.size === 0 && entry.recovering === undefined) this.channels.delete(channel)
         throw err
       })
       this.channels.set(channel, entry)
@@ -92,7 +101,7 @@ export class Hub {
     const entry = this.#entry(channel)
     const rec: Recovering = { conn, buffer: [] }
     // Join the live feed *before* reading history: anything published after the read is buffered.
-    entry.recovering.add(rec)
+    ;(entry.recovering ??= new Set()).add(rec)
     let page
     try {
       await entry.ready
@@ -102,12 +111,12 @@ export class Hub {
         limit: recover === undefined ? 0 : opts.maxRecoverPublications,
       })
     } catch (err) {
-      entry.recovering.delete(rec)
+      unrecover(entry, rec)
       this.#dropIfEmpty(entry)
       throw err
     }
     // From here to the end: synchronous.
-    entry.recovering.delete(rec)
+    unrecover(entry, rec)
     if (conn.state === ConnState.Closed || conn.subs?.get(channel) === undefined || this.channels.get(channel) !== entry) {
       this.#dropIfEmpty(entry)
       return false
@@ -167,12 +176,12 @@ export class Hub {
     const entry = this.channels.get(channel)
     if (entry === undefined) return
     entry.live.delete(conn)
-    for (const r of entry.recovering) if (r.conn === conn) entry.recovering.delete(r)
+    if (entry.recovering !== undefined) for (const r of entry.recovering) if (r.conn === conn) unrecover(entry, r)
     this.#dropIfEmpty(entry)
   }
 
   #dropIfEmpty(entry: ChannelEntry): void {
-    if (entry.live.size > 0 || entry.recovering.size > 0) return
+    if (entry.live.size > 0 || entry.recovering !== undefined) return
     if (this.channels.get(entry.name) !== entry) return
     this.channels.delete(entry.name)
     // Fire and forget: a failed unsubscribe only means extra traffic until the engine forgets us.
@@ -215,9 +224,10 @@ export class Hub {
    * client recovers on reconnect instead of the node growing without limit.
    */
   #buffer(entry: ChannelEntry, pub: StreamPublication): void {
+    if (entry.recovering === undefined) return
     for (const r of entry.recovering) {
       if (r.buffer.length >= MAX_RECOVERY_BUFFER) {
-        entry.recovering.delete(r)
+        unrecover(entry, r)
         this.#events.onInsufficientState(r.conn, entry.name)
       } else r.buffer.push(pub)
     }

@@ -91,14 +91,27 @@ class WsSocket implements TransportSocket {
   }
 }
 
+/** Where a `ws` socket keeps its sink, so that its listeners can be shared functions. */
+const SINK = Symbol('holdfast.sink')
+type Bound = WebSocket & { [SINK]: TransportSink }
+
+function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  ;(this as Bound)[SINK].onFrame(data, isBinary)
+}
+
+function onClose(this: WebSocket, code: number, reason: Buffer): void {
+  ;(this as Bound)[SINK].onClose(code, reason.toString())
+}
+
 /**
- * Wire a socket's events to its sink. A module-level function on purpose: closures created here
- * hold only `sink`, whereas closures created inside `upgrade` would keep its whole scope chain —
- * the caller's `accept`, and through it the upgrade request — alive as long as the connection.
+ * Wire a socket's events to its sink. The listeners are module-level functions that find the sink
+ * on the socket (`this`): no closure per connection, and none that could keep the caller's scope
+ * — the upgrade request — alive as long as the connection.
  */
 function bind(ws: WebSocket, sink: TransportSink): void {
-  ws.on('message', (data, isBinary) => sink.onFrame(data as Buffer, isBinary))
-  ws.on('close', (code, reason) => sink.onClose(code, reason.toString()))
+  ;(ws as Bound)[SINK] = sink
+  ws.on('message', onMessage)
+  ws.on('close', onClose)
   // Errors (bad frames, too big) are followed by 'close' with the right code; nothing to do here.
   ws.on('error', noop)
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { describe, it, type TestContext } from 'node:test'
@@ -94,6 +95,57 @@ describe('createJwtVerifier: JWKS', () => {
     assert.equal((await verify(await sign(b, 'bob'))).user, 'bob')
     await Promise.all([1, 2, 3].map(async (i) => assert.equal((await verify(await sign(a, `u${i}`))).user, `u${i}`)))
     assert.equal(jwks.hits, 1)
+  })
+
+  it('checks each token with node:crypto, never WebCrypto verify, once the keys are fetched', async (t) => {
+    const signers = [await signer('rs', 'RS256'), await signer('es', 'ES256'), await signer('ed', 'EdDSA')]
+    const jwks = await jwksServer(t, signers.map((s) => s.jwk))
+    const verify = createJwtVerifier({ jwksUrl: jwks.url })
+    const tokens = await Promise.all(signers.map((s) => sign(s, s.kid)))
+    // Warm up: the first token of each key fetches the set and imports that key.
+    for (const token of tokens) await verify(token)
+    const subtleVerify = t.mock.method(crypto.subtle, 'verify')
+    for (const [i, token] of tokens.entries()) assert.equal((await verify(token)).user, signers[i]!.kid)
+    assert.equal(subtleVerify.mock.callCount(), 0)
+    assert.equal(jwks.hits, 1)
+  })
+
+  it('rejects a token whose signature or payload was changed, for RS256, ES256 and EdDSA keys', async (t) => {
+    const signers = [await signer('rs', 'RS256'), await signer('es', 'ES256'), await signer('ed', 'EdDSA')]
+    const jwks = await jwksServer(t, signers.map((s) => s.jwk))
+    const verify = createJwtVerifier({ jwksUrl: jwks.url })
+    for (const s of signers) {
+      const [header, payload, signature] = (await sign(s, 'alice')).split('.') as [string, string, string]
+      const bytes = Buffer.from(signature, 'base64url')
+      bytes[0]! ^= 0x80
+      const flipped = `${header}.${payload}.${bytes.toString('base64url')}`
+      assert.equal((await unauthorized(verify(flipped))).message, 'token signature is invalid', s.alg)
+      const forged = `${header}.${Buffer.from(JSON.stringify({ sub: 'admin' })).toString('base64url')}.${signature}`
+      assert.equal((await unauthorized(verify(forged))).message, 'token signature is invalid', s.alg)
+    }
+  })
+
+  it('refuses HS tokens made with a published key as secret (alg confusion)', async (t) => {
+    const a = await signer('key-a')
+    const jwks = await jwksServer(t, [a.jwk])
+    const verify = createJwtVerifier({ jwksUrl: jwks.url })
+    for (const secret of [JSON.stringify(a.jwk), a.jwk.n!]) {
+      const token = await new SignJWT({ sub: 'admin' }).setProtectedHeader({ alg: 'HS256', kid: 'key-a' }).sign(new TextEncoder().encode(secret))
+      assert.equal((await unauthorized(verify(token))).message, 'token algorithm is not allowed')
+    }
+  })
+
+  it('refuses a JWKS RSA key shorter than 2048 bits', async (t) => {
+    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 1024 })
+    const jwk: JWK = { ...(publicKey.export({ format: 'jwk' }) as JWK), kid: 'small', alg: 'RS256', use: 'sig' }
+    const jwks = await jwksServer(t, [jwk])
+    const verify = createJwtVerifier({ jwksUrl: jwks.url })
+    const header = Buffer.from(JSON.stringify({ alg: 'RS256', kid: 'small' })).toString('base64url')
+    const payload = Buffer.from(JSON.stringify({ sub: 'a' })).toString('base64url')
+    const signature = cryptoSign('sha256', Buffer.from(`${header}.${payload}`), privateKey).toString('base64url')
+    const err = await unauthorized(verify(`${header}.${payload}.${signature}`))
+    assert.equal(err.message, 'token is invalid')
+    assert.equal(err.temporary, false)
   })
 
   it('rejects a token signed by one key but naming another key’s kid', async (t) => {

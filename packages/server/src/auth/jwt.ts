@@ -1,15 +1,8 @@
-import { createPublicKey, type KeyObject } from 'node:crypto'
+import { KeyObject, createPublicKey } from 'node:crypto'
 import { HoldfastError } from '@holdfast/protocol'
-import {
-  createRemoteJWKSet,
-  errors,
-  importSPKI,
-  jwtVerify,
-  type CryptoKey,
-  type JWTPayload,
-  type JWTVerifyGetKey,
-  type JWTVerifyOptions,
-} from 'jose'
+import { TokenError, createDecoder, createVerifier } from 'fast-jwt'
+import { createRemoteJWKSet, errors, type CryptoKey, type JWSHeaderParameters } from 'jose'
+import { checkClaims, toAuthResult, type ClaimPolicy } from './jwt-claims.js'
 import type { AuthResult, JwtAuthOptions } from './types.js'
 
 const DEFAULTS = {
@@ -34,13 +27,15 @@ const ASYMMETRIC_ALGS: readonly string[] = [...RSA_ALGS, 'ES256', 'ES384', 'ES51
 const MIN_RSA_BITS = 2048
 
 type KeySource =
-  | { kind: 'secret'; key: Uint8Array<ArrayBuffer> }
-  | { kind: 'publicKey'; pem: string }
+  | { kind: 'secret'; key: Buffer; family: readonly string[] }
+  | { kind: 'publicKey'; pem: string; family: readonly string[] }
   | { kind: 'jwks'; url: URL }
 
 interface ResolvedJwtOptions {
   source: KeySource
-  verifyOptions: JWTVerifyOptions
+  /** Accepted `alg` values, all within the family of the configured key. */
+  algorithms: readonly string[]
+  claims: ClaimPolicy
 }
 
 function optionError(name: string, message: string, cause?: unknown): TypeError {
@@ -60,10 +55,11 @@ function resolveSource(opts: JwtAuthOptions): { source: KeySource; family: reado
     const key = typeof secret === 'string' ? new TextEncoder().encode(secret) : secret instanceof Uint8Array ? secret : undefined
     if (key === undefined || key.byteLength === 0) throw optionError('secret', 'must be a non-empty string or Uint8Array')
     // A copy, so that the caller reusing its buffer cannot change the key under us.
-    return { source: { kind: 'secret', key: Uint8Array.from(key) }, family: HMAC_ALGS }
+    return { source: { kind: 'secret', key: Buffer.from(key), family: HMAC_ALGS }, family: HMAC_ALGS }
   }
   if (opts.publicKey !== undefined) {
-    return { source: { kind: 'publicKey', pem: opts.publicKey }, family: publicKeyFamily(opts.publicKey) }
+    const family = publicKeyFamily(opts.publicKey)
+    return { source: { kind: 'publicKey', pem: opts.publicKey, family }, family }
   }
   let url: URL
   try {
@@ -88,27 +84,36 @@ function publicKeyFamily(pem: unknown): readonly string[] {
   } catch (cause) {
     throw optionError('publicKey', 'could not be parsed as a PEM public key', cause)
   }
+  const family = keyFamily(key)
+  if (typeof family === 'string') throw optionError('publicKey', family)
+  return family
+}
+
+/**
+ * The algorithms a public key can verify, or why it cannot be used. Shared by the configured PEM
+ * (checked at startup) and the JWKS keys (checked the first time each is used): node:crypto, unlike
+ * WebCrypto, would verify with a short RSA key or an unexpected curve.
+ */
+function keyFamily(key: KeyObject): readonly string[] | string {
   const details = key.asymmetricKeyDetails
   switch (key.asymmetricKeyType) {
     case 'rsa': {
       const bits = details?.modulusLength ?? 0
-      if (bits < MIN_RSA_BITS) throw optionError('publicKey', `is a ${bits}-bit RSA key; at least ${MIN_RSA_BITS} bits are required`)
-      return RSA_ALGS
+      return bits < MIN_RSA_BITS ? `is a ${bits}-bit RSA key; at least ${MIN_RSA_BITS} bits are required` : RSA_ALGS
     }
     case 'ec': {
       const alg = details?.namedCurve === undefined ? undefined : EC_ALG_BY_CURVE[details.namedCurve]
-      if (alg === undefined) throw optionError('publicKey', `uses the unsupported curve ${String(details?.namedCurve)} (use P-256, P-384 or P-521)`)
-      return [alg]
+      return alg === undefined ? `uses the unsupported curve ${String(details?.namedCurve)} (use P-256, P-384 or P-521)` : [alg]
     }
     case 'ed25519':
       return ED25519_ALGS
     default:
-      throw optionError('publicKey', `is a ${String(key.asymmetricKeyType)} key; use RSA, EC (P-256/P-384/P-521) or Ed25519`)
+      return `is a ${String(key.asymmetricKeyType)} key; use RSA, EC (P-256/P-384/P-521) or Ed25519`
   }
 }
 
-function stringOrList(name: string, v: unknown): string | string[] {
-  if (typeof v === 'string' && v.length > 0) return v
+function stringOrList(name: string, v: unknown): string[] {
+  if (typeof v === 'string' && v.length > 0) return [v]
   if (Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === 'string' && s.length > 0)) return [...(v as string[])]
   throw optionError(name, 'must be a non-empty string or a non-empty array of non-empty strings')
 }
@@ -135,10 +140,10 @@ function resolveJwtOptions(opts: JwtAuthOptions): ResolvedJwtOptions {
   if (typeof clockToleranceSec !== 'number' || !Number.isFinite(clockToleranceSec) || clockToleranceSec < 0) {
     throw optionError('clockToleranceSec', `must be a non-negative number of seconds, got ${String(clockToleranceSec)}`)
   }
-  const verifyOptions: JWTVerifyOptions = { algorithms, clockTolerance: clockToleranceSec }
-  if (opts.audience !== undefined) verifyOptions.audience = stringOrList('audience', opts.audience)
-  if (opts.issuer !== undefined) verifyOptions.issuer = stringOrList('issuer', opts.issuer)
-  return { source, verifyOptions }
+  const claims: ClaimPolicy = { clockToleranceSec }
+  if (opts.audience !== undefined) claims.audience = stringOrList('audience', opts.audience)
+  if (opts.issuer !== undefined) claims.issuer = stringOrList('issuer', opts.issuer)
+  return { source, algorithms, claims }
 }
 
 /**
@@ -149,130 +154,144 @@ class JwksUnavailable extends Error {
   override readonly name = 'JwksUnavailable'
 }
 
-function jwksKeyResolver(url: URL): JWTVerifyGetKey<CryptoKey> {
-  const remote = createRemoteJWKSet(url, { timeoutDuration: DEFAULTS.jwksTimeoutMs, cooldownDuration: DEFAULTS.jwksCooldownMs })
-  return async (header, token) => {
-    try {
-      return await remote(header, token)
-    } catch (err) {
-      // These depend on the token's header, so they are the token's fault; anything else is the fetch.
-      if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys || err instanceof errors.JOSENotSupported) {
-        throw err
-      }
-      throw new JwksUnavailable(err instanceof errors.JWKSTimeout ? 'JWKS fetch timed out' : 'JWKS could not be fetched', { cause: err })
-    }
-  }
+/** A token's header and claims once fast-jwt has checked its form, `alg` and signature. */
+interface Verified {
+  header: Record<string, unknown>
+  payload: Record<string, unknown>
 }
 
 /**
- * A key resolver that imports the configured key once per algorithm actually seen (an RSA key may
- * serve RS256 and PS256; a secret HS256 and HS512) and keeps it for the verifier's lifetime; a
- * failed import is forgotten so that it can be retried. jose imports a raw secret or PEM again on
- * every verification when given one directly: in the handshake profile that import was 3.5% of
- * the server's time under HS256.
+ * A synchronous signature check for one key, by fast-jwt on node:crypto (createHmac +
+ * timingSafeEqual, crypto.verify with a KeyObject made once). WebCrypto, which jose 6 uses, runs
+ * every verification as a job on the libuv threadpool: each handshake then hopped to a pool thread
+ * and back, 14–20% of the server's profile under load (docs/benchmarks.md, "Handshakes per core").
+ *
+ * fast-jwt is given only the allowed algorithms of the key's own family, so it never verifies a
+ * token under another family's algorithm (an HS256 token against an RSA key is refused before any
+ * MAC is computed). It knows Ed25519 signatures only as "EdDSA", so an Ed25519 key gets both names
+ * and the caller checks the header's `alg` against the allowed list itself. Time claims are left to
+ * checkClaims.
  */
-function cachedKeyResolver(importFor: (alg: string) => Promise<CryptoKey>): JWTVerifyGetKey<CryptoKey> {
-  const imported = new Map<string, Promise<CryptoKey>>()
-  return (header) => {
-    // jose checks `alg` against `algorithms` before asking for the key, so it is allowed here.
-    const alg = header.alg
-    let key = imported.get(alg)
-    if (key === undefined) {
-      key = importFor(alg)
-      imported.set(alg, key)
-      key.catch(() => imported.delete(alg))
-    }
-    return key
+function signatureVerifier(key: Buffer | string, family: readonly string[], allowed: readonly string[]): (token: string) => Verified {
+  const algorithms = allowed.filter((alg) => family.includes(alg))
+  // Guard: with no algorithms fast-jwt would accept every algorithm the key can verify.
+  if (algorithms.length === 0) throw new HoldfastError('unauthorized', 'token algorithm is not allowed')
+  if (algorithms.some((alg) => (ED25519_ALGS as readonly string[]).includes(alg))) algorithms.push(...ED25519_ALGS)
+  return createVerifier({
+    key,
+    algorithms: [...new Set(algorithms)] as Array<'EdDSA'>,
+    complete: true,
+    ignoreExpiration: true,
+    ignoreNotBefore: true,
+  }) as (token: string) => Verified
+}
+
+function tokenErrorMessage(err: TokenError): string {
+  switch (err.code) {
+    case TokenError.codes.invalidAlgorithm:
+      return 'token algorithm is not allowed'
+    case TokenError.codes.invalidSignature:
+    case TokenError.codes.verifyError:
+      return 'token signature is invalid'
+    case TokenError.codes.missingSignature:
+      return 'token signature is missing'
+    case TokenError.codes.malformed:
+    case TokenError.codes.invalidPayload:
+    case TokenError.codes.invalidType:
+      return 'token is malformed'
+    default:
+      return 'token is invalid'
   }
-}
-
-/** HS256 → SHA-256, HS384 → SHA-384, HS512 → SHA-512 (the only algorithms the secret family allows). */
-function importHmacSecret(secret: Uint8Array<ArrayBuffer>, alg: string): Promise<CryptoKey> {
-  return crypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: `SHA-${alg.slice(2)}` }, false, ['verify'])
-}
-
-function claimFailureMessage(err: errors.JWTClaimValidationFailed): string {
-  if (err.claim === 'nbf' && err.reason === 'check_failed') return 'token is not valid yet (nbf)'
-  if (err.reason === 'missing') return `token has no "${err.claim}" claim`
-  if (err.reason === 'check_failed') return `token "${err.claim}" claim does not match`
-  return `token "${err.claim}" claim is invalid`
 }
 
 function toHoldfastError(err: unknown): HoldfastError {
   if (err instanceof HoldfastError) return err
-  if (err instanceof errors.JWTExpired) return new HoldfastError('token_expired', 'token expired', { cause: err })
   if (err instanceof JwksUnavailable) return new HoldfastError('unauthorized', err.message, { cause: err.cause, temporary: true })
   let message = 'token is invalid'
-  if (err instanceof errors.JOSEAlgNotAllowed) message = 'token algorithm is not allowed'
-  else if (err instanceof errors.JWSSignatureVerificationFailed) message = 'token signature is invalid'
-  else if (err instanceof errors.JWTClaimValidationFailed) message = claimFailureMessage(err)
-  else if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) message = 'token is malformed'
+  if (err instanceof TokenError) message = tokenErrorMessage(err)
   else if (err instanceof errors.JWKSNoMatchingKey) message = 'no JWKS key matches the token'
   else if (err instanceof errors.JOSENotSupported) message = 'token algorithm is not supported'
   return new HoldfastError('unauthorized', message, { cause: err })
 }
 
-function toAuthResult(payload: JWTPayload): AuthResult {
-  if (typeof payload.sub !== 'string') {
-    throw new HoldfastError('unauthorized', payload.sub === undefined ? 'token has no "sub" claim' : 'token "sub" claim must be a string')
-  }
-  const result: AuthResult = { user: payload.sub }
-  // jose has already checked that `exp`, when present, is a number.
-  if (payload.exp !== undefined) result.expiresAt = payload.exp * 1000
-  if (payload['info'] !== undefined) result.info = payload['info']
-  const channels = payload['channels']
-  if (channels !== undefined) {
-    if (!Array.isArray(channels) || !channels.every((c) => typeof c === 'string')) {
-      throw new HoldfastError('unauthorized', 'token "channels" claim must be an array of strings')
+/**
+ * Keys from a JWKS URL: jose's remote set fetches, caches and refetches them (by `kid`, with a
+ * timeout and a cooldown) and picks the key for a token's header; the signature itself is then
+ * checked synchronously by a fast-jwt verifier made once per key.
+ */
+function jwksVerifier(url: URL, allowed: readonly string[]): (token: string) => Promise<Verified> {
+  const remote = createRemoteJWKSet(url, { timeoutDuration: DEFAULTS.jwksTimeoutMs, cooldownDuration: DEFAULTS.jwksCooldownMs })
+  const decode = createDecoder({ complete: true }) as (token: string) => Verified
+  // jose keeps the CryptoKey it imported for a JWK until the set is refetched, so this holds one
+  // verifier per key in use and lets rotated-out keys go.
+  const verifiers = new WeakMap<CryptoKey, (token: string) => Verified>()
+
+  function verifierFor(cryptoKey: CryptoKey): (token: string) => Verified {
+    let verifier = verifiers.get(cryptoKey)
+    if (verifier === undefined) {
+      const key = KeyObject.from(cryptoKey)
+      const family = keyFamily(key)
+      if (typeof family === 'string') throw new HoldfastError('unauthorized', 'token is invalid', { cause: new Error(`the JWKS key ${family}`) })
+      verifier = signatureVerifier(key.export({ type: 'spki', format: 'pem' }) as string, family, allowed)
+      verifiers.set(cryptoKey, verifier)
     }
-    result.channels = [...(channels as string[])]
+    return verifier
   }
-  return result
+
+  async function keyFor(header: Record<string, unknown>): Promise<CryptoKey | errors.JWKSMultipleMatchingKeys> {
+    try {
+      return await remote(header as JWSHeaderParameters)
+    } catch (err) {
+      // A token without `kid` against a JWKS holding several keys of its type: its candidates are tried.
+      if (err instanceof errors.JWKSMultipleMatchingKeys) return err
+      // These depend on the token's header, so they are the token's fault; anything else is the fetch.
+      if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JOSENotSupported) throw err
+      throw new JwksUnavailable(err instanceof errors.JWKSTimeout ? 'JWKS fetch timed out' : 'JWKS could not be fetched', { cause: err })
+    }
+  }
+
+  return async (token) => {
+    const { header } = decode(token)
+    // Checked before the key is looked up, so that no token can make us fetch the JWKS for an alg we refuse anyway.
+    if (!allowed.includes(header['alg'] as string)) throw new TokenError(TokenError.codes.invalidAlgorithm, 'The token algorithm is invalid.')
+    const key = await keyFor(header)
+    if (!(key instanceof errors.JWKSMultipleMatchingKeys)) return verifierFor(key)(token)
+    let last: unknown = key
+    for await (const candidate of key) {
+      try {
+        return verifierFor(candidate)(token)
+      } catch (err) {
+        if (!(err instanceof TokenError && err.code === TokenError.codes.invalidSignature)) throw err
+        last = err
+      }
+    }
+    throw last
+  }
 }
 
 /**
  * Build a verifier for connection tokens. Options are validated here, once; the returned function
  * resolves with the identity or rejects with `HoldfastError('token_expired')` for an expired token
  * and `HoldfastError('unauthorized')` for anything else. Error messages never contain the token.
+ * With a secret or a PEM key the whole check is synchronous (see signatureVerifier); with a JWKS
+ * only the key lookup may wait, for a fetch.
  */
 export function createJwtVerifier(opts: JwtAuthOptions): (token: string) => Promise<AuthResult> {
-  const { source, verifyOptions } = resolveJwtOptions(opts)
-  const secret = source.kind === 'secret' ? source.key : undefined
-  const pem = source.kind === 'publicKey' ? source.pem : undefined
-  const key: JWTVerifyGetKey =
-    secret !== undefined
-      ? cachedKeyResolver((alg) => importHmacSecret(secret, alg))
-      : pem !== undefined
-        ? cachedKeyResolver((alg) => importSPKI(pem, alg))
-        : jwksKeyResolver((source as { url: URL }).url)
-
-  async function verifyWithCandidates(token: string, err: errors.JWKSMultipleMatchingKeys): Promise<JWTPayload> {
-    // A token without `kid` against a JWKS holding several keys of its type: try each of them.
-    let last: unknown = err
-    for await (const candidate of err) {
-      try {
-        return (await jwtVerify(token, candidate, verifyOptions)).payload
-      } catch (e) {
-        if (!(e instanceof errors.JWSSignatureVerificationFailed)) throw e
-        last = e
-      }
-    }
-    throw last
-  }
+  const { source, algorithms, claims } = resolveJwtOptions(opts)
+  const verifySignature: (token: string) => Verified | Promise<Verified> =
+    source.kind === 'jwks'
+      ? jwksVerifier(source.url, algorithms)
+      : signatureVerifier(source.kind === 'secret' ? source.key : source.pem, source.family, algorithms)
 
   return async function verifyToken(token: string): Promise<AuthResult> {
     if (typeof token !== 'string' || token.length === 0) throw new HoldfastError('unauthorized', 'token is missing')
-    let payload: JWTPayload
     try {
-      try {
-        payload = (await jwtVerify(token, key, verifyOptions)).payload
-      } catch (err) {
-        if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err
-        payload = await verifyWithCandidates(token, err)
-      }
+      const { header, payload } = await verifySignature(token)
+      if (!algorithms.includes(header['alg'] as string)) throw new HoldfastError('unauthorized', 'token algorithm is not allowed')
+      checkClaims(payload, claims)
+      return toAuthResult(payload)
     } catch (err) {
       throw toHoldfastError(err)
     }
-    return toAuthResult(payload)
   }
 }

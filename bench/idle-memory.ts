@@ -4,6 +4,7 @@
  * and holding sockets, nothing else), measured the same way in the same run.
  *
  *   node --conditions=source --import tsx bench/idle-memory.ts [--connections 10000]
+ *   BENCH_UWS=1 node --conditions=source --import tsx bench/idle-memory.ts   # + holdfast on uWS, raw uWS
  *
  * The server runs in a child process (`--expose-gc`) and reports `process.memoryUsage()` after a
  * GC before and after the clients connect; the clients run in another child process, spread over
@@ -15,7 +16,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
 
-type Kind = 'holdfast' | 'ws'
+type Kind = 'holdfast' | 'ws' | 'holdfast-uws' | 'uws'
 interface Mem {
   rss: number
   heapUsed: number
@@ -27,24 +28,41 @@ const N = Number(values.connections)
 async function serverRole(kind: Kind): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc
   if (gc === undefined) throw new Error('run the server role with --expose-gc')
-  const http = createServer()
-  if (kind === 'holdfast') {
+  const opts = { logger: false as const, maxConnectionsPerIp: 1_000_000, connectRatePerIp: { perSecond: 1_000_000, burst: 1_000_000 } }
+  let port: number
+  if (kind === 'holdfast-uws') {
     const { createHoldfast } = await import('@holdfast/server')
-    createHoldfast({ logger: false, maxConnectionsPerIp: 1_000_000, connectRatePerIp: { perSecond: 1_000_000, burst: 1_000_000 } }).attach(http)
+    port = await createHoldfast({ ...opts, transport: 'uws' }).listen({ host: '127.0.0.1', port: 0 })
+  } else if (kind === 'uws') {
+    // Raw uWebSockets.js: an open socket that does nothing, as the raw ws server below.
+    const { loadUws } = await import('@holdfast/server/internal')
+    const loaded = loadUws()
+    if ('error' in loaded) throw new Error(loaded.error)
+    const app = loaded.uws.App().ws('/ws', { idleTimeout: 0, message: () => {} })
+    port = await new Promise<number>((resolve, reject) =>
+      app.listen('127.0.0.1', 0, (t) => (t === false ? reject(new Error('uWS could not listen')) : resolve(loaded.uws.us_socket_local_port(t)))),
+    )
   } else {
-    const { WebSocketServer } = await import('ws')
-    const wss = new WebSocketServer({ server: http, path: '/ws', clientTracking: true })
-    wss.on('connection', (ws) => ws.on('message', () => {}))
+    const http = createServer()
+    if (kind === 'holdfast') {
+      const { createHoldfast } = await import('@holdfast/server')
+      createHoldfast(opts).attach(http)
+    } else {
+      const { WebSocketServer } = await import('ws')
+      const wss = new WebSocketServer({ server: http, path: '/ws', clientTracking: true })
+      wss.on('connection', (ws) => ws.on('message', () => {}))
+    }
+    http.listen(0, '127.0.0.1')
+    await once(http, 'listening')
+    port = (http.address() as AddressInfo).port
   }
-  http.listen(0, '127.0.0.1')
-  await once(http, 'listening')
   const measure = (): Mem => {
     gc()
     gc()
     const m = process.memoryUsage()
     return { rss: m.rss, heapUsed: m.heapUsed }
   }
-  process.send?.({ type: 'listening', port: (http.address() as AddressInfo).port, mem: measure() })
+  process.send?.({ type: 'listening', port, mem: measure() })
   process.on('message', (msg: { type: string }) => {
     if (msg.type === 'measure') process.send?.({ type: 'mem', mem: measure() })
   })
@@ -57,11 +75,11 @@ async function clientRole(kind: Kind, url: string): Promise<void> {
   for (let i = 0; i < N; i += batch) {
     await Promise.all(
       Array.from({ length: Math.min(batch, N - i) }, (_, k) => {
-        const ws = new WebSocket(url, kind === 'holdfast' ? ['holdfast.v1.json'] : [], { localAddress: `127.0.0.${1 + ((i + k) % 4)}` })
+        const ws = new WebSocket(url, kind.startsWith('holdfast') ? ['holdfast.v1.json'] : [], { localAddress: `127.0.0.${1 + ((i + k) % 4)}` })
         socks.push(ws)
         return new Promise<void>((resolve, reject) => {
           ws.once('error', reject)
-          if (kind === 'ws') ws.once('open', () => resolve())
+          if (!kind.startsWith('holdfast')) ws.once('open', () => resolve())
           else {
             let replies = 0
             ws.on('message', (data: Buffer) => {
@@ -107,13 +125,22 @@ async function run(kind: Kind): Promise<{ kind: Kind; perConnRss: number; perCon
 if (values.role === 'server') await serverRole(values.kind as Kind)
 else if (values.role === 'client') await clientRole(values.kind as Kind, values.url as string)
 else {
+  // BENCH_UWS=1 adds holdfast on the uWebSockets.js transport and a raw uWS server (Node 20 only).
+  const kinds: Kind[] = process.env['BENCH_UWS'] ? ['ws', 'holdfast', 'uws', 'holdfast-uws'] : ['ws', 'holdfast']
   const results = []
-  for (const kind of ['ws', 'holdfast'] as const) results.push(await run(kind))
+  for (const kind of kinds) results.push(await run(kind))
   const kib = (b: number): string => (b / 1024).toFixed(2)
-  console.log(`idle connections: ${N} (holdfast: connected + session + 2 subscriptions; ws: open socket)`)
+  console.log(`idle connections: ${N} (holdfast: connected + session + 2 subscriptions; ws/uws: open socket)`)
   console.log('server          RSS/conn KiB   heap/conn KiB')
   for (const r of results) console.log(`${r.kind.padEnd(15)} ${kib(r.perConnRss).padStart(12)} ${kib(r.perConnHeap).padStart(15)}`)
-  const [ws, hf] = results as [(typeof results)[0], (typeof results)[0]]
-  console.log(`ratio holdfast/ws: RSS ${(hf.perConnRss / ws.perConnRss).toFixed(2)}x, heap ${(hf.perConnHeap / ws.perConnHeap).toFixed(2)}x`)
+  const by = new Map(results.map((r) => [r.kind, r]))
+  const ratio = (a: Kind, b: Kind): void => {
+    const x = by.get(a)
+    const y = by.get(b)
+    if (x !== undefined && y !== undefined) console.log(`ratio ${a}/${b}: RSS ${(x.perConnRss / y.perConnRss).toFixed(2)}x, heap ${(x.perConnHeap / y.perConnHeap).toFixed(2)}x`)
+  }
+  ratio('holdfast', 'ws')
+  ratio('holdfast-uws', 'ws')
+  ratio('holdfast-uws', 'uws')
   process.exit(0)
 }

@@ -48,12 +48,20 @@ function readAll(stream: NodeJS.ReadableStream): string {
   return Buffer.concat(chunks).toString()
 }
 
-const http = createServer()
-createHoldfast({ logger: false, maxConnectionsPerIp: 1_000_000, connectRatePerIp: { perSecond: 1e6, burst: 1e6 } }).attach(http)
-http.listen(0, '127.0.0.1')
-await once(http, 'listening')
+// HOLDFAST_TRANSPORT=uws: the same on the uWebSockets.js transport, where the heap is holdfast's own state alone.
+const options = { logger: false as const, maxConnectionsPerIp: 1_000_000, connectRatePerIp: { perSecond: 1e6, burst: 1e6 } }
+let port: number
+if (process.env['HOLDFAST_TRANSPORT'] === 'uws') {
+  port = await createHoldfast({ ...options, transport: 'uws' }).listen({ host: '127.0.0.1', port: 0 })
+} else {
+  const http = createServer()
+  createHoldfast(options).attach(http)
+  http.listen(0, '127.0.0.1')
+  await once(http, 'listening')
+  port = (http.address() as AddressInfo).port
+}
 const before = bySize()
-const client = fork(new URL('./idle-memory.ts', import.meta.url).pathname, ['--role', 'client', '--kind', 'holdfast', '--url', `ws://127.0.0.1:${(http.address() as AddressInfo).port}/ws`, '--connections', String(N)], {
+const client = fork(new URL('./idle-memory.ts', import.meta.url).pathname, ['--role', 'client', '--kind', 'holdfast', '--url', `ws://127.0.0.1:${port}/ws`, '--connections', String(N)], {
   execArgv: ['--conditions=source', '--import', 'tsx'],
 })
 await once(client, 'message')

@@ -86,13 +86,16 @@ async function clientRole(kind: Kind, url: string): Promise<void> {
               for (const line of data.toString().split('\n')) {
                 const msg = JSON.parse(line) as { id?: number; type?: string }
                 if (msg.type === 'ping') ws.send('{"type":"pong"}')
+                if ((msg as { error?: unknown }).error !== undefined) reject(new Error(`refused: ${line}`))
                 if (msg.id !== undefined && ++replies === 3) resolve()
               }
             })
             ws.once('open', () => {
               const n = i + k
               ws.send(
-                process.env.BENCH_NOSUBS ? `{"id":1,"type":"connect","version":1}\n{"id":2,"type":"ping"}\n{"id":3,"type":"ping"}` : `{"id":1,"type":"connect","version":1}\n{"id":2,"type":"subscribe","channel":"room-${n % 100}"}\n{"id":3,"type":"subscribe","channel":"user#${n}"}`,
+                // A shared room and a channel of its own (one subscriber: what a personal feed costs).
+                // Not `user#<n>`: these clients are anonymous, and the node refuses another user's channel.
+                process.env.BENCH_NOSUBS ? `{"id":1,"type":"connect","version":1}\n{"id":2,"type":"ping"}\n{"id":3,"type":"ping"}` : `{"id":1,"type":"connect","version":1}\n{"id":2,"type":"subscribe","channel":"room-${n % 100}"}\n{"id":3,"type":"subscribe","channel":"own-${n}"}`,
               )
             })
           }

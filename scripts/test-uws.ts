@@ -23,6 +23,7 @@ const FILES = [
   'packages/server/test/leak.test.ts',
   'packages/server/test/logging.test.ts',
   'packages/server/test/metrics.test.ts',
+  'packages/server/test/ws-framing.test.ts',
   'packages/client/test/integration.test.ts',
 ]
 

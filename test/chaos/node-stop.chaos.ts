@@ -21,9 +21,10 @@ const PONG_MS = 1000
 const MAX_SERVER_PING_DELAY_MS = 1000
 /**
  * Well past both heartbeat bounds, and long enough for every client to be elsewhere before the
- * thaw: after a heartbeat timeout the SDK retries the same URL first (advice "backoff", no
- * rotation), so a client spends one connect timeout (2 s here) on the frozen node before it moves
- * on — about 2 + 0.5–1 + 2 + 0.5–2 s in all. The outage is what this scenario is about.
+ * thaw: detection (2 s), then a backoff (0.5–1 s) to the next URL — the SDK rotates after a
+ * heartbeat timeout — and, for a client whose next URL also fails, another. (Before the SDK
+ * rotated on a heartbeat timeout, each client first spent a connect timeout, 2 s here, on the
+ * frozen node.) The outage is what this scenario is about.
  */
 const STOP_MS = 10_000
 const SLACK_MS = 500

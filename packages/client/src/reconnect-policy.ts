@@ -1,4 +1,4 @@
-import { adviceFor } from '@holdfast/protocol'
+import { adviceFor, CloseCodes } from '@holdfast/protocol'
 import { backoffDelay } from './backoff.js'
 
 export interface ReconnectInput {
@@ -61,7 +61,8 @@ export function decideReconnect(input: ReconnectInput): ReconnectDecision {
     authFailures,
     delayMs,
     refreshToken: advice === 'refresh',
-    // A failed attempt, or a node telling us to go elsewhere: try the next endpoint.
-    rotate: input.wasConnecting || advice === 'reconnect',
+    // A failed attempt, a node telling us to go elsewhere, or a node gone silent (a frozen or
+    // partitioned node would cost a whole connect timeout before the next endpoint): try the next.
+    rotate: input.wasConnecting || advice === 'reconnect' || input.code === CloseCodes.heartbeat_timeout.code,
   }
 }

@@ -43,6 +43,12 @@ test('backoff advice: the attempt counts up, the URL rotates only after a failed
   assert.ok(failed.action === 'retry' && failed.rotate)
 })
 
+test('a heartbeat timeout backs off to the next URL: a silent node is not retried first', () => {
+  const silent = decideReconnect({ ...base, code: CloseCodes.heartbeat_timeout.code })
+  assert.ok(silent.action === 'retry' && silent.rotate && !silent.refreshToken)
+  assert.equal(silent.action === 'retry' && silent.delayMs, 750, 'backoff, not the quick restart path')
+})
+
 test('refresh advice: new token and a quick retry; twice in a row, or without getToken, stop', () => {
   const once = decideReconnect({ ...base, code: CloseCodes.unauthorized.code })
   assert.deepEqual(once, { action: 'retry', attempt: 1, authFailures: 1, delayMs: 500, refreshToken: true, rotate: false })

@@ -22,6 +22,7 @@
  */
 import assert from 'node:assert/strict'
 import type { HoldfastClient, Subscription } from '@holdfast/client'
+import { Waiters } from '../support/waiters.js'
 
 /** Wall-clock ms with sub-ms precision, comparable between processes of one machine. */
 export function now(): number {
@@ -75,7 +76,7 @@ export class AppLog implements AppHistory {
   /** Publications that did not carry a Tag (never expected). */
   foreign = 0
   readonly sub: Subscription
-  readonly #waiters = new Set<() => void>()
+  readonly #waiters = new Waiters()
 
   constructor(client: HoldfastClient, name: string, channel: string) {
     this.client = name
@@ -129,24 +130,11 @@ export class AppLog implements AppHistory {
 
   /** Resolve when `cond()` holds (checked after every event); reject after `ms` naming `what`. */
   until(what: string, cond: () => boolean, ms: number): Promise<void> {
-    if (cond()) return Promise.resolve()
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (!cond()) return
-        clearTimeout(timer)
-        this.#waiters.delete(check)
-        resolve()
-      }
-      const timer = setTimeout(() => {
-        this.#waiters.delete(check)
-        reject(new Error(`${this.client}/${this.channel}: timed out after ${ms} ms waiting for ${what} (${this.pubs.length} publications, last ${JSON.stringify(this.pubs.at(-1))})`))
-      }, ms)
-      this.#waiters.add(check)
-    })
+    return this.#waiters.until(cond, ms, () => `${this.client}/${this.channel}: timed out after ${ms} ms waiting for ${what} (${this.pubs.length} publications, last ${JSON.stringify(this.pubs.at(-1))})`)
   }
 
   #notify(): void {
-    for (const w of [...this.#waiters]) w()
+    this.#waiters.notify()
   }
 }
 

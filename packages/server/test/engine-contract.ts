@@ -21,6 +21,7 @@ import type {
   StreamOptions,
   StreamPublication,
 } from '../src/engine/engine.js'
+import { Waiters } from '../../../test/support/waiters.js'
 
 export interface EngineFixture {
   /** A fresh engine, not started yet. */
@@ -38,7 +39,7 @@ export class RecordingHandler implements EngineHandler {
   readonly pubs: { channel: string; pub: StreamPublication }[] = []
   readonly joinLeave: JoinLeave[] = []
   readonly controls: ControlMessage[] = []
-  readonly #waiters = new Set<() => void>()
+  readonly #waiters = new Waiters()
 
   onPublication(channel: string, pub: StreamPublication): void {
     this.pubs.push({ channel, pub })
@@ -61,24 +62,11 @@ export class RecordingHandler implements EngineHandler {
 
   /** Resolves once `cond` holds (checked now and after every delivery); rejects after `ms` so a lost delivery fails instead of hanging. */
   until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-    if (cond()) return Promise.resolve()
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (!cond()) return
-        clearTimeout(timer)
-        this.#waiters.delete(check)
-        resolve()
-      }
-      const timer = setTimeout(() => {
-        this.#waiters.delete(check)
-        reject(new Error(`timed out after ${ms} ms waiting for ${what}`))
-      }, ms)
-      this.#waiters.add(check)
-    })
+    return this.#waiters.until(cond, ms, () => `timed out after ${ms} ms waiting for ${what}`)
   }
 
   #notify(): void {
-    for (const w of [...this.#waiters]) w()
+    this.#waiters.notify()
   }
 }
 

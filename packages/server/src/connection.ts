@@ -76,11 +76,11 @@ export class Connection implements Flushable, TransportSink {
   #out: Uint8Array | Uint8Array[] | undefined = undefined
   /** Bytes of pushes (unrequested) queued this turn: the burst bound applies to these. */
   #pushBytes = 0
-  /** Bytes of replies queued this turn. */
+  /** Bytes of replies queued this turn (added to #requested when they are written). */
   #replyBytes = 0
   /**
-   * Bytes of replies the client asked for (a recovery, a history page) that may still sit in the
-   * socket's buffer or this turn's queue. They are bounded by the command's own limits, not by
+   * Bytes of replies the client asked for (a recovery, a history page), written in earlier turns,
+   * that may still sit in the socket's buffer. They are bounded by the command's own limits, not by
    * maxQueueBytes: a client that fell far behind must be able to take its recovery in one reply.
    * Shrinks with the buffer (the socket drains in order, so what is left of earlier replies is at
    * most what it still holds).
@@ -148,7 +148,6 @@ export class Connection implements Flushable, TransportSink {
   reply(msg: ServerMessage): void {
     if (this.state === ConnState.Closed) return
     const bytes = this.codec.encode(msg)
-    this.#requested += bytes.byteLength
     this.#replyBytes += bytes.byteLength
     this.#queue(bytes)
   }
@@ -162,11 +161,8 @@ export class Connection implements Flushable, TransportSink {
       // limit from earlier turns, beyond the replies it asked for. (Read once per turn: nothing is
       // written to the socket between flushes.)
       const buffered = this.socket.bufferedAmount
-      if (this.#requested > 0) {
-        const earlier = this.#requested - this.#replyBytes
-        if (earlier > buffered) this.#requested = buffered + this.#replyBytes
-      }
-      if (buffered - (this.#requested - this.#replyBytes) > max) {
+      if (this.#requested > buffered) this.#requested = buffered
+      if (buffered - this.#requested > max) {
         this.#owner.onSlowConsumer(this)
         return
       }
@@ -194,6 +190,7 @@ export class Connection implements Flushable, TransportSink {
     if (out === undefined || this.state === ConnState.Closed) return
     this.#out = undefined
     this.#pushBytes = 0
+    this.#requested += this.#replyBytes
     this.#replyBytes = 0
     const traffic = this.#owner.counters
     let frame: Uint8Array

@@ -418,7 +418,7 @@ export class CommandHandler {
         historySize: opts.historySize,
         historyTtlMs: opts.historyTtlMs,
         streamTtlMs: opts.streamTtlMs,
-        idempotencyKey: `pub:${dedupeScope(conn)}:${cmd.msgId}`,
+        idempotencyKey: dedupeKey('pub', conn, cmd.msgId),
         idempotencyTtlMs: gw.options.idempotencyTtlMs,
         info: conn.clientInfo(),
       })
@@ -436,7 +436,7 @@ export class CommandHandler {
     this.#checkMsgId(cmd.msgId)
     this.#checkSize(conn, cmd.data)
     const handler = gw.rpc.get(cmd.method)
-    const key = `rpc:${dedupeScope(conn)}:${cmd.msgId}`
+    const key = dedupeKey('rpc', conn, cmd.msgId)
     const ttl = gw.options.idempotencyTtlMs
     const claim = await gw.engine.claimIdempotent(key, ttl)
     if (claim.state === 'done') return claim.result === undefined ? {} : { data: claim.result }
@@ -481,9 +481,12 @@ export class CommandHandler {
 
 
 /**
- * Idempotency ids are scoped so one client cannot pre-empt another's: by user, or by session for
- * anonymous clients (who all share the user '').
+ * The engine key of a client message id. Ids are scoped so one client cannot pre-empt another's:
+ * by user, or by session for anonymous clients (who all share the user ''). The scope is length
+ * prefixed, so no user name and id can spell another's key (user `a:x` with id `1` and user `a`
+ * with id `x:1` stay apart).
  */
-function dedupeScope(conn: Connection): string {
-  return conn.user === '' ? `s:${conn.session}` : `u:${conn.user}`
+export function dedupeKey(kind: 'pub' | 'rpc', conn: Pick<Connection, 'user' | 'session'>, msgId: string): string {
+  const scope = conn.user === '' ? `s${conn.session.length}:${conn.session}` : `u${conn.user.length}:${conn.user}`
+  return `${kind}:${scope}:${msgId}`
 }

@@ -62,7 +62,8 @@ export class CommandHandler {
   onFrame(conn: Connection, data: Uint8Array | string, _isBinary: boolean, pending: PendingConnect): void {
     if (conn.state === ConnState.Closed) return
     const gw = this.#gw
-    gw.counters.bytesIn += typeof data === 'string' ? data.length : data.byteLength
+    const size = typeof data === 'string' ? data.length : data.byteLength
+    gw.counters.bytesIn += size
     let messages
     try {
       messages = conn.codec.decodeClient(data, { maxBatch: gw.options.maxBatch })
@@ -74,25 +75,34 @@ export class CommandHandler {
       return
     }
     const now = performance.now()
+    // Bytes are metered per frame: a frame past the byte budget is refused whole, every command
+    // in it, the same way as commands past the command rate.
+    let limited: 'bytes' | 'commands' | undefined = conn.bytes.take(now, size) ? undefined : 'bytes'
     // Once one command of a frame is refused for rate, the rest of the frame is refused too:
     // a later command must not run ahead of an earlier one the client will retry.
-    let limited = false
     for (const msg of messages) {
-      if (msg.type === 'pong') {
+      if (msg.type === 'pong' && conn.awaitingPong) {
+        // The one pong a ping asks for is free: heartbeats must not starve behind the rate limit.
         gw.pong(conn)
         continue
       }
-      if (limited || !conn.bucket.take(now)) {
-        limited = true
-        gw.counters.inc('rate_limited')
+      if (limited === undefined && !conn.bucket.take(now)) limited = 'commands'
+      if (limited !== undefined) {
+        gw.counters.inc('rate_limited', limited)
         if (++conn.rateRejects > gw.options.commandRate.burst) {
-          conn.close('rate_limited', 'command rate limit exceeded')
+          conn.close('rate_limited', limited === 'bytes' ? 'inbound byte rate exceeded' : 'command rate limit exceeded')
           return
         }
-        this.#fail(conn, msg.id, new HoldfastError('rate_limited', 'command rate limit exceeded; slow down'))
+        // An unsolicited pong has no id to answer; it only counts.
+        if (msg.type !== 'pong') {
+          const what = limited === 'bytes' ? 'inbound byte rate exceeded' : 'command rate limit exceeded'
+          this.#fail(conn, msg.id, new HoldfastError('rate_limited', `${what}; slow down`))
+        }
         continue
       }
       conn.rateRejects = 0
+      // A pong nobody asked for costs a command token and does nothing else.
+      if (msg.type === 'pong') continue
       if (msg.type === 'connect') {
         if (conn.state !== ConnState.Handshake || conn.busy) {
           conn.close('bad_request', 'duplicate connect')
@@ -223,7 +233,8 @@ export class CommandHandler {
     let resumed = false
     let session: { id: string; token: string }
     if (cmd.session !== undefined && gw.sessions.verify(cmd.session.id, conn.user, cmd.session.token)) {
-      session = cmd.session
+      // Resumed under a fresh token: a resume token is good for sessionMaxAgeMs from its issue.
+      session = { id: cmd.session.id, token: gw.sessions.sign(cmd.session.id, conn.user) }
       resumed = true
     } else {
       session = gw.sessions.issue(conn.user)
@@ -239,6 +250,8 @@ export class CommandHandler {
       limits: {
         commandsPerSecond: gw.options.commandRate.perSecond,
         commandBurst: gw.options.commandRate.burst,
+        bytesPerSecond: gw.options.inboundByteRate.perSecond,
+        bytesBurst: gw.options.inboundByteRate.burst,
         maxPayload: gw.options.maxPayload,
         maxBatch: gw.options.maxBatch,
       },

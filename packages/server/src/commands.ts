@@ -405,7 +405,7 @@ export class CommandHandler {
   }
 
   #checkSize(conn: Connection, data: unknown): void {
-    const problem = checkData(data, conn.codec.binary, this.#gw.options.maxPayload)
+    const problem = checkData(data, this.#gw.options.maxPayload)
     if (problem !== undefined) {
       if (problem.code === 'payload_too_large') this.#gw.counters.inc('payload_too_large')
       throw problem

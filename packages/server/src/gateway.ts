@@ -611,7 +611,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   async publish(channel: string, data: unknown, opts: PublishApiOptions = {}): Promise<StreamPosition & { duplicate: boolean }> {
     parseChannel(channel)
     // Server data is trusted for size, but must still encode in both codecs (JSON and MessagePack).
-    const problem = checkData(data, true, Number.MAX_SAFE_INTEGER) ?? checkData(data, false, Number.MAX_SAFE_INTEGER)
+    const problem = checkData(data)
     if (problem !== undefined) throw problem
     const ch = this.channelOptions(channel)
     const span = this.tracing.startApiPublish(channel)
@@ -687,7 +687,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
    */
   async send(target: { user?: string; client?: string }, data: unknown): Promise<void> {
     if (target.user === undefined && target.client === undefined) throw new TypeError('holdfast: send needs a user or a client')
-    const problem = checkData(data, true, Number.MAX_SAFE_INTEGER) ?? checkData(data, false, Number.MAX_SAFE_INTEGER)
+    const problem = checkData(data)
     if (problem !== undefined) throw problem
     await this.engine.publishControl({
       type: 'message',

@@ -41,14 +41,15 @@ describe('limits', () => {
 
   describe('maxPayload', () => {
     for (const protocol of ['json', 'msgpack'] as const) {
-      it(`accepts data of exactly maxPayload encoded bytes and refuses one byte more (${protocol})`, async () => {
+      it(`accepts data of exactly maxPayload bytes in its larger encoding and refuses one byte more (${protocol})`, async () => {
         const s = await start()
         const max = s.gw.options.maxPayload
         assert.equal(max, 64 * 1024, 'the default maxPayload is 64 KiB')
         // JSON: a string of n characters encodes as n + 2 bytes (quotes). MessagePack: a str16 header
-        // is 3 bytes up to 65535 characters, a str32 header 5 bytes beyond.
-        const exact = protocol === 'json' ? 'x'.repeat(max - 2) : 'x'.repeat(max - 3)
-        const over = protocol === 'json' ? 'x'.repeat(max - 1) : 'x'.repeat(max - 2)
+        // is 3 bytes up to 65535 characters, a str32 header 5 bytes beyond. The larger of the two
+        // counts, whatever the publisher speaks: subscribers of both codecs get it.
+        const exact = 'x'.repeat(max - 3)
+        const over = 'x'.repeat(max - 2)
         const pub = client(s.url, { protocol })
         const sub = client(s.url, { protocol })
         const other = client(s.url, { protocol })
@@ -115,6 +116,17 @@ describe('limits', () => {
     await s.gw.publish('d', 'ok')
     await c.until(() => c.pubs('d').length === 1)
     assert.equal(c.closed, undefined)
+  })
+
+  it('bytes from a MessagePack publisher are sized as JSON subscribers would get them', async () => {
+    const s = await start()
+    const pub = client(s.url, { protocol: 'msgpack' })
+    await pub.connect()
+    // 60,000 bytes are 60,005 in MessagePack, and far more than 64 KiB as JSON.
+    const tooBig = errorOf(await pub.request({ type: 'publish', channel: 'bin', data: new Uint8Array(60_000), msgId: 'b1' }))
+    assert.equal(tooBig.code, ErrorCodes.payload_too_large.code)
+    resultOf(await pub.request({ type: 'publish', channel: 'bin', data: new Uint8Array(1000), msgId: 'b2' }))
+    assert.equal((await s.gw.history('bin')).publications.length, 1)
   })
 
   describe('command rate', () => {

@@ -58,7 +58,7 @@ function idempotencyKeyOf(fromBody: string | undefined, headers: IncomingHttpHea
 
 /** Data that cannot be delivered to subscribers of both codecs is refused before anything is published. */
 function assertDeliverable(data: unknown): void {
-  const problem = checkData(data, true, Number.MAX_SAFE_INTEGER) ?? checkData(data, false, Number.MAX_SAFE_INTEGER)
+  const problem = checkData(data)
   if (problem !== undefined) throw problem
 }
 

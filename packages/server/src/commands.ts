@@ -18,7 +18,7 @@ import {
 import type { Span } from '@opentelemetry/api'
 import type { AuthResult } from './auth/types.js'
 import { parseChannel } from './channel-name.js'
-import { checkData } from './payload.js'
+import { measureData } from './payload.js'
 import { Connection, ConnState, type ConnSubscription } from './connection.js'
 import type { Gateway } from './gateway.js'
 import type { ReadKind, ResolvedChannelOptions } from './options.js'
@@ -400,27 +400,37 @@ export class CommandHandler {
 
   // ---------------------------------------------------------------- publish and rpc
 
-  #checkMsgId(msgId: string): void {
+  /** A well-formed message id, within its user's budget of ids remembered at once. */
+  #checkMsgId(conn: Connection, msgId: string): void {
     if (msgId.length === 0 || msgId.length > MAX_MSG_ID) throw new HoldfastError('bad_request', `msgId must be 1-${MAX_MSG_ID} characters`)
+    const gw = this.#gw
+    if (!gw.messageIds.take(dedupeScope(conn), performance.now())) {
+      gw.counters.inc('limit_exceeded', 'message_ids')
+      throw new HoldfastError('limit_exceeded', `at most ${gw.options.maxMessageIdsPerUser} message ids per user within ${gw.options.idempotencyTtlMs} ms; slow down`, {
+        temporary: true,
+      })
+    }
   }
 
-  #checkSize(conn: Connection, data: unknown): void {
-    const problem = checkData(data, this.#gw.options.maxPayload)
-    if (problem !== undefined) {
-      if (problem.code === 'payload_too_large') this.#gw.counters.inc('payload_too_large')
-      throw problem
+  /** The data's encoded size, or the refusal (counted) when it is too large or cannot be delivered. */
+  #measure(data: unknown): number {
+    try {
+      return measureData(data, this.#gw.options.maxPayload)
+    } catch (err) {
+      if (err instanceof HoldfastError && err.code === 'payload_too_large') this.#gw.counters.inc('payload_too_large')
+      throw err
     }
   }
 
 
   async #publish(conn: Connection, cmd: PublishCommand): Promise<object> {
     const gw = this.#gw
-    this.#checkMsgId(cmd.msgId)
+    this.#checkMsgId(conn, cmd.msgId)
     const name = parseChannel(cmd.channel)
     const opts = gw.channelOptions(cmd.channel)
     if (!opts.allowPublish) throw new HoldfastError('not_available', 'clients may not publish to this namespace')
     if (name.users !== undefined && !name.users.includes(conn.user)) throw new HoldfastError('permission_denied', 'channel is limited to other users')
-    this.#checkSize(conn, cmd.data)
+    const size = this.#measure(cmd.data)
     if (gw.options.canPublish !== undefined) {
       const ok = await gw.options.canPublish({ client: this.#connInfo(conn), channel: cmd.channel, data: cmd.data })
       if (!ok) throw new HoldfastError('permission_denied', 'publish refused')
@@ -432,6 +442,7 @@ export class CommandHandler {
         historyTtlMs: opts.historyTtlMs,
         streamTtlMs: opts.streamTtlMs,
         idempotencyKey: dedupeKey('pub', conn, cmd.msgId),
+        size,
         idempotencyTtlMs: gw.options.idempotencyTtlMs,
         info: conn.clientInfo(),
       })
@@ -446,8 +457,8 @@ export class CommandHandler {
 
   async #rpc(conn: Connection, cmd: RpcCommand, span: Span | undefined): Promise<object> {
     const gw = this.#gw
-    this.#checkMsgId(cmd.msgId)
-    this.#checkSize(conn, cmd.data)
+    this.#checkMsgId(conn, cmd.msgId)
+    this.#measure(cmd.data)
     const handler = gw.rpc.get(cmd.method)
     const key = dedupeKey('rpc', conn, cmd.msgId)
     const ttl = gw.options.idempotencyTtlMs
@@ -500,6 +511,9 @@ export class CommandHandler {
  * with id `x:1` stay apart).
  */
 export function dedupeKey(kind: 'pub' | 'rpc', conn: Pick<Connection, 'user' | 'session'>, msgId: string): string {
-  const scope = conn.user === '' ? `s${conn.session.length}:${conn.session}` : `u${conn.user.length}:${conn.user}`
-  return `${kind}:${scope}:${msgId}`
+  return `${kind}:${dedupeScope(conn)}:${msgId}`
+}
+
+function dedupeScope(conn: Pick<Connection, 'user' | 'session'>): string {
+  return conn.user === '' ? `s${conn.session.length}:${conn.session}` : `u${conn.user.length}:${conn.user}`
 }

@@ -18,13 +18,14 @@ import { createJwtVerifier } from './auth/jwt.js'
 import { tokenFromRequest } from './auth/token-source.js'
 import type { AuthResult } from './auth/types.js'
 import { parseChannel } from './channel-name.js'
-import { checkData } from './payload.js'
+import { measureData } from './payload.js'
 import { CommandHandler, type PendingConnect } from './commands.js'
 import { Connection, ConnState, type ConnectionOwner } from './connection.js'
 import type { ControlMessage, Engine, EngineHandler, NodeInfo, PublishOptions, PublishOutcome } from './engine/engine.js'
 import { MemoryEngine } from './engine/memory-engine.js'
 import { Hub } from './hub.js'
 import { IpLimiter } from './limits/ip-limiter.js'
+import { KeyedBuckets } from './limits/keyed-buckets.js'
 import { TokenBucket } from './limits/token-bucket.js'
 import { Counters } from './counters.js'
 import { Metrics } from './metrics.js'
@@ -100,6 +101,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   #listener: { close(): void } | undefined
   readonly #wheel: TimerWheel<Connection>
   readonly #ipLimiter: IpLimiter
+  /** Message ids per user (or anonymous session) within the idempotency window. */
+  readonly messageIds: KeyedBuckets
   readonly #originOk: (origin: string | undefined) => boolean
   readonly #verify: ((token: string) => Promise<AuthResult>) | undefined
   readonly #commands: CommandHandler
@@ -138,12 +141,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       onError: (err) => this.log?.error({ err }, 'heartbeat failed'),
     })
     this.#wheel.start()
+    this.messageIds = new KeyedBuckets((o.maxMessageIdsPerUser * 1000) / o.idempotencyTtlMs, o.maxMessageIdsPerUser)
     this.#ipLimiter = new IpLimiter({ maxConnectionsPerIp: o.maxConnectionsPerIp, connectRate: o.connectRatePerIp })
     this.#originOk = createOriginCheck(o.allowedOrigins)
     this.#verify = o.authenticate === undefined && o.jwt !== undefined ? createJwtVerifier(o.jwt) : undefined
     this.#commands = new CommandHandler(this)
     this.#sweepTimer = setInterval(() => {
-      this.#ipLimiter.sweep(performance.now())
+      const now = performance.now()
+      this.#ipLimiter.sweep(now)
+      this.messageIds.sweep(now)
       void this.#register()
     }, NODE_REGISTRY_EVERY_MS).unref()
     const handler: EngineHandler = {
@@ -611,8 +617,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   async publish(channel: string, data: unknown, opts: PublishApiOptions = {}): Promise<StreamPosition & { duplicate: boolean }> {
     parseChannel(channel)
     // Server data is trusted for size, but must still encode in both codecs (JSON and MessagePack).
-    const problem = checkData(data)
-    if (problem !== undefined) throw problem
+    const size = measureData(data)
     const ch = this.channelOptions(channel)
     const span = this.tracing.startApiPublish(channel)
     let out: PublishOutcome
@@ -621,6 +626,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
         historySize: ch.historySize,
         historyTtlMs: ch.historyTtlMs,
         streamTtlMs: ch.streamTtlMs,
+        size,
         ...(opts.idempotencyKey === undefined ? {} : { idempotencyKey: `api:${opts.idempotencyKey}`, idempotencyTtlMs: this.options.idempotencyTtlMs }),
       })
     } catch (err) {
@@ -687,8 +693,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
    */
   async send(target: { user?: string; client?: string }, data: unknown): Promise<void> {
     if (target.user === undefined && target.client === undefined) throw new TypeError('holdfast: send needs a user or a client')
-    const problem = checkData(data)
-    if (problem !== undefined) throw problem
+    measureData(data)
     await this.engine.publishControl({
       type: 'message',
       ...(target.user === undefined ? {} : { user: target.user }),

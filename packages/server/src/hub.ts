@@ -1,4 +1,4 @@
-import type { ClientInfo, Codec, Publication, StreamPosition, SubscribeResult } from '@holdfast/protocol'
+import { continuesFrom, type ClientInfo, type Codec, type Publication, type StreamPosition, type SubscribeResult } from '@holdfast/protocol'
 import { ConnState, type Connection } from './connection.js'
 import type { Engine, StreamPublication } from './engine/engine.js'
 import type { ResolvedChannelOptions } from './options.js'
@@ -136,14 +136,15 @@ export class Hub {
       }
     }
     reply({ epoch: page.epoch, offset: page.offset, recovered, wasRecovering: recover !== undefined, publications })
-    let offset = page.offset
+    const at: StreamPosition = { epoch: page.epoch, offset: page.offset }
     for (const pub of rec.buffer) {
-      if (pub.epoch !== page.epoch || pub.offset > offset + 1) {
+      if (pub.epoch === at.epoch && pub.offset <= at.offset) continue
+      if (pub.offset !== at.offset + 1 || !continuesFrom(at, pub.epoch)) {
         this.#events.onInsufficientState(conn, channel)
         return false
       }
-      if (pub.offset <= offset) continue
-      offset = pub.offset
+      at.epoch = pub.epoch
+      at.offset = pub.offset
       conn.enqueue(this.#encodePub(conn.codec, channel, pub))
     }
     entry.live.add(conn)
@@ -165,7 +166,8 @@ export class Hub {
         return // still down; the next state change retries
       }
       if (this.channels.get(entry.name) !== entry) continue
-      if (page.epoch !== entry.epoch || page.offset > entry.offset) {
+      // Moved on (publications the feed missed) or back (a stream that lost its top): recover.
+      if (page.offset !== entry.offset || !continuesFrom({ epoch: entry.epoch, offset: entry.offset }, page.epoch)) {
         for (const conn of [...entry.live]) this.#events.onInsufficientState(conn, entry.name)
       }
     }
@@ -194,7 +196,7 @@ export class Hub {
     if (entry === undefined) return
     if (entry.epoch !== undefined) {
       if (pub.epoch === entry.epoch && pub.offset <= entry.offset) return // a repeat from the feed
-      if (pub.epoch !== entry.epoch || pub.offset !== entry.offset + 1) {
+      if (pub.offset !== entry.offset + 1 || (pub.epoch !== entry.epoch && entry.offset !== 0)) {
         // The feed skipped something (or the stream restarted): every live subscriber missed it.
         // They reconnect and recover from history (or learn recovered:false); never a silent gap.
         entry.epoch = pub.epoch

@@ -125,6 +125,12 @@ export interface HoldfastOptions {
   maxQueueBytes?: number
   /** How long publish/RPC message ids are remembered for deduplication, in ms. @default 300000 */
   idempotencyTtlMs?: number
+  /**
+   * Most message ids (publishes and RPCs) one user may have remembered on this node within
+   * `idempotencyTtlMs` (anonymous clients: per session); past it a command gets `limit_exceeded`
+   * (temporary). Bounds what one user makes the engine hold. @default 30000 (100 per second sustained)
+   */
+  maxMessageIdsPerUser?: number
   /** Presence entries expire this long after their last refresh, in ms. @default 60000 */
   presenceTtlMs?: number
   /** Secret for signing session resume tokens; share it between nodes so sessions resume anywhere. @default random per process */
@@ -201,6 +207,7 @@ export const DEFAULTS = {
   connectRatePerIp: { perSecond: 100, burst: 200 },
   maxQueueBytes: 1_048_576,
   idempotencyTtlMs: 300_000,
+  maxMessageIdsPerUser: 30_000,
   presenceTtlMs: 60_000,
   sessionMaxAgeMs: 86_400_000,
   drainMs: 10_000,
@@ -229,6 +236,7 @@ export interface ResolvedOptions {
   connectRatePerIp: CommandRate
   maxQueueBytes: number
   idempotencyTtlMs: number
+  maxMessageIdsPerUser: number
   presenceTtlMs: number
   sessionSecret: string
   sessionMaxAgeMs: number
@@ -355,6 +363,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     connectRatePerIp: rate('connectRatePerIp', options.connectRatePerIp ?? DEFAULTS.connectRatePerIp),
     maxQueueBytes: positiveInt('maxQueueBytes', options.maxQueueBytes ?? DEFAULTS.maxQueueBytes),
     idempotencyTtlMs: positiveInt('idempotencyTtlMs', options.idempotencyTtlMs ?? DEFAULTS.idempotencyTtlMs),
+    maxMessageIdsPerUser: positiveInt('maxMessageIdsPerUser', options.maxMessageIdsPerUser ?? DEFAULTS.maxMessageIdsPerUser),
     presenceTtlMs: positiveInt('presenceTtlMs', options.presenceTtlMs ?? DEFAULTS.presenceTtlMs),
     sessionSecret,
     sessionMaxAgeMs: positiveInt('sessionMaxAgeMs', options.sessionMaxAgeMs ?? DEFAULTS.sessionMaxAgeMs),

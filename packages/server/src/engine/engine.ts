@@ -87,6 +87,8 @@ export interface PublishOptions extends StreamOptions {
   idempotencyKey?: string
   idempotencyTtlMs?: number
   info?: ClientInfo
+  /** The data's encoded size in bytes, when the caller measured it (engines with a history budget count it). */
+  size?: number
 }
 
 export interface PublishOutcome {
@@ -116,7 +118,9 @@ export interface HistoryPage {
   publications: Publication[]
   /**
    * With `since`: true when `since` lies in the current epoch, is not beyond the top, and no
-   * publication after it was trimmed (by size or TTL). Without `since`: always true.
+   * publication after it was trimmed (by size or TTL). Offset 0 means nothing was delivered yet,
+   * so it lies in every epoch: it is continuous while the stream still holds its offset 1.
+   * Without `since`: always true.
    */
   continuous: boolean
 }

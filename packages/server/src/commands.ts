@@ -33,6 +33,12 @@ export interface PendingConnect {
 const MAX_MSG_ID = 128
 /** Commands whose effects must apply in the order sent; the rest (rpc, reads) run concurrently. */
 const ORDERED: ReadonlySet<Command['type']> = new Set(['connect', 'subscribe', 'unsubscribe', 'publish', 'refresh'])
+/**
+ * Reads run one at a time per connection, in a lane of their own: each is admitted only when the
+ * replies before it are no longer buffered (see #admitRead), so pipelined reads cannot pile up
+ * replies the client does not take.
+ */
+const READS: ReadonlySet<Command['type']> = new Set(['history', 'presence', 'presence_stats'])
 
 /**
  * Decodes frames and runs commands for the gateway. Every failure becomes an error reply with a
@@ -120,6 +126,9 @@ export class CommandHandler {
       if (ORDERED.has(msg.type)) {
         if (conn.busy) (conn.inbox ??= []).push(msg)
         else void this.#runOrdered(conn, msg, pending)
+      } else if (READS.has(msg.type)) {
+        if (conn.readBusy) (conn.readInbox ??= []).push(msg)
+        else void this.#runReads(conn, msg, pending)
       } else {
         void this.#run(conn, msg, pending)
       }
@@ -136,6 +145,26 @@ export class CommandHandler {
     }
     conn.inbox = undefined
     conn.busy = false
+  }
+
+  async #runReads(conn: Connection, first: Command, pending: PendingConnect): Promise<void> {
+    conn.readBusy = true
+    let cmd: Command | undefined = first
+    while (cmd !== undefined) {
+      await this.#run(conn, cmd, pending)
+      cmd = conn.readInbox?.shift()
+      if (conn.state === ConnState.Closed) break
+    }
+    conn.readInbox = undefined
+    conn.readBusy = false
+  }
+
+  /** A read is refused while the replies before it are still buffered: the client must take them first. */
+  #admitRead(conn: Connection): void {
+    const gw = this.#gw
+    if (conn.replyBacklog() < gw.options.maxReplyBytes) return
+    gw.counters.inc('rate_limited', 'replies')
+    throw new HoldfastError('rate_limited', 'earlier replies are still unread; read them before asking for more')
   }
 
   async #run(conn: Connection, cmd: Command, pending: PendingConnect): Promise<void> {
@@ -480,6 +509,7 @@ export class CommandHandler {
   // ---------------------------------------------------------------- reads
 
   async #presence(conn: Connection, channel: string, stats: boolean): Promise<object> {
+    this.#admitRead(conn)
     const opts = await this.#authorizeRead(conn, channel, stats ? 'presence_stats' : 'presence')
     if (!opts.presence || !opts.allowPresence) throw new HoldfastError('not_available', 'presence is not enabled for this namespace')
     const gw = this.#gw
@@ -487,10 +517,12 @@ export class CommandHandler {
   }
 
   async #history(conn: Connection, cmd: HistoryCommand): Promise<object> {
+    this.#admitRead(conn)
     const opts = await this.#authorizeRead(conn, cmd.channel, 'history')
     if (!opts.allowHistory) throw new HoldfastError('not_available', 'history is not enabled for this namespace')
     return this.#gw.history(cmd.channel, {
       limit: cmd.limit ?? opts.historySize,
+      maxBytes: this.#gw.options.maxReplyBytes,
       ...(cmd.since === undefined ? {} : { since: cmd.since }),
       ...(cmd.reverse === undefined ? {} : { reverse: cmd.reverse }),
     })

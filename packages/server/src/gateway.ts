@@ -132,7 +132,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.#ownsEngine = o.engine === undefined
     this.engine = o.engine ?? new MemoryEngine()
     this.sessions = new SessionSigner(o.sessionSecret, o.sessionMaxAgeMs)
-    this.hub = new Hub(this.engine, { onInsufficientState: (conn, channel) => this.#insufficientState(conn, channel) })
+    this.hub = new Hub(
+      this.engine,
+      { onInsufficientState: (conn, channel) => this.#insufficientState(conn, channel), onStalled: (conn) => this.onSlowConsumer(conn) },
+      { maxReplyBytes: o.maxReplyBytes },
+    )
     this.metrics = new Metrics(this, { processMetrics: o.processMetrics })
     this.tracing = new Tracing(o.tracer)
     this.#wheel = new TimerWheel<Connection>({
@@ -528,6 +532,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
         return
       }
     } else if (now >= conn.nextPingAt) {
+      // A socket that holds bytes and took none for a whole ping interval is not being read (a
+      // client may answer pings without reading): what it holds would be held for good.
+      const buffered = conn.socket.bufferedAmount
+      const taken = conn.bytesWritten - buffered
+      if (buffered > 0 && taken <= conn.takenAtPing) {
+        this.onSlowConsumer(conn)
+        return
+      }
+      conn.takenAtPing = taken
       conn.awaitingPong = true
       conn.pingSentAt = now
       conn.enqueue(this.#commands.pingBytes(conn.codec))
@@ -639,12 +652,16 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   }
 
   /** History of a channel (server side). */
-  async history(channel: string, opts: { since?: StreamPosition; limit?: number; reverse?: boolean } = {}): Promise<{ offset: number; epoch: string; publications: Publication[] }> {
+  async history(
+    channel: string,
+    opts: { since?: StreamPosition; limit?: number; reverse?: boolean; maxBytes?: number } = {},
+  ): Promise<{ offset: number; epoch: string; publications: Publication[] }> {
     parseChannel(channel)
     const ch = this.channelOptions(channel)
     const page = await this.engine.history(channel, {
       stream: ch,
       limit: Math.min(opts.limit ?? ch.historySize, ch.historySize),
+      ...(opts.maxBytes === undefined ? {} : { maxBytes: opts.maxBytes }),
       ...(opts.since === undefined ? {} : { since: opts.since }),
       ...(opts.reverse === undefined ? {} : { reverse: opts.reverse }),
     })

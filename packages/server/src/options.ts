@@ -123,6 +123,13 @@ export interface HoldfastOptions {
   connectRatePerIp?: CommandRate
   /** Bytes allowed in a connection's send queue (pending writes); beyond it the slow consumer is closed. @default 1048576 */
   maxQueueBytes?: number
+  /**
+   * Most bytes of publications in one history page or recovery page (at least one publication): a
+   * longer history is read in pages, a longer recovery continues in `pub` pushes as the client
+   * reads. A read is refused (`rate_limited`) while this much of earlier replies is still buffered.
+   * @default 1048576
+   */
+  maxReplyBytes?: number
   /** How long publish/RPC message ids are remembered for deduplication, in ms. @default 300000 */
   idempotencyTtlMs?: number
   /**
@@ -206,6 +213,7 @@ export const DEFAULTS = {
   maxConnectionsPerIp: 1000,
   connectRatePerIp: { perSecond: 100, burst: 200 },
   maxQueueBytes: 1_048_576,
+  maxReplyBytes: 1_048_576,
   idempotencyTtlMs: 300_000,
   maxMessageIdsPerUser: 30_000,
   presenceTtlMs: 60_000,
@@ -235,6 +243,7 @@ export interface ResolvedOptions {
   maxConnectionsPerIp: number
   connectRatePerIp: CommandRate
   maxQueueBytes: number
+  maxReplyBytes: number
   idempotencyTtlMs: number
   maxMessageIdsPerUser: number
   presenceTtlMs: number
@@ -362,6 +371,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     maxConnectionsPerIp: positiveInt('maxConnectionsPerIp', options.maxConnectionsPerIp ?? DEFAULTS.maxConnectionsPerIp),
     connectRatePerIp: rate('connectRatePerIp', options.connectRatePerIp ?? DEFAULTS.connectRatePerIp),
     maxQueueBytes: positiveInt('maxQueueBytes', options.maxQueueBytes ?? DEFAULTS.maxQueueBytes),
+    maxReplyBytes: positiveInt('maxReplyBytes', options.maxReplyBytes ?? DEFAULTS.maxReplyBytes),
     idempotencyTtlMs: positiveInt('idempotencyTtlMs', options.idempotencyTtlMs ?? DEFAULTS.idempotencyTtlMs),
     maxMessageIdsPerUser: positiveInt('maxMessageIdsPerUser', options.maxMessageIdsPerUser ?? DEFAULTS.maxMessageIdsPerUser),
     presenceTtlMs: positiveInt('presenceTtlMs', options.presenceTtlMs ?? DEFAULTS.presenceTtlMs),

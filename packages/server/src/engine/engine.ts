@@ -103,6 +103,12 @@ export interface HistoryQuery {
   since?: StreamPosition
   /** At most this many; 0 returns only the position. */
   limit: number
+  /**
+   * At most about this many bytes of publication data (at least one publication): a page cut here
+   * keeps the publications nearest `since` (or the newest, without `since`); the caller continues
+   * from the last one. Engines that cannot measure may ignore it.
+   */
+  maxBytes?: number
   reverse?: boolean
 }
 

@@ -351,11 +351,18 @@ export class MemoryEngine implements Engine {
       from = since + 1
       to = Math.min(s.top, since + q.limit)
     }
-    for (let o = from; o <= to; o++) {
-      const e = s.buf[s.head + (o - first)]
-      if (e !== undefined) page.publications.push(toPublication(e))
+    // Cut by bytes at the far end: from `since` forwards, or from the newest backwards.
+    const maxBytes = q.maxBytes ?? Number.POSITIVE_INFINITY
+    const forward = q.since !== undefined
+    let bytes = 0
+    for (let i = 0; i <= to - from; i++) {
+      const e = s.buf[s.head + ((forward ? from + i : to - i) - first)]
+      if (e === undefined) continue
+      bytes += e.size
+      if (bytes > maxBytes && page.publications.length > 0) break
+      page.publications.push(toPublication(e))
     }
-    if (q.reverse === true) page.publications.reverse()
+    if (forward === (q.reverse === true)) page.publications.reverse()
     return page
   }
 

@@ -256,11 +256,11 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (!this.#ready || this.#holdTimer !== undefined || this.#pumpTimer !== undefined) return
     for (const entry of this.#outbox.entries()) {
       if (entry.state !== 'queued') continue
-      if (!this.#pacer.take()) {
+      if (!this.#pacer.take(entry.bytes)) {
         this.#pumpTimer = setTimeout(() => {
           this.#pumpTimer = undefined
           this.#pump()
-        }, this.#pacer.waitMs())
+        }, this.#pacer.waitMs(entry.bytes))
         return
       }
       this.#sendEntry(entry)

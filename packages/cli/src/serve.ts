@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import { createHoldfast, RedisEngine, type Engine } from '@holdfast/server'
-import { DEFAULTS, IpcEngine } from '@holdfast/server/internal'
+import { acceptProxyProtocol, DEFAULTS, IpcEngine, resolveTrustProxy } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import type { ServeConfig } from './config.js'
 import { runPrimary } from './cluster/primary.js'
@@ -120,6 +120,16 @@ export async function startServer(
     // The API plugin refuses a key it cannot serve (e.g. with whitespace), naming the option.
     if (err instanceof TypeError) throw new CliError(`invalid configuration: ${err.message}`, { cause: err })
     throw err
+  }
+  const trusted = resolveTrustProxy(config.holdfast.trustProxy)
+  if (config.proxyProtocol && trusted !== undefined) {
+    acceptProxyProtocol(app.server, {
+      trusted,
+      onRefused: (reason, ip) => {
+        holdfast.counters.inc('connections_rejected', 'proxy_protocol')
+        logger.info({ reason, ip }, 'connection refused')
+      },
+    })
   }
   try {
     await app.listen({ port: config.port, host: config.host })

@@ -15,7 +15,10 @@ import { CloseCodes } from '@holdfast/protocol'
 import { connectClient, until, within } from '../../packages/cli/test/helpers.js'
 import { freePort } from '../support/ports.js'
 import { assertDelivered, Publisher, publishRoundRobin, Subscriber } from '../operations/delivery.js'
+import { assertOutcome, describeOutcome } from '../operations/load.js'
+import { suiteCleanup } from '../operations/cluster.js'
 import { buildImage, Container, havePodman } from './podman.js'
+import { runRollout } from './rollout.js'
 
 const TOKEN_SECRET = 'image-test-token-secret-0123456789abcdef'
 const DRAIN_MS = 3000
@@ -133,5 +136,20 @@ describe('the container image (podman, read-only root)', { timeout: 900_000 }, (
     const unrecovered = subs.flatMap((s) => s.subscribes.filter((e) => e.wasRecovering && !e.recovered))
     assert.deepEqual(unrecovered, [], 'every resubscribe recovered')
     console.log(`# SIGHUP reload in the container: ${subs.length} subscribers moved to ${new Set(subs.map((s) => s.node)).size} new workers; ${report.delivered}/${report.expected} delivered, 0 lost, 0 duplicated`)
+  })
+
+  test('a Kubernetes-style rolling update of three containers behind nginx: nothing lost or duplicated, every client back, every old container exits 0', async (t) => {
+    const cleanup = suiteCleanup()
+    t.after(() => cleanup.run())
+    const clients = 300
+    const r = await runRollout(cleanup, { image, clients, channels: 10, preStopMs: 2000, drainMs: 3000, graceSeconds: 20, log: (line) => console.log(`# ${line}`) })
+    const summary = describeOutcome(`rollout of ${r.replicas} containers`, r)
+    console.log(`# ${summary.replaceAll('\n', '\n# ')}`)
+    assertOutcome(r, clients, summary)
+    assert.equal(r.retries, 0, 'no connection attempt failed: nginx never sent a client to a draining or stopped container')
+    for (const step of r.steps) {
+      assert.equal(step.exitCode, 0)
+      assert.ok(step.stopMs < 20_000, `exited within the grace period (${step.stopMs.toFixed(0)} ms)`)
+    }
   })
 })

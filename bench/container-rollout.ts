@@ -7,7 +7,10 @@
  *
  *   node --conditions=source --import tsx bench/container-rollout.ts [--clients 2000] [--channels 40]
  *        [--rate 200] [--publishers 4] [--processes 2] [--replicas 3] [--prestop-ms 5000]
- *        [--drain-ms 10000] [--grace 30] [--json FILE]
+ *        [--drain-ms 10000] [--grace 30] [--trust-proxy false] [--json FILE]
+ *
+ * --trust-proxy false starts the containers without HOLDFAST_TRUST_PROXY: their per-IP limits then
+ * count nginx as one client (for comparison).
  *
  * Builds the image first (podman, offline, from a local Node base; see test/deploy/podman.ts), or
  * uses HOLDFAST_IMAGE. Needs podman, buildah, runc, nginx and redis-server.
@@ -27,6 +30,7 @@ const { values } = parseArgs({
     'prestop-ms': { type: 'string', default: '5000' },
     'drain-ms': { type: 'string', default: '10000' },
     grace: { type: 'string', default: '30' },
+    'trust-proxy': { type: 'string', default: 'true' },
     json: { type: 'string' },
   },
 })
@@ -47,6 +51,7 @@ try {
     preStopMs: num('prestop-ms'),
     drainMs: num('drain-ms'),
     graceSeconds: num('grace'),
+    trustProxy: values['trust-proxy'] !== 'false',
     log: (line) => console.log(`   ${line}`),
   })
   console.log(describeOutcome(`rollout of ${r.replicas} containers (preStop ${r.preStopMs} ms, drain ${r.drainMs} ms, grace ${r.graceSeconds} s)`, r))
@@ -58,6 +63,7 @@ try {
   console.log(
     `| ${r.clients} | ${r.publications} | ${d.delivered} / ${d.expected} | ${d.lost} | ${d.duplicates} | ${success.toFixed(2)}% (${r.movedBack}/${r.moved}) | ${r.retries} | ${r.peakPer100ms} | ${r.closePeakPer100ms} | ${range(r.steps.map((s) => s.readyMs))} | ${range(r.steps.map((s) => s.stopMs))} (${[...new Set(r.steps.map((s) => s.exitCode))].join(', ')}) | ${(r.actionMs / 1000).toFixed(1)} s | ${(r.allBackMs / 1000).toFixed(1)} s |`,
   )
+  console.log(`   refused by the containers: ${JSON.stringify(r.refusals)}; nginx: ${r.nginx.limited} over its per-client limits, ${r.nginx.upstreamErrors} failed upstream attempts`)
   console.log(`   (${((performance.now() - started) / 1000).toFixed(0)} s)`)
   if (values.json !== undefined) writeFileSync(values.json, JSON.stringify(r, null, 2))
 } finally {

@@ -44,6 +44,8 @@ export interface RolloutOptions {
   drainMs: number
   /** terminationGracePeriodSeconds: `podman stop -t`. */
   graceSeconds: number
+  /** Start the containers with HOLDFAST_TRUST_PROXY naming nginx (false: per-IP limits count nginx). @default true */
+  trustProxy?: boolean
   /** Acknowledged publications per client process before and after the rollout. @default 200 */
   warmup?: number
   log?: (line: string) => void
@@ -67,6 +69,10 @@ export interface RolloutResult extends LoadOutcome {
   actionMs: number
   /** From the start until every client was subscribed again (after the last step). */
   allBackMs: number
+  /** Upgrades the containers refused, by reason (their `connection refused` log lines). */
+  refusals: Record<string, number>
+  /** nginx error-log lines: requests or connections over its per-client limits, and failed upstream attempts. */
+  nginx: { limited: number; upstreamErrors: number }
 }
 
 interface Pod {
@@ -82,7 +88,7 @@ async function ready(port: number): Promise<boolean> {
   }
 }
 
-async function startPod(cleanup: Cleanup, image: string, redisUrl: string, drainMs: number): Promise<Pod> {
+async function startPod(cleanup: Cleanup, image: string, redisUrl: string, drainMs: number, trustProxy: boolean): Promise<Pod> {
   const port = await freePort()
   const container = await Container.run(image, {
     name: 'holdfast-rollout',
@@ -93,9 +99,9 @@ async function startPod(cleanup: Cleanup, image: string, redisUrl: string, drain
       HOLDFAST_REDIS_URL: redisUrl,
       HOLDFAST_TOKEN_SECRET: TOKEN_SECRET,
       HOLDFAST_SESSION_SECRET: SESSION_SECRET,
-      HOLDFAST_TRUST_PROXY: '127.0.0.1',
+      ...(trustProxy ? { HOLDFAST_TRUST_PROXY: '127.0.0.1' } : {}),
       HOLDFAST_DRAIN_MS: String(drainMs),
-      HOLDFAST_LOG_LEVEL: 'warn',
+      HOLDFAST_LOG_LEVEL: 'info',
     },
   })
   cleanup.after(() => container.remove())
@@ -112,7 +118,7 @@ export async function runRollout(cleanup: Cleanup, opts: RolloutOptions): Promis
   const redis = await RedisServer.start()
   cleanup.after(() => redis.close())
 
-  let pods = await Promise.all(Array.from({ length: replicas }, () => startPod(cleanup, opts.image, redis.url, opts.drainMs)))
+  let pods = await Promise.all(Array.from({ length: replicas }, () => startPod(cleanup, opts.image, redis.url, opts.drainMs, opts.trustProxy ?? true)))
   const upstreams = (list: Pod[]): string[] => list.map((p) => `127.0.0.1:${p.port}`)
   let live = upstreams(pods)
   const nginx = await Nginx.serve(cleanup, (listen) => renderSiteConfig(listen, live))
@@ -138,12 +144,16 @@ export async function runRollout(cleanup: Cleanup, opts: RolloutOptions): Promis
   const warmup = opts.warmup ?? 200
   await load.publishMore(warmup, 'publications before the rollout')
 
+  const refusals: Record<string, number> = {}
+  const countRefusals = async (pod: Pod): Promise<void> => {
+    for (const l of await pod.container.logLines(/^connection refused$/)) refusals[String(l['reason'])] = (refusals[String(l['reason'])] ?? 0) + 1
+  }
   const actionAt = now()
   const steps: RolloutStep[] = []
   for (let i = 0; i < replicas; i++) {
     const old = pods[0] as Pod
     const startedAt = now()
-    const fresh = await startPod(cleanup, opts.image, redis.url, opts.drainMs)
+    const fresh = await startPod(cleanup, opts.image, redis.url, opts.drainMs, opts.trustProxy ?? true)
     const readyMs = now() - startedAt
     // The endpoints gain the new pod, then lose the old one as the controller scales it down.
     pods = [...pods, fresh]
@@ -153,6 +163,7 @@ export async function runRollout(cleanup: Cleanup, opts: RolloutOptions): Promis
     await new Promise((r) => setTimeout(r, opts.preStopMs))
     const { ms: stopMs, exitCode } = await old.container.stop(opts.graceSeconds)
     steps.push({ readyMs, stopMs, exitCode })
+    await countRefusals(old)
     log(`step ${i + 1}: new container ready in ${(readyMs / 1000).toFixed(1)} s; old one drained and exited ${exitCode} ${(stopMs / 1000).toFixed(1)} s after SIGTERM`)
   }
   const actionMs = now() - actionAt
@@ -160,5 +171,8 @@ export async function runRollout(cleanup: Cleanup, opts: RolloutOptions): Promis
   const allBackMs = now() - actionAt
   await load.publishMore(warmup, 'publications after the rollout')
   const outcome = await load.finish(actionAt)
-  return { ...outcome, replicas, preStopMs: opts.preStopMs, drainMs: opts.drainMs, graceSeconds: opts.graceSeconds, steps, actionMs, allBackMs }
+  for (const pod of pods) await countRefusals(pod)
+  const errors = nginx.errorLog().split('\n')
+  const nginxCounts = { limited: errors.filter((l) => /limiting (requests|connections)/.test(l)).length, upstreamErrors: errors.filter((l) => /upstream/.test(l) && /\[error\]/.test(l)).length }
+  return { ...outcome, refusals, nginx: nginxCounts, replicas, preStopMs: opts.preStopMs, drainMs: opts.drainMs, graceSeconds: opts.graceSeconds, steps, actionMs, allBackMs }
 }

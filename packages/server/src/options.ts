@@ -56,6 +56,14 @@ export interface ChannelHookContext {
   channel: string
 }
 
+/** The read commands a `canRead` hook is asked about. */
+export type ReadKind = 'history' | 'presence' | 'presence_stats'
+
+export interface ReadHookContext extends ChannelHookContext {
+  /** Which read the client asked for. */
+  read: ReadKind
+}
+
 export interface PublishHookContext extends ChannelHookContext {
   data: unknown
 }
@@ -137,6 +145,12 @@ export interface HoldfastOptions {
   channels?: { default?: ChannelOptions; namespaces?: Record<string, ChannelOptions> }
   /** Authorize a subscription (after the built-in checks). Return false or throw a HoldfastError to refuse. */
   canSubscribe?: (ctx: ChannelHookContext) => boolean | Promise<boolean>
+  /**
+   * Authorize a read (history, presence, presence stats) of a channel the connection is not
+   * subscribed to, after the same built-in checks as subscribe. Return false or throw a
+   * HoldfastError to refuse. @default `canSubscribe` (a read shows what a subscription would)
+   */
+  canRead?: (ctx: ReadHookContext) => boolean | Promise<boolean>
   /** Authorize a client publish (after the built-in checks). Return false or throw a HoldfastError to refuse. */
   canPublish?: (ctx: PublishHookContext) => boolean | Promise<boolean>
   /** pino logger; false for none. @default a pino logger at level info to stdout */
@@ -218,6 +232,7 @@ export interface ResolvedOptions {
   defaultChannel: ResolvedChannelOptions
   namespaces: Map<string, ResolvedChannelOptions>
   canSubscribe: HoldfastOptions['canSubscribe']
+  canRead: HoldfastOptions['canRead']
   canPublish: HoldfastOptions['canPublish']
   logger: Logger | false | undefined
   onConnect: HoldfastOptions['onConnect']
@@ -297,7 +312,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
   if (typeof sessionSecret !== 'string' || sessionSecret.length < 16) {
     throw new TypeError('holdfast: option "sessionSecret" must be a string of at least 16 characters')
   }
-  for (const hook of ['authenticate', 'canSubscribe', 'canPublish', 'onConnect', 'onDisconnect', 'onSubscribe', 'onPublish'] as const) {
+  for (const hook of ['authenticate', 'canSubscribe', 'canRead', 'canPublish', 'onConnect', 'onDisconnect', 'onSubscribe', 'onPublish'] as const) {
     if (options[hook] !== undefined) checks.fn(hook, options[hook])
   }
   if (options.tracer !== undefined && (typeof options.tracer !== 'object' || options.tracer === null || typeof options.tracer.startSpan !== 'function')) {
@@ -334,6 +349,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     defaultChannel,
     namespaces,
     canSubscribe: options.canSubscribe,
+    canRead: options.canRead,
     canPublish: options.canPublish,
     logger: options.logger,
     onConnect: options.onConnect,

@@ -159,7 +159,7 @@ export async function startServer(
   const url = `http://${host}:${port}`
   // A worker's readiness goes to its primary, which prints the one listening line for the fleet.
   if (opts.worker === undefined) io.stdout.write(`holdfast listening on ${url} (ws://${host}:${wsPort}/ws) engine=${config.engine}${config.transport === 'uws' ? ' transport=uws' : ''}\n`)
-  logger.info({ url, engine: config.engine, maxConnections: config.holdfast.maxConnections, ...(owned === undefined ? {} : { redis: redactUrl(config.redisUrl) }), auth: config.auth, api: config.apiKey !== undefined, sources: config.sources }, 'holdfast started')
+  logger.info({ url, engine: config.engine, maxConnections: config.holdfast.maxConnections, ...(owned === undefined ? {} : { redis: redactUrl(config.redisUrl) }), auth: config.auth, api: config.apiKey !== undefined, ...(trusted === undefined ? {} : { trustProxy: trusted.list, proxyProtocol: config.proxyProtocol }), sources: config.sources }, 'holdfast started')
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {

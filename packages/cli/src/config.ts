@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
 import type { HoldfastOptions, RedisEngineOptions, TransportName } from '@holdfast/server'
+import { resolveTrustProxy } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import { parseDuration } from './duration.js'
 
@@ -34,6 +35,8 @@ export interface ServeConfig {
   logLevel: LogLevel
   /** Drain window on SIGTERM/SIGINT; undefined means the server's default. */
   drainMs: number | undefined
+  /** Read PROXY protocol v1/v2 headers from the trusted proxies (`holdfast.trustProxy`) on the listener. */
+  proxyProtocol: boolean
   apiKey: string | undefined
   adminSecret: string | undefined
   /** The config file that was read, if any. */
@@ -57,6 +60,8 @@ interface Setting {
   file: string
   /** One line for `holdfast help serve` and docs/cli.md. */
   help: string
+  /** A flag without a value (`--proxy-protocol`); its env var and file key take true/false. */
+  boolean?: true
 }
 
 /**
@@ -84,6 +89,12 @@ export const SETTINGS = {
   drainMs: { flag: 'drain-ms', file: 'drainMs', help: 'drain window on SIGTERM, in ms (default 10000)' },
   logLevel: { flag: 'log-level', file: 'logLevel', help: `${LOG_LEVELS.join(' | ')} (default info)` },
   pidFile: { flag: 'pid-file', file: 'pidFile', help: 'write the (primary) process id here, for `holdfast reload --pid-file`' },
+  trustProxy: {
+    flag: 'trust-proxy',
+    file: 'trustProxy',
+    help: 'CIDRs of the proxies whose X-Forwarded-For / X-Real-IP (and PROXY headers) name the client, comma-separated (default: none)',
+  },
+  proxyProtocol: { flag: 'proxy-protocol', file: 'proxyProtocol', help: 'accept PROXY protocol v1/v2 headers from the --trust-proxy hops (TCP load balancers)', boolean: true },
 } as const satisfies Record<string, Setting>
 
 export type SettingName = keyof typeof SETTINGS
@@ -220,6 +231,22 @@ function parsePositiveDuration(r: Raw): number {
   return ms
 }
 
+function parseBoolean(r: Raw): boolean {
+  const v = r.value.trim().toLowerCase()
+  if (v === 'true' || v === '1') return true
+  if (v === 'false' || v === '0') return false
+  throw new CliError(`${r.label} must be true or false, got "${r.value}"`)
+}
+
+function parseTrustProxy(r: Raw): string | undefined {
+  try {
+    return resolveTrustProxy(r.value)?.list.join(',')
+  } catch (err) {
+    // The server's message names the bad entry; the label names where it came from.
+    throw new CliError(`${r.label}: ${(err as Error).message.replace(/^holdfast: option "trustProxy": /, '')}`, { cause: err })
+  }
+}
+
 function parseDrain(r: Raw): number {
   return parseDuration(r.label, r.value, 'ms')
 }
@@ -254,13 +281,14 @@ function readConfigFile(path: string, readFile: ReadFile): Record<string, unknow
 }
 
 const FLAG_OPTIONS = Object.fromEntries(
-  Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }]),
-) as Record<string, { type: 'string' }>
+  Object.values(SETTINGS).map((s: Setting) => [s.flag, { type: s.boolean === true ? ('boolean' as const) : ('string' as const) }]),
+) as Record<string, { type: 'string' | 'boolean' }>
 
 function parseFlags(argv: readonly string[]): Record<string, string | undefined> {
   try {
     const { values } = parseArgs({ args: [...argv], options: FLAG_OPTIONS, strict: true, allowPositionals: false })
-    return values as Record<string, string | undefined>
+    // A boolean flag that is present reads as "true", like its env var would.
+    return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, typeof v === 'boolean' ? String(v) : v]))
   } catch (err) {
     // parseArgs messages already name the flag ("Unknown option '--prot'").
     throw new CliError((err as Error).message, { cause: err })
@@ -305,6 +333,9 @@ export function resolveServeConfig(
     const label = `"${key}" in ${configFile ?? 'the config file'}`
     if (typeof v === 'string') return { value: v, label, source: 'file' }
     if (typeof v === 'number' && Number.isFinite(v)) return { value: String(v), label, source: 'file' }
+    if (typeof v === 'boolean' && (SETTINGS[name] as Setting).boolean === true) return { value: String(v), label, source: 'file' }
+    // A list in the file is the comma-separated value of the flag.
+    if (name === 'trustProxy' && Array.isArray(v) && v.every((e) => typeof e === 'string')) return { value: v.join(','), label, source: 'file' }
     throw new CliError(`${label} must be a string or a number, got ${JSON.stringify(v)}`)
   }
 
@@ -330,6 +361,8 @@ export function resolveServeConfig(
   const drainMs = get<number | undefined>('drainMs', parseDrain, undefined)
   const logLevel = get('logLevel', (r) => parseChoice(r, LOG_LEVELS), 'info' as LogLevel)
   const pidFile = get<string | undefined>('pidFile', parseNonEmpty, undefined)
+  const trustProxy = get<string | undefined>('trustProxy', parseTrustProxy, undefined)
+  const proxyProtocol = get('proxyProtocol', parseBoolean, false)
 
   const holdfast: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(file)) {
@@ -339,6 +372,7 @@ export function resolveServeConfig(
   if (drainMs !== undefined) holdfast['drainMs'] = drainMs
   if (sessionSecret !== undefined) holdfast['sessionSecret'] = sessionSecret
   if (transport !== 'ws') holdfast['transport'] = transport
+  if (trustProxy !== undefined) holdfast['trustProxy'] = trustProxy
 
   const fileJwt = holdfast['jwt']
   if (fileJwt !== undefined && !isPlainObject(fileJwt)) {
@@ -352,6 +386,12 @@ export function resolveServeConfig(
   }
   const jwt = holdfast['jwt'] as Record<string, unknown> | undefined
   const auth = jwt !== undefined && (jwt['secret'] !== undefined || jwt['publicKey'] !== undefined || jwt['jwksUrl'] !== undefined)
+
+  if (proxyProtocol && trustProxy === undefined) {
+    // Believing a PROXY header from anyone would let every client pick its own address.
+    throw new CliError(`--proxy-protocol needs --trust-proxy (or ${envName('trustProxy')}): the addresses of the load balancers allowed to send PROXY headers`)
+  }
+  if (proxyProtocol && transport === 'uws') throw new CliError('--proxy-protocol needs --transport ws (uWebSockets.js reads its own socket)')
 
   const warnings: string[] = []
   if (wsPort !== undefined && transport !== 'uws') warnings.push('--ws-port only applies with --transport uws (ws serves WebSockets on --port); ignored')
@@ -392,6 +432,7 @@ export function resolveServeConfig(
     pidFile,
     logLevel,
     drainMs,
+    proxyProtocol,
     apiKey,
     adminSecret,
     configFile,

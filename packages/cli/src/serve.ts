@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import { createHoldfast, RedisEngine, type Engine } from '@holdfast/server'
-import { DEFAULTS, IpcEngine } from '@holdfast/server/internal'
+import { acceptProxyProtocol, DEFAULTS, IpcEngine, resolveTrustProxy } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import type { ServeConfig } from './config.js'
 import { runPrimary } from './cluster/primary.js'
@@ -121,6 +121,16 @@ export async function startServer(
     if (err instanceof TypeError) throw new CliError(`invalid configuration: ${err.message}`, { cause: err })
     throw err
   }
+  const trusted = resolveTrustProxy(config.holdfast.trustProxy)
+  if (config.proxyProtocol && trusted !== undefined) {
+    acceptProxyProtocol(app.server, {
+      trusted,
+      onRefused: (reason, ip) => {
+        holdfast.counters.inc('connections_rejected', 'proxy_protocol')
+        logger.info({ reason, ip }, 'connection refused')
+      },
+    })
+  }
   try {
     await app.listen({ port: config.port, host: config.host })
   } catch (err) {
@@ -149,7 +159,7 @@ export async function startServer(
   const url = `http://${host}:${port}`
   // A worker's readiness goes to its primary, which prints the one listening line for the fleet.
   if (opts.worker === undefined) io.stdout.write(`holdfast listening on ${url} (ws://${host}:${wsPort}/ws) engine=${config.engine}${config.transport === 'uws' ? ' transport=uws' : ''}\n`)
-  logger.info({ url, engine: config.engine, maxConnections: config.holdfast.maxConnections, ...(owned === undefined ? {} : { redis: redactUrl(config.redisUrl) }), auth: config.auth, api: config.apiKey !== undefined, sources: config.sources }, 'holdfast started')
+  logger.info({ url, engine: config.engine, maxConnections: config.holdfast.maxConnections, ...(owned === undefined ? {} : { redis: redactUrl(config.redisUrl) }), auth: config.auth, api: config.apiKey !== undefined, ...(trusted === undefined ? {} : { trustProxy: trusted.list, proxyProtocol: config.proxyProtocol }), sources: config.sources }, 'holdfast started')
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {

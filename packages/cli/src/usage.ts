@@ -17,6 +17,8 @@ const VALUE_NAMES: Readonly<Record<SettingName, string>> = {
   drainMs: 'MS',
   logLevel: 'LEVEL',
   pidFile: 'FILE',
+  trustProxy: 'CIDR[,CIDR]',
+  proxyProtocol: '',
 }
 
 export const MAIN_USAGE = `Usage: holdfast <command> [options]
@@ -40,7 +42,7 @@ Run "holdfast help serve" for the serve flags. Docs: docs/cli.md
 export function serveUsage(): string {
   const rows = (Object.keys(SETTINGS) as SettingName[]).map((name) => {
     const s = SETTINGS[name]
-    return [`  --${s.flag} ${VALUE_NAMES[name]}`, envName(name), s.help] as const
+    return [`  --${s.flag} ${VALUE_NAMES[name]}`.trimEnd(), envName(name), s.help] as const
   })
   const w0 = Math.max(...rows.map((r) => r[0].length))
   const w1 = Math.max(...rows.map((r) => r[1].length))

@@ -26,6 +26,7 @@ import { MemoryEngine } from './engine/memory-engine.js'
 import { Hub } from './hub.js'
 import { IpLimiter } from './limits/ip-limiter.js'
 import { KeyedBuckets } from './limits/keyed-buckets.js'
+import { clientAddress } from './client-address.js'
 import { TokenBucket } from './limits/token-bucket.js'
 import { Counters } from './counters.js'
 import { Metrics } from './metrics.js'
@@ -293,7 +294,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     const req = p.request
     const refuse = (status: number, reason: string, message: string): void => {
       this.counters.inc('connections_rejected', reason)
-      this.log?.info({ status, reason, ip: normalizeIp(req.socket.remoteAddress ?? ''), trace: parseTraceparent(req.headers['traceparent'])?.traceId }, 'connection refused')
+      this.log?.info({ status, reason, ip: clientAddress(req, o.trustProxy), trace: parseTraceparent(req.headers['traceparent'])?.traceId }, 'connection refused')
       p.refuse(status, reason, message, refusalHeaders(status))
     }
     if (this.#draining || this.#closed !== undefined) return refuse(503, 'draining', 'node is draining; connect to another node')
@@ -312,7 +313,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     const req = p.request
     const origin = req.headers.origin
     if (!this.#originOk(origin)) return refuse(403, 'origin', 'origin not allowed')
-    const ip = normalizeIp(req.socket.remoteAddress ?? '')
+    // Behind trusted proxies, the address they name (client-address.ts); otherwise the socket's.
+    const ip = clientAddress(req, this.options.trustProxy)
     const verdict = this.#ipLimiter.acquire(ip, performance.now())
     if (verdict !== 'ok') return refuse(429, verdict, verdict === 'rate_limited' ? 'too many connection attempts from this address' : 'too many connections from this address')
     let released = false
@@ -822,10 +824,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     if (this.#ownsEngine) await this.engine.close()
     this.log?.info('closed')
   }
-}
-
-function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') ? ip.slice(7) : ip
 }
 
 export type { ClientMessage, Command }

@@ -4,6 +4,7 @@ import { hostname } from 'node:os'
 import type { Tracer } from '@opentelemetry/api'
 import type { Logger } from 'pino'
 import type { AuthenticateHook, JwtAuthOptions } from './auth/types.js'
+import { resolveTrustProxy, type TrustedProxies } from './client-address.js'
 import type { Engine } from './engine/engine.js'
 
 /** Per-namespace channel behaviour. A channel `chat:lobby` takes the options of namespace `chat`. */
@@ -121,6 +122,13 @@ export interface HoldfastOptions {
   maxConnectionsPerIp?: number
   /** New connections per second from one IP (token bucket); beyond it the upgrade gets 429. @default { perSecond: 100, burst: 200 } */
   connectRatePerIp?: CommandRate
+  /**
+   * Proxies whose `X-Forwarded-For` / `X-Real-IP` (and PROXY protocol headers) name the client:
+   * CIDRs or addresses, or `loopback` / `linklocal` / `uniquelocal`; a list or one comma-separated
+   * string. The per-IP limits, logs and hooks then use the client's address. See docs/deploy.md.
+   * @default undefined (no proxy trusted: a client is its socket's address)
+   */
+  trustProxy?: string | readonly string[]
   /** Bytes allowed in a connection's send queue (pending writes); beyond it the slow consumer is closed. @default 1048576 */
   maxQueueBytes?: number
   /**
@@ -242,6 +250,7 @@ export interface ResolvedOptions {
   maxConnections: number
   maxConnectionsPerIp: number
   connectRatePerIp: CommandRate
+  trustProxy: TrustedProxies | undefined
   maxQueueBytes: number
   maxReplyBytes: number
   idempotencyTtlMs: number
@@ -370,6 +379,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     maxConnections: positiveInt('maxConnections', options.maxConnections ?? DEFAULTS.maxConnections),
     maxConnectionsPerIp: positiveInt('maxConnectionsPerIp', options.maxConnectionsPerIp ?? DEFAULTS.maxConnectionsPerIp),
     connectRatePerIp: rate('connectRatePerIp', options.connectRatePerIp ?? DEFAULTS.connectRatePerIp),
+    trustProxy: resolveTrustProxy(options.trustProxy),
     maxQueueBytes: positiveInt('maxQueueBytes', options.maxQueueBytes ?? DEFAULTS.maxQueueBytes),
     maxReplyBytes: positiveInt('maxReplyBytes', options.maxReplyBytes ?? DEFAULTS.maxReplyBytes),
     idempotencyTtlMs: positiveInt('idempotencyTtlMs', options.idempotencyTtlMs ?? DEFAULTS.idempotencyTtlMs),

@@ -16,7 +16,10 @@ const VALUE_NAMES: Readonly<Record<SettingName, string>> = {
   pingInterval: 'DURATION',
   drainMs: 'MS',
   logLevel: 'LEVEL',
+  logFormat: 'FORMAT',
   pidFile: 'FILE',
+  metricsPort: 'PORT',
+  metricsAuth: 'MODE',
 }
 
 export const MAIN_USAGE = `Usage: holdfast <command> [options]

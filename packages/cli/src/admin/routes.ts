@@ -17,6 +17,8 @@ export interface AdminRoutesOptions {
   wsPath?: string
   /** Folder with the page's files (login.html, index.html, admin.css, admin.js). @default packages/cli/public/admin */
   dir?: string
+  /** Serve admin.js.map (to logged-in admins). serve turns it off with NODE_ENV=production. @default true */
+  sourceMaps?: boolean
 }
 
 /** Resolved from this file, so that it works from src/ (tsx) and from dist/ alike. */
@@ -30,12 +32,6 @@ const FILES = {
   js: { file: 'admin.js', type: 'text/javascript; charset=utf-8' },
   map: { file: 'admin.js.map', type: 'application/json; charset=utf-8' },
 } as const
-
-/**
- * Scripts and styles from this origin only, no inline code, no framing, forms posting only here;
- * the page's WebSocket goes to this origin's /ws ('self' covers ws: and wss: on the same host).
- */
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 /** Fixed texts only: nothing from the request is ever written into the page. */
 const LOGIN_ERRORS = {
@@ -119,14 +115,10 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
     done(null, Object.fromEntries(new URLSearchParams(body as string)))
   })
 
+  // Nothing under /admin may be cached: a shared cache would hand a page or a token to the next
+  // user. Framing, sniffing and the CSP are the app-wide security headers (security-headers.ts).
   app.addHook('onSend', async (_req, reply, payload) => {
-    // Nothing under /admin may be cached (a shared cache would hand a page or a token to the next user)
-    // or framed (clickjacking the publish and disconnect forms).
     reply.header('cache-control', 'no-store')
-    reply.header('x-content-type-options', 'nosniff')
-    reply.header('x-frame-options', 'DENY')
-    reply.header('referrer-policy', 'no-referrer')
-    reply.header('content-security-policy', CSP)
     return payload
   })
 
@@ -208,7 +200,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
     return undefined
   }
   app.get('/admin/admin.js', { onRequest: requirePage }, (_req, reply) => sendFile(reply, 'js'))
-  app.get('/admin/admin.js.map', { onRequest: requirePage }, (_req, reply) => sendFile(reply, 'map'))
+  if (opts.sourceMaps !== false) app.get('/admin/admin.js.map', { onRequest: requirePage }, (_req, reply) => sendFile(reply, 'map'))
 
   // The actions: cookie, plus a header that a cross-site form, link or image cannot send (a
   // script on another site could only send it after a CORS preflight that this server never grants).

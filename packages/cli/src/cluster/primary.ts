@@ -2,7 +2,8 @@ import cluster, { type Worker } from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import { rmSync, writeFileSync } from 'node:fs'
 import { EngineHost, MemoryEngine, type IpcPort } from '@holdfast/server/internal'
-import { pino, type Logger } from 'pino'
+import type { Logger } from 'pino'
+import { createLogger, warnLoudly } from '../logger.js'
 import type { ServeConfig } from '../config.js'
 import { isWorkerReady, WORKER_ENV, WORKER_SESSION_SECRET_ENV, type WorkerDrain } from './messages.js'
 
@@ -42,11 +43,9 @@ interface Managed {
  * hosted here (EngineHost over IPC), so a client recovers whichever worker it lands on.
  */
 export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.WritableStream } = { stdout: process.stdout }): Promise<void> {
-  const log: Logger = pino({ level: config.logLevel, base: { service: 'holdfast', role: 'primary' } })
-  if (!config.auth) {
-    const bar = '!'.repeat(78)
-    process.stderr.write(`\n${bar}\n!! holdfast WARNING\n!! NO AUTHENTICATION: any client can connect (see docs/cli.md, --token-secret)\n${bar}\n\n`)
-  }
+  const log: Logger = await createLogger(config, { service: 'holdfast', role: 'primary' })
+  const noAuth = config.warnings.find((w) => w.startsWith('NO AUTHENTICATION'))
+  if (noAuth !== undefined) warnLoudly(log, noAuth)
   const host = config.engine === 'memory' ? new EngineHost(new MemoryEngine()) : undefined
   await host?.start()
   cluster.setupPrimary({ serialization: 'advanced' })

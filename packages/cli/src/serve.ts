@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { createHoldfast, RedisEngine, type Engine } from '@holdfast/server'
-import { DEFAULTS, IpcEngine } from '@holdfast/server/internal'
+import { DEFAULTS, IpcEngine, loadUws, UWS_PACKAGES } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import type { ServeConfig } from './config.js'
 import { runPrimary } from './cluster/primary.js'
@@ -51,6 +51,17 @@ function redactUrl(url: string): string {
   }
 }
 
+/** Checked before anything starts: one message that says what to install, not a stack of loader errors. */
+function assertUwsInstalled(): void {
+  const loaded = loadUws()
+  if ('error' in loaded) {
+    throw new CliError(
+      `--transport uws needs uWebSockets.js, an optional package that is not installed here or has no binary for Node ${process.version}. ` +
+        `Install it next to holdfast with "npm install ${UWS_PACKAGES[0]}", or use --transport ws. (${loaded.error})`,
+    )
+  }
+}
+
 function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host
 }
@@ -65,6 +76,7 @@ export async function startServer(
   io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
   opts: { engine?: Engine; worker?: number } = {},
 ): Promise<RunningServer> {
+  if (config.transport === 'uws') assertUwsInstalled()
   const logger = await createLogger(config, opts.worker === undefined ? { service: 'holdfast' } : { service: 'holdfast', worker: opts.worker })
 
   // The gateway closes only an engine it created itself, so serve closes this one after the drain.

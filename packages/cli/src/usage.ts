@@ -36,7 +36,7 @@ Options:
   -h, --help     show help
   -v, --version  print the version
 
-Run "holdfast help serve" for the serve flags. Docs: docs/cli.md
+Run "holdfast help <command>" (or "holdfast <command> --help") for a command's flags. Docs: docs/cli.md
 `
 
 /** Generated from the SETTINGS table so the help can never list a flag that does not exist. */

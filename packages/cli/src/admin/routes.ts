@@ -1,12 +1,13 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import fastifyCookie from '@fastify/cookie'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { HoldfastError, type Holdfast } from '@holdfast/server'
 import { HTTP_STATUS } from '@holdfast/server/api'
 import type { AdminDashboard } from './dashboard.js'
 import { CSRF_HEADER, CSRF_VALUE, type AdminErrorBody, type NodesResponse, type TokenResponse } from './feed.js'
-import { clearCookieHeader, readCookie, SESSION_COOKIE, sessionCookieHeader, type Session } from './session-cookie.js'
+import { SESSION_COOKIE, sessionCookieOptions, type Session } from './session-cookie.js'
 import { StatsPublisher } from './stats-publisher.js'
 
 export interface AdminRoutesOptions {
@@ -110,6 +111,9 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
   })
   app.addHook('onClose', async () => publisher.stop())
 
+  // Cookie parsing and Set-Cookie for /admin only (this plugin is encapsulated).
+  await app.register(fastifyCookie)
+
   // A login form posts urlencoded; a small limit, as it carries one field.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_req, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(body as string)))
@@ -137,7 +141,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
     return reply.code(500).send(errorBody('internal', 'internal error'))
   })
 
-  const sessionOf = (req: FastifyRequest): Session | undefined => sessions.verify(readCookie(req.headers.cookie, SESSION_COOKIE))
+  const sessionOf = (req: FastifyRequest): Session | undefined => sessions.verify(req.cookies[SESSION_COOKIE])
 
   const sendFile = async (reply: FastifyReply, which: keyof typeof FILES, transform?: (text: string) => string): Promise<FastifyReply> => {
     const f = FILES[which]
@@ -181,7 +185,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
     limiter.giveBack(req.ip, Date.now())
     const { session, value } = sessions.issue()
     req.log.info({ ip: req.ip }, 'admin logged in')
-    reply.header('set-cookie', sessionCookieHeader(value, Math.floor((session.expiresAt - Date.now()) / 1000), overHttps(req)))
+    reply.setCookie(SESSION_COOKIE, value, sessionCookieOptions(Math.floor((session.expiresAt - Date.now()) / 1000), overHttps(req)))
     // 303: the browser follows with a GET, so a reload does not post the secret again.
     return reply.code(303).header('location', '/admin').send()
   })
@@ -190,7 +194,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
     if (crossSite(req)) return reply.code(403).send(errorBody('forbidden', 'cross-site request refused'))
     const session = sessionOf(req)
     if (session !== undefined) sessions.revoke(session)
-    reply.header('set-cookie', clearCookieHeader(overHttps(req)))
+    reply.setCookie(SESSION_COOKIE, '', sessionCookieOptions(0, overHttps(req)))
     return reply.code(303).header('location', '/admin').send()
   })
 

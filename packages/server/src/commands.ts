@@ -21,7 +21,7 @@ import { parseChannel } from './channel-name.js'
 import { checkData } from './payload.js'
 import { Connection, ConnState, type ConnSubscription } from './connection.js'
 import type { Gateway } from './gateway.js'
-import type { ResolvedChannelOptions } from './options.js'
+import type { ReadKind, ResolvedChannelOptions } from './options.js'
 import { connectionInfo } from './tracing.js'
 
 /** Upgrade-time facts a connection keeps until its connect command is handled. */
@@ -62,7 +62,8 @@ export class CommandHandler {
   onFrame(conn: Connection, data: Uint8Array | string, _isBinary: boolean, pending: PendingConnect): void {
     if (conn.state === ConnState.Closed) return
     const gw = this.#gw
-    gw.counters.bytesIn += typeof data === 'string' ? data.length : data.byteLength
+    const size = typeof data === 'string' ? data.length : data.byteLength
+    gw.counters.bytesIn += size
     let messages
     try {
       messages = conn.codec.decodeClient(data, { maxBatch: gw.options.maxBatch })
@@ -74,25 +75,34 @@ export class CommandHandler {
       return
     }
     const now = performance.now()
+    // Bytes are metered per frame: a frame past the byte budget is refused whole, every command
+    // in it, the same way as commands past the command rate.
+    let limited: 'bytes' | 'commands' | undefined = conn.bytes.take(now, size) ? undefined : 'bytes'
     // Once one command of a frame is refused for rate, the rest of the frame is refused too:
     // a later command must not run ahead of an earlier one the client will retry.
-    let limited = false
     for (const msg of messages) {
-      if (msg.type === 'pong') {
+      if (msg.type === 'pong' && conn.awaitingPong) {
+        // The one pong a ping asks for is free: heartbeats must not starve behind the rate limit.
         gw.pong(conn)
         continue
       }
-      if (limited || !conn.bucket.take(now)) {
-        limited = true
-        gw.counters.inc('rate_limited')
+      if (limited === undefined && !conn.bucket.take(now)) limited = 'commands'
+      if (limited !== undefined) {
+        gw.counters.inc('rate_limited', limited)
         if (++conn.rateRejects > gw.options.commandRate.burst) {
-          conn.close('rate_limited', 'command rate limit exceeded')
+          conn.close('rate_limited', limited === 'bytes' ? 'inbound byte rate exceeded' : 'command rate limit exceeded')
           return
         }
-        this.#fail(conn, msg.id, new HoldfastError('rate_limited', 'command rate limit exceeded; slow down'))
+        // An unsolicited pong has no id to answer; it only counts.
+        if (msg.type !== 'pong') {
+          const what = limited === 'bytes' ? 'inbound byte rate exceeded' : 'command rate limit exceeded'
+          this.#fail(conn, msg.id, new HoldfastError('rate_limited', `${what}; slow down`))
+        }
         continue
       }
       conn.rateRejects = 0
+      // A pong nobody asked for costs a command token and does nothing else.
+      if (msg.type === 'pong') continue
       if (msg.type === 'connect') {
         if (conn.state !== ConnState.Handshake || conn.busy) {
           conn.close('bad_request', 'duplicate connect')
@@ -223,7 +233,8 @@ export class CommandHandler {
     let resumed = false
     let session: { id: string; token: string }
     if (cmd.session !== undefined && gw.sessions.verify(cmd.session.id, conn.user, cmd.session.token)) {
-      session = cmd.session
+      // Resumed under a fresh token: a resume token is good for sessionMaxAgeMs from its issue.
+      session = { id: cmd.session.id, token: gw.sessions.sign(cmd.session.id, conn.user) }
       resumed = true
     } else {
       session = gw.sessions.issue(conn.user)
@@ -239,6 +250,8 @@ export class CommandHandler {
       limits: {
         commandsPerSecond: gw.options.commandRate.perSecond,
         commandBurst: gw.options.commandRate.burst,
+        bytesPerSecond: gw.options.inboundByteRate.perSecond,
+        bytesBurst: gw.options.inboundByteRate.burst,
         maxPayload: gw.options.maxPayload,
         maxBatch: gw.options.maxBatch,
       },
@@ -272,13 +285,34 @@ export class CommandHandler {
 
   // ---------------------------------------------------------------- channels
 
-  /** Built-in access checks for reading a channel (subscribe, presence). */
+  /** Built-in access checks for subscribing to a channel: the name and its user list. */
   #readable(conn: Connection, channel: string): ResolvedChannelOptions {
     const name = parseChannel(channel)
     const opts = this.#gw.channelOptions(channel)
     if (name.users !== undefined && !name.users.includes(conn.user)) {
       throw new HoldfastError('permission_denied', 'channel is limited to other users')
     }
+    return opts
+  }
+
+  /**
+   * Reads (history, presence, presence stats) show what a subscription would: they pass the same
+   * checks as subscribe (user list, allowSubscribe, then `canRead`, which defaults to
+   * `canSubscribe`). A connection subscribed to the channel already passed them.
+   */
+  async #authorizeRead(conn: Connection, channel: string, read: ReadKind): Promise<ResolvedChannelOptions> {
+    const gw = this.#gw
+    const opts = this.#readable(conn, channel)
+    if (conn.subs?.get(channel)?.live === true) return opts
+    if (!opts.allowSubscribe) throw new HoldfastError('permission_denied', 'clients may not read this namespace')
+    const o = gw.options
+    const ok =
+      o.canRead !== undefined
+        ? await o.canRead({ client: this.#connInfo(conn), channel, read })
+        : o.canSubscribe !== undefined
+          ? await o.canSubscribe({ client: this.#connInfo(conn), channel })
+          : true
+    if (!ok) throw new HoldfastError('permission_denied', `${read} refused`)
     return opts
   }
 
@@ -397,7 +431,7 @@ export class CommandHandler {
         historySize: opts.historySize,
         historyTtlMs: opts.historyTtlMs,
         streamTtlMs: opts.streamTtlMs,
-        idempotencyKey: `pub:${dedupeScope(conn)}:${cmd.msgId}`,
+        idempotencyKey: dedupeKey('pub', conn, cmd.msgId),
         idempotencyTtlMs: gw.options.idempotencyTtlMs,
         info: conn.clientInfo(),
       })
@@ -415,7 +449,7 @@ export class CommandHandler {
     this.#checkMsgId(cmd.msgId)
     this.#checkSize(conn, cmd.data)
     const handler = gw.rpc.get(cmd.method)
-    const key = `rpc:${dedupeScope(conn)}:${cmd.msgId}`
+    const key = dedupeKey('rpc', conn, cmd.msgId)
     const ttl = gw.options.idempotencyTtlMs
     const claim = await gw.engine.claimIdempotent(key, ttl)
     if (claim.state === 'done') return claim.result === undefined ? {} : { data: claim.result }
@@ -435,14 +469,14 @@ export class CommandHandler {
   // ---------------------------------------------------------------- reads
 
   async #presence(conn: Connection, channel: string, stats: boolean): Promise<object> {
-    const opts = this.#readable(conn, channel)
+    const opts = await this.#authorizeRead(conn, channel, stats ? 'presence_stats' : 'presence')
     if (!opts.presence || !opts.allowPresence) throw new HoldfastError('not_available', 'presence is not enabled for this namespace')
     const gw = this.#gw
     return stats ? gw.engine.presenceStats(channel) : { clients: await gw.engine.presence(channel) }
   }
 
   async #history(conn: Connection, cmd: HistoryCommand): Promise<object> {
-    const opts = this.#readable(conn, cmd.channel)
+    const opts = await this.#authorizeRead(conn, cmd.channel, 'history')
     if (!opts.allowHistory) throw new HoldfastError('not_available', 'history is not enabled for this namespace')
     return this.#gw.history(cmd.channel, {
       limit: cmd.limit ?? opts.historySize,
@@ -460,9 +494,12 @@ export class CommandHandler {
 
 
 /**
- * Idempotency ids are scoped so one client cannot pre-empt another's: by user, or by session for
- * anonymous clients (who all share the user '').
+ * The engine key of a client message id. Ids are scoped so one client cannot pre-empt another's:
+ * by user, or by session for anonymous clients (who all share the user ''). The scope is length
+ * prefixed, so no user name and id can spell another's key (user `a:x` with id `1` and user `a`
+ * with id `x:1` stay apart).
  */
-function dedupeScope(conn: Connection): string {
-  return conn.user === '' ? `s:${conn.session}` : `u:${conn.user}`
+export function dedupeKey(kind: 'pub' | 'rpc', conn: Pick<Connection, 'user' | 'session'>, msgId: string): string {
+  const scope = conn.user === '' ? `s${conn.session.length}:${conn.session}` : `u${conn.user.length}:${conn.user}`
+  return `${kind}:${scope}:${msgId}`
 }

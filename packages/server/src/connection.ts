@@ -48,7 +48,10 @@ export class Connection implements Flushable, TransportSink {
   readonly codec: Codec
   readonly ip: string
   readonly traceId: string
+  /** Command rate (one token per command). */
   readonly bucket: TokenBucket
+  /** Inbound byte rate (one token per byte of client frames). */
+  readonly bytes: TokenBucket
   state: ConnState = ConnState.Handshake
   user = ''
   session = ''
@@ -95,7 +98,16 @@ export class Connection implements Flushable, TransportSink {
   /** What the upgrade learned for the connect command (token verified before it, the request); cleared by connect. */
   pending: PendingConnect | undefined = undefined
 
-  constructor(socket: TransportSocket, codec: Codec, ip: string, traceId: string, owner: ConnectionOwner, bucket: TokenBucket, log: Logger | undefined) {
+  constructor(
+    socket: TransportSocket,
+    codec: Codec,
+    ip: string,
+    traceId: string,
+    owner: ConnectionOwner,
+    bucket: TokenBucket,
+    bytes: TokenBucket,
+    log: Logger | undefined,
+  ) {
     this.id = `${(++counter).toString(36)}${Math.random().toString(36).slice(2, 8)}`
     this.socket = socket
     this.codec = codec
@@ -103,6 +115,7 @@ export class Connection implements Flushable, TransportSink {
     this.traceId = traceId
     this.#owner = owner
     this.bucket = bucket
+    this.bytes = bytes
     this.#baseLog = log
   }
 

@@ -30,15 +30,13 @@ import { TokenBucket } from './limits/token-bucket.js'
 import { Counters } from './counters.js'
 import { Metrics } from './metrics.js'
 import { Tracing, connectionInfo, parseTraceparent, runHook, type TraceParent } from './tracing.js'
-import { resolveOptions, type HoldfastOptions, type ResolvedChannelOptions, type ResolvedOptions } from './options.js'
+import { FRAME_OVERHEAD, resolveOptions, type HoldfastOptions, type ResolvedChannelOptions, type ResolvedOptions } from './options.js'
 import { RpcRouter, type RpcHandler } from './rpc-router.js'
 import { SessionSigner } from './session.js'
 import { TimerWheel } from './timer-wheel.js'
 import { rejectUpgrade, WsTransport } from './transport/ws-transport.js'
 import { refusal, refusalHeaders, type PendingUpgrade, type TransportSink, type TransportSocket, type UpgradeRequest } from './transport/transport.js'
 
-/** Extra room for the command envelope around a `maxPayload` of data in one frame. */
-const FRAME_OVERHEAD = 16 * 1024
 const HEARTBEAT_TICK_MS = 250
 const SLOW_CONSUMER_GRACE_MS = 1000
 const NODE_REGISTRY_EVERY_MS = 5000
@@ -133,7 +131,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.expiryGraceMs = o.authenticate === undefined && o.jwt !== undefined ? (o.jwt.clockToleranceSec ?? 5) * 1000 : 0
     this.#ownsEngine = o.engine === undefined
     this.engine = o.engine ?? new MemoryEngine()
-    this.sessions = new SessionSigner(o.sessionSecret)
+    this.sessions = new SessionSigner(o.sessionSecret, o.sessionMaxAgeMs)
     this.hub = new Hub(this.engine, { onInsufficientState: (conn, channel) => this.#insufficientState(conn, channel) })
     this.metrics = new Metrics(this, { processMetrics: o.processMetrics })
     this.tracing = new Tracing(o.tracer)
@@ -358,7 +356,17 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     const o = this.options
     const codec = this.#commands.codecFor(socket.protocol)
     const { span, traceId } = this.tracing.startConnect(parent, { 'client.address': ip, 'holdfast.node': o.nodeId })
-    const conn = new Connection(socket, codec, ip, traceId, this, new TokenBucket(o.commandRate.perSecond, o.commandRate.burst, performance.now()), this.log)
+    const now = performance.now()
+    const conn = new Connection(
+      socket,
+      codec,
+      ip,
+      traceId,
+      this,
+      new TokenBucket(o.commandRate.perSecond, o.commandRate.burst, now),
+      new TokenBucket(o.inboundByteRate.perSecond, o.inboundByteRate.burst, now),
+      this.log,
+    )
     this.tracing.bind(conn, span)
     this.connections.add(conn)
     this.#wheel.schedule(conn, o.connectTimeoutMs)
@@ -528,13 +536,18 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.#wheel.schedule(conn, this.#nextWake(conn, now))
   }
 
-  /** A pong arrived. The wheel entry stays put; its next visit sees the new nextPingAt. */
+  /**
+   * A pong arrived. The wheel entry, parked at the pong deadline, moves to the next ping: with a
+   * ping interval shorter than the pong timeout, waiting for the deadline would stretch the ping
+   * period past what the connect reply advertised, and a client watchdog would fire.
+   */
   pong(conn: Connection): void {
     if (!conn.awaitingPong) return
     conn.awaitingPong = false
     const now = Date.now()
     this.counters.observe('ping_rtt_ms', now - conn.pingSentAt)
     conn.nextPingAt = conn.pingSentAt + this.options.pingIntervalMs
+    if (conn.state === ConnState.Connected) this.#wheel.schedule(conn, this.#nextWake(conn, now))
   }
 
   /** The token expiry moved (refresh): make sure the wheel wakes for it. */

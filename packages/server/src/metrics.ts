@@ -95,7 +95,7 @@ const COUNTERS: readonly CounterDef[] = [
   },
   { name: 'recoveries_total', help: 'Subscribes that asked to recover from a position, by outcome.', key: 'recoveries', label: 'outcome', known: ['recovered', 'not_recovered'] },
   { name: 'recovery_failures_total', help: 'Recoveries answered with recovered:false, by reason.', key: 'recovery_failures', label: 'reason', known: ['epoch_changed', 'history_unavailable'] },
-  { name: 'rate_limited_total', help: 'Commands refused by the per-connection rate limit.', key: 'rate_limited' },
+  { name: 'rate_limited_total', help: 'Commands refused by a per-connection rate limit, by limit (commands per second, or inbound bytes per second).', key: 'rate_limited', label: 'limit', known: ['commands', 'bytes'] },
   { name: 'slow_consumer_closes_total', help: 'Connections closed because their send queue overflowed.', key: 'slow_consumer_closes' },
   { name: 'payload_too_large_total', help: 'Publishes and RPCs refused because their data exceeded maxPayload.', key: 'payload_too_large' },
   { name: 'bad_frames_total', help: 'Frames that could not be decoded (the connection is closed with bad_request).', key: 'bad_frames' },

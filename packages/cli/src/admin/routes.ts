@@ -30,6 +30,7 @@ const FILES = {
   login: { file: 'login.html', type: 'text/html; charset=utf-8' },
   dashboard: { file: 'index.html', type: 'text/html; charset=utf-8' },
   css: { file: 'admin.css', type: 'text/css; charset=utf-8' },
+  chartCss: { file: 'uplot.css', type: 'text/css; charset=utf-8' },
   js: { file: 'admin.js', type: 'text/javascript; charset=utf-8' },
   map: { file: 'admin.js.map', type: 'application/json; charset=utf-8' },
 } as const
@@ -204,6 +205,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
     return undefined
   }
   app.get('/admin/admin.js', { onRequest: requirePage }, (_req, reply) => sendFile(reply, 'js'))
+  app.get('/admin/uplot.css', { onRequest: requirePage }, (_req, reply) => sendFile(reply, 'chartCss'))
   if (opts.sourceMaps !== false) app.get('/admin/admin.js.map', { onRequest: requirePage }, (_req, reply) => sendFile(reply, 'map'))
 
   // The actions: cookie, plus a header that a cross-site form, link or image cannot send (a

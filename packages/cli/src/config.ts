@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util'
 import type { HoldfastOptions, RedisEngineOptions, TransportName } from '@holdfast/server'
-import { resolveTrustProxy } from '@holdfast/server/internal'
+// A module of its own, so that reading the configuration never loads the gateway (`--version`, `help`).
+import { resolveTrustProxy } from '@holdfast/server/internal/client-address'
+import type { HttpGuardOptions } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import { parseDuration } from './duration.js'
 
@@ -11,6 +13,10 @@ export const TRANSPORTS = ['ws', 'uws'] as const satisfies readonly TransportNam
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** auto: pretty lines on a terminal, JSON otherwise. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const
+export type LogFormat = (typeof LOG_FORMATS)[number]
 
 /** Where a setting's value came from, in precedence order (a flag beats everything). */
 export type SettingSource = 'flag' | 'env' | 'file' | 'default'
@@ -33,6 +39,13 @@ export interface ServeConfig {
   /** Where to write the process id (the primary's with --workers), for `holdfast reload`. */
   pidFile: string | undefined
   logLevel: LogLevel
+  logFormat: LogFormat
+  /** A listener of its own for `/metrics` (then not served on --port); undefined: /metrics on --port. */
+  metricsPort: number | undefined
+  /** Who may scrape /metrics: anyone reaching it, or callers with the API key. */
+  metricsAuth: MetricsAuth
+  /** HTTP server limits from the config file's "http" object (timeouts, per-address connection cap). */
+  http: HttpGuardOptions
   /** Drain window on SIGTERM/SIGINT; undefined means the server's default. */
   drainMs: number | undefined
   /** Read PROXY protocol v1/v2 headers from the trusted proxies (`holdfast.trustProxy`) on the listener. */
@@ -88,6 +101,7 @@ export const SETTINGS = {
   pingInterval: { flag: 'ping-interval', file: 'pingIntervalMs', help: 'application ping period, e.g. 25s (bare number: ms; default 25s)' },
   drainMs: { flag: 'drain-ms', file: 'drainMs', help: 'drain window on SIGTERM, in ms (default 10000)' },
   logLevel: { flag: 'log-level', file: 'logLevel', help: `${LOG_LEVELS.join(' | ')} (default info)` },
+  logFormat: { flag: 'log-format', file: 'logFormat', help: 'auto | json | pretty (default auto: pretty on a terminal, JSON lines otherwise)' },
   pidFile: { flag: 'pid-file', file: 'pidFile', help: 'write the (primary) process id here, for `holdfast reload --pid-file`' },
   trustProxy: {
     flag: 'trust-proxy',
@@ -95,6 +109,8 @@ export const SETTINGS = {
     help: 'CIDRs of the proxies whose X-Forwarded-For / X-Real-IP (and PROXY headers) name the client, comma-separated (default: none)',
   },
   proxyProtocol: { flag: 'proxy-protocol', file: 'proxyProtocol', help: 'accept PROXY protocol v1/v2 headers from the --trust-proxy hops (TCP load balancers)', boolean: true },
+  metricsPort: { flag: 'metrics-port', file: 'metricsPort', help: 'serve /metrics on this port only (not on --port); 0 picks a free one' },
+  metricsAuth: { flag: 'metrics-auth', file: 'metricsAuth', help: 'none | apikey: who may scrape /metrics (apikey: Authorization: apikey <--api-key>; default none)' },
 } as const satisfies Record<string, Setting>
 
 export type SettingName = keyof typeof SETTINGS
@@ -151,7 +167,19 @@ export const REDIS_FILE_OPTIONS = [
 export type RedisTuning = Pick<RedisEngineOptions, (typeof REDIS_FILE_OPTIONS)[number]>
 
 /** Config-file keys that are neither serve settings nor server options. */
-const FILE_ONLY_KEYS = new Set<string>(['redis'])
+const FILE_ONLY_KEYS = new Set<string>(['redis', 'http'])
+
+/** The config file's "http" object: limits of the HTTP server (docs/cli.md, "HTTP limits"). */
+export const HTTP_FILE_OPTIONS = [
+  'connectionTimeoutMs',
+  'headersTimeoutMs',
+  'requestTimeoutMs',
+  'keepAliveTimeoutMs',
+  'maxConnectionsPerIp',
+] as const satisfies readonly (keyof HttpGuardOptions)[]
+
+export const METRICS_AUTH = ['none', 'apikey'] as const
+export type MetricsAuth = (typeof METRICS_AUTH)[number]
 
 const DEFAULT_PORT = 8080
 const DEFAULT_HOST = '127.0.0.1'
@@ -223,6 +251,19 @@ function parseRedisTuning(v: unknown, label: string): RedisTuning {
     if (!known.has(key)) throw new CliError(`${label}: unknown key "${key}" (allowed: ${REDIS_FILE_OPTIONS.join(', ')})`)
   }
   return v as RedisTuning
+}
+
+function parseHttpLimits(v: unknown, label: string): HttpGuardOptions {
+  if (v === undefined) return {}
+  if (!isPlainObject(v)) throw new CliError(`${label} must be an object`)
+  const known = new Set<string>(HTTP_FILE_OPTIONS)
+  for (const [key, value] of Object.entries(v)) {
+    if (!known.has(key)) throw new CliError(`${label}: unknown key "${key}" (allowed: ${HTTP_FILE_OPTIONS.join(', ')})`)
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+      throw new CliError(`${label}: "${key}" must be a non-negative integer (0 turns it off), got ${JSON.stringify(value)}`)
+    }
+  }
+  return v as HttpGuardOptions
 }
 
 function parsePositiveDuration(r: Raw): number {
@@ -360,9 +401,19 @@ export function resolveServeConfig(
   const pingIntervalMs = get<number | undefined>('pingInterval', parsePositiveDuration, undefined)
   const drainMs = get<number | undefined>('drainMs', parseDrain, undefined)
   const logLevel = get('logLevel', (r) => parseChoice(r, LOG_LEVELS), 'info' as LogLevel)
+  const logFormat = get('logFormat', (r) => parseChoice(r, LOG_FORMATS), 'auto' as LogFormat)
   const pidFile = get<string | undefined>('pidFile', parseNonEmpty, undefined)
   const trustProxy = get<string | undefined>('trustProxy', parseTrustProxy, undefined)
   const proxyProtocol = get('proxyProtocol', parseBoolean, false)
+  const metricsPort = get<number | undefined>('metricsPort', (r) => parseInteger(r, 0, 65535), undefined)
+  const metricsAuth = get('metricsAuth', (r) => parseChoice(r, METRICS_AUTH), 'none' as MetricsAuth)
+  const http = parseHttpLimits(file['http'], `"http" in ${configFile ?? 'the config file'}`)
+  if (metricsAuth === 'apikey' && apiKey === undefined) {
+    throw new CliError(`--metrics-auth apikey needs an API key: set --api-key (or ${envName('apiKey')})`)
+  }
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) {
+    throw new CliError(`--metrics-port must differ from --port (${port})`)
+  }
 
   const holdfast: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(file)) {
@@ -430,7 +481,11 @@ export function resolveServeConfig(
     transport,
     wsPort,
     pidFile,
+    metricsPort,
+    metricsAuth,
+    http,
     logLevel,
+    logFormat,
     drainMs,
     proxyProtocol,
     apiKey,

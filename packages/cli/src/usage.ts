@@ -16,9 +16,12 @@ const VALUE_NAMES: Readonly<Record<SettingName, string>> = {
   pingInterval: 'DURATION',
   drainMs: 'MS',
   logLevel: 'LEVEL',
+  logFormat: 'FORMAT',
   pidFile: 'FILE',
   trustProxy: 'CIDR[,CIDR]',
   proxyProtocol: '',
+  metricsPort: 'PORT',
+  metricsAuth: 'MODE',
 }
 
 export const MAIN_USAGE = `Usage: holdfast <command> [options]
@@ -35,7 +38,7 @@ Options:
   -h, --help     show help
   -v, --version  print the version
 
-Run "holdfast help serve" for the serve flags. Docs: docs/cli.md
+Run "holdfast help <command>" (or "holdfast <command> --help") for a command's flags. Docs: docs/cli.md
 `
 
 /** Generated from the SETTINGS table so the help can never list a flag that does not exist. */

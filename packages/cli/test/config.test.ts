@@ -99,7 +99,29 @@ const PRECEDENCE: Record<Exclude<SettingName, 'config' | 'proxyProtocol'>, { raw
   logLevel: { raw: ['debug', 'warn', 'silent'], read: (c) => c.logLevel, want: ['debug', 'warn', 'silent'] },
   pidFile: { raw: ['/run/a.pid', '/run/b.pid', '/run/c.pid'], read: (c) => c.pidFile, want: ['/run/a.pid', '/run/b.pid', '/run/c.pid'] },
   trustProxy: { raw: ['10.0.0.0/8', ' 192.168.0.0/16 , loopback', '::1'], read: (c) => c.holdfast.trustProxy, want: ['10.0.0.0/8', '192.168.0.0/16,loopback', '::1'] },
+  logFormat: { raw: ['json', 'pretty', 'auto'], read: (c) => c.logFormat, want: ['json', 'pretty', 'auto'] },
+  metricsPort: { raw: ['9090', '9091', 0], read: (c) => c.metricsPort, want: [9090, 9091, 0] },
+  // Two values only ("apikey" needs --api-key, see its own test): the sources still show the order.
+  metricsAuth: { raw: ['none', 'none', 'none'], read: (c) => c.metricsAuth, want: ['none', 'none', 'none'] },
 }
+
+describe('metrics and HTTP limits', () => {
+  test('--metrics-auth apikey needs an API key; --metrics-port must differ from --port', () => {
+    assert.throws(() => resolve(['--metrics-auth', 'apikey']), /--metrics-auth apikey needs an API key/)
+    assert.equal(resolve(['--metrics-auth', 'apikey', '--api-key', 'k']).metricsAuth, 'apikey')
+    assert.throws(() => resolve(['--metrics-auth', 'open']), /--metrics-auth must be one of none, apikey/)
+    assert.throws(() => resolve(['--port', '9000', '--metrics-port', '9000']), /--metrics-port must differ/)
+    assert.equal(resolve([]).metricsPort, undefined)
+  })
+
+  test('the config file\'s "http" object sets the HTTP limits, and names a bad key or value', () => {
+    assert.deepEqual(resolve([]).http, {})
+    assert.deepEqual(resolve([], {}, { http: { connectionTimeoutMs: 5000, maxConnectionsPerIp: 0 } }).http, { connectionTimeoutMs: 5000, maxConnectionsPerIp: 0 })
+    assert.throws(() => resolve([], {}, { http: { idleMs: 1 } }), /"http" in .*: unknown key "idleMs"/)
+    assert.throws(() => resolve([], {}, { http: { headersTimeoutMs: -1 } }), /"headersTimeoutMs" must be a non-negative integer/)
+    assert.throws(() => resolve([], {}, { http: [] }), /"http" in .* must be an object/)
+  })
+})
 
 describe('precedence: flag > env > config file > default', () => {
   for (const [name, row] of Object.entries(PRECEDENCE) as [Exclude<SettingName, 'config' | 'proxyProtocol'>, (typeof PRECEDENCE)['port']][]) {

@@ -27,6 +27,7 @@ import { Hub } from './hub.js'
 import { IpLimiter } from './limits/ip-limiter.js'
 import { KeyedBuckets } from './limits/keyed-buckets.js'
 import { clientAddress } from './client-address.js'
+import { guardHttpServer, httpServerOptions } from './limits/http-guard.js'
 import { TokenBucket } from './limits/token-bucket.js'
 import { Counters } from './counters.js'
 import { Metrics } from './metrics.js'
@@ -98,6 +99,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   readonly #ownsEngine: boolean
   /** Created on first use, so a `uws` gateway never builds a ws server. */
   #ws: WsTransport | undefined
+  /** The engine reported itself unavailable since it last was ready (for the "ready again" log line). */
+  #engineWasDown = false
   /** What listen() opened: closed last by close(). */
   #listener: { close(): void } | undefined
   readonly #wheel: TimerWheel<Connection>
@@ -165,7 +168,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       onJoinLeave: (channel, kind, info) => this.hub.onJoinLeave(channel, kind, info),
       onControl: (msg) => this.#onControl(msg),
       onStateChange: (ready) => {
-        this.log?.warn({ ready }, ready ? 'engine ready again' : 'engine unavailable')
+        // "Ready" right after the start is not news: only a comeback after an outage is.
+        if (!ready || this.#engineWasDown) this.log?.warn({ ready }, ready ? 'engine ready again' : 'engine unavailable')
+        this.#engineWasDown = !ready
         // Live feeds may have missed publications while the engine was away: compare every
         // channel's stream top with what this node delivered, and send the gapped ones to recovery.
         if (ready) void this.hub.resync((channel) => this.channelOptions(channel))
@@ -251,7 +256,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       return uws.listen(host, port)
     }
     const { createServer } = await import('node:http')
-    const server = createServer((_req, res) => res.writeHead(404, { 'content-type': 'application/json' }).end(refusal(404, 'not_found', 'no WebSocket endpoint here').body))
+    const server = createServer(httpServerOptions(), (_req, res) => res.writeHead(404, { 'content-type': 'application/json' }).end(refusal(404, 'not_found', 'no WebSocket endpoint here').body))
+    // Timeouts, and the per-address cap on raw TCP connections (docs/security: HTTP limits).
+    guardHttpServer(server, { onRefused: () => this.counters.inc('connections_rejected', 'tcp_per_ip') })
     this.attach(server, { path })
     this.#listener = { close: () => server.close() }
     server.listen(port, host)

@@ -20,6 +20,7 @@ import type { AuthResult } from './auth/types.js'
 import { parseChannel } from './channel-name.js'
 import { measureData } from './payload.js'
 import { Connection, ConnState, type ConnSubscription } from './connection.js'
+import { TokenBucket } from './limits/token-bucket.js'
 import type { Gateway } from './gateway.js'
 import type { ReadKind, ResolvedChannelOptions } from './options.js'
 import { connectionInfo } from './tracing.js'
@@ -96,7 +97,8 @@ export class CommandHandler {
       if (limited !== undefined) {
         gw.counters.inc('rate_limited', limited)
         if (++conn.rateRejects > gw.options.commandRate.burst) {
-          conn.close('rate_limited', limited === 'bytes' ? 'inbound byte rate exceeded' : 'command rate limit exceeded')
+          // A flood goes on during a closing handshake: drop it soon rather than parse it for 30 s.
+          conn.closeAndDrop(CloseCodes.rate_limited.code, limited === 'bytes' ? 'inbound byte rate exceeded' : 'command rate limit exceeded', false)
           return
         }
         // An unsolicited pong has no id to answer; it only counts.
@@ -159,12 +161,20 @@ export class CommandHandler {
     conn.readBusy = false
   }
 
-  /** A read is refused while the replies before it are still buffered: the client must take them first. */
+  /**
+   * A read is refused while the replies before it are still buffered (the client must take them
+   * first), and past a reply rate of maxReplyBytes per second (burst: two pages): the socket's
+   * kernel buffers take megabytes that nobody may ever read, and each page costs the node its
+   * encoding.
+   */
   #admitRead(conn: Connection): void {
     const gw = this.#gw
-    if (conn.replyBacklog() < gw.options.maxReplyBytes) return
+    const max = gw.options.maxReplyBytes
+    const now = performance.now()
+    const rate = (conn.replies ??= new TokenBucket(max, 2 * max, now))
+    if (conn.replyBacklog() < max && rate.tokens(now) > 0) return
     gw.counters.inc('rate_limited', 'replies')
-    throw new HoldfastError('rate_limited', 'earlier replies are still unread; read them before asking for more')
+    throw new HoldfastError('rate_limited', 'earlier replies are still unread, or read too fast; read them before asking for more')
   }
 
   async #run(conn: Connection, cmd: Command, pending: PendingConnect): Promise<void> {
@@ -173,7 +183,10 @@ export class CommandHandler {
     const span = gw.tracing.startCommand(conn, cmd)
     try {
       const result = await this.#dispatch(conn, cmd, pending, span)
-      if (result !== undefined && conn.state !== ConnState.Closed) conn.reply({ id: cmd.id, result })
+      if (result !== undefined && conn.state !== ConnState.Closed) {
+        const bytes = conn.reply({ id: cmd.id, result })
+        if (READS.has(cmd.type)) conn.replies?.spend(performance.now(), bytes)
+      }
       gw.tracing.end(span, result)
     } catch (err) {
       gw.tracing.end(span, undefined, err)

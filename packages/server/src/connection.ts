@@ -35,6 +35,13 @@ export interface ConnectionOwner {
 
 let counter = 0
 
+/** How long a peer closed for misbehaving gets to answer the close before its socket is dropped. */
+const DROP_GRACE_MS = 1000
+
+function terminateSocket(socket: TransportSocket): void {
+  socket.terminate()
+}
+
 /** How far past maxQueueBytes one turn's burst may queue before the connection counts as slow. */
 const BURST_FACTOR = 4
 
@@ -64,6 +71,8 @@ export class Connection implements Flushable, TransportSink {
   /** Ordered commands waiting while an earlier one runs (see commands.ts). */
   inbox: Command[] | undefined = undefined
   busy = false
+  /** Bytes of read replies per second (created by the first read; see commands.ts #admitRead). */
+  replies: TokenBucket | undefined = undefined
   /** Reads (history, presence) waiting while an earlier one runs: one read at a time (see commands.ts). */
   readInbox: Command[] | undefined = undefined
   readBusy = false
@@ -168,9 +177,11 @@ export class Connection implements Flushable, TransportSink {
    * refused while earlier replies are still buffered (`replyBacklog`), and a socket that stops
    * draining is closed at the next heartbeat.
    */
-  reply(msg: ServerMessage): void {
-    if (this.state === ConnState.Closed) return
-    this.queueReply(this.codec.encode(msg))
+  reply(msg: ServerMessage): number {
+    if (this.state === ConnState.Closed) return 0
+    const bytes = this.codec.encode(msg)
+    this.queueReply(bytes)
+    return bytes.byteLength
   }
 
   /** Queue already-encoded bytes the client asked for (a recovery page sent as `pub` pushes). */
@@ -275,6 +286,18 @@ export class Connection implements Flushable, TransportSink {
       this.socket.terminate()
     }
     return true
+  }
+
+  /**
+   * Close, and drop the socket after a short grace whether or not the peer answers the close: for
+   * a peer that does not read (its buffers are full) or keeps flooding (the closing handshake would
+   * make the node parse its frames until ws's 30 s close timeout).
+   */
+  closeAndDrop(code: number, reason: string, dropQueued: boolean): void {
+    if (!this.closeWith(code, reason, dropQueued)) return
+    // Nothing it sends matters any more: stop parsing it.
+    this.socket.pause?.()
+    setTimeout(terminateSocket, DROP_GRACE_MS, this.socket).unref()
   }
 
   /** Drop without a handshake (the peer is unresponsive). */

@@ -40,7 +40,6 @@ import { rejectUpgrade, WsTransport } from './transport/ws-transport.js'
 import { refusal, refusalHeaders, type PendingUpgrade, type TransportSink, type TransportSocket, type UpgradeRequest } from './transport/transport.js'
 
 const HEARTBEAT_TICK_MS = 250
-const SLOW_CONSUMER_GRACE_MS = 1000
 const NODE_REGISTRY_EVERY_MS = 5000
 const NODE_REGISTRY_TTL_MS = 3 * NODE_REGISTRY_EVERY_MS
 /**
@@ -498,10 +497,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   onSlowConsumer(conn: Connection): void {
     this.counters.inc('slow_consumer_closes')
     conn.log?.info({ buffered: conn.socket.bufferedAmount }, 'slow consumer closed')
-    conn.closeWith(CloseCodes.slow_consumer.code, 'send queue overflow', true)
     // Its buffers are full, so the closing handshake may never complete: do not hold the socket
     // (and its megabyte of backlog) for ws's 30 s close timeout.
-    setTimeout(() => conn.socket.terminate(), SLOW_CONSUMER_GRACE_MS).unref()
+    conn.closeAndDrop(CloseCodes.slow_consumer.code, 'send queue overflow', true)
   }
 
 

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import type { Socket } from 'node:net'
 import { describe, it } from 'node:test'
+import { ErrorCodes } from '@holdfast/protocol'
 import type { Connection } from '../src/connection.js'
 import { RawClient, serverPerTest, waitFor } from './helpers.js'
 
@@ -35,8 +36,15 @@ describe('reply budget', () => {
     assert.deepEqual(latest.publications.map((p) => p.offset), [8, 9, 10], 'the newest that fit')
     const seen: number[] = []
     let since = { offset: 0, epoch: latest.epoch }
-    for (let round = 0; round < 10 && since.offset < latest.offset; round++) {
-      const page = await c.call<Page>({ type: 'history', channel: 'h', since, limit: 10 })
+    for (let round = 0; round < 40 && since.offset < latest.offset; round++) {
+      const reply = (await c.request({ type: 'history', channel: 'h', since, limit: 10 })) as { result?: Page; error?: { code: number } }
+      if (reply.error !== undefined) {
+        // Read faster than maxReplyBytes per second: back off, as the SDK does.
+        assert.equal(reply.error.code, ErrorCodes.rate_limited.code)
+        await new Promise((r) => setTimeout(r, 250))
+        continue
+      }
+      const page = reply.result as Page
       assert.ok(page.publications.length >= 1 && page.publications.length <= 3, `page of ${page.publications.length}`)
       seen.push(...page.publications.map((p) => p.offset))
       since = { offset: page.publications.at(-1)?.offset ?? since.offset, epoch: page.epoch }
@@ -63,22 +71,24 @@ describe('reply budget', () => {
   })
 
   it('a socket that takes nothing for a ping interval is closed as a slow consumer, even when its client answers pings blindly', async () => {
-    const { url, gw } = await fx.start({ maxReplyBytes: PAGE, pingIntervalMs: 300, pongTimeoutMs: 5000 })
-    await fill(gw, 'h', 30)
+    const { url, gw } = await fx.start({ pingIntervalMs: 300, pongTimeoutMs: 5000 })
     const c = fx.client(url)
     await c.connect()
+    await c.call({ type: 'subscribe', channel: 'p' })
     ;(c.ws as unknown as { _socket: Socket })._socket.pause()
     const blind = setInterval(() => c.sendRaw({ type: 'pong' }), 50)
-    // One read every 20 ms: each is admitted while the kernel still takes the replies, until it
-    // takes no more and they wait in the node.
-    let n = 0
-    const reads = setInterval(() => c.sendRaw({ id: 1000 + n++, type: 'history', channel: 'h', limit: 30 }), 20)
     try {
+      // Publications until the kernel takes no more and some wait in the node, below maxQueueBytes.
+      const conn = serverSide(gw)
+      for (let i = 0; i < 1000 && conn.socket.bufferedAmount < 100_000; i++) {
+        await gw.publish('p', BLOB)
+        await new Promise((r) => setTimeout(r, 5))
+      }
+      assert.ok(conn.socket.bufferedAmount > 0 && conn.socket.bufferedAmount < gw.options.maxQueueBytes)
       await waitFor(() => gw.counters.get('slow_consumer_closes') === 1, 10_000, 'the slow-consumer close')
       await waitFor(() => gw.connectionCount === 0, 5_000, 'the connection to be gone')
     } finally {
       clearInterval(blind)
-      clearInterval(reads)
     }
   })
 

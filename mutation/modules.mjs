@@ -44,7 +44,6 @@ export const MODULES = [
       'packages/client/test/subscription.test.ts',
       'packages/client/test/subscription-recovery.test.ts',
       'packages/client/test/fake-server.test.ts',
-      'packages/client/test/integration.test.ts',
     ],
   },
 ]

@@ -5,7 +5,7 @@
  * is slow (held until the test releases it), a subscribe or history call that fails. Everything
  * else is the real MemoryEngine: streams, offsets and epochs are what a node would see.
  */
-import { HoldfastError } from '@holdfast/protocol'
+import { HoldfastError, type ClientInfo } from '@holdfast/protocol'
 import type { EngineHandler, HistoryPage, HistoryQuery, StreamPublication } from '../src/engine/engine.js'
 import { MemoryEngine } from '../src/engine/memory-engine.js'
 import { Waiters } from '../../../test/support/waiters.js'
@@ -36,8 +36,8 @@ export class FeedControlEngine extends MemoryEngine {
   /** Channels passed to `subscribe` / `unsubscribe`, in call order (failed calls included). */
   readonly subscribes: string[] = []
   readonly unsubscribes: string[] = []
-  /** Every completed history read: its channel, and whether it asked for publications `since` a position. */
-  readonly reads: { channel: string; since: boolean }[] = []
+  /** Every completed history read: its channel, whether it asked for publications `since` a position, and its limit. */
+  readonly reads: { channel: string; since: boolean; limit: number }[] = []
   /** History reads that have started and wait for a release. */
   held = 0
   /** History reads failed by `failHistory`. */
@@ -60,6 +60,11 @@ export class FeedControlEngine extends MemoryEngine {
   /** Hand the node a publication directly (a repeat, or one arriving late), as a backend's feed would. */
   feed(channel: string, pub: StreamPublication): void {
     this.#node?.onPublication(channel, pub)
+  }
+
+  /** Hand the node a join or leave directly (one arriving after the node unsubscribed the channel). */
+  feedJoinLeave(channel: string, kind: 'join' | 'leave', info: ClientInfo): void {
+    this.#node?.onJoinLeave(channel, kind, info)
   }
 
   /** The feed goes down: the node hears `onStateChange(false)` and nothing reaches it until `restore`. */
@@ -137,7 +142,7 @@ export class FeedControlEngine extends MemoryEngine {
       this.held--
       page = early ?? (await super.history(channel, q))
     }
-    this.reads.push({ channel, since: q.since !== undefined })
+    this.reads.push({ channel, since: q.since !== undefined, limit: q.limit })
     this.#waiters.notify()
     return page
   }

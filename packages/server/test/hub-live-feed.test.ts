@@ -61,6 +61,19 @@ describe('hub: the live feed', () => {
     assert.equal(r.offset, 1)
   })
 
+  it('an epoch change is caught even when the new stream\'s offset follows on from the old one', async () => {
+    const { srv, engine } = await start()
+    const { c, sub } = await subscriber(srv, 'feed')
+    assert.equal(sub.offset, 0)
+    await engine.removeHistory('feed')
+    // The new stream's first publication is offset 1: the next offset of the old stream too.
+    const fresh = await srv.gw.publish('feed', 'new')
+    assert.equal(fresh.offset, 1)
+    assert.notEqual(fresh.epoch, sub.epoch)
+    await expectClosedWith(c, GAP)
+    assert.deepEqual(offsetsOf(c, 'feed'), [])
+  })
+
   it('the first live publication after a subscribe is checked against the subscribe position', async () => {
     const { srv, engine } = await start()
     for (let i = 1; i <= 3; i++) await srv.gw.publish('feed', i)
@@ -113,6 +126,26 @@ describe('hub: the live feed', () => {
     await srv.gw.publish('feed', 'x')
     await next.c.until(() => next.c.pubs('feed').length === 1, 5000, 'publication 1')
     assert.deepEqual(offsetsOf(next.c, 'feed'), [1])
+  })
+
+  it('a fresh subscribe reads only the stream position, not the history it will not send', async () => {
+    const { srv, engine } = await start()
+    for (let i = 1; i <= 5; i++) await srv.gw.publish('feed', i)
+    await subscriber(srv, 'feed')
+    assert.deepEqual(engine.reads, [{ channel: 'feed', since: false, limit: 0 }])
+  })
+
+  it('a join or leave fed for a channel with no subscriber here is ignored', async () => {
+    const { srv, engine } = await start({ channels: { default: { presence: true, joinLeave: true } } })
+    const { c } = await subscriber(srv, 'room')
+    engine.feedJoinLeave('nobody-here', 'join', { client: 'x', user: 'u' })
+    engine.feedJoinLeave('nobody-here', 'leave', { client: 'x', user: 'u' })
+    await srv.gw.publish('room', 1)
+    await c.until(() => c.pubs('room').length === 1, 5000, 'the publication')
+    assert.deepEqual(
+      c.pushes.filter((p) => (p.type === 'join' || p.type === 'leave') && p.info.client === 'x'),
+      [],
+    )
   })
 
   it('when one subscriber leaves, the others keep receiving; the last one out drops the channel', async () => {

@@ -80,7 +80,8 @@ describe('hub: the subscribe race', () => {
   })
 
   it('a publication lost during the read sends the subscriber to recovery after the reply', async () => {
-    const { srv, engine } = await start()
+    const subscribed: string[] = []
+    const { srv, engine } = await start({ onSubscribe: (info) => void subscribed.push(info.client) })
     const s = await heldSubscribe(srv, engine, 'race', 'page-then-wait')
     await srv.gw.publish('race', 1)
     engine.loseFeed('race')
@@ -91,6 +92,7 @@ describe('hub: the subscribe race', () => {
     assert.equal(reply.result.offset, 0)
     await expectClosedWith(s.c, GAP)
     assert.deepEqual(offsetsOf(s.c, 'race'), [1], 'delivered up to the gap, nothing after it')
+    assert.deepEqual(subscribed, [], 'a subscribe that ended in a gap is not reported as a subscription')
     const back = await connected(srv)
     const r = await back.c.call<SubResult>({ type: 'subscribe', channel: 'race', recover: { epoch: reply.result.epoch, offset: 1 } })
     assert.equal(r.recovered, true)
@@ -131,15 +133,20 @@ describe('hub: the subscribe race', () => {
     const { srv, engine } = await start({ maxQueueBytes: 64 * 1024 * 1024 })
     const live = await subscriber(srv, 'race')
     const s = await heldSubscribe(srv, engine, 'race', 'page-then-wait')
-    const total = MAX_RECOVERY_BUFFER + 5
-    for (let i = 1; i <= total; i++) {
+    // One publication more than the buffer holds is enough.
+    for (let i = 1; i <= MAX_RECOVERY_BUFFER + 1; i++) {
       await srv.gw.publish('race', i)
       if (i % 1000 === 0) await turn()
     }
     await expectClosedWith(s.c, GAP)
+    const total = MAX_RECOVERY_BUFFER + 5
+    for (let i = MAX_RECOVERY_BUFFER + 2; i <= total; i++) await srv.gw.publish('race', i)
     assert.equal(srv.gw.counters.get('insufficient_state'), 1, 'closed once, not once per further publication')
     assert.deepEqual(offsetsOf(s.c, 'race'), [])
     s.release()
+    await engine.until('the held read done', () => engine.held === 0)
+    await turn()
+    assert.equal(srv.gw.counters.get('engine_errors', 'subscribe'), 0, 'the abandoned subscribe ends quietly')
     await live.until(() => live.pubs('race').length === total, 20_000, 'every publication on the live subscriber')
     assert.equal(live.closed, undefined)
     assert.equal(srv.gw.hub.subscriberCount('race'), 1)
@@ -165,6 +172,7 @@ describe('hub: the subscribe race', () => {
       [],
       'no onSubscribe for the closed connection',
     )
+    assert.equal(srv.gw.counters.get('engine_errors', 'subscribe'), 0, 'the abandoned subscribe ends quietly')
   })
 
   it('a connection the server closes during its read (before the socket is gone) does not go live', async () => {
@@ -207,6 +215,28 @@ describe('hub: the subscribe race', () => {
     assert.equal(srv.gw.hub.subscriberCount('race'), 1)
   })
 
+  it('unsubscribed and subscribed again by the server during its read: one subscription, no reply to the abandoned subscribe', async () => {
+    const { srv, engine } = await start({ authenticate: ({ token }) => ({ user: token ?? 'anon' }) })
+    const { c } = await connected(srv, { token: 'alice' })
+    const release = engine.holdHistory('race', 'page-then-wait')
+    let answered = false
+    const reply = c.request({ type: 'subscribe', channel: 'race' })
+    reply.then(() => (answered = true)).catch(() => {})
+    await engine.until('the held read', () => engine.held === 1)
+    await srv.gw.unsubscribeUser('alice', 'race')
+    await srv.gw.subscribeUser('alice', 'race')
+    await c.until(() => c.pushes.some((p) => p.type === 'subscribe'), 5000, 'the subscribe push')
+    release()
+    await engine.until('the held read done', () => engine.held === 0)
+    await c.call({ type: 'ping' })
+    assert.equal(answered, false, 'the subscribe the server overrode gets no reply')
+    await srv.gw.publish('race', 1)
+    await c.until(() => c.pubs('race').length === 1, 5000, 'the publication')
+    assert.equal(srv.gw.hub.subscriberCount('race'), 1)
+    await c.call({ type: 'ping' })
+    assert.deepEqual(offsetsOf(c, 'race'), [1], 'delivered once')
+  })
+
   it('a subscriber leaving during its read does not disturb another one reading the same channel', async () => {
     const { srv, engine } = await start()
     const leaving = await heldSubscribe(srv, engine, 'race', 'page-then-wait')
@@ -231,7 +261,7 @@ describe('hub: the subscribe race', () => {
     assert.equal(a.c.closed, undefined)
     await srv.gw.publish('race', 1)
     const b = await subscriber(srv, 'race')
-    assert.deepEqual(engine.subscribes, ['race', 'race'], 'the next subscriber asked the engine again')
+    assert.deepEqual(engine.subscribes, ['race', 'race'], 'one failed engine subscribe, then the next subscriber asked again')
     await srv.gw.publish('race', 2)
     await b.until(() => b.pubs('race').length === 1, 5000, 'publication 2')
     // The first client may simply try again.

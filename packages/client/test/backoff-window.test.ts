@@ -54,3 +54,9 @@ test('a closed window gives min exactly, whatever the random value', () => {
     assert.equal(backoffDelay(7, 500, 100, () => r), 500, 'max below min: the floor wins')
   }
 })
+
+test('a random source outside [0, 1) counts as 0: the delay is min, never the cap or beyond', () => {
+  for (const r of [1, 2, -0.5, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+    assert.equal(backoffDelay(40, 500, 20_000, () => r), 500, String(r))
+  }
+})

@@ -103,6 +103,32 @@ describe('MemoryEngine footprint', () => {
     assert.equal(again.duplicate, true)
   })
 
+  it('the sweep frees RPC claims the moment their ttl is over', async (t) => {
+    const { engine, advance } = await started(t)
+    await engine.claimIdempotent('pending', 1000)
+    await engine.claimIdempotent('done', 1000)
+    await engine.completeIdempotent('done', 'r', 1000)
+    await engine.claimIdempotent('kept', 60_000)
+    assert.equal(engine.counts().idempotency, 3)
+    advance(1000)
+    assert.equal(engine.counts().idempotency, 1)
+  })
+
+  it('a channel whose last present client leaves, or expires, frees its map without waiting for the sweep', async (t) => {
+    const { engine, advance } = await started(t, 3_600_000)
+    await engine.addPresence('left', { client: 'a', user: 'u' }, 60_000)
+    await engine.addPresence('left', { client: 'b', user: 'u' }, 60_000)
+    await engine.addPresence('expired', { client: 'c', user: 'u' }, 1000)
+    await engine.removePresence('left', 'a')
+    assert.equal(engine.footprint().presenceMaps, 2)
+    await engine.removePresence('left', 'b')
+    assert.equal(engine.footprint().presenceMaps, 1)
+    advance(1000)
+    assert.equal(engine.footprint().presenceMaps, 1, 'no sweep ran yet')
+    assert.deepEqual(await engine.presence('expired'), {})
+    assert.equal(engine.footprint().presenceMaps, 0)
+  })
+
   it('the sweep frees the maps of channels whose presence all expired, and keeps the others', async (t) => {
     const { engine, advance } = await started(t)
     for (let i = 0; i < 50; i++) await engine.addPresence(`room-${i}`, { client: `c${i}`, user: 'u' }, 1000)

@@ -25,7 +25,7 @@ export const MODULES = [
   {
     name: 'codec',
     mutate: ['packages/protocol/src/codec.ts'],
-    tests: ['packages/protocol/test/codec.test.ts', 'packages/protocol/test/codec-limits.test.ts'],
+    tests: ['packages/protocol/test/codec-limits.test.ts', 'packages/protocol/test/codec.test.ts'],
   },
   {
     name: 'outbox',

@@ -147,3 +147,26 @@ describe('MessagePack frames', () => {
     }
   })
 })
+
+describe('refusals say why', () => {
+  test('each kind of bad frame is refused with its own message, keeping the parser error as the cause', () => {
+    const cases: [string, () => unknown, RegExp, boolean][] = [
+      ['JSON that does not parse', () => jsonCodec.decodeClient('{"type":'), /not valid JSON/, true],
+      ['JSON bytes that are not UTF-8', () => jsonCodec.decodeClient(Uint8Array.from([0x7b, 0xff, 0x7d])), /not valid UTF-8/, true],
+      ['MessagePack that does not parse', () => msgpackCodec.decodeClient(Uint8Array.from([0xc1])), /not valid MessagePack/, true],
+      ['an empty frame', () => msgpackCodec.decodeClient(new Uint8Array(0)), /empty frame/, false],
+    ]
+    for (const [name, decode, message, hasCause] of cases) {
+      const err = refusal(decode)
+      assert.match(err.message, message, name)
+      assert.equal(err.cause !== undefined, hasCause, `${name}: cause`)
+    }
+  })
+})
+
+test('MessagePack leaves out undefined fields instead of sending them as nil', () => {
+  const bytes = msgpackCodec.encode({ type: 'pub', channel: 'c', epoch: 'e', offset: 1, data: 'x', info: undefined } as never)
+  const [push] = msgpackCodec.decodeServer(bytes)
+  assert.deepEqual(push, { type: 'pub', channel: 'c', epoch: 'e', offset: 1, data: 'x' })
+  assert.equal(Object.hasOwn(push as object, 'info'), false)
+})

@@ -8,21 +8,32 @@
 //   npm run test:mutation -- --changed [REF]      the modules whose source or tests changed since
 //                                                 REF (default: the merge base with main; on main
 //                                                 itself, the parent of its last commit)
+//   --ci                                          leave out the modules too slow to run on every
+//                                                 submission (`minutes` above CI_MINUTES in
+//                                                 modules.mjs), printing the command for each
 //   --break N                                     the lowest passing score, in percent (default 90)
 import { spawn, execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { filesOf, MODULES } from './modules.mjs'
+import { CI_MINUTES, filesOf, MODULES } from './modules.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const args = process.argv.slice(2)
 
+/** `--name [value]`: undefined when absent, '' when given without a value (a module name is not one). */
 function option(name) {
   const i = args.indexOf(name)
   if (i === -1) return undefined
   const value = args[i + 1]
-  args.splice(i, value === undefined || value.startsWith('--') ? 1 : 2)
-  return value === undefined || value.startsWith('--') ? '' : value
+  const hasValue = value !== undefined && !value.startsWith('--') && !MODULES.some((m) => m.name === value)
+  args.splice(i, hasValue ? 2 : 1)
+  return hasValue ? value : ''
+}
+
+function flag(name) {
+  const i = args.indexOf(name)
+  if (i !== -1) args.splice(i, 1)
+  return i !== -1
 }
 
 const git = (...a) => execFileSync('git', a, { cwd: root, encoding: 'utf8' }).trim()
@@ -38,11 +49,16 @@ function changeBase(ref) {
     // No local main (a detached clone): fall through to the parent.
   }
   if (base !== '' && base !== head) return base
-  return git('rev-parse', 'HEAD^1')
+  try {
+    return git('rev-parse', '--verify', '--quiet', 'HEAD^1')
+  } catch {
+    return undefined // a single-commit (or shallow) clone: nothing to compare with
+  }
 }
 
 const breakAt = Number(option('--break') ?? 90)
 const changed = option('--changed')
+const ci = flag('--ci')
 let selected = MODULES
 if (args.length > 0) {
   const unknown = args.filter((a) => !MODULES.some((m) => m.name === a))
@@ -54,6 +70,10 @@ if (args.length > 0) {
 }
 if (changed !== undefined) {
   const base = changeBase(changed)
+  if (base === undefined) {
+    console.log('mutation testing skipped: HEAD has no parent commit to compare with')
+    process.exit(0)
+  }
   const files = new Set(git('diff', '--name-only', base, '--').split('\n').filter(Boolean))
   selected = selected.filter((m) => filesOf(m).some((f) => files.has(f)))
   const what = `${git('rev-parse', '--short', base)}..${git('rev-parse', '--short', 'HEAD')}`
@@ -62,6 +82,16 @@ if (changed !== undefined) {
     process.exit(0)
   }
   console.log(`mutation testing the modules changed in ${what}: ${selected.map((m) => m.name).join(', ')}`)
+}
+if (ci) {
+  for (const m of selected.filter((x) => x.minutes > CI_MINUTES)) {
+    console.log(`mutation testing of ${m.name} (about ${m.minutes} min) is left to the weekly run: npm run test:mutation -- ${m.name}`)
+  }
+  selected = selected.filter((m) => m.minutes <= CI_MINUTES)
+  if (selected.length === 0) {
+    console.log('mutation testing skipped: no changed module fits the CI budget')
+    process.exit(0)
+  }
 }
 
 for (const m of selected) {

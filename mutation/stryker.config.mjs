@@ -24,7 +24,7 @@ export default {
   coverageAnalysis: 'perTest',
   mutate: module.mutate,
   // Only what the tests and their imports read is copied into the sandbox.
-  ignorePatterns: ['mutation/reports', 'bench', 'deploy', 'docs', 'examples', 'test-artifacts', 'packages/cli', 'packages/*/dist'],
+  ignorePatterns: ['mutation/reports', 'mutation/.stryker-tmp*', 'bench', 'deploy', 'docs', 'examples', 'test-artifacts', 'packages/cli', 'packages/*/dist'],
   concurrency: Number(process.env.HOLDFAST_MUTATION_CONCURRENCY ?? 2),
   // Tests wait for events with bounds of their own; a mutant that hangs one is a timeout (killed).
   timeoutMS: 15_000,
@@ -32,7 +32,8 @@ export default {
   reporters: ['clear-text', 'json', process.env.CI === 'true' ? 'dots' : 'progress'],
   jsonReporter: { fileName: `mutation/reports/${module.name}.json` },
   clearTextReporter: { allowColor: process.env.CI !== 'true', logTests: false },
-  tempDirName: 'mutation/.stryker-tmp',
+  // One sandbox folder per module, so that two modules can be run at once.
+  tempDirName: `mutation/.stryker-tmp-${module.name}`,
   cleanTempDir: 'always',
   thresholds: { high: 95, low: 90, break: null },
 }

@@ -30,7 +30,7 @@ describe('hub: the subscribe race', () => {
     const { c, id } = await connected(srv)
     const release = engine.holdHistory(channel, mode)
     const held = engine.held
-    const reply = c.request({ type: 'subscribe', channel, ...(recover === undefined ? {} : { recover }) })
+    const reply = c.request({ type: 'subscribe', channel, ...(recover === undefined ? {} : { recover }) }, 60_000)
     // A reply that never comes is asserted by the test; do not let it fail the file meanwhile.
     reply.catch(() => {})
     await engine.until('the held history read', () => engine.held === held + 1)
@@ -100,6 +100,32 @@ describe('hub: the subscribe race', () => {
       r.publications.map((p) => p.data),
       [2, 3],
     )
+  })
+
+  it('a subscriber sent to recovery during its read, whose channel empties before its socket closes, is cleaned up without error', async () => {
+    const { srv, engine } = await start({ maxQueueBytes: 64 * 1024 * 1024, authenticate: ({ token }) => ({ user: token ?? 'anon' }) })
+    const { c: bob } = await connected(srv, { token: 'bob' })
+    await bob.call({ type: 'subscribe', channel: 'race' })
+    const { c: alice } = await connected(srv, { token: 'alice' })
+    const release = engine.holdHistory('race', 'page-then-wait')
+    alice.request({ type: 'subscribe', channel: 'race' }, 60_000).catch(() => {})
+    await engine.until('the held read', () => engine.held === 1)
+    for (let i = 1; i <= MAX_RECOVERY_BUFFER + 1; i++) {
+      await srv.gw.publish('race', i)
+      if (i % 1000 === 0) await turn()
+    }
+    // Alice overflowed the buffer with the last publish and is being closed. Bob leaves before her
+    // close handshake is over: the channel is dropped before her connection is cleaned up.
+    await srv.gw.unsubscribeUser('bob', 'race')
+    assert.equal(srv.gw.hub.size, 0)
+    await expectClosedWith(alice, GAP)
+    await waitFor(() => [...srv.gw.connections].every((x) => x.user !== 'alice'), 5000, 'alice cleaned up')
+    release()
+    await engine.until('the held read done', () => engine.held === 0)
+    await bob.call({ type: 'subscribe', channel: 'race' })
+    await srv.gw.publish('race', 'after')
+    await bob.until(() => bob.pubs('race').some((p) => p.data === 'after'), 5000, 'the next publication')
+    assert.equal(bob.closed, undefined)
   })
 
   it('an epoch change during the read sends the subscriber to recovery', async () => {

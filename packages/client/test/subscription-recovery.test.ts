@@ -122,6 +122,24 @@ describe('subscription recovery', () => {
       assert.deepEqual(offsets(seen), [11])
     })
 
+    it('a reply to an abandoned subscribe that arrives after the next one was sent is still ignored', () => {
+      const { host, sub, seen } = live()
+      const abandoned = reconnected(host, sub)
+      const current = reconnected(host, sub)
+      abandoned.reply(ok(11, { recovered: true, wasRecovering: true, publications: replay(11, 11) }))
+      assert.equal(sub.state, 'subscribing')
+      assert.deepEqual(offsets(seen), [])
+      current.reply(ok(10, { recovered: true, wasRecovering: true }))
+      assert.equal(sub.state, 'subscribed')
+      // The same after a server-side unsubscribe and its retry.
+      const before = reconnected(host, sub)
+      sub._serverUnsubscribed({ type: 'unsubscribe', channel: 'ch', code: 4000, reason: 'moving' })
+      mock.timers.tick(1000)
+      before.reply(ok(11, { recovered: true, wasRecovering: true, publications: replay(11, 11) }))
+      assert.deepEqual(offsets(seen), [])
+      assert.equal(sub.state, 'subscribing')
+    })
+
     it('publications held for a subscribe that the drop abandoned are not delivered after the next one', () => {
       const { host, sub, seen } = live()
       reconnected(host, sub)
@@ -180,6 +198,14 @@ describe('subscription recovery', () => {
       assert.deepEqual(offsets(seen), [])
     })
 
+    it('"recovered" to the fresh subscribe after unrecoverable_position is still a failed recovery', () => {
+      const { host, sub, seen } = live()
+      reconnected(host, sub).reply(refused('unrecoverable_position'))
+      host.last.reply(ok(12, { recovered: true, publications: replay(11, 12) }))
+      assert.deepEqual(seen.subscribed.at(-1), { channel: 'ch', recovered: false, wasRecovering: true, epoch: 'E', offset: 12 })
+      assert.deepEqual(offsets(seen), [])
+    })
+
     it('a replay with a hole is a gap: what came before the hole is delivered, then it resubscribes from there', () => {
       const { host, sub, seen } = live()
       const resub = reconnected(host, sub)
@@ -209,6 +235,20 @@ describe('subscription recovery', () => {
       assert.equal(sub.state, 'unsubscribed')
       assert.equal(seen.unsubscribed.length, 1)
       assert.equal(host.subscribes.length, 2, 'no resubscribe after the application left')
+    })
+
+    it('a listener that unsubscribes on the last replayed publication ends it there: no resubscribe', () => {
+      const { host, sub, seen } = live()
+      sub.on('publication', (p) => {
+        if (p.offset === 14) sub.unsubscribe()
+      })
+      const resub = reconnected(host, sub)
+      resub.reply(ok(20, { recovered: true, wasRecovering: true, publications: replay(11, 14) }))
+      assert.deepEqual(offsets(seen), [11, 12, 13, 14])
+      assert.equal(sub.state, 'unsubscribed')
+      assert.equal(host.subscribes.length, 2)
+      mock.timers.tick(10_000)
+      assert.equal(host.subscribes.length, 2)
     })
 
     it('a listener that unsubscribes while held publications are delivered stops them there', () => {
@@ -255,8 +295,15 @@ describe('subscription recovery', () => {
     it('the publisher info reaches the application, and is absent when there was none', () => {
       const { sub, seen } = live()
       const info: ClientInfo = { client: 'c1', user: 'alice' }
+      const events: unknown[] = []
+      sub.on('publication', (p) => events.push(p))
       sub._publication(pub(11, 'E', info))
       sub._publication(pub(12))
+      assert.deepEqual(events, [
+        { channel: 'ch', epoch: 'E', offset: 11, data: 11, info },
+        { channel: 'ch', epoch: 'E', offset: 12, data: 12 },
+      ])
+      assert.equal(Object.hasOwn(events[1] as object, 'info'), false)
       assert.deepEqual(seen.pubs, [
         { epoch: 'E', offset: 11, info },
         { epoch: 'E', offset: 12 },
@@ -278,6 +325,16 @@ describe('subscription recovery', () => {
       sub._publication(pub(15)) // healthy again: a new gap resubscribes at once
       assert.equal(host.delays.length, 2)
       assert.deepEqual(host.last.recover, { epoch: 'E', offset: 13 })
+    })
+
+    it('a second gap in a row found as the connection drops sends nothing to the dead connection', () => {
+      const { host, sub } = live()
+      sub._publication(pub(20))
+      const sent = host.log.length
+      host.connected = false
+      host.last.reply(ok(13, { recovered: true, wasRecovering: true }))
+      assert.equal(host.log.length, sent, 'no unsubscribe without a connection')
+      assert.equal(sub.state, 'subscribing')
     })
 
     it('a backoff wait while disconnected sends nothing; the connect that follows does', () => {
@@ -348,6 +405,17 @@ describe('subscription recovery', () => {
       assert.equal(host.forgotten, 1)
       mock.timers.tick(10_000)
       assert.equal(host.subscribes.length, 3)
+    })
+
+    it('an error listener that unsubscribes on a permanent refusal ends it once', () => {
+      const host = new Host()
+      const sub = new Subscription('ch', host)
+      const seen = watch(sub)
+      sub.on('error', () => sub.unsubscribe())
+      sub._connected()
+      host.last.reply(refused('permission_denied'))
+      assert.deepEqual(seen.unsubscribed, [{ channel: 'ch', code: 1000, reason: 'unsubscribed by the application' }])
+      assert.equal(host.forgotten, 1)
     })
 
     it('an error listener that unsubscribes stops the retry', () => {
@@ -476,6 +544,24 @@ describe('subscription recovery', () => {
       offline.host.connected = false
       offline.sub.unsubscribe()
       assert.deepEqual(offline.host.log, ['sub'])
+    })
+
+    it('a subscription not yet sent is subscribing, and ends without telling the server', () => {
+      const host = new Host()
+      const sub = new Subscription('ch', host)
+      assert.equal(sub.state, 'subscribing')
+      sub.unsubscribe()
+      assert.deepEqual(host.log, [])
+      assert.equal(sub.state, 'unsubscribed')
+    })
+
+    it('while waiting to come back after a server unsubscribe, ending it tells the server nothing', () => {
+      const { host, sub } = live()
+      sub._serverUnsubscribed({ type: 'unsubscribe', channel: 'ch', code: 4000, reason: 'moving' })
+      sub.unsubscribe()
+      assert.deepEqual(host.log, ['sub'])
+      mock.timers.tick(10_000)
+      assert.deepEqual(host.log, ['sub'])
     })
 
     it('forgets the position and cancels a pending retry', () => {

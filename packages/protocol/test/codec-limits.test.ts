@@ -129,6 +129,30 @@ describe('MessagePack frames', () => {
     })
   }
 
+  test('after a value of any type, nested headers that follow are still counted and refused', () => {
+    // The scanner must step over each type exactly to reach what comes next: one that lost its
+    // place would let the hostile part through to the decoder.
+    const attack = nested([0xdc, 0xff, 0xff], 30_000)
+    const heads: [string, number[]][] = [
+      ['nil, false, true', [0xc0, 0xc2, 0xc3]],
+      ['bin 8/16/32', [0xc4, 1, 0, 0xc5, 0, 1, 0, 0xc6, 0, 0, 0, 1, 0]],
+      ['ext 8/16/32', [0xc7, 1, 1, 0, 0xc8, 0, 1, 1, 0, 0xc9, 0, 0, 0, 1, 1, 0]],
+      ['float 32/64', [0xca, 0, 0, 0, 0, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0]],
+      ['uint 8/16/32/64', [0xcc, 0, 0xcd, 0, 0, 0xce, 0, 0, 0, 0, 0xcf, 0, 0, 0, 0, 0, 0, 0, 0]],
+      ['int 8/16/32/64', [0xd0, 0, 0xd1, 0, 0, 0xd2, 0, 0, 0, 0, 0xd3, 0, 0, 0, 0, 0, 0, 0, 0]],
+      ['fixext 1/2/4/8/16', [0xd4, 1, 0, 0xd5, 1, 0, 0, 0xd6, 1, 0, 0, 0, 0, 0xd7, 1, ...new Array<number>(8).fill(0), 0xd8, 1, ...new Array<number>(16).fill(0)]],
+      ['str 8/16/32', [0xd9, 1, 0x61, 0xda, 0, 1, 0x61, 0xdb, 0, 0, 0, 1, 0x61]],
+      ['array 16/32, map 16/32 (empty)', [0xdc, 0, 0, 0xdd, 0, 0, 0, 0, 0xde, 0, 0, 0xdf, 0, 0, 0, 0]],
+      ['fixint, fixstr, fixarray, fixmap', [0x05, 0xe0, 0xa1, 0x61, 0x90, 0x80]],
+    ]
+    for (const [name, bytes] of heads) {
+      const frame = Uint8Array.from([...bytes, ...attack])
+      for (const [side, decode] of decoders(msgpackCodec)) {
+        assert.match(refusal(() => decode(frame)).message, /declares more values than it holds/, `${name}, ${side}`)
+      }
+    }
+  })
+
   test('extension types of every width are read past, whatever their payload holds', () => {
     const exts: [string, number[]][] = [
       ['fixext 1', [0xd4, 0x01, ...trap.slice(0, 1)]],

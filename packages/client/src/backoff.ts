@@ -25,5 +25,18 @@ export function backoffDelay(attempt: number, minMs: number, maxMs: number, rand
   const r = random()
   // A misbehaving random source must not break the bounds.
   const unit = r >= 0 && r < 1 ? r : 0
-  return minMs + unit * Math.max(0, cap - minMs)
+  const delay = minMs + unit * Math.max(0, cap - minMs)
+  // Rounding can carry minMs + unit·(cap − minMs) up to the cap itself when unit is just below 1
+  // (1 − 2^-53 does it for most bounds): the window stays half-open, [minMs, cap).
+  return delay < cap || cap <= minMs ? delay : below(cap)
+}
+
+const f64 = new Float64Array(1)
+const u64 = new BigUint64Array(f64.buffer)
+
+/** The largest double below a positive finite `x`. */
+function below(x: number): number {
+  f64[0] = x
+  u64[0] = (u64[0] as bigint) - 1n
+  return f64[0] as number
 }

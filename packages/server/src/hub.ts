@@ -107,11 +107,9 @@ export class Hub {
         offset: 0,
         ready: Promise.resolve(),
       }
-      entry.ready = this.#engine.subscribe(channel).catch((err: unknown) => {
-        // Let the next subscriber try again rather than inherit a failed feed.
-        if (this.channels.get(channel) === entry && entry.live.size === 0 && entry.recovering === undefined) this.channels.delete(channel)
-        throw err
-      })
+      // A failed subscribe fails every subscriber waiting on it, and the last of them drops the
+      // entry (subscribe's catch), so the next subscriber tries again rather than inherit it.
+      entry.ready = this.#engine.subscribe(channel)
       this.channels.set(channel, entry)
       e = entry
     }

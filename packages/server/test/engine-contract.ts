@@ -17,6 +17,7 @@ import type {
   Engine,
   EngineHandler,
   HistoryPage,
+  NodeInfo,
   PublishOptions,
   StreamOptions,
   StreamPublication,
@@ -170,6 +171,8 @@ export function engineContract(name: string, make: () => Promise<EngineFixture>)
           ['claimIdempotent', () => engine.claimIdempotent('k', 1000)],
           ['completeIdempotent', () => engine.completeIdempotent('k', 1, 1000)],
           ['releaseIdempotent', () => engine.releaseIdempotent('k')],
+          ['registerNode', () => engine.registerNode({ id: 'n', connections: 0, subscriptions: 0, channels: 0, startedAt: 0, updatedAt: 0 }, 1000)],
+          ['nodes', () => engine.nodes()],
         ]
         for (const [method, call] of calls) await assert.rejects(call(), isUnavailable, method)
       })
@@ -663,6 +666,71 @@ export function engineContract(name: string, make: () => Promise<EngineFixture>)
         assert.deepEqual(await engine.claimIdempotent(done, 1000), { state: 'done', result: 'r' })
         await advance(1000)
         assert.deepEqual(await engine.claimIdempotent(done, 1000), { state: 'new' })
+      })
+    })
+
+    describe('node registry', () => {
+      const node = (id: string, extra: Partial<NodeInfo> = {}): NodeInfo => ({
+        id,
+        connections: 10,
+        subscriptions: 20,
+        channels: 3,
+        startedAt: 1_700_000_000_000,
+        updatedAt: 1_700_000_001_000,
+        ...extra,
+      })
+      const byId = (nodes: NodeInfo[]): NodeInfo[] => [...nodes].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+
+      test('lists registered nodes with their stats; a registration replaces the last; unregister removes', async ({ engine }) => {
+        assert.deepEqual(await engine.nodes(), [])
+        const a = node(`node-a-${randomUUID()}`)
+        const b = node(`node-b-${randomUUID()}`, { connections: 0, subscriptions: 0, channels: 0 })
+        await engine.registerNode(a, 60_000)
+        await engine.registerNode(b, 60_000)
+        assert.deepEqual(byId(await engine.nodes()), byId([a, b]))
+
+        const a2 = { ...a, connections: 11, updatedAt: a.updatedAt + 20_000 }
+        await engine.registerNode(a2, 60_000)
+        assert.deepEqual(byId(await engine.nodes()), byId([a2, b]), 'one entry per node id, the latest')
+
+        await engine.unregisterNode(a.id)
+        assert.deepEqual(await engine.nodes(), [b])
+        await engine.unregisterNode(`never-registered-${randomUUID()}`)
+        assert.deepEqual(await engine.nodes(), [b])
+        await engine.unregisterNode(b.id)
+        assert.deepEqual(await engine.nodes(), [])
+      })
+
+      test('the registry keeps what was registered, not the caller’s objects', async ({ engine }) => {
+        const a = node(`node-${randomUUID()}`)
+        await engine.registerNode(a, 60_000)
+        const registered = { ...a }
+        a.connections = 999
+        const [listed] = await engine.nodes()
+        assert.deepEqual(listed, registered)
+        assert.ok(listed !== undefined)
+        listed.connections = 555
+        assert.deepEqual(await engine.nodes(), [registered])
+      })
+
+      timedTest('a registration expires after its ttl unless renewed', async ({ engine, advance }) => {
+        const a = node(`node-a-${randomUUID()}`)
+        const b = node(`node-b-${randomUUID()}`)
+        await engine.registerNode(a, 1000)
+        await engine.registerNode(b, 1000)
+        await advance(600)
+        await engine.registerNode(b, 1000)
+        await advance(399)
+        assert.deepEqual(byId(await engine.nodes()), byId([a, b]))
+        await advance(1)
+        assert.deepEqual(await engine.nodes(), [b], 'a stopped renewing: gone once its ttl passed')
+        await advance(599)
+        assert.deepEqual(await engine.nodes(), [b])
+        await advance(1)
+        assert.deepEqual(await engine.nodes(), [])
+        // A node that comes back is listed again.
+        await engine.registerNode(a, 1000)
+        assert.deepEqual(await engine.nodes(), [a])
       })
     })
 

@@ -262,6 +262,17 @@ export class MemoryEngine implements Engine {
     }
   }
 
+  /**
+   * Memory held around what `counts()` reports, for leak tests: history buffer slots (dead ones
+   * not yet compacted included) and the per-channel maps of idempotency keys and of presence.
+   * @internal
+   */
+  footprint(): { historySlots: number; keyMaps: number; presenceMaps: number } {
+    let historySlots = 0
+    for (const s of this.#streams.values()) historySlots += s.buf.length
+    return { historySlots, keyMaps: this.#published.size, presenceMaps: this.#presence.size }
+  }
+
   async subscribe(channel: string): Promise<void> {
     this.#ready()
     this.#subscribed.add(channel)

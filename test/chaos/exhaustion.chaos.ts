@@ -19,7 +19,7 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { describe, it } from 'node:test'
 import { ErrorCodes } from '@holdfast/protocol'
-import { latency, makeClient, result, round, sleep, startSingle, within } from './harness.js'
+import { latency, makeClient, metric, result, round, sleep, startSingle, within } from './harness.js'
 import { AppLog, assertClean, checkHistory, drain, now, Publisher, summary } from './history.js'
 import type { ExhaustionMessage, ExhaustionRun, Outcomes } from './exhaustion-client.js'
 
@@ -39,7 +39,7 @@ const ATTACK_MS = 15_000
  */
 const RSS_BOUND_MB = 200
 const FACTOR = 2
-const FLOOR_MS = 50
+const FLOOR_MS = 100
 
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
@@ -132,6 +132,9 @@ describe('chaos: resource exhaustion', () => {
       clearInterval(sampler)
     }
     const attackTo = now()
+    const lagMaxMs = 1000 * (await metric(node.url, 'holdfast_nodejs_eventloop_lag_max_seconds'))
+    const lagP99Ms = 1000 * (await metric(node.url, 'holdfast_nodejs_eventloop_lag_p99_seconds'))
+    t.diagnostic(`the node's event loop lag: p99 ${round(lagP99Ms)} ms, max ${round(lagMaxMs)} ms (since it started)`)
 
     await sleep(1000)
     const acks = await publisher.stop(10_000)

@@ -162,7 +162,12 @@ describe('chaos: resource exhaustion', () => {
     for (const [attack, allowed] of Object.entries(EXPECTED)) {
       const got = outcomes[attack] ?? {}
       assert.ok(Object.keys(got).length > 0, `${attack} was tried`)
-      for (const outcome of Object.keys(got)) assert.ok(allowed.includes(outcome), `${attack}: outcome "${outcome}" is not one of ${allowed.join(', ')} (${JSON.stringify(got)})`)
+      // Any connection that does not answer a ping in time is dropped (4005, seen as 1006 when the
+      // node terminates it): an attacker starved of CPU by its own floods may be, whatever it does.
+      const anyAttack = ['closed 4005', 'closed 1006']
+      for (const outcome of Object.keys(got)) {
+        assert.ok(allowed.includes(outcome) || anyAttack.includes(outcome), `${attack}: outcome "${outcome}" is not one of ${allowed.join(', ')} (${JSON.stringify(got)})`)
+      }
     }
     // Each attack met its bound at least once (not merely succeeded within it).
     assert.ok((outcomes['reply-amplification']?.['closed 1006'] ?? 0) + (outcomes['reply-amplification']?.['closed 4003'] ?? 0) > 0, 'a stalled reader was closed')

@@ -145,7 +145,7 @@ export class ServeCluster {
     t.after(cleanup)
     let m: RegExpExecArray
     try {
-      m = await proc.waitForLine(/^holdfast listening on (http:\/\/\S+) \((ws:\/\/\S+)\) engine=\w+ workers=\d+$/, 60_000)
+      m = await proc.waitForLine(/^holdfast listening on (http:\/\/\S+) \((ws:\/\/\S+)\) engine=\w+ workers=\d+(?: transport=uws)?$/, 60_000)
     } catch (err) {
       cleanup()
       throw err

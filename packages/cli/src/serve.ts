@@ -14,12 +14,24 @@ import { AdminDashboard } from './admin/index.js'
 import { createLogger, warnLoudly } from './logger.js'
 import { startMetricsListener, type MetricsListener } from './metrics-endpoint.js'
 
+/** A port nobody listens on right now, for the WebSocket port every uws worker shares. */
+async function freePort(host: string): Promise<number> {
+  const { createServer } = await import('node:net')
+  const probe = createServer()
+  await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(0, host, resolve))
+  const { port } = probe.address() as { port: number }
+  await new Promise<void>((resolve) => probe.close(() => resolve()))
+  return port
+}
+
 export interface RunningServer {
   app: FastifyInstance
   holdfast: Holdfast
   logger: Logger
   /** `http://host:port` with the port actually bound. */
   url: string
+  /** `ws://host:port/ws`: on --port with ws, on the WebSocket port with uws. */
+  wsUrl: string
   /** The port of `--metrics-port`'s listener, when there is one. */
   metricsPort: number | undefined
   /** Drain the gateway (readyz turns 503 first), then close the HTTP server. */
@@ -210,7 +222,7 @@ export async function startServer(
     })()
     return closing
   }
-  return { app, holdfast, logger, url, metricsPort: metrics?.port, close }
+  return { app, holdfast, logger, url, wsUrl: `ws://${host}:${wsPort}/ws`, metricsPort: metrics?.port, close }
 }
 
 const SIGNAL_EXIT: Readonly<Record<string, number>> = { SIGINT: 130, SIGTERM: 143 }
@@ -247,9 +259,14 @@ export async function runServe(config: ServeConfig): Promise<void> {
       },
     )
   }
-  if (config.transport === 'uws' && config.workers > 1) {
-    // The primary hands each worker the one listening socket; uWS cannot take a handed-over socket.
-    throw new CliError('--workers needs --transport ws: uWebSockets.js listens by itself and cannot share the primary\'s port; run one uws process per port (docs/transports.md)')
+  if (config.transport === 'uws' && config.workers > 1 && cluster.isPrimary) {
+    // uWebSockets.js cannot take a socket handed over by the primary, so each worker listens on
+    // the WebSocket port itself with SO_REUSEPORT (uWS's default on Linux) and the kernel spreads
+    // connections over them. They must agree on the port: decide it here, for all of them.
+    assertUwsInstalled()
+    const wsPort = config.wsPort !== undefined && config.wsPort !== 0 ? config.wsPort : config.port !== 0 ? config.port + 1 : await freePort(config.host)
+    process.env['HOLDFAST_WS_PORT'] = String(wsPort)
+    config = { ...config, wsPort }
   }
   if (config.workers > 1 && cluster.isPrimary) return runPrimary(config)
   process.on('SIGTERM', onSignal)
@@ -273,14 +290,15 @@ export async function runServe(config: ServeConfig): Promise<void> {
   process.on('message', (m: unknown) => {
     if (!isWorkerDrain(m) || stopping) return
     stopping = true
-    // Stop listening first: the primary then routes new connections to the other workers,
-    // while ours are told to reconnect (restart) over the drain window.
+    // Stop listening first: the primary (or, with uws, the kernel) then routes new connections to
+    // the other workers, while ours are told to reconnect (restart) over the drain window.
+    // (The gateway's own uws listener stops first thing in its drain.)
     running.app.server.close()
     running.close().then(
       () => process.exit(0),
       () => process.exit(1),
     )
   })
-  const ready: WorkerReady = { hf: 'worker-ready', url: running.url, ...(config.drainMs === undefined ? {} : { drainMs: config.drainMs }) }
+  const ready: WorkerReady = { hf: 'worker-ready', url: running.url, wsUrl: running.wsUrl, ...(config.drainMs === undefined ? {} : { drainMs: config.drainMs }) }
   process.send?.(ready)
 }

@@ -312,3 +312,50 @@ describe('holdfast serve --workers 2 --engine redis (real processes)', () => {
     assert.ok((await redis.cli('--scan', '--pattern', '*redis-share*')).length > 0, 'stream keys in Redis')
   })
 })
+
+/**
+ * uWebSockets.js has no binary for every Node version (none for Node 24's ABI in the npm mirror):
+ * where it cannot load, these tests cannot run (CI runs them on Node 20, see .ci/run).
+ */
+async function uwsLoads(): Promise<boolean> {
+  try {
+    const { loadUws } = await import('@holdfast/server/internal')
+    return !('error' in loadUws())
+  } catch {
+    return false
+  }
+}
+const UWS_SKIP = (await uwsLoads()) ? false : `uWebSockets.js has no binary for Node ${process.version}`
+
+describe('holdfast serve --workers 2 --transport uws (real processes)', { skip: UWS_SKIP }, () => {
+  let cluster: ServeCluster
+  const cleanup = suiteCleanup()
+  before(async () => {
+    cluster = await ServeCluster.start(cleanup, { workers: 2, config: CONFIG, args: ['--transport', 'uws'] })
+  })
+  after(cleanup.run)
+
+  test('both workers take WebSockets on one port (SO_REUSEPORT); a SIGHUP reload replaces them with clients connected, nothing lost or duplicated', async (t) => {
+    const listening = cluster.proc.stdout().split('\n').filter((l) => l.startsWith('holdfast listening'))
+    assert.equal(listening.length, 1)
+    assert.match(listening[0] as string, / engine=memory workers=2 transport=uws$/)
+    const httpPort = new URL(cluster.url).port
+    assert.notEqual(new URL(cluster.wsUrl).port, httpPort, 'WebSockets on a port of their own')
+    // spreadSubscribers asserts both workers hold some: the kernel spread the connections.
+    const subs = await spreadSubscribers(t, cluster, 'uws', 8)
+    const pub = track(t, new Publisher(cluster.wsUrl, 'p', FAST)).connect()
+    pub.start('uws', 20)
+    await until('some publications', () => pub.acked.length >= 10, 10_000)
+    const before = await cluster.waitForWorkers(2, 5_000)
+    const mark = cluster.mark()
+    process.kill(cluster.pid, 'SIGHUP')
+    await cluster.waitForLog(mark, /^rolling reload finished$/, 60_000)
+    const afterPids = await cluster.waitForWorkers(2, 5_000)
+    for (const p of afterPids) assert.ok(!before.includes(p), `worker ${p} is new`)
+    await until('every client on a new worker', () => subs.every((s) => s.subscribed && afterPids.includes(pidOfNode(s.node ?? '') ?? -1)), 30_000)
+    const acked = pub.acked.length
+    await until('more publications', () => pub.acked.length >= acked + 10, 10_000)
+    await pub.stop()
+    await assertExactlyOnce(subs, [pub])
+  })
+})

@@ -790,6 +790,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
 
   async #close(drainMs: number): Promise<void> {
     this.#draining = true
+    // A listener of our own (listen()) stops accepting at once: with uws workers sharing a port
+    // (SO_REUSEPORT), new connections then go to the other workers instead of being refused here.
+    this.#listener?.close()
     this.log?.info({ connections: this.connections.size, drainMs }, 'draining')
     const conns = [...this.connections]
     // Shuffle so that a slow tail is not always the same clients.
@@ -822,7 +825,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     }
     this.#wheel.stop()
     this.#ws?.close()
-    this.#listener?.close()
     clearInterval(this.#sweepTimer)
     if (this.#presenceTimer !== undefined) clearInterval(this.#presenceTimer)
     await this.engine.unregisterNode(this.options.nodeId).catch(() => {})

@@ -4,6 +4,8 @@
 export interface WorkerReady {
   hf: 'worker-ready'
   url: string
+  /** Where its WebSockets are (with uws, a port of their own). */
+  wsUrl?: string
   /**
    * The drain window this worker will use (from the config it read at startup, which a reload may
    * have changed since the primary started), so that the primary waits for it before killing.

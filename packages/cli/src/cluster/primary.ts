@@ -6,7 +6,7 @@ import type { Logger } from 'pino'
 import { createLogger, warnLoudly } from '../logger.js'
 import { processStartTicks, removeStatus, writeStatus, type PrimaryStatus, type ReloadOutcome } from './status-file.js'
 import type { ServeConfig } from '../config.js'
-import { isWorkerReady, WORKER_ENV, WORKER_SESSION_SECRET_ENV, type WorkerDrain } from './messages.js'
+import { isWorkerReady, WORKER_ENV, WORKER_SESSION_SECRET_ENV, type WorkerDrain, type WorkerReady } from './messages.js'
 
 /** A new worker that is not ready in this time counts as failed (a reload then aborts). */
 const READY_TIMEOUT_MS = 30_000
@@ -33,7 +33,7 @@ interface Managed {
   onTrial: boolean
   /** Its drain window, as it reported when ready; undefined: the default. */
   drainMs: number | undefined
-  ready: Promise<string>
+  ready: Promise<WorkerReady>
 }
 
 /**
@@ -89,7 +89,7 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
       retiring: false,
       onTrial,
       drainMs: undefined,
-      ready: new Promise<string>((resolve, reject) => {
+      ready: new Promise<WorkerReady>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`worker ${id} was not ready within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
         worker.on('message', (m: unknown) => {
           if (isWorkerReady(m)) {
@@ -97,7 +97,7 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
             managed.onTrial = false
             managed.drainMs = m.drainMs
             log.info({ worker: id, pid }, 'worker ready')
-            resolve(m.url)
+            resolve(m)
           }
         })
         worker.once('exit', (code, signal) => {
@@ -235,15 +235,16 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
 
   const initial = Array.from({ length: config.workers }, () => fork())
   for (const m of initial) workers.add(m)
-  let url: string
+  let first: WorkerReady
   try {
-    url = (await Promise.all(initial.map((m) => m.ready)))[0] as string
+    first = (await Promise.all(initial.map((m) => m.ready)))[0] as WorkerReady
   } catch (err) {
     stopping = true
     for (const m of initial) if (!m.worker.isDead()) m.worker.process.kill('SIGKILL')
     throw err
   }
-  const ws = url.replace(/^http/, 'ws')
-  io.stdout.write(`holdfast listening on ${url} (${ws}/ws) engine=${config.engine} workers=${config.workers}\n`)
+  const url = first.url
+  const ws = first.wsUrl ?? `${url.replace(/^http/, 'ws')}/ws`
+  io.stdout.write(`holdfast listening on ${url} (${ws}) engine=${config.engine} workers=${config.workers}${config.transport === 'uws' ? ' transport=uws' : ''}\n`)
   log.info({ url, workers: config.workers, pid: process.pid }, 'holdfast primary started')
 }

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
-import type { HoldfastOptions, RedisEngineOptions, TransportName } from '@holdfast/server'
+import type { HoldfastOptions, TransportName } from '@holdfast/server'
+import type { RedisEngineOptions } from '@holdfast/server/redis'
 import { CliError } from './cli-error.js'
 import { parseDuration } from './duration.js'
 

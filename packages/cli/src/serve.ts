@@ -2,7 +2,8 @@ import cluster from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
-import { createHoldfast, RedisEngine, type Engine } from '@holdfast/server'
+import { createHoldfast, type Engine } from '@holdfast/server'
+import type { RedisEngine } from '@holdfast/server/redis'
 import { DEFAULTS, IpcEngine } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import type { ServeConfig } from './config.js'
@@ -23,10 +24,12 @@ export interface RunningServer {
 }
 
 /**
- * The engine of `--engine redis`: this process's own two Redis connections (each worker of
+ * The engine of `--engine redis`: this process's own Redis connections (each worker of
  * `--workers N` opens its own too), with engine errors that no caller sees on the node's log.
+ * Loaded only here, so `serve --engine memory` never loads a Redis client.
  */
-function redisEngine(config: ServeConfig, logger: Logger): RedisEngine {
+async function redisEngine(config: ServeConfig, logger: Logger): Promise<RedisEngine> {
+  const { RedisEngine } = await import('@holdfast/server/redis')
   try {
     return new RedisEngine({ ...config.redis, url: config.redisUrl, onError: (err) => logger.warn({ err }, 'redis engine error') })
   } catch (err) {
@@ -70,7 +73,7 @@ export async function startServer(
   const logger = pino({ level: config.logLevel, base: opts.worker === undefined ? { service: 'holdfast' } : { service: 'holdfast', worker: opts.worker } })
 
   // The gateway closes only an engine it created itself, so serve closes this one after the drain.
-  const owned = opts.engine === undefined && config.engine === 'redis' ? redisEngine(config, logger) : undefined
+  const owned = opts.engine === undefined && config.engine === 'redis' ? await redisEngine(config, logger) : undefined
   const engine = opts.engine ?? owned
   const closeOwned = (): Promise<void> => owned?.close().catch((err: unknown) => logger.warn({ err }, 'closing the redis engine failed')) ?? Promise.resolve()
 

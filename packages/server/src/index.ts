@@ -29,5 +29,4 @@ export type {
 } from './engine/engine.js'
 export { MemoryEngine, type MemoryEngineOptions } from './engine/memory-engine.js'
 export type { Metrics } from './metrics.js'
-export { RedisEngine, type RedisEngineOptions } from './engine/redis-engine.js'
 export { HoldfastError, CloseCodes, ErrorCodes } from '@holdfast/protocol'

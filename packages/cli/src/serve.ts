@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import { createHoldfast, type Engine } from '@holdfast/server'
 import type { RedisEngine } from '@holdfast/server/redis'
-import { DEFAULTS, IpcEngine } from '@holdfast/server/internal'
+import { DEFAULTS, IpcEngine, redactRedisUrl as redactUrl } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import type { ServeConfig } from './config.js'
 import { runPrimary } from './cluster/primary.js'
@@ -36,17 +36,6 @@ async function redisEngine(config: ServeConfig, logger: Logger): Promise<RedisEn
     // The engine validates its options and names the bad one ("redis" in the config file).
     if (err instanceof TypeError) throw new CliError(`invalid configuration: ${err.message}`, { cause: err })
     throw err
-  }
-}
-
-/** The URL without its password, for logs. */
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.password !== '') u.password = '***'
-    return u.toString()
-  } catch {
-    return '(unparsable URL)'
   }
 }
 
@@ -110,7 +99,20 @@ export async function startServer(
 
   // An engine that cannot start yet (Redis away) is not fatal: the node serves, reports
   // not-ready on /readyz and recovers by itself, as an orchestrator expects.
-  await holdfast.ready().catch((err: unknown) => logger.error({ err }, 'engine not ready at startup'))
+  const startError = await holdfast.ready().then(
+    () => undefined,
+    (err: unknown) => err,
+  )
+  if (startError !== undefined) {
+    // A Redis configuration that cannot work (a wrong master name, a server that is not a cluster
+    // node, no Sentinel answering) is the operator's to fix: stop with a usage error naming it.
+    if (owned !== undefined && startError instanceof TypeError) {
+      await holdfast.close({ drainMs: 0 }).catch(() => {})
+      await closeOwned()
+      throw new CliError(`invalid configuration: ${startError.message.replace(/^holdfast: /, '')}`, { cause: startError })
+    }
+    logger.error({ err: startError }, 'engine not ready at startup')
+  }
   if (owned !== undefined && !owned.isReady()) {
     logger.warn({ redis: redactUrl(config.redisUrl) }, 'Redis is not reachable yet: /readyz answers 503 until it is; the engine keeps reconnecting')
   }

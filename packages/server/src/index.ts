@@ -16,6 +16,7 @@ export type { AuthContext, AuthResult, AuthenticateHook, JwtAuthOptions } from '
 export type { RpcContext, RpcHandler } from './rpc-router.js'
 export type {
   ControlMessage,
+  Durability,
   Engine,
   EngineHandler,
   HistoryPage,

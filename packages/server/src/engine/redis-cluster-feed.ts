@@ -117,6 +117,9 @@ export class ClusterFeed implements Feed {
     return this.#o.sharded ? this.#route.has(channel) : this.#control.isWanted(channel)
   }
 
+  /** ioredis follows the cluster's topology itself; the feed follows it by slot (see #reroute). */
+  reconnect(): void {}
+
   healthCheck(): void {
     if (this.#closed) return
     this.#reroute()

@@ -150,8 +150,9 @@ export function connections(s: ConnectSettings): Connections {
       role: 'master',
       ...(topology.sentinelPassword === undefined ? {} : { sentinelPassword: topology.sentinelPassword }),
       ...(topology.tls ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
-      // Hear a switch from the Sentinels at once, instead of when the old primary stops answering.
-      failoverDetector: true,
+      // No failoverDetector: its Sentinel connections have no error listener, so ioredis would print
+      // every failed reconnect of theirs. A demoted primary that stays up answers writes with
+      // READONLY, which reconnects the command connection, and the engine then moves the feed.
       sentinelRetryStrategy: retryStrategy,
       sentinelCommandTimeout: s.commandTimeoutMs,
       ...ours,

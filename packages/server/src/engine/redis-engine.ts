@@ -169,6 +169,7 @@ export class RedisEngine implements Engine {
           if (!ready) o.onError(new HoldfastError('engine_unavailable', `redis (${conns.describe}) not ready: ${reason}`))
           this.#handler?.onStateChange?.(ready)
         },
+        onStillNotReady: (reason) => o.onError(new HoldfastError('engine_unavailable', `redis (${conns.describe}) still not ready: ${reason}`)),
         onError: (err) => o.onError(err),
         onConnected: () => this.#onConnected(),
       },
@@ -540,6 +541,8 @@ export class RedisEngine implements Engine {
             'streams written before continue in new epochs unless they are known whole',
         ),
       )
+      // The subscriber may still be on the old primary (demoted, not dead): follow to the new one.
+      if (conns.kind === 'sentinel') link.feed.reconnect()
     }
     this.#server = now
     let trust: '0' | '1' = '0'

@@ -21,6 +21,8 @@ export interface Feed {
   isWanted(channel: string): boolean
   /** PING every connection; resubscribe where a connection is up but not synced. */
   healthCheck(): void
+  /** Drop and reopen the connection(s): the server behind them changed (a Sentinel failover). */
+  reconnect(): void
   close(): Promise<void>
 }
 
@@ -38,7 +40,7 @@ export interface SubscriberConnection extends EventEmitter {
   readonly status: string
   connect(): Promise<void>
   quit(): Promise<unknown>
-  disconnect(): void
+  disconnect(reconnect?: boolean): void
   ping(): Promise<unknown>
   subscribe(...channels: string[]): Promise<unknown>
   unsubscribe(...channels: string[]): Promise<unknown>
@@ -51,6 +53,19 @@ const SUBSCRIBE_BATCH = 512
 
 /** `subscribe` for classic pub/sub, `ssubscribe` for sharded pub/sub (Redis 7, one shard's channels). */
 export type SubscribeMode = 'subscribe' | 'ssubscribe'
+
+/**
+ * ioredis may end a connection for good on its own (a Sentinel failover detector disconnecting it
+ * while it connects): unless we closed it, connect it again after a short, jittered pause.
+ */
+export function reviveOnEnd(conn: { connect(): Promise<void>; on(event: 'end', listener: () => void): unknown }, closed: () => boolean): void {
+  conn.on('end', () => {
+    if (closed()) return
+    setTimeout(() => {
+      if (!closed()) conn.connect().catch(() => {})
+    }, 50 + Math.floor(Math.random() * 200)).unref()
+  })
+}
 
 /** Close a connection: QUIT lets replies in flight arrive, but a stalled Redis must not hold us up. */
 export async function closeConnection(conn: { quit(): Promise<unknown>; disconnect(): void }, boundMs: number): Promise<void> {
@@ -98,6 +113,7 @@ export class SubscriberFeed implements Feed {
       this.#changed()
     })
     conn.on('end', () => this.#changed())
+    reviveOnEnd(conn, () => this.#closed)
     // Connection errors show up as state changes; without a listener ioredis would print them.
     conn.on('error', () => {})
     if (mode === 'subscribe') conn.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#events.onMessage(channel, message))
@@ -166,6 +182,12 @@ export class SubscriberFeed implements Feed {
     } catch (err) {
       throw toEngineError('unsubscribe', err)
     }
+  }
+
+  reconnect(): void {
+    if (this.#closed) return
+    this.#subscribed = false
+    this.conn.disconnect(true)
   }
 
   /** Want a channel that moved here; it is subscribed with the whole set at the next resubscribe. */

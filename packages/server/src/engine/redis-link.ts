@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events'
 import CircuitBreaker from 'opossum'
 import { HoldfastError } from '@holdfast/protocol'
 import { isTimeout, isUnavailable, toEngineError } from './redis-errors.js'
-import { closeConnection, type Feed } from './redis-feed.js'
+import { closeConnection, reviveOnEnd, type Feed } from './redis-feed.js'
 import type { ScriptRunner } from './redis-scripts.js'
 
 /**
@@ -45,6 +45,8 @@ export interface LinkSettings {
 export interface LinkEvents {
   /** The combined readiness changed; `reason` says why it is not ready. */
   onStateChange(ready: boolean, reason: string): void
+  /** Still not ready after a while: why, now. */
+  onStillNotReady?(reason: string): void
   /** Something went wrong that no caller will see (a failed resubscribe...). */
   onError(err: unknown): void
   /**
@@ -58,6 +60,9 @@ export interface LinkEvents {
 export { isUnavailable, toEngineError } from './redis-errors.js'
 
 type Job = () => Promise<unknown>
+
+/** While not ready, say why again every this many health checks (the reason may have changed). */
+const REPORT_EVERY_TICKS = 10
 
 export class RedisLink {
   readonly cmd: RedisConnection
@@ -75,6 +80,7 @@ export class RedisLink {
   #probed = false
   /** The latest connection error, for the log line that says why the engine is not ready. */
   #lastError: string | undefined
+  #notReadyTicks = 0
   readonly #readyWaiters = new Set<() => void>()
 
   constructor(cmd: RedisConnection, feed: Feed, settings: LinkSettings, events: LinkEvents) {
@@ -119,6 +125,7 @@ export class RedisLink {
       this.update()
     })
     cmd.on('end', () => this.update())
+    reviveOnEnd(cmd, () => this.#closed || !this.#started)
     cmd.on('error', (err: unknown) => {
       this.#lastError = err instanceof Error ? err.message : String(err)
     })
@@ -249,6 +256,8 @@ export class RedisLink {
 
   #healthCheck(): void {
     if (this.#closed) return
+    if (this.#ready || !this.#started) this.#notReadyTicks = 0
+    else if (++this.#notReadyTicks % REPORT_EVERY_TICKS === 0) this.#events.onStillNotReady?.(this.#reason())
     void this.#checkCommands()
     if (this.cmd.status === 'ready' && !this.#probed) void this.#runProbe()
     this.feed.healthCheck()

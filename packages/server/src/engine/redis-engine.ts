@@ -118,8 +118,12 @@ export class RedisEngine implements Engine {
   readonly #byPubKey = new Map<string, FeedState>()
   /** Channels whose stream went back while Redis could not be told: moved to a new epoch before any read. */
   readonly #needsBump = new Map<string, string>()
-  /** '1' when the current server runs appendfsync always, so a restart of it loses nothing. */
-  #trust: '0' | '1' = '0'
+  /**
+   * How far the scripts may trust a stream written under another replication history (see the
+   * fence in redis-scripts.ts): '1' when the server runs appendfsync always (its restart loses
+   * nothing), 'c' in a Cluster (keys migrate between primaries), '0' otherwise.
+   */
+  #trust: '0' | '1' | 'c' = '0'
   /** run_id and replication id of the server the command connection last reached. */
   #server: { runId: string; replId: string } | undefined
   #publishCommand: 'publish' | 'spublish' = 'publish'
@@ -519,8 +523,9 @@ export class RedisEngine implements Engine {
   async #onConnected(): Promise<void> {
     const conns = this.#conns
     const link = this.#link
-    if (conns === undefined || link === undefined || conns.kind === 'cluster') {
-      this.#trust = '0'
+    if (conns === undefined || link === undefined) return
+    if (conns.kind === 'cluster') {
+      this.#trust = 'c'
       return
     }
     const cmd = link.cmd
@@ -545,7 +550,7 @@ export class RedisEngine implements Engine {
       if (conns.kind === 'sentinel') link.feed.reconnect()
     }
     this.#server = now
-    let trust: '0' | '1' = '0'
+    let trust: '0' | '1' | 'c' = '0'
     try {
       const aof = asArray(await cmd.callBuffer('config', 'get', 'appendonly'), 'config').map(text)
       const fsync = asArray(await cmd.callBuffer('config', 'get', 'appendfsync'), 'config').map(text)

@@ -48,6 +48,9 @@ export interface SubscriberConnection extends EventEmitter {
   sunsubscribe(...channels: string[]): Promise<unknown>
 }
 
+/** ioredis statuses on the way to `ready`. */
+const CONNECTING = new Set(['wait', 'connecting', 'connect', 'reconnecting'])
+
 /** Subscribe in slices: one huge SUBSCRIBE after a reconnect would block Redis and our parser. */
 const SUBSCRIBE_BATCH = 512
 
@@ -150,7 +153,25 @@ export class SubscriberFeed implements Feed {
   }
 
   /** Receive a channel. Idempotent; replayed after every reconnect. */
-  subscribe(channel: string): Promise<void> {
+  async subscribe(channel: string): Promise<void> {
+    // A shard's connection is opened when its first channel comes: give it the command timeout.
+    if (!this.usable && this.#healthy && !this.#closed && CONNECTING.has(this.conn.status)) await this.#whenReady(this.#closeBoundMs)
+    return this.#subscribe(channel)
+  }
+
+  #whenReady(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.conn.off('ready', done)
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      this.conn.once('ready', done)
+    })
+  }
+
+  #subscribe(channel: string): Promise<void> {
     if (!this.usable) return Promise.reject(new HoldfastError('engine_unavailable', 'redis subscribe: Redis is unavailable'))
     // A repeat waits for the SUBSCRIBE in flight, or returns at once when the channel is held:
     // it must never be able to drop a subscription that already works.

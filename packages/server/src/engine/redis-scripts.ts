@@ -76,12 +76,17 @@ end
 -- A stream last written under another replication history may have lost its latest writes (an
 -- asynchronously replicated primary failed over, a primary restarted from a lagging AOF): unless
 -- it is known to be whole, it continues in a new epoch, so that no client takes a reused offset
--- for one it saw. Known whole: its last write was a replicated publish and this server was
--- promoted from that history (the replica acknowledged it before it was fanned out), or this
--- server restarted (no other history) with appendfsync always (trust = '1', checked by the node).
+-- for one it saw. Known whole: this server was promoted from that history and the stream's last
+-- write was a replicated publish (the replica acknowledged it before it was fanned out); or it
+-- came from no history this server followed and either this server restarted with appendfsync
+-- always (trust = '1', checked by the node), or it is a Cluster node (trust = 'c'), where keys
+-- move between primaries whole (MIGRATE) and only a promotion tells of a loss.
 local function fence(meta, st, id, id2, candidate, trust)
   if st.l == id then return end
-  if st.l and not ((st.d == 'r' and st.l == id2) or (trust == '1' and id2 == NO_ID)) then
+  local whole
+  if st.l == id2 then whole = st.d == 'r'
+  else whole = trust == 'c' or (trust == '1' and id2 == NO_ID) end
+  if st.l and not whole then
     st.e = candidate
     redis.call('HSET', meta, 'e', candidate)
   end

@@ -13,7 +13,7 @@ import type { PublishOutcome, StreamOptions, StreamPublication } from '../src/en
 import { RedisConfigError } from '../src/engine/redis-errors.js'
 import { RedisEngine, type RedisEngineOptions } from '../src/engine/redis-engine.js'
 import { engineContract } from './engine-contract.js'
-import { NodeHandler, startNode, waitFor } from './redis-helpers.js'
+import { fakeClock, NodeHandler, startNode, waitFor } from './redis-helpers.js'
 import { RedisServer } from './redis-server.js'
 import { channelInSlot, cli, firstSlot, RedisCluster } from './redis-topology.js'
 
@@ -41,15 +41,6 @@ async function ownCluster(t: TestContext): Promise<RedisCluster> {
   return cluster
 }
 
-function fakeClock(start = 1_700_000_000_000): { now: () => number; advance: (ms: number) => void } {
-  let t = start
-  return {
-    now: () => t,
-    advance: (ms) => {
-      t += ms
-    },
-  }
-}
 
 engineContract('RedisEngine (Cluster)', async () => {
   const cluster = await sharedCluster()

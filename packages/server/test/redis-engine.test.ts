@@ -14,7 +14,7 @@ import type { StreamOptions } from '../src/engine/engine.js'
 import { reconnectDelay, RedisEngine, type RedisEngineOptions } from '../src/engine/redis-engine.js'
 import { engineContract } from './engine-contract.js'
 import { RawClient, startServer } from './helpers.js'
-import { isCode, NodeHandler, startNode, waitFor } from './redis-helpers.js'
+import { fakeClock, isCode, NodeHandler, startNode, waitFor } from './redis-helpers.js'
 import { RedisServer } from './redis-server.js'
 
 const STREAM: StreamOptions = { historySize: 1000, historyTtlMs: 600_000, streamTtlMs: 3_600_000 }
@@ -39,15 +39,6 @@ function channel(): string {
   return `chan:${randomUUID()}`
 }
 
-function fakeClock(start = 1_700_000_000_000): { now: () => number; advance: (ms: number) => void } {
-  let t = start
-  return {
-    now: () => t,
-    advance: (ms) => {
-      t += ms
-    },
-  }
-}
 
 engineContract('RedisEngine', async () => {
   const server = await sharedServer()

@@ -62,3 +62,14 @@ export function isCode(code: string): (err: unknown) => boolean {
   return (err) => err instanceof HoldfastError && err.code === code
 }
 
+
+/** A clock the test moves by hand, for the engine's `now` option. */
+export function fakeClock(start = 1_700_000_000_000): { now: () => number; advance: (ms: number) => void } {
+  let t = start
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms
+    },
+  }
+}

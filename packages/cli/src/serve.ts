@@ -31,7 +31,7 @@ export interface RunningServer {
 async function redisEngine(config: ServeConfig, logger: Logger): Promise<RedisEngine> {
   const { RedisEngine } = await import('@holdfast/server/redis')
   try {
-    return new RedisEngine({ ...config.redis, url: config.redisUrl, onError: (err) => logger.warn({ err }, 'redis engine error') })
+    return new RedisEngine({ ...config.redis, url: config.redisUrl, onError: (err) => logger.warn({ err }, err instanceof Error ? err.message : 'redis engine error') })
   } catch (err) {
     // The engine validates its options and names the bad one ("redis" in the config file).
     if (err instanceof TypeError) throw new CliError(`invalid configuration: ${err.message}`, { cause: err })

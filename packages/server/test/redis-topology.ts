@@ -88,7 +88,9 @@ export class SentinelSet {
     const conf = [
       `sentinel monitor ${SentinelSet.MASTER} 127.0.0.1 ${primary.port} 2`,
       `sentinel down-after-milliseconds ${SentinelSet.MASTER} ${o.downAfterMs ?? 1000}`,
-      `sentinel failover-timeout ${SentinelSet.MASTER} 5000`,
+      // Long at first: a Sentinel "fixes" a replica that follows its primary by another address
+      // (ours goes through the proxy) once failover-timeout has passed. killPrimary() shortens it.
+      `sentinel failover-timeout ${SentinelSet.MASTER} 600000`,
       `sentinel parallel-syncs ${SentinelSet.MASTER} 1`,
     ]
     const sentinels = await Promise.all([0, 1, 2].map(() => RedisServer.start({ sentinel: conf })))
@@ -139,6 +141,15 @@ export class SentinelSet {
     const p = Number((await info(this.primary.port, 'replication')).get('master_repl_offset'))
     const r = Number((await info(this.replica.port, 'replication')).get('slave_repl_offset'))
     return r - p
+  }
+
+  /**
+   * kill -9 the primary. Right before, the Sentinels get their usual failover timeout back (no
+   * replica is "fixed" while the primary is down: a Sentinel only does that with a sane primary).
+   */
+  async killPrimary(): Promise<void> {
+    await Promise.all(this.sentinels.map((s) => cli(s.port, 'sentinel', 'set', SentinelSet.MASTER, 'failover-timeout', '5000')))
+    await this.primary.kill()
   }
 
   /** Wait until the Sentinels name the replica as the primary and it answers as one. */

@@ -14,7 +14,9 @@ import type {
 } from './engine.js'
 import { connections, type Connections } from './redis-connect.js'
 import { RedisLink, type RedisConnection } from './redis-link.js'
+import { toEngineError } from './redis-errors.js'
 import { resolveOptions, type RedisEngineOptions, type Resolved } from './redis-options.js'
+import { PublishOrder } from './redis-publish-order.js'
 import { Scripts } from './redis-scripts.js'
 import {
   asArray,
@@ -46,6 +48,22 @@ export function reconnectDelay(attempt: number, baseMs: number, maxMs: number): 
 
 /** A regression may not move a stream to a new epoch more often than this (a client can claim one). */
 const REGRESSION_COOLDOWN_MS = 10_000
+
+/** Most replicated publications of one channel sent in one pipeline with one WAIT. */
+const REPLICATED_BATCH = 64
+
+interface ReplicatedJob {
+  key: string | undefined
+  keys: string[]
+  args: (string | number | Buffer)[]
+  resolve: (o: PublishOutcome) => void
+  reject: (err: unknown) => void
+}
+
+interface ReplicatedQueue {
+  waiting: ReplicatedJob[]
+  busy: boolean
+}
 
 /** Most live publications held for one channel while its epoch is being moved. */
 const MAX_HELD = 10_000
@@ -127,6 +145,10 @@ export class RedisEngine implements Engine {
   /** run_id and replication id of the server the command connection last reached. */
   #server: { runId: string; replId: string } | undefined
   #publishCommand: 'publish' | 'spublish' = 'publish'
+  /** Keeps publications in their publishers' order across a failed publish (redis-publish-order.ts). */
+  readonly #order = new PublishOrder()
+  /** Replicated publishes per channel, sent one batch at a time (see #replicated). */
+  readonly #queues = new Map<string, ReplicatedQueue>()
 
   constructor(options: RedisEngineOptions = {}) {
     this.#opts = resolveOptions(options)
@@ -257,20 +279,18 @@ export class RedisEngine implements Engine {
       this.#trust,
       this.#publishCommand,
     ]
-    if (!replicated) {
-      const reply = asArray(await link.run('publish', (c) => Scripts.publish.run(c, keys, args)), 'publish')
-      return { offset: asInt(reply[0], 'publish'), epoch: asString(reply[1], 'publish'), duplicate: asInt(reply[2], 'publish') === 1 }
+    const key = opts.idempotencyKey
+    this.#order.admit(channel, key)
+    if (replicated) return this.#replicated(channel, keys, args, key)
+    let reply: unknown[]
+    try {
+      reply = asArray(await link.run('publish', (c) => Scripts.publish.run(c, keys, args)), 'publish')
+    } catch (err) {
+      if (err instanceof HoldfastError && err.temporary) this.#order.failed(channel, [key])
+      throw err
     }
-    // Stored, then acknowledged by a replica, then committed (which fans it out): no client sees
-    // an offset that a failover to that replica could take back.
-    const durable = await this.#durableConnection()
-    const [raw, replicas] = (await link.run('publish', (c) => Scripts.publish.runAndWait(c, keys, args, 1, this.#opts.replicaWaitMs), durable)) as [unknown, number]
-    const reply = asArray(raw, 'publish')
-    const outcome: PublishOutcome = { offset: asInt(reply[0], 'publish'), epoch: asString(reply[1], 'publish'), duplicate: asInt(reply[2], 'publish') === 1 }
-    if (outcome.duplicate && outcome.offset <= asInt(reply[3], 'publish')) return outcome
-    if (replicas < 1) throw this.#notReplicated()
-    const epoch = await this.#commit(channel, outcome.offset)
-    return epoch === '' ? outcome : { ...outcome, epoch }
+    this.#order.stored(channel, key)
+    return { offset: asInt(reply[0], 'publish'), epoch: asString(reply[1], 'publish'), duplicate: asInt(reply[2], 'publish') === 1 }
   }
 
   async history(channel: string, q: HistoryQuery): Promise<HistoryPage> {
@@ -462,15 +482,79 @@ export class RedisEngine implements Engine {
   async #sync(channel: string): Promise<void> {
     const link = this.#live()
     const durable = await this.#durableConnection()
-    const [raw, replicas] = (await link.run(
+    const { replies, replicas } = (await link.run(
       'history',
-      (c) => Scripts.sync.runAndWait(c, [this.#keys.meta(channel)], [this.#now(), newEpoch(), this.#trust], 1, this.#opts.replicaWaitMs),
+      (c) => Scripts.sync.runAllAndWait(c, [{ keys: [this.#keys.meta(channel)], args: [this.#now(), newEpoch(), this.#trust] }], 1, this.#opts.replicaWaitMs),
       durable,
-    )) as [unknown, number]
+    )) as { replies: Array<[Error | null, unknown]>; replicas: number }
+    const [err, raw] = replies[0] ?? [new Error('no reply'), undefined]
+    if (err !== null) throw toEngineError('history', err)
     const top = asInt(asArray(raw, 'history')[0], 'history')
     if (top < 0) return
     if (replicas < 1) throw new HoldfastError('engine_unavailable', `no replica confirmed the channel's latest publications within ${this.#opts.replicaWaitMs} ms; retry`)
     await this.#commit(channel, top)
+  }
+
+  /**
+   * A replicated publish: stored, then acknowledged by a replica (WAIT), then committed, which
+   * fans it out. No client sees an offset that a failover to that replica could take back.
+   *
+   * One channel's replicated publishes go in batches, one at a time: each batch is one pipeline
+   * (its scripts, then one WAIT), so a replica round trip serves many. When a batch fails, so
+   * does everything queued behind it, unsent, and the channel's publish order gate closes (see
+   * PublishOrder): a publisher's retries then come back in the order it issued them.
+   */
+  #replicated(channel: string, keys: string[], args: (string | number | Buffer)[], key: string | undefined): Promise<PublishOutcome> {
+    let q = this.#queues.get(channel)
+    if (q === undefined) {
+      q = { waiting: [], busy: false }
+      this.#queues.set(channel, q)
+    }
+    const queue = q
+    return new Promise((resolve, reject) => {
+      queue.waiting.push({ key, keys, args, resolve, reject })
+      if (!queue.busy) void this.#flush(channel, queue)
+    })
+  }
+
+  async #flush(channel: string, q: ReplicatedQueue): Promise<void> {
+    q.busy = true
+    const batch = q.waiting.splice(0, REPLICATED_BATCH)
+    try {
+      const link = this.#live()
+      const durable = await this.#durableConnection()
+      const { replies, replicas } = (await link.run('publish', (c) => Scripts.publish.runAllAndWait(c, batch, 1, this.#opts.replicaWaitMs), durable)) as {
+        replies: Array<[Error | null, unknown]>
+        replicas: number
+      }
+      const outcomes: Array<{ offset: number; epoch: string; duplicate: boolean } | Error> = replies.map(([err, raw]) => {
+        if (err !== null) return toEngineError('publish', err)
+        const r = asArray(raw, 'publish')
+        return { offset: asInt(r[0], 'publish'), epoch: asString(r[1], 'publish'), duplicate: asInt(r[2], 'publish') === 1 }
+      })
+      const failed = outcomes.find((o): o is Error => o instanceof Error)
+      if (failed !== undefined || replicas < 1) throw failed ?? this.#notReplicated()
+      let top = 0
+      for (const o of outcomes) if (!(o instanceof Error)) top = Math.max(top, o.offset)
+      const epoch = await this.#commit(channel, top)
+      for (const [i, job] of batch.entries()) {
+        const o = outcomes[i] as { offset: number; epoch: string; duplicate: boolean }
+        this.#order.stored(channel, job.key)
+        job.resolve({ offset: o.offset, epoch: epoch === '' ? o.epoch : epoch, duplicate: o.duplicate })
+      }
+    } catch (err) {
+      const error = err instanceof HoldfastError ? err : toEngineError('publish', err)
+      // Everything of this batch fails, and so does everything queued behind it, unsent.
+      const behind = q.waiting.splice(0)
+      if (error.temporary) this.#order.failed(channel, [...batch, ...behind].map((j) => j.key))
+      for (const job of batch) job.reject(error)
+      const held = new HoldfastError('engine_unavailable', `an earlier replicated publication to this channel failed (${error.message}): retry in order`)
+      for (const job of behind) job.reject(held)
+    } finally {
+      q.busy = false
+      if (q.waiting.length > 0) void this.#flush(channel, q)
+      else if (this.#queues.get(channel) === q) this.#queues.delete(channel)
+    }
   }
 
   async #readHistory(

@@ -411,29 +411,26 @@ export class LuaScript {
   }
 
   /**
-   * Run the script, then `WAIT numReplicas timeoutMs` on the same connection (one pipeline: in a
-   * Cluster both go to the node of the keys). WAIT returns how many replicas acknowledged every
-   * write the connection made so far, the script's included. → [script reply, replicas].
+   * Run the script once per argument list, then `WAIT numReplicas timeoutMs`, all in one pipeline
+   * on one connection (in a Cluster every call must be for keys of one slot, and the WAIT goes to
+   * that node). WAIT answers how many replicas acknowledged every write the connection made so
+   * far, the scripts' included. → each script's reply or error, and the replica count.
    */
-  async runAndWait(client: ScriptRunner, keys: readonly string[], args: readonly Arg[], numReplicas: number, timeoutMs: number): Promise<[unknown, number]> {
-    const once = async (how: 'evalsha' | 'eval'): Promise<[unknown, number]> => {
-      const replies = await client
-        .pipeline()
-        .callBuffer(how, how === 'evalsha' ? this.sha : this.source, keys.length, ...keys, ...args)
-        .call('wait', numReplicas, timeoutMs)
-        .exec()
-      const [script, wait] = replies ?? []
-      if (script === undefined || wait === undefined) throw new Error(`no reply to ${this.name}`)
-      if (script[0] !== null) throw script[0]
+  async runAllAndWait(client: ScriptRunner, calls: ReadonlyArray<{ keys: readonly string[]; args: readonly Arg[] }>, numReplicas: number, timeoutMs: number): Promise<{ replies: Array<[Error | null, unknown]>; replicas: number }> {
+    const once = async (how: 'evalsha' | 'eval'): Promise<{ replies: Array<[Error | null, unknown]>; replicas: number }> => {
+      const p = client.pipeline()
+      for (const c of calls) p.callBuffer(how, how === 'evalsha' ? this.sha : this.source, c.keys.length, ...c.keys, ...c.args)
+      p.call('wait', numReplicas, timeoutMs)
+      const replies = (await p.exec()) ?? []
+      const wait = replies.pop()
+      if (wait === undefined || replies.length !== calls.length) throw new Error(`no reply to ${this.name}`)
       if (wait[0] !== null) throw wait[0]
-      return [script[1], Number(wait[1])]
+      return { replies, replicas: Number(wait[1]) }
     }
-    try {
-      return await once('evalsha')
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err
-      return await once('eval')
-    }
+    const first = await once('evalsha')
+    // Scripts are not replicated: a promoted replica has none cached yet. NOSCRIPT did nothing.
+    if (first.replies.length > 0 && first.replies.every(([err]) => err?.message.startsWith('NOSCRIPT') === true)) return once('eval')
+    return first
   }
 }
 

@@ -54,27 +54,37 @@ function report(t: TestContext, name: string, o: RedisFailoverOutcome, extra: Re
   })
 }
 
+/**
+ * The Sentinel scenario: stall the replica under load, kill the primary, let the Sentinels
+ * promote the replica; `then` runs after the promotion (part of the fault).
+ */
+async function sentinelFailover(t: TestContext, durability: 'none' | 'replicated', then?: (set: SentinelSet) => Promise<void>): Promise<{ o: RedisFailoverOutcome; lag: number }> {
+  const set = await sentinels(t)
+  let lag = 0
+  const o = await redisFailover(t, {
+    redisUrl: set.url,
+    channels: CHANNELS,
+    subscribers: SUBSCRIBERS,
+    durability,
+    everyMs: 20,
+    fault: async () => {
+      set.stallReplica()
+      await sleep(STALL_MS)
+      lag = await set.replicaLagBytes()
+      const at = now()
+      await set.killPrimary()
+      await set.awaitFailover()
+      await then?.(set)
+      return at
+    },
+  })
+  return { o, lag }
+}
+
 describe('chaos: Redis failover with a lagging replica', () => {
   it("Sentinel, durability 'none': the acknowledged writes the replica missed are announced (recovered:false), never silently skipped", async (t) => {
     if (!requireBinary(t, REDIS_SERVER, 'redis-server')) return
-    const set = await sentinels(t)
-    let lag = 0
-    const o = await redisFailover(t, {
-      redisUrl: set.url,
-      channels: CHANNELS,
-      subscribers: SUBSCRIBERS,
-      durability: 'none',
-      everyMs: 20,
-      fault: async () => {
-        set.stallReplica()
-        await sleep(STALL_MS)
-        lag = await set.replicaLagBytes()
-        const at = now()
-        await set.killPrimary()
-        await set.awaitFailover()
-        return at
-      },
-    })
+    const { o, lag } = await sentinelFailover(t, 'none')
     report(t, 'redis-sentinel-none', o, { replicaLagBytes: -lag })
     assert.ok(lag < 0, 'the replica really lagged when the primary died')
     assert.deepEqual(o.errors, [], 'every publish was acknowledged in the end (the SDK retried)')
@@ -89,27 +99,11 @@ describe('chaos: Redis failover with a lagging replica', () => {
 
   it("Sentinel, durability 'replicated': no acknowledged publication is lost at all", async (t) => {
     if (!requireBinary(t, REDIS_SERVER, 'redis-server')) return
-    const set = await sentinels(t)
-    let lag = 0
-    const o = await redisFailover(t, {
-      redisUrl: set.url,
-      channels: CHANNELS,
-      subscribers: SUBSCRIBERS,
-      durability: 'replicated',
-      everyMs: 20,
-      fault: async () => {
-        set.stallReplica()
-        await sleep(STALL_MS)
-        lag = await set.replicaLagBytes()
-        const at = now()
-        await set.killPrimary()
-        await set.awaitFailover()
-        // The promoted primary needs a replica to acknowledge anything: the old one rejoins.
-        await set.primary.restart()
-        await cli(set.primary.port, 'replicaof', '127.0.0.1', String(set.replica.port))
-        await poll('the old primary to rejoin as a replica', async () => (await cli(set.primary.port, 'role'))[0] === 'slave', 20_000, 100)
-        return at
-      },
+    // The promoted primary needs a replica to acknowledge anything: the old one rejoins.
+    const { o, lag } = await sentinelFailover(t, 'replicated', async (set) => {
+      await set.primary.restart()
+      await cli(set.primary.port, 'replicaof', '127.0.0.1', String(set.replica.port))
+      await poll('the old primary to rejoin as a replica', async () => (await cli(set.primary.port, 'role'))[0] === 'slave', 20_000, 100)
     })
     report(t, 'redis-sentinel-replicated', o, { replicaLagBytes: -lag })
     assert.ok(lag < 0, 'the replica really lagged when the primary died')

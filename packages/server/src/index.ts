@@ -9,6 +9,8 @@ export type {
   DisconnectInfo,
   HoldfastOptions,
   PublishHookContext,
+  ReadHookContext,
+  ReadKind,
   TransportName,
 } from './options.js'
 export type { UpgradeRequest } from './transport/transport.js'

@@ -51,7 +51,8 @@ describe('RedisEngine: reads create nothing', () => {
     const again = await engine.history(ch, { stream: STREAM, since: { epoch: first.epoch, offset: 0 }, limit: 10 })
     assert.equal(again.epoch, first.epoch)
     assert.equal(again.continuous, true)
-    // A position in that epoch beyond 0 cannot exist: not continuous, and still nothing written.
+    // Offset 0 lies in every epoch; a position beyond it cannot exist: not continuous, and still nothing written.
+    assert.equal((await engine.history(ch, { stream: STREAM, since: { epoch: 'other', offset: 0 }, limit: 10 })).continuous, true)
     assert.equal((await engine.history(ch, { stream: STREAM, since: { epoch: first.epoch, offset: 3 }, limit: 10 })).continuous, false)
     await engine.subscribe(ch)
     await engine.unsubscribe(ch)

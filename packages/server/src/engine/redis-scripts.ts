@@ -267,7 +267,8 @@ local id, id2 = lineage()
 local st = load_stream(meta, now)
 if not st then
   local e = virtual_epoch(meta, id, now, stream_ttl)
-  if since >= 0 and (since_epoch ~= e or since > 0) then return { 0, e, 0, {} } end
+  -- Offset 0 (nothing delivered yet) lies in every epoch; anything beyond it is gone.
+  if since > 0 then return { 0, e, 0, {} } end
   return { 0, e, 1, {} }
 end
 fence(meta, st, id, id2, ARGV[2], ARGV[9])
@@ -309,7 +310,8 @@ if since >= 0 then
     end
     return { top, st.e, 0, {} }
   end
-  if since_epoch ~= st.e or (since < top and since + 1 < first) then return { top, st.e, 0, {} } end
+  -- Offset 0 lies in every epoch: it continues while offset 1 is still held.
+  if (since_epoch ~= st.e and since > 0) or (since < top and since + 1 < first) then return { top, st.e, 0, {} } end
   from, to = since + 1, math.min(top, since + limit)
 else
   from, to = math.max(first, top - limit + 1), top

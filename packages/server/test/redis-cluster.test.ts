@@ -177,6 +177,27 @@ describe('RedisEngine on a Redis Cluster', () => {
     t.diagnostic(`publish failures (retried): ${load.failures}; epochs: ${epochs.length}`)
   })
 
+  it("durability 'replicated': a primary killed loses no acknowledged publication; the stream keeps its epoch", async (t) => {
+    const cluster = await ownCluster(t)
+    const { engine, rec } = await startNode(t, cluster.url, { prefix: 'rk', ...FAST })
+    const ch = `durable:${randomUUID()}`
+    await engine.subscribe(ch)
+    const opts = { ...STREAM, durability: 'replicated' as const }
+    const acked: PublishOutcome[] = []
+    for (let i = 1; i <= 20; i++) acked.push(await engine.publish(ch, { i }, opts))
+    await rec.until('20 live publications', () => rec.of(ch).length === 20)
+    const at = performance.now()
+    await cluster.killPrimaryOf(calculateSlot(ch))
+    await rec.untilState(true, at, 30_000)
+    const epoch = acked[0]?.epoch as string
+    const page = await engine.history(ch, { stream: STREAM, since: { epoch, offset: 0 }, limit: 100 })
+    assert.equal(page.continuous, true)
+    assert.equal(page.epoch, epoch, 'promoted from the replica that acknowledged them: the same epoch')
+    assert.deepEqual(offsets(page.publications as StreamPublication[]), Array.from({ length: 20 }, (_, i) => i + 1))
+    // The promoted primary has no replica of its own: nothing more is acknowledged, nothing falsely.
+    await assert.rejects(engine.publish(ch, { i: 21 }, opts), (err: unknown) => err instanceof Error && /no replica confirmed/.test(err.message))
+  })
+
   it('a slot migration (redis-cli --cluster reshard) of a channel under load: the subscription follows the slot, nothing is lost or doubled', async (t) => {
     const cluster = await ownCluster(t)
     const nodes = await cluster.nodes()

@@ -173,6 +173,31 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     assert.equal(page.continuous, false)
   })
 
+  it("a failover endpoint with durability 'replicated': every acknowledged publication is on the promoted replica, same epoch", async (t) => {
+    const primary = await server(t, ['--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0'])
+    const replica = await server(t, ['--replicaof', '127.0.0.1', String(primary.port)])
+    await poll('the replica to sync', async () => (await cli(replica.port, 'info', 'replication')).includes('master_link_status:up'), 10_000)
+    const endpoint = await FailoverEndpoint.start(primary.port)
+    t.after(() => endpoint.close())
+    const { engine, rec } = await startNode(t, endpoint.url, { prefix: 'epr', ...FAST })
+    const ch = `epr:${randomUUID()}`
+    const opts = { ...STREAM, durability: 'replicated' as const }
+    const acked = []
+    for (let i = 1; i <= 5; i++) acked.push(await engine.publish(ch, { i }, opts))
+    // The replica stops following: nothing more can be acknowledged, and nothing is.
+    await replica.cli('replicaof', 'no', 'one')
+    await assert.rejects(engine.publish(ch, { i: 6 }, opts), isCode('engine_unavailable'))
+    const at = performance.now()
+    await primary.kill()
+    await rec.untilState(false, at, 10_000)
+    await endpoint.switchTo(replica.port)
+    await rec.untilState(true, at, 10_000)
+    const page = await engine.history(ch, { stream: STREAM, since: { epoch: acked[0]?.epoch as string, offset: 0 }, limit: 10 })
+    assert.equal(page.continuous, true)
+    assert.equal(page.epoch, acked[0]?.epoch, 'the same epoch: nothing acknowledged was lost')
+    assert.deepEqual(page.publications.map((p) => p.data), [1, 2, 3, 4, 5].map((i) => ({ i })))
+  })
+
   it("durability 'replicated' without any replica: the publish fails with a temporary error, never a false acknowledgement", async (t) => {
     const redis = await sharedServer()
     const { engine, rec } = await startNode(t, redis.url, { prefix: prefix(), ...FAST })

@@ -240,16 +240,21 @@ async function latency(): Promise<void> {
 
 // ------------------------------------------------------------------ failover
 
-/** Publish one at a time (each retried with its id until acknowledged); the time of every ack. */
-function steadyPublisher(engine: RedisEngine, channel: string, durability: 'none' | 'replicated'): { acks: number[]; stop: () => Promise<void> } {
-  const acks: number[] = []
+/**
+ * Publish one at a time, each retried with its id until acknowledged. `acks` holds, per ack, when
+ * it arrived and when the attempt that got it began: a publish already stored when the primary
+ * died may be acknowledged a moment later, and must not count as "after the failover".
+ */
+function steadyPublisher(engine: RedisEngine, channel: string, durability: 'none' | 'replicated'): { acks: Array<{ at: number; attemptAt: number }>; stop: () => Promise<void> } {
+  const acks: Array<{ at: number; attemptAt: number }> = []
   let stopped = false
   const loop = (async () => {
     for (let i = 0; !stopped; i++) {
       for (;;) {
+        const attemptAt = performance.now()
         try {
           await engine.publish(channel, { i }, { ...STREAM, durability, idempotencyKey: `k${i}` })
-          acks.push(performance.now())
+          acks.push({ at: performance.now(), attemptAt })
           break
         } catch (err) {
           if (stopped || !(err instanceof HoldfastError)) return
@@ -270,15 +275,16 @@ function steadyPublisher(engine: RedisEngine, channel: string, durability: 'none
 
 const FAST = { commandTimeoutMs: 1000, healthCheckIntervalMs: 250, reconnectBaseMs: 50, reconnectMaxMs: 300, replicaWaitMs: 300 }
 
-async function measureFailover(url: string, channel: string, durability: 'none' | 'replicated', kill: () => Promise<void>): Promise<number> {
+/** `kill` resolves with performance.now() at the SIGKILL (what it does before does not count). */
+async function measureFailover(url: string, channel: string, durability: 'none' | 'replicated', kill: () => Promise<number>): Promise<number> {
   const engine = new RedisEngine({ url, prefix: `f${randomUUID().slice(0, 8)}`, onError: () => {}, ...FAST })
   await engine.start(quiet)
   const p = steadyPublisher(engine, channel, durability)
   await poll('steady publishing', () => p.acks.length >= 50, 20_000)
-  const killedAt = performance.now()
-  await kill()
-  await poll('an acknowledged publish after the failover', () => p.acks.some((t) => t > killedAt + 1), 60_000, 10)
-  const first = (p.acks.find((t) => t > killedAt + 1) as number) - killedAt
+  const killedAt = await kill()
+  const after = (): { at: number } | undefined => p.acks.find((a) => a.attemptAt > killedAt)
+  await poll('an acknowledged publish after the failover', () => after() !== undefined, 60_000, 10)
+  const first = (after() as { at: number }).at - killedAt
   await p.stop()
   await engine.close()
   return first
@@ -294,13 +300,14 @@ async function failover(): Promise<void> {
       try {
         const engineUrl = set.url
         const first = await measureFailover(engineUrl, 'fo', durability, async () => {
-          await set.killPrimary()
+          const at = await set.killPrimary()
           if (durability === 'replicated') {
             // Nothing is acknowledged without a replica: the old primary rejoins as one.
             await set.awaitFailover()
             await set.primary.restart()
             await cli(set.primary.port, 'replicaof', '127.0.0.1', String(set.replica.port))
           }
+          return at
         })
         add(`Sentinel, ${durability}${durability === 'replicated' ? ' (old primary restarted as replica)' : ''}`, first)
       } finally {
@@ -315,9 +322,11 @@ async function failover(): Promise<void> {
       try {
         await poll('the replica to sync', async () => (await cli(replica.port, 'info', 'replication')).includes('master_link_status:up'), 10_000)
         const first = await measureFailover(endpoint.url, 'fo', 'none', async () => {
+          const at = performance.now()
           await primary.kill()
           await replica.cli('replicaof', 'no', 'one')
           await endpoint.switchTo(replica.port)
+          return at
         })
         add('failover endpoint (promote + switch at once), none', first)
       } finally {
@@ -329,9 +338,7 @@ async function failover(): Promise<void> {
     {
       const cluster = await RedisCluster.start()
       try {
-        const first = await measureFailover(cluster.url, 'fo', 'none', async () => {
-          await cluster.killPrimaryOf(calculateSlot('fo'))
-        })
+        const first = await measureFailover(cluster.url, 'fo', 'none', async () => (await cluster.killPrimaryOf(calculateSlot('fo'))).at)
         add('Cluster primary (cluster-node-timeout 1000 ms), none', first)
       } finally {
         await cluster.close()

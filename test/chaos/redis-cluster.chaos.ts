@@ -37,9 +37,9 @@ describe('chaos: Redis Cluster faults under load', () => {
       durability: 'none',
       everyMs: 20,
       fault: async () => {
-        const at = now()
-        killed = (await c.killPrimaryOf(victimSlot)).killed
-        return at
+        const k = await c.killPrimaryOf(victimSlot)
+        killed = k.killed
+        return performance.timeOrigin + k.at
       },
     })
     t.diagnostic(summary(o.report))

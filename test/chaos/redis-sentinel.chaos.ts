@@ -71,8 +71,7 @@ async function sentinelFailover(t: TestContext, durability: 'none' | 'replicated
       set.stallReplica()
       await sleep(STALL_MS)
       lag = await set.replicaLagBytes()
-      const at = now()
-      await set.killPrimary()
+      const at = performance.timeOrigin + (await set.killPrimary())
       await set.awaitFailover()
       await then?.(set)
       return at

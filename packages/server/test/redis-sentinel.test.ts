@@ -38,8 +38,7 @@ function offsets(pubs: readonly StreamPublication[]): number[] {
 }
 
 async function failover(set: SentinelSet, rec: NodeHandler): Promise<{ killedAt: number; readyAt: number }> {
-  const killedAt = performance.now()
-  await set.killPrimary()
+  const killedAt = await set.killPrimary()
   await rec.untilState(false, killedAt, 10_000)
   await set.awaitFailover()
   const readyAt = await rec.untilState(true, killedAt, 15_000)

@@ -144,12 +144,15 @@ export class SentinelSet {
   }
 
   /**
-   * kill -9 the primary. Right before, the Sentinels get their usual failover timeout back (no
-   * replica is "fixed" while the primary is down: a Sentinel only does that with a sane primary).
+   * kill -9 the primary; resolves with performance.now() at the kill. Right before, the Sentinels
+   * get their usual failover timeout back (no replica is "fixed" while the primary is down: a
+   * Sentinel only does that with a sane primary).
    */
-  async killPrimary(): Promise<void> {
+  async killPrimary(): Promise<number> {
     await Promise.all(this.sentinels.map((s) => cli(s.port, 'sentinel', 'set', SentinelSet.MASTER, 'failover-timeout', '5000')))
+    const at = performance.now()
     await this.primary.kill()
+    return at
   }
 
   /** Wait until the Sentinels name the replica as the primary and it answers as one. */
@@ -292,9 +295,10 @@ export class RedisCluster {
     )
   }
 
-  /** kill -9 the primary owning `slot`, then wait until its replica took over. */
-  async killPrimaryOf(slot: number, ms = 30_000): Promise<{ killed: number; promoted: number }> {
+  /** kill -9 the primary owning `slot` (`at`: performance.now() at the kill), then wait until its replica took over. */
+  async killPrimaryOf(slot: number, ms = 30_000): Promise<{ killed: number; promoted: number; at: number }> {
     const owner = await this.ownerOf(slot)
+    const at = performance.now()
     await this.server(owner.port).kill()
     let promoted = 0
     await poll(
@@ -307,7 +311,7 @@ export class RedisCluster {
       ms,
       100,
     )
-    return { killed: owner.port, promoted }
+    return { killed: owner.port, promoted, at }
   }
 
   /**

@@ -13,6 +13,7 @@ import type {
   StreamPublication,
 } from './engine.js'
 import { connections, type Connections } from './redis-connect.js'
+import { closeConnection } from './redis-feed.js'
 import { RedisLink, type RedisConnection } from './redis-link.js'
 import { toEngineError } from './redis-errors.js'
 import { resolveOptions, type RedisEngineOptions, type Resolved } from './redis-options.js'
@@ -210,7 +211,7 @@ export class RedisEngine implements Engine {
     this.#handler = undefined
     this.#byPubKey.clear()
     const durable = this.#durable
-    await Promise.all([this.#link?.close(), durable === undefined ? undefined : durable.quit().catch(() => durable.disconnect())])
+    await Promise.all([this.#link?.close(), durable === undefined ? undefined : closeConnection(durable, this.#opts.commandTimeoutMs)])
   }
 
   isReady(): boolean {

@@ -2,9 +2,11 @@
  * Three `holdfast serve --engine redis` processes on one real redis-server act as one system: a
  * publication made on one node reaches the subscribers of every node exactly once, presence lists
  * the clients of every node, and `GET /api/info` lists the live nodes with their connections.
+ * The same test runs on a Redis Cluster (three primaries, three replicas; sharded pub/sub).
  */
 import assert from 'node:assert/strict'
-import { describe, it } from 'node:test'
+import { describe, it, type TestContext } from 'node:test'
+import { RedisCluster } from '../../packages/server/test/redis-topology.js'
 import { apiGet, makeClient, REDIS_SERVER, requireBinary, startFleet, startRedis, until } from './fleet.js'
 import { AppLog, now, range } from '../chaos/history.js'
 
@@ -16,11 +18,22 @@ interface InfoBody {
   registry: string
 }
 
+const TOPOLOGIES: Array<[string, (t: TestContext) => Promise<string>]> = [
+  ['one Redis', async (t) => (await startRedis(t)).url],
+  [
+    'a Redis Cluster',
+    async (t) => {
+      const cluster = await RedisCluster.start()
+      t.after(() => cluster.close())
+      return cluster.url
+    },
+  ],
+]
+
 describe('multi-node: cross-node publish and presence', () => {
-  it('a publish on node 1 reaches clients on nodes 1, 2 and 3 once; presence and /api/info see the whole fleet', async (t) => {
+  for (const [name, redisUrl] of TOPOLOGIES) it(`on ${name}: a publish on node 1 reaches clients on nodes 1, 2 and 3 once; presence and /api/info see the whole fleet`, async (t) => {
     if (!requireBinary(t, REDIS_SERVER, 'redis-server')) return
-    const redis = await startRedis(t)
-    const nodes = await startFleet(t, redis.url, 3, { config: CONFIG })
+    const nodes = await startFleet(t, await redisUrl(t), 3, { config: CONFIG })
     const channel = 'room:lobby'
 
     const clients = nodes.map((n) => makeClient(t, n.wsUrl, { name: `client-on-${n.id}` }))

@@ -103,6 +103,11 @@ export class ServeNode {
     return this.#proc?.stderr() ?? ''
   }
 
+  /** Everything the process wrote to stdout (its JSON log lines). */
+  stdout(): string {
+    return this.#proc?.stdout() ?? ''
+  }
+
   /** Send `signal` (kill -9 by default) and wait for the exit. */
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const proc = this.#proc

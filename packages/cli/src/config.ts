@@ -1,7 +1,9 @@
 import { parseArgs } from 'node:util'
-import type { HoldfastOptions, RedisEngineOptions, TransportName } from '@holdfast/server'
-// A module of its own, so that reading the configuration never loads the gateway (`--version`, `help`).
+import type { HoldfastOptions, TransportName } from '@holdfast/server'
+import type { RedisEngineOptions } from '@holdfast/server/redis'
+// Modules of their own, so that reading the configuration never loads the gateway (`--version`, `help`).
 import { resolveTrustProxy } from '@holdfast/server/internal/client-address'
+import { parseRedisUrl as parseRedisTopology } from '@holdfast/server/internal/redis-url'
 import type { HttpGuardOptions } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import { parseDuration } from './duration.js'
@@ -85,7 +87,7 @@ export const SETTINGS = {
   port: { flag: 'port', file: 'port', help: 'TCP port to listen on; 0 picks a free one (default 8080)' },
   host: { flag: 'host', file: 'host', help: 'address to bind (default 127.0.0.1; 0.0.0.0 for all interfaces)' },
   engine: { flag: 'engine', file: 'engine', help: 'memory | redis (default memory)' },
-  redisUrl: { flag: 'redis-url', file: 'redisUrl', help: 'Redis URL for --engine redis (default redis://127.0.0.1:6379)' },
+  redisUrl: { flag: 'redis-url', file: 'redisUrl', help: 'Redis for --engine redis: redis://host:port, redis+sentinel://host:port,host:port/<master-name> or redis+cluster://host:port,host:port (default redis://127.0.0.1:6379)' },
   workers: { flag: 'workers', file: 'workers', help: 'worker processes (default 1; needs --transport ws)' },
   transport: { flag: 'transport', file: 'transport', help: 'ws | uws: what carries the WebSockets (default ws); uws serves them on --ws-port' },
   wsPort: { flag: 'ws-port', file: 'wsPort', help: 'with --transport uws: the WebSocket port (default --port + 1; 0 picks a free one)' },
@@ -162,6 +164,8 @@ export const REDIS_FILE_OPTIONS = [
   'reconnectMaxMs',
   'startTimeoutMs',
   'idempotencyTtlMs',
+  'shardedPubSub',
+  'replicaWaitMs',
 ] as const satisfies readonly (keyof RedisEngineOptions)[]
 
 export type RedisTuning = Pick<RedisEngineOptions, (typeof REDIS_FILE_OPTIONS)[number]>
@@ -224,14 +228,12 @@ function parseHost(r: Raw): string {
 }
 
 function parseRedisUrl(r: Raw): string {
-  let url: URL
   try {
-    url = new URL(r.value.trim())
-  } catch {
-    throw new CliError(`${r.label} must be a URL such as redis://127.0.0.1:6379, got "${r.value}"`)
-  }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new CliError(`${r.label} must use redis:// or rediss://, got "${r.value}"`)
+    // One server, Sentinel or Cluster; the parser says what is wrong with a bad one.
+    parseRedisTopology(r.value)
+  } catch (err) {
+    const why = err instanceof TypeError ? err.message.replace(/^holdfast: /, '') : String(err)
+    throw new CliError(`${r.label}: ${why}`)
   }
   return r.value.trim()
 }

@@ -2,8 +2,9 @@ import cluster from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { createHoldfast, RedisEngine, type Engine } from '@holdfast/server'
-import { acceptProxyProtocol, DEFAULTS, IpcEngine, loadUws, resolveTrustProxy, UWS_PACKAGES } from '@holdfast/server/internal'
+import { createHoldfast, type Engine } from '@holdfast/server'
+import type { RedisEngine } from '@holdfast/server/redis'
+import { acceptProxyProtocol, DEFAULTS, IpcEngine, loadUws, redactRedisUrl as redactUrl, resolveTrustProxy, UWS_PACKAGES } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import type { ServeConfig } from './config.js'
 import { runPrimary } from './cluster/primary.js'
@@ -39,27 +40,18 @@ export interface RunningServer {
 }
 
 /**
- * The engine of `--engine redis`: this process's own two Redis connections (each worker of
+ * The engine of `--engine redis`: this process's own Redis connections (each worker of
  * `--workers N` opens its own too), with engine errors that no caller sees on the node's log.
+ * Loaded only here, so `serve --engine memory` never loads a Redis client.
  */
-function redisEngine(config: ServeConfig, logger: Logger): RedisEngine {
+async function redisEngine(config: ServeConfig, logger: Logger): Promise<RedisEngine> {
+  const { RedisEngine } = await import('@holdfast/server/redis')
   try {
-    return new RedisEngine({ ...config.redis, url: config.redisUrl, onError: (err) => logger.warn({ err }, 'redis engine error') })
+    return new RedisEngine({ ...config.redis, url: config.redisUrl, onError: (err) => logger.warn({ err }, err instanceof Error ? err.message : 'redis engine error') })
   } catch (err) {
     // The engine validates its options and names the bad one ("redis" in the config file).
     if (err instanceof TypeError) throw new CliError(`invalid configuration: ${err.message}`, { cause: err })
     throw err
-  }
-}
-
-/** The URL without its password, for logs. */
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.password !== '') u.password = '***'
-    return u.toString()
-  } catch {
-    return '(unparsable URL)'
   }
 }
 
@@ -92,7 +84,7 @@ export async function startServer(
   const logger = await createLogger(config, opts.worker === undefined ? { service: 'holdfast' } : { service: 'holdfast', worker: opts.worker })
 
   // The gateway closes only an engine it created itself, so serve closes this one after the drain.
-  const owned = opts.engine === undefined && config.engine === 'redis' ? redisEngine(config, logger) : undefined
+  const owned = opts.engine === undefined && config.engine === 'redis' ? await redisEngine(config, logger) : undefined
   const engine = opts.engine ?? owned
   const closeOwned = (): Promise<void> => owned?.close().catch((err: unknown) => logger.warn({ err }, 'closing the redis engine failed')) ?? Promise.resolve()
 
@@ -129,7 +121,20 @@ export async function startServer(
 
   // An engine that cannot start yet (Redis away) is not fatal: the node serves, reports
   // not-ready on /readyz and recovers by itself, as an orchestrator expects.
-  await holdfast.ready().catch((err: unknown) => logger.error({ err }, 'engine not ready at startup'))
+  const startError = await holdfast.ready().then(
+    () => undefined,
+    (err: unknown) => err,
+  )
+  if (startError !== undefined) {
+    // A Redis configuration that cannot work (a wrong master name, a server that is not a cluster
+    // node, no Sentinel answering) is the operator's to fix: stop with a usage error naming it.
+    if (owned !== undefined && startError instanceof TypeError) {
+      await holdfast.close({ drainMs: 0 }).catch(() => {})
+      await closeOwned()
+      throw new CliError(`invalid configuration: ${startError.message.replace(/^holdfast: /, '')}`, { cause: startError })
+    }
+    logger.error({ err: startError }, 'engine not ready at startup')
+  }
   if (owned !== undefined && !owned.isReady()) {
     logger.warn({ redis: redactUrl(config.redisUrl) }, 'Redis is not reachable yet: /readyz answers 503 until it is; the engine keeps reconnecting')
   }

@@ -250,12 +250,19 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
 
   /**
    * Send queued commands in issue order, as far as the command budget allows. A command never
-   * overtakes an older one that is still queued, whether it waits for the budget or for a retry.
+   * overtakes an older one that is still queued, whether it waits for the budget or for a retry;
+   * and a retry never overtakes an older command still in flight: if that one is refused too, its
+   * own retry must land first (the server may store the later one the moment it comes).
    */
   #pump(): void {
     if (!this.#ready || this.#holdTimer !== undefined || this.#pumpTimer !== undefined) return
+    let olderInFlight = false
     for (const entry of this.#outbox.entries()) {
-      if (entry.state !== 'queued') continue
+      if (entry.state !== 'queued') {
+        olderInFlight = true
+        continue
+      }
+      if (entry.attempt > 0 && olderInFlight) return
       if (!this.#pacer.take(entry.bytes)) {
         this.#pumpTimer = setTimeout(() => {
           this.#pumpTimer = undefined
@@ -282,6 +289,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (!isErrorReply(reply)) {
       this.#retryRound = 0
       this.#outbox.resolve(entry, reply.result)
+      // A retry may have been waiting for this one (see #pump).
+      if (this.#outbox.size > 0) this.#pump()
       return
     }
     const err = HoldfastError.fromReply(reply.error)

@@ -276,6 +276,31 @@ test('temporary refusals keep their place: later calls wait behind the retry, th
   client.close()
 })
 
+test('a retry never overtakes an older command still in flight: it goes after that one is settled', async () => {
+  const { client } = makeClient()
+  const socket = await connected(client)
+  const calls = [1, 2].map((n) => track(client.publish('c', n)))
+  await microtasks()
+  const [p1, p2] = socket.allOf('publish')
+  const unavailable = { code: 112, message: 'engine unavailable', temporary: true }
+  // 2 is refused while 1 is still in flight: 1 may be refused too, and its retry must land first.
+  socket.receive({ id: p2!.id, error: unavailable })
+  await microtasks()
+  mock.timers.tick(5000)
+  await microtasks()
+  assert.equal(socket.allOf('publish').length, 2, 'the retry of 2 waits while 1 is in flight')
+  socket.receive({ id: p1!.id, error: unavailable })
+  await microtasks()
+  mock.timers.tick(5000)
+  await microtasks()
+  const resent = socket.allOf('publish').slice(2)
+  assert.deepEqual(resent.map((p) => p.msgId), [p1!.msgId, p2!.msgId], 'both again, in issue order')
+  socket.receive(...resent.map((p, i) => ({ id: p.id, result: { offset: i + 1, epoch: 'e' } })))
+  await microtasks()
+  assert.deepEqual(calls.map((c) => (c.value as { offset: number }).offset), [1, 2])
+  client.close()
+})
+
 test('an offline queue of large publishes is paced by the server-announced byte budget too, in order', async () => {
   const { client } = makeClient()
   const big = 'x'.repeat(9000)

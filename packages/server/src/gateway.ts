@@ -446,6 +446,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   async enginePublish(channel: string, data: unknown, opts: PublishOptions): Promise<PublishOutcome> {
     const pending = this.metrics.delivery.start(channel)
     let out: PublishOutcome
+    // The namespace's durability applies to every publish path (client, server API).
+    const durability = this.channelOptions(channel).durability
+    if (durability !== 'none' && opts.durability === undefined) opts = { ...opts, durability }
     try {
       out = await this.engine.publish(channel, data, opts)
     } catch (err) {

@@ -18,6 +18,7 @@ export type { AuthContext, AuthResult, AuthenticateHook, JwtAuthOptions } from '
 export type { RpcContext, RpcHandler } from './rpc-router.js'
 export type {
   ControlMessage,
+  Durability,
   Engine,
   EngineHandler,
   HistoryPage,
@@ -31,5 +32,4 @@ export type {
 } from './engine/engine.js'
 export { MemoryEngine, type MemoryEngineOptions } from './engine/memory-engine.js'
 export type { Metrics } from './metrics.js'
-export { RedisEngine, type RedisEngineOptions } from './engine/redis-engine.js'
 export { HoldfastError, CloseCodes, ErrorCodes } from '@holdfast/protocol'

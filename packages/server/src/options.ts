@@ -5,7 +5,7 @@ import type { Tracer } from '@opentelemetry/api'
 import type { Logger } from 'pino'
 import type { AuthenticateHook, JwtAuthOptions } from './auth/types.js'
 import { resolveTrustProxy, type TrustedProxies } from './client-address.js'
-import type { Engine } from './engine/engine.js'
+import type { Durability, Engine } from './engine/engine.js'
 
 /** Per-namespace channel behaviour. A channel `chat:lobby` takes the options of namespace `chat`. */
 export interface ChannelOptions {
@@ -29,6 +29,13 @@ export interface ChannelOptions {
   joinLeave?: boolean
   /** Clients may ask for presence and presence stats. @default true */
   allowPresence?: boolean
+  /**
+   * `replicated`: with an engine that has replicas (Redis with Sentinel or Cluster), a publication is
+   * acknowledged and fanned out only after a replica has it, so a failover cannot take it back;
+   * publishes fail with a temporary error when no replica confirms in time. Needs historySize >= 1.
+   * @default 'none'
+   */
+  durability?: Durability
 }
 
 export type ResolvedChannelOptions = Required<ChannelOptions>
@@ -204,6 +211,7 @@ export const CHANNEL_DEFAULTS: ResolvedChannelOptions = {
   presence: false,
   joinLeave: false,
   allowPresence: true,
+  durability: 'none',
 }
 
 export const DEFAULTS = {
@@ -314,8 +322,11 @@ function resolveChannel(name: string, base: ResolvedChannelOptions, o: ChannelOp
     presence: bool(`${name}.presence`, o.presence ?? base.presence),
     joinLeave: bool(`${name}.joinLeave`, o.joinLeave ?? base.joinLeave),
     allowPresence: bool(`${name}.allowPresence`, o.allowPresence ?? base.allowPresence),
+    durability: o.durability ?? base.durability,
   }
   if (out.joinLeave && !out.presence) throw new TypeError(`holdfast: option "${name}.joinLeave" needs "${name}.presence"`)
+  if (out.durability !== 'none' && out.durability !== 'replicated') throw new TypeError(`holdfast: option "${name}.durability" must be 'none' or 'replicated'`)
+  if (out.durability === 'replicated' && out.historySize < 1) throw new TypeError(`holdfast: option "${name}.durability" 'replicated' needs "${name}.historySize" of at least 1`)
   return out
 }
 

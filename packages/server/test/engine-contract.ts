@@ -320,14 +320,18 @@ export function engineContract(name: string, make: () => Promise<EngineFixture>)
         assert.deepEqual(atTop.publications, [])
         assert.equal(atTop.offset, 3)
 
+        // Someone saw an offset the stream does not have: it went back. An engine whose streams can
+        // go back (Redis after a lossy failover) moves the stream to a new epoch then, so that
+        // everyone who saw the lost offsets learns it; the others may keep the epoch.
         const future = await since(engine, ch, { offset: 4, epoch })
         assert.equal(future.continuous, false, 'an offset beyond the top')
         assert.deepEqual(future.publications, [])
+        assert.equal(future.offset, 3)
 
         const otherEpoch = await since(engine, ch, { offset: 1, epoch: `${epoch}x` })
         assert.equal(otherEpoch.continuous, false, 'an unknown epoch')
         assert.deepEqual(otherEpoch.publications, [])
-        assert.equal(otherEpoch.epoch, epoch)
+        assert.equal(otherEpoch.epoch, future.epoch)
         assert.equal(otherEpoch.offset, 3)
       })
 
@@ -468,7 +472,7 @@ export function engineContract(name: string, make: () => Promise<EngineFixture>)
             const stream: StreamOptions = { historySize, historyTtlMs: advance ? 1000 : 3_600_000, streamTtlMs: 86_400_000 }
             const model: { data: string; at: number }[] = []
             let clock = 0
-            const { epoch } = await engine.history(ch, { stream, limit: 0 })
+            let { epoch } = await engine.history(ch, { stream, limit: 0 })
             const visible = (o: number): boolean => {
               const e = model[o - 1]
               return e !== undefined && o > model.length - historySize && clock - e.at < stream.historyTtlMs
@@ -494,6 +498,8 @@ export function engineContract(name: string, make: () => Promise<EngineFixture>)
                   reverse: step.reverse,
                   ...(s === undefined ? {} : { since: { offset: s, epoch: sinceEpoch } }),
                 })
+                // A position beyond the top in the current epoch may move the stream to a new one (see above).
+                if (s !== undefined && s > top && !step.wrongEpoch) epoch = page.epoch
                 assert.equal(page.epoch, epoch)
                 assert.equal(page.offset, top)
                 let expected: number[]

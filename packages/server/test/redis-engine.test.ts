@@ -12,8 +12,9 @@ import fc from 'fast-check'
 import { HoldfastError, type ClientInfo } from '@holdfast/protocol'
 import type { StreamOptions } from '../src/engine/engine.js'
 import { reconnectDelay, RedisEngine, type RedisEngineOptions } from '../src/engine/redis-engine.js'
-import { engineContract, RecordingHandler } from './engine-contract.js'
+import { engineContract } from './engine-contract.js'
 import { RawClient, startServer } from './helpers.js'
+import { fakeClock, isCode, NodeHandler, startNode, waitFor } from './redis-helpers.js'
 import { RedisServer } from './redis-server.js'
 
 const STREAM: StreamOptions = { historySize: 1000, historyTtlMs: 600_000, streamTtlMs: 3_600_000 }
@@ -38,15 +39,6 @@ function channel(): string {
   return `chan:${randomUUID()}`
 }
 
-function fakeClock(start = 1_700_000_000_000): { now: () => number; advance: (ms: number) => void } {
-  let t = start
-  return {
-    now: () => t,
-    advance: (ms) => {
-      t += ms
-    },
-  }
-}
 
 engineContract('RedisEngine', async () => {
   const server = await sharedServer()
@@ -59,61 +51,6 @@ engineContract('RedisEngine (Redis clock)', async () => {
   const server = await sharedServer()
   return { engine: new RedisEngine({ url: server.url, prefix: uniquePrefix() }) }
 })
-
-/** Records state changes too, with their time, and lets a test wait for one. */
-class NodeHandler extends RecordingHandler {
-  readonly states: { ready: boolean; at: number }[] = []
-  readonly errors: unknown[] = []
-  readonly #stateWaiters = new Set<() => void>()
-
-  onStateChange(ready: boolean): void {
-    this.states.push({ ready, at: performance.now() })
-    for (const w of [...this.#stateWaiters]) w()
-  }
-
-  /** Resolves with the time of the first change to `ready` at or after `since`; rejects after `ms`. */
-  untilState(ready: boolean, since: number, ms: number): Promise<number> {
-    const find = (): number | undefined => this.states.find((s) => s.ready === ready && s.at >= since)?.at
-    const now = find()
-    if (now !== undefined) return Promise.resolve(now)
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        const at = find()
-        if (at === undefined) return
-        clearTimeout(timer)
-        this.#stateWaiters.delete(check)
-        resolve(at)
-      }
-      const timer = setTimeout(() => {
-        this.#stateWaiters.delete(check)
-        reject(new Error(`timed out after ${ms} ms waiting for onStateChange(${ready})`))
-      }, ms)
-      this.#stateWaiters.add(check)
-    })
-  }
-}
-
-async function startNode(t: TestContext, url: string, opts: RedisEngineOptions = {}): Promise<{ engine: RedisEngine; rec: NodeHandler }> {
-  const rec = new NodeHandler()
-  const engine = new RedisEngine({ url, onError: (err) => rec.errors.push(err), ...opts })
-  t.after(() => engine.close())
-  await engine.start(rec)
-  return { engine, rec }
-}
-
-/** Poll `cond` every 10 ms; rejects after `ms`. For state that lives in Redis and sends no event. */
-async function waitFor(what: string, cond: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
-  const deadline = performance.now() + ms
-  for (;;) {
-    if (await cond()) return
-    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
-
-function isCode(code: string): (err: unknown) => boolean {
-  return (err) => err instanceof HoldfastError && err.code === code
-}
 
 /** How long `p` takes to settle, and whether it rejected with engine_unavailable. */
 async function timedFailure(p: Promise<unknown>): Promise<{ ms: number; unavailable: boolean }> {

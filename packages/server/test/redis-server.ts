@@ -4,7 +4,7 @@
  * directory, and freeze (SIGSTOP) and thaw (SIGCONT) — the failures the Redis engine must survive.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -17,6 +17,13 @@ const READY_TIMEOUT_MS = 10_000
 export interface RedisServerOptions {
   /** AOF on (`appendfsync always`, so even kill -9 loses nothing acknowledged); otherwise no persistence at all. @default false */
   persistence?: boolean
+  /** More arguments (`--replicaof host port`, `--cluster-enabled yes`...). @default [] */
+  args?: string[]
+  /**
+   * Run as a Sentinel with this configuration (its lines; `port` and `dir` are added). The file
+   * is the Sentinel's to rewrite, in the server's own directory. @default undefined
+   */
+  sentinel?: string[]
 }
 
 /** Every server still running when the test process exits is killed with it. */
@@ -28,18 +35,23 @@ process.once('exit', () => {
 export class RedisServer {
   readonly port: number
   readonly persistence: boolean
+  readonly #args: string[]
+  readonly #sentinel: string[] | undefined
   readonly #dir: string
   #child: ChildProcess | undefined
+  #firstSpawn = true
   #exited: Promise<void> = Promise.resolve()
 
-  private constructor(port: number, persistence: boolean) {
+  private constructor(port: number, opts: RedisServerOptions) {
     this.port = port
-    this.persistence = persistence
+    this.persistence = opts.persistence ?? false
+    this.#args = opts.args ?? []
+    this.#sentinel = opts.sentinel
     this.#dir = mkdtempSync(join(tmpdir(), 'holdfast-redis-'))
   }
 
   static async start(opts: RedisServerOptions = {}): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), opts.persistence ?? false)
+    const server = new RedisServer(await freePort(), opts)
     await server.#spawn()
     return server
   }
@@ -50,6 +62,11 @@ export class RedisServer {
 
   get running(): boolean {
     return this.#child !== undefined
+  }
+
+  /** `127.0.0.1:port`, as Redis names its nodes. */
+  get address(): string {
+    return `127.0.0.1:${this.port}`
   }
 
   /** Start again on the same port and data directory (after stop or kill). */
@@ -75,6 +92,11 @@ export class RedisServer {
     await this.#exited
   }
 
+  /** The process id while it runs. */
+  get pid(): number | undefined {
+    return this.#child?.pid
+  }
+
   /** Freeze the process: connections stay open, nothing is answered. */
   pause(): void {
     this.#child?.kill('SIGSTOP')
@@ -97,9 +119,21 @@ export class RedisServer {
   }
 
   #spawn(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.#dir, '--save', '', '--daemonize', 'no', '--loglevel', 'notice']
-    if (this.persistence) args.push('--appendonly', 'yes', '--appendfsync', 'always')
-    else args.push('--appendonly', 'no')
+    let args: string[]
+    let ready = 'Ready to accept connections'
+    if (this.#sentinel !== undefined) {
+      const file = join(this.#dir, 'sentinel.conf')
+      // Written once: a restarted Sentinel keeps what it learnt (the current primary, its replicas).
+      if (!this.running && this.#firstSpawn) writeFileSync(file, [`port ${this.port}`, 'bind 127.0.0.1', `dir ${this.#dir}`, ...this.#sentinel, ''].join('\n'))
+      args = [file, '--sentinel']
+      ready = '+monitor master'
+    } else {
+      args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.#dir, '--save', '', '--daemonize', 'no', '--loglevel', 'notice']
+      if (this.persistence) args.push('--appendonly', 'yes', '--appendfsync', 'always')
+      else args.push('--appendonly', 'no')
+      args.push(...this.#args)
+    }
+    this.#firstSpawn = false
     const child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.#child = child
     running.add(child)
@@ -123,7 +157,7 @@ export class RedisServer {
       const timer = setTimeout(() => fail(`not ready after ${READY_TIMEOUT_MS} ms`), READY_TIMEOUT_MS)
       const onData = (chunk: Buffer): void => {
         output += chunk.toString()
-        if (!settled && output.includes('Ready to accept connections')) {
+        if (!settled && output.includes(ready)) {
           settled = true
           clearTimeout(timer)
           child.stdout?.off('data', onData)

@@ -83,7 +83,16 @@ export interface StreamOptions {
   streamTtlMs: number
 }
 
+/**
+ * How far a publication must have travelled before it is acknowledged and fanned out. `none`: it is
+ * stored. `replicated`: it is stored and a replica of the engine's backend acknowledged it, so a
+ * failover to that replica cannot take it back (engines without replicas treat it as `none`).
+ */
+export type Durability = 'none' | 'replicated'
+
 export interface PublishOptions extends StreamOptions {
+  /** @default 'none' */
+  durability?: Durability
   idempotencyKey?: string
   idempotencyTtlMs?: number
   info?: ClientInfo

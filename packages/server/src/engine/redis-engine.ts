@@ -1,6 +1,4 @@
-import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { HoldfastError, type ClientInfo } from '@holdfast/protocol'
-import { optionChecks } from '@holdfast/protocol/internal'
 import type {
   ControlMessage,
   Engine,
@@ -12,8 +10,15 @@ import type {
   PublishOptions,
   PublishOutcome,
   StreamOptions,
+  StreamPublication,
 } from './engine.js'
-import { RedisLink, type BreakerSettings, type RedisConnection } from './redis-link.js'
+import { connections, type Connections } from './redis-connect.js'
+import { closeConnection } from './redis-feed.js'
+import { RedisLink, type RedisConnection } from './redis-link.js'
+import { toEngineError } from './redis-errors.js'
+import { resolveOptions, type RedisEngineOptions, type Resolved } from './redis-options.js'
+import { PublishOrder } from './redis-publish-order.js'
+import { Scripts } from './redis-scripts.js'
 import {
   asArray,
   asBuffer,
@@ -28,134 +33,10 @@ import {
   newEpoch,
   pack,
   RedisKeys,
-  Scripts,
   unpack,
-} from './redis-scripts.js'
+} from './redis-wire.js'
 
-export interface RedisEngineOptions {
-  /** Redis URL (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS). @default 'redis://127.0.0.1:6379' */
-  url?: string
-  /**
-   * ioredis options, or an existing client (`Redis` or `Cluster`) used as a template: the engine
-   * always opens its own two connections from it (commands, subscriber) with its fail-fast
-   * settings on top. With `url`, the options are applied over the URL.
-   * @default {}
-   */
-  redis?: RedisOptions | Redis | Cluster
-  /** Redis Cluster startup nodes; `redis` (options) then applies to each node connection. Not tested here, see docs/redis.md. @default undefined */
-  cluster?: ClusterNode[]
-  /** Prefix of every key and pub/sub channel, so several deployments can share one Redis. No braces. @default 'hf' */
-  prefix?: string
-  /** A Redis call that has not answered after this long fails with engine_unavailable, in ms. @default 2000 */
-  commandTimeoutMs?: number
-  /** Period of the PING on each connection that notices a Redis that stopped answering, in ms. @default 1000 */
-  healthCheckIntervalMs?: number
-  /** Circuit breaker around commands (opossum). @default { errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeoutMs: 1000, rollingWindowMs: 10000 } */
-  breaker?: Partial<BreakerSettings>
-  /** First reconnect delay cap, in ms; it doubles per attempt up to `reconnectMaxMs`, with full jitter. @default 100 */
-  reconnectBaseMs?: number
-  /** Largest reconnect delay, in ms. @default 2000 */
-  reconnectMaxMs?: number
-  /** How long `start()` waits for Redis before resolving anyway (the engine keeps reconnecting and reports ready later), in ms. @default 5000 */
-  startTimeoutMs?: number
-  /** How long a publish `idempotencyKey` is remembered when the publish gives no `idempotencyTtlMs`, in ms. @default 300000 */
-  idempotencyTtlMs?: number
-  /**
-   * Clock for every TTL (history, streams, presence, idempotency, registry), in ms. By default the
-   * Redis server's clock (TIME) is used, so that all nodes agree whatever their own clocks say;
-   * tests inject a fake one to make TTLs deterministic.
-   * @default the Redis server clock
-   */
-  now?: () => number
-  /**
-   * Called when the handler throws during fan-out, or a message from Redis cannot be decoded.
-   * @default reports through `process.emitWarning`
-   */
-  onError?: (err: unknown) => void
-}
-
-interface Resolved {
-  url: string | undefined
-  redis: RedisOptions | Redis | Cluster | undefined
-  cluster: ClusterNode[] | undefined
-  prefix: string
-  commandTimeoutMs: number
-  healthCheckIntervalMs: number
-  breaker: BreakerSettings
-  reconnectBaseMs: number
-  reconnectMaxMs: number
-  startTimeoutMs: number
-  idempotencyTtlMs: number
-  now: (() => number) | undefined
-  onError: (err: unknown) => void
-}
-
-const DEFAULTS = {
-  prefix: 'hf',
-  commandTimeoutMs: 2000,
-  healthCheckIntervalMs: 1000,
-  breaker: { errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeoutMs: 1000, rollingWindowMs: 10_000 },
-  reconnectBaseMs: 100,
-  reconnectMaxMs: 2000,
-  startTimeoutMs: 5000,
-  idempotencyTtlMs: 300_000,
-} as const
-
-function reportError(err: unknown): void {
-  const message = err instanceof Error ? err.message : String(err)
-  const stack = err instanceof Error ? err.stack : undefined
-  process.emitWarning(`holdfast redis engine: ${message}`, { code: 'HOLDFAST_ENGINE_HANDLER', ...(stack === undefined ? {} : { detail: stack }) })
-}
-
-const checks = optionChecks('holdfast')
-
-function resolveOptions(o: RedisEngineOptions): Resolved {
-  const { positiveInt: positive, fn } = checks
-  const prefix = o.prefix ?? DEFAULTS.prefix
-  // A brace in the prefix would move the hash tag, and one channel's keys could land in several slots.
-  if (typeof prefix !== 'string' || prefix.length === 0 || /[{}]/.test(prefix)) {
-    throw new TypeError(`holdfast: option "prefix" must be a non-empty string without braces, got ${String(prefix)}`)
-  }
-  if (o.url !== undefined && typeof o.url !== 'string') throw new TypeError('holdfast: option "url" must be a string')
-  if (o.cluster !== undefined && (!Array.isArray(o.cluster) || o.cluster.length === 0)) {
-    throw new TypeError('holdfast: option "cluster" must be a non-empty array of nodes')
-  }
-  if (o.redis !== undefined && (typeof o.redis !== 'object' || o.redis === null)) {
-    throw new TypeError('holdfast: option "redis" must be ioredis options or a client')
-  }
-  const b = o.breaker ?? {}
-  const pct = b.errorThresholdPercentage ?? DEFAULTS.breaker.errorThresholdPercentage
-  if (typeof pct !== 'number' || !(pct > 0 && pct <= 100)) {
-    throw new TypeError(`holdfast: option "breaker.errorThresholdPercentage" must be in (0, 100], got ${String(pct)}`)
-  }
-  const volume = b.volumeThreshold ?? DEFAULTS.breaker.volumeThreshold
-  if (typeof volume !== 'number' || !Number.isSafeInteger(volume) || volume < 0) {
-    throw new TypeError(`holdfast: option "breaker.volumeThreshold" must be a non-negative integer, got ${String(volume)}`)
-  }
-  const reconnectBaseMs = positive('reconnectBaseMs', o.reconnectBaseMs ?? DEFAULTS.reconnectBaseMs)
-  const reconnectMaxMs = positive('reconnectMaxMs', o.reconnectMaxMs ?? DEFAULTS.reconnectMaxMs)
-  if (reconnectMaxMs < reconnectBaseMs) throw new TypeError('holdfast: option "reconnectMaxMs" must be at least "reconnectBaseMs"')
-  return {
-    url: o.url,
-    redis: o.redis,
-    cluster: o.cluster,
-    prefix,
-    commandTimeoutMs: positive('commandTimeoutMs', o.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs),
-    healthCheckIntervalMs: positive('healthCheckIntervalMs', o.healthCheckIntervalMs ?? DEFAULTS.healthCheckIntervalMs),
-    breaker: {
-      errorThresholdPercentage: pct,
-      volumeThreshold: volume,
-      resetTimeoutMs: positive('breaker.resetTimeoutMs', b.resetTimeoutMs ?? DEFAULTS.breaker.resetTimeoutMs),
-      rollingWindowMs: positive('breaker.rollingWindowMs', b.rollingWindowMs ?? DEFAULTS.breaker.rollingWindowMs),
-    },
-    reconnectBaseMs,
-    reconnectMaxMs,
-    startTimeoutMs: positive('startTimeoutMs', o.startTimeoutMs ?? DEFAULTS.startTimeoutMs),
-    idempotencyTtlMs: positive('idempotencyTtlMs', o.idempotencyTtlMs ?? DEFAULTS.idempotencyTtlMs),
-    now: o.now === undefined ? undefined : fn('now', o.now),
-    onError: o.onError === undefined ? reportError : fn('onError', o.onError),
-  }
-}
+export type { RedisEngineOptions } from './redis-options.js'
 
 /**
  * Full jitter with a capped exponent: delays stay spread at the cap and never overflow, however
@@ -166,65 +47,27 @@ export function reconnectDelay(attempt: number, baseMs: number, maxMs: number): 
   return Math.floor(Math.random() * (cap + 1))
 }
 
-/** ioredis options with the reply shapes the engine parses (RESP2-style arrays). */
-type ConnOptions = Omit<RedisOptions, 'replyMapping'> & { replyMapping?: 'legacy' }
-type NodeOptions = NonNullable<ClusterOptions['redisOptions']> & { replyMapping?: 'legacy' }
+/** A regression may not move a stream to a new epoch more often than this (a client can claim one). */
+const REGRESSION_COOLDOWN_MS = 10_000
 
-/** Settings without which a dead Redis would make calls wait: the engine always applies them. */
-function failFast(r: Resolved): NodeOptions {
-  return {
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    // A command resent after a reconnect may have run already; its caller has been told it failed.
-    autoResendUnfulfilledCommands: false,
-    // The engine resubscribes itself, so that it knows when the feed is whole again.
-    autoResubscribe: false,
-    commandTimeout: r.commandTimeoutMs,
-    // The scripts' replies are parsed as RESP2 arrays; a user's RESP3 setting must not change them.
-    protocol: 2,
-    replyMapping: 'legacy',
-    // What a replica answers after a failover: reconnect, to find the new primary.
-    reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 1 : false),
-  }
+/** Most replicated publications of one channel sent in one pipeline with one WAIT. */
+const REPLICATED_BATCH = 64
+
+interface ReplicatedJob {
+  key: string | undefined
+  keys: string[]
+  args: (string | number | Buffer)[]
+  resolve: (o: PublishOutcome) => void
+  reject: (err: unknown) => void
 }
 
-function connect(r: Resolved): { cmd: RedisConnection; sub: RedisConnection } {
-  const retryStrategy = (times: number): number => reconnectDelay(times, r.reconnectBaseMs, r.reconnectMaxMs)
-  const ours: ConnOptions = { ...failFast(r), enableOfflineQueue: false, retryStrategy }
-  if (r.redis instanceof Redis) {
-    return { cmd: r.redis.duplicate(ours), sub: r.redis.duplicate(ours) }
-  }
-  const clusterOptions = (user: RedisOptions): ClusterOptions & { redisOptions: NodeOptions } => {
-    // What a Cluster decides itself (addresses, retries, queueing) is not a per-node option.
-    const {
-      replyMapping: _mapping,
-      port: _port,
-      host: _host,
-      path: _path,
-      sentinels: _sentinels,
-      retryStrategy: _retry,
-      enableOfflineQueue: _queue,
-      readOnly: _readOnly,
-      ...rest
-    } = user
-    return {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      clusterRetryStrategy: retryStrategy,
-      redisOptions: { connectTimeout: r.commandTimeoutMs, ...rest, ...failFast(r) },
-    }
-  }
-  if (r.redis instanceof Cluster) {
-    return { cmd: r.redis.duplicate(undefined, clusterOptions({})), sub: r.redis.duplicate(undefined, clusterOptions({})) }
-  }
-  const { replyMapping: _mapping, ...user }: RedisOptions = r.redis ?? {}
-  if (r.cluster !== undefined) {
-    return { cmd: new Cluster(r.cluster, clusterOptions(user)), sub: new Cluster(r.cluster, clusterOptions(user)) }
-  }
-  const options: ConnOptions = { connectTimeout: r.commandTimeoutMs, ...user, ...ours }
-  const make = (): Redis => (r.url === undefined ? new Redis(options) : new Redis(r.url, options))
-  return { cmd: make(), sub: make() }
+interface ReplicatedQueue {
+  waiting: ReplicatedJob[]
+  busy: boolean
 }
+
+/** Most live publications held for one channel while its epoch is being moved. */
+const MAX_HELD = 10_000
 
 function isNodeInfo(v: unknown): v is NodeInfo {
   if (typeof v !== 'object' || v === null) return false
@@ -243,18 +86,41 @@ function validateStream(s: StreamOptions): void {
   }
 }
 
+/** What the node's live feed last delivered for one channel, to notice a stream that went back. */
+interface FeedState {
+  channel: string
+  epoch: string | undefined
+  offset: number
+  /** Publications held while the stream is moved to a new epoch (see #regression). */
+  held: StreamPublication[] | undefined
+}
+
+function text(v: unknown): string {
+  return Buffer.isBuffer(v) ? v.toString('utf8') : String(v)
+}
+
+/** A field of an INFO reply. */
+function infoField(info: string, name: string): string | undefined {
+  return new RegExp(`^${name}:(.*?)\\r?$`, 'm').exec(info)?.[1]
+}
+
 /**
- * Engine for a fleet of nodes sharing one Redis.
+ * Engine for a fleet of nodes sharing one Redis: a single server, a primary with replicas behind
+ * Sentinel, or a Cluster (docs/redis.md).
  *
- * - Streams: a hash (epoch, top offset, expiry) and a Redis Stream per channel, written by one
- *   Lua script per publish that also PUBLISHes the publication, so offsets are atomic across
- *   nodes and the live feed is in offset order.
- * - Fan-out: a node SUBSCRIBEs to a channel's pub/sub channel only while it has subscribers
- *   for it, so a node never receives traffic it does not need (no all-to-all).
+ * - Streams: a hash (epoch, top, commit mark, expiry, writer's replication id) and a Redis Stream
+ *   per channel, written by one Lua script per publish that also PUBLISHes the publication, so
+ *   offsets are atomic across nodes and the live feed is in offset order. A replicated publish
+ *   waits for a replica (WAIT) and a commit script fans it out.
+ * - Epochs change whenever continuity is not certain, including when the stream may have gone
+ *   back: written under another replication history (failover, restart), a client that saw an
+ *   offset beyond the top, an offset the feed delivered twice with different content.
+ * - Fan-out: a node subscribes to a channel's pub/sub channel only while it has subscribers for
+ *   it (sharded pub/sub in a Cluster), so a node never receives traffic it does not need.
  * - Presence, idempotency ids and the node registry: keys with logical expiry checked in scripts
  *   and PEXPIRE behind it, so a crashed node's entries age out by themselves.
  * - Outages: calls fail fast with engine_unavailable (breaker, no offline queue, command
- *   timeout); the handler hears `onStateChange(false)`, then `true` once both connections are
+ *   timeout); the handler hears `onStateChange(false)`, then `true` once the connections are
  *   back and every channel is resubscribed, so the gateway can find the gaps.
  */
 export class RedisEngine implements Engine {
@@ -262,11 +128,28 @@ export class RedisEngine implements Engine {
 
   readonly #opts: Resolved
   readonly #keys: RedisKeys
+  #conns: Connections | undefined
   #link: RedisLink | undefined
+  #durable: RedisConnection | undefined
   #handler: EngineHandler | undefined
   #closed = false
-  /** pub/sub channel → channel name, for the channels this node receives. */
-  readonly #byPubKey = new Map<string, string>()
+  /** pub/sub channel → what this node's feed delivered for it, for the channels it receives. */
+  readonly #byPubKey = new Map<string, FeedState>()
+  /** Channels whose stream went back while Redis could not be told: moved to a new epoch before any read. */
+  readonly #needsBump = new Map<string, string>()
+  /**
+   * How far the scripts may trust a stream written under another replication history (see the
+   * fence in redis-scripts.ts): '1' when the server runs appendfsync always (its restart loses
+   * nothing), 'c' in a Cluster (keys migrate between primaries), '0' otherwise.
+   */
+  #trust: '0' | '1' | 'c' = '0'
+  /** run_id and replication id of the server the command connection last reached. */
+  #server: { runId: string; replId: string } | undefined
+  #publishCommand: 'publish' | 'spublish' = 'publish'
+  /** Keeps publications in their publishers' order across a failed publish (redis-publish-order.ts). */
+  readonly #order = new PublishOrder()
+  /** Replicated publishes per channel, sent one batch at a time (see #replicated). */
+  readonly #queues = new Map<string, ReplicatedQueue>()
 
   constructor(options: RedisEngineOptions = {}) {
     this.#opts = resolveOptions(options)
@@ -277,18 +160,49 @@ export class RedisEngine implements Engine {
     if (this.#closed) throw new HoldfastError('engine_unavailable', 'redis engine is closed')
     if (this.#handler !== undefined) throw new HoldfastError('internal', 'redis engine already started')
     this.#handler = handler
-    const { cmd, sub } = connect(this.#opts)
-    this.#link = new RedisLink(
-      cmd,
-      sub,
-      { commandTimeoutMs: this.#opts.commandTimeoutMs, healthCheckIntervalMs: this.#opts.healthCheckIntervalMs, breaker: this.#opts.breaker },
+    const o = this.#opts
+    const conns = connections({
+      url: o.url,
+      redis: o.redis,
+      cluster: o.cluster,
+      shardedPubSub: o.shardedPubSub,
+      commandTimeoutMs: o.commandTimeoutMs,
+      startTimeoutMs: o.startTimeoutMs,
+      reconnectDelay: (times) => reconnectDelay(times, o.reconnectBaseMs, o.reconnectMaxMs),
+    })
+    this.#conns = conns
+    this.#publishCommand = conns.kind === 'cluster' && o.shardedPubSub ? 'spublish' : 'publish'
+    try {
+      // A configuration that cannot work (a wrong master name, not a cluster...) fails the start.
+      await conns.check()
+    } catch (err) {
+      this.#closed = true
+      this.#handler = undefined
+      conns.cmd.disconnect()
+      throw err
+    }
+    let link: RedisLink | undefined
+    const feed = conns.feed({
+      onMessage: (channel, message) => this.#onMessage(channel, message),
+      onChange: () => link?.update(),
+      onError: (err) => o.onError(err),
+    })
+    link = new RedisLink(
+      conns.cmd,
+      feed,
+      { commandTimeoutMs: o.commandTimeoutMs, healthCheckIntervalMs: o.healthCheckIntervalMs, breaker: o.breaker },
       {
-        onMessage: (channel, message) => this.#onMessage(channel, message),
-        onStateChange: (ready) => this.#handler?.onStateChange?.(ready),
-        onError: (err) => this.#opts.onError(err),
+        onStateChange: (ready, reason) => {
+          if (!ready) o.onError(new HoldfastError('engine_unavailable', `redis (${conns.describe}) not ready: ${reason}`))
+          this.#handler?.onStateChange?.(ready)
+        },
+        onStillNotReady: (reason) => o.onError(new HoldfastError('engine_unavailable', `redis (${conns.describe}) still not ready: ${reason}`)),
+        onError: (err) => o.onError(err),
+        onConnected: () => this.#onConnected(),
       },
     )
-    await this.#link.start([this.#keys.control], this.#opts.startTimeoutMs)
+    this.#link = link
+    await link.start([this.#keys.control], o.startTimeoutMs)
   }
 
   async close(): Promise<void> {
@@ -296,7 +210,8 @@ export class RedisEngine implements Engine {
     this.#closed = true
     this.#handler = undefined
     this.#byPubKey.clear()
-    await this.#link?.close()
+    const durable = this.#durable
+    await Promise.all([this.#link?.close(), durable === undefined ? undefined : closeConnection(durable, this.#opts.commandTimeoutMs)])
   }
 
   isReady(): boolean {
@@ -308,11 +223,16 @@ export class RedisEngine implements Engine {
     return this.#link?.breakerState ?? 'closed'
   }
 
+  /** The topology in use: `single`, `sentinel` or `cluster` (after start). */
+  get topology(): Connections['kind'] | undefined {
+    return this.#conns?.kind
+  }
+
   async subscribe(channel: string): Promise<void> {
     const link = this.#live()
     const key = this.#keys.pub(checkChannel(channel))
     // Known before the SUBSCRIBE is acknowledged: a message may arrive right behind the ack.
-    this.#byPubKey.set(key, channel)
+    if (!this.#byPubKey.has(key)) this.#byPubKey.set(key, { channel, epoch: undefined, offset: 0, held: undefined })
     try {
       await link.subscribe(key)
     } catch (err) {
@@ -333,6 +253,13 @@ export class RedisEngine implements Engine {
     const link = this.#live()
     checkChannel(channel)
     validateStream(opts)
+    const replicated = opts.durability === 'replicated'
+    if (opts.durability !== undefined && opts.durability !== 'none' && !replicated) {
+      throw new HoldfastError('bad_request', `durability must be 'none' or 'replicated', got ${String(opts.durability)}`)
+    }
+    if (replicated && opts.historySize < 1) {
+      throw new HoldfastError('bad_request', "durability 'replicated' needs historySize >= 1 (a publication is fanned out from the stream once a replica has it)")
+    }
     const idemTtl = opts.idempotencyTtlMs ?? this.#opts.idempotencyTtlMs
     if (opts.idempotencyKey !== undefined && (!Number.isSafeInteger(idemTtl) || idemTtl <= 0)) {
       throw new HoldfastError('bad_request', 'idempotencyTtlMs must be a positive integer')
@@ -349,45 +276,48 @@ export class RedisEngine implements Engine {
       pack(data),
       opts.info === undefined ? EMPTY : pack(opts.info),
       idemTtl,
+      replicated ? 'r' : 'n',
+      this.#trust,
+      this.#publishCommand,
     ]
-    const reply = asArray(await link.run('publish', (c) => Scripts.publish.run(c, keys, args)), 'publish')
-    return {
-      offset: asInt(reply[0], 'publish'),
-      epoch: asString(reply[1], 'publish'),
-      duplicate: asInt(reply[2], 'publish') === 1,
+    const key = opts.idempotencyKey
+    this.#order.admit(channel, key)
+    if (replicated) return this.#replicated(channel, keys, args, key)
+    let reply: unknown[]
+    try {
+      reply = asArray(await link.run('publish', (c) => Scripts.publish.run(c, keys, args)), 'publish')
+    } catch (err) {
+      if (err instanceof HoldfastError && err.temporary) this.#order.failed(channel, [key])
+      throw err
     }
+    this.#order.stored(channel, key)
+    return { offset: asInt(reply[0], 'publish'), epoch: asString(reply[1], 'publish'), duplicate: asInt(reply[2], 'publish') === 1 }
   }
 
   async history(channel: string, q: HistoryQuery): Promise<HistoryPage> {
-    const link = this.#live()
+    this.#live()
     checkChannel(channel)
     if (!Number.isSafeInteger(q.limit) || q.limit < 0) {
       throw new HoldfastError('bad_request', `history limit must be a non-negative integer, got ${String(q.limit)}`)
     }
     validateStream(q.stream)
-    // A position that cannot exist (negative, fractional) is simply not continuous; the page
-    // still reports the stream top.
-    const since = q.since
-    const validSince = since !== undefined && Number.isSafeInteger(since.offset) && since.offset >= 0 && typeof since.epoch === 'string'
-    const k = this.#keys
-    const args = [
-      this.#now(),
-      newEpoch(),
-      q.stream.historySize,
-      q.stream.historyTtlMs,
-      q.stream.streamTtlMs,
-      validSince ? since.offset : -1,
-      validSince ? since.epoch : '',
-      since !== undefined && !validSince ? 0 : q.limit,
-    ]
-    const reply = asArray(await link.run('history', (c) => Scripts.history.run(c, [k.meta(channel), k.stream(channel)], args)), 'history')
-    const page: HistoryPage = {
-      offset: asInt(reply[0], 'history'),
-      epoch: asString(reply[1], 'history'),
-      publications: [],
-      continuous: since === undefined ? true : validSince && asInt(reply[2], 'history') === 1,
+    const seen = this.#needsBump.get(channel)
+    if (seen !== undefined) await this.#bump(channel, seen)
+    let reply = await this.#readHistory(channel, q)
+    if (reply.state === 2) {
+      // The position lies between the commit mark and the stored top: entries a commit fanned out
+      // before a failover lost its mark. Confirm they are on a replica, commit them, read again.
+      await this.#sync(channel)
+      reply = await this.#readHistory(channel, q)
     }
-    for (const entry of asArray(reply[3], 'history')) page.publications.push(decodeEntry(entry))
+    const since = q.since
+    const page: HistoryPage = {
+      offset: reply.top,
+      epoch: reply.epoch,
+      publications: [],
+      continuous: since === undefined ? true : reply.validSince && reply.state === 1,
+    }
+    for (const entry of reply.entries) page.publications.push(decodeEntry(entry))
     if (q.reverse === true) page.publications.reverse()
     return page
   }
@@ -396,8 +326,7 @@ export class RedisEngine implements Engine {
     const link = this.#live()
     checkChannel(channel)
     const k = this.#keys
-    // Both keys share the channel's slot, so one DEL is fine in a Cluster too.
-    await link.run('removeHistory', (c) => c.callBuffer('del', k.meta(channel), k.stream(channel)))
+    await link.run('removeHistory', (c) => Scripts.remove.run(c, [k.meta(channel), k.stream(channel)], [this.#now(), newEpoch()]))
   }
 
   async addPresence(channel: string, info: ClientInfo, ttlMs: number): Promise<void> {
@@ -430,11 +359,12 @@ export class RedisEngine implements Engine {
   async publishJoinLeave(channel: string, kind: 'join' | 'leave', info: ClientInfo): Promise<void> {
     const link = this.#live()
     checkChannel(channel)
-        await link.run('publishJoinLeave', (c) => c.callBuffer('publish', this.#keys.pub(channel), encodeJoinLeave(kind, info)))
+    await link.run('publishJoinLeave', (c) => c.callBuffer(this.#publishCommand, this.#keys.pub(channel), encodeJoinLeave(kind, info)))
   }
 
   async publishControl(msg: ControlMessage): Promise<void> {
     const link = this.#live()
+    // Classic pub/sub in every topology: every node must hear it.
     await link.run('publishControl', (c) => c.callBuffer('publish', this.#keys.control, pack(msg)))
   }
 
@@ -505,6 +435,217 @@ export class RedisEngine implements Engine {
     return t
   }
 
+  #notReplicated(): HoldfastError {
+    return new HoldfastError(
+      'engine_unavailable',
+      `no replica confirmed the publication within ${this.#opts.replicaWaitMs} ms (durability 'replicated'): it was not delivered; retry with the same id`,
+    )
+  }
+
+  /** The connection replicated publishes run on (their WAIT blocks it), opened on first use. */
+  async #durableConnection(): Promise<RedisConnection> {
+    const conns = this.#conns
+    if (conns === undefined) throw new HoldfastError('engine_unavailable', 'redis engine is not started')
+    let conn = this.#durable
+    if (conn === undefined) {
+      conn = conns.durable()
+      conn.on('error', () => {})
+      this.#durable = conn
+      conn.connect().catch(() => {})
+    }
+    if (conn.status === 'ready') return conn
+    const c = conn
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        c.off('ready', onReady)
+        reject(new HoldfastError('engine_unavailable', 'redis: the connection for replicated publishes is not up'))
+      }, this.#opts.commandTimeoutMs)
+      const onReady = (): void => {
+        clearTimeout(timer)
+        resolve()
+      }
+      c.once('ready', onReady)
+    })
+    return c
+  }
+
+  /** Fan out every stored entry up to `offset` that is not committed yet. → the stream's epoch ('' if it is gone). */
+  async #commit(channel: string, offset: number): Promise<string> {
+    const k = this.#keys
+    const reply = asArray(
+      await this.#live().run('commit', (c) => Scripts.commit.run(c, [k.meta(channel), k.stream(channel)], [this.#now(), offset, this.#publishCommand, k.pub(channel)])),
+      'commit',
+    )
+    return asString(reply[1], 'commit')
+  }
+
+  /** Confirm that a replica holds every stored entry of the channel, then commit them. */
+  async #sync(channel: string): Promise<void> {
+    const link = this.#live()
+    const durable = await this.#durableConnection()
+    const { replies, replicas } = (await link.run(
+      'history',
+      (c) => Scripts.sync.runAllAndWait(c, [{ keys: [this.#keys.meta(channel)], args: [this.#now(), newEpoch(), this.#trust] }], 1, this.#opts.replicaWaitMs),
+      durable,
+    )) as { replies: Array<[Error | null, unknown]>; replicas: number }
+    const [err, raw] = replies[0] ?? [new Error('no reply'), undefined]
+    if (err !== null) throw toEngineError('history', err)
+    const top = asInt(asArray(raw, 'history')[0], 'history')
+    if (top < 0) return
+    if (replicas < 1) throw new HoldfastError('engine_unavailable', `no replica confirmed the channel's latest publications within ${this.#opts.replicaWaitMs} ms; retry`)
+    await this.#commit(channel, top)
+  }
+
+  /**
+   * A replicated publish: stored, then acknowledged by a replica (WAIT), then committed, which
+   * fans it out. No client sees an offset that a failover to that replica could take back.
+   *
+   * One channel's replicated publishes go in batches, one at a time: each batch is one pipeline
+   * (its scripts, then one WAIT), so a replica round trip serves many. When a batch fails, so
+   * does everything queued behind it, unsent, and the channel's publish order gate closes (see
+   * PublishOrder): a publisher's retries then come back in the order it issued them.
+   */
+  #replicated(channel: string, keys: string[], args: (string | number | Buffer)[], key: string | undefined): Promise<PublishOutcome> {
+    let q = this.#queues.get(channel)
+    if (q === undefined) {
+      q = { waiting: [], busy: false }
+      this.#queues.set(channel, q)
+    }
+    const queue = q
+    return new Promise((resolve, reject) => {
+      queue.waiting.push({ key, keys, args, resolve, reject })
+      if (!queue.busy) void this.#flush(channel, queue)
+    })
+  }
+
+  async #flush(channel: string, q: ReplicatedQueue): Promise<void> {
+    q.busy = true
+    const batch = q.waiting.splice(0, REPLICATED_BATCH)
+    try {
+      const link = this.#live()
+      const durable = await this.#durableConnection()
+      const { replies, replicas } = (await link.run('publish', (c) => Scripts.publish.runAllAndWait(c, batch, 1, this.#opts.replicaWaitMs), durable)) as {
+        replies: Array<[Error | null, unknown]>
+        replicas: number
+      }
+      const outcomes: Array<{ offset: number; epoch: string; duplicate: boolean } | Error> = replies.map(([err, raw]) => {
+        if (err !== null) return toEngineError('publish', err)
+        const r = asArray(raw, 'publish')
+        return { offset: asInt(r[0], 'publish'), epoch: asString(r[1], 'publish'), duplicate: asInt(r[2], 'publish') === 1 }
+      })
+      const failed = outcomes.find((o): o is Error => o instanceof Error)
+      if (failed !== undefined || replicas < 1) throw failed ?? this.#notReplicated()
+      let top = 0
+      for (const o of outcomes) if (!(o instanceof Error)) top = Math.max(top, o.offset)
+      const epoch = await this.#commit(channel, top)
+      for (const [i, job] of batch.entries()) {
+        const o = outcomes[i] as { offset: number; epoch: string; duplicate: boolean }
+        this.#order.stored(channel, job.key)
+        job.resolve({ offset: o.offset, epoch: epoch === '' ? o.epoch : epoch, duplicate: o.duplicate })
+      }
+    } catch (err) {
+      const error = err instanceof HoldfastError ? err : toEngineError('publish', err)
+      // Everything of this batch fails, and so does everything queued behind it, unsent.
+      const behind = q.waiting.splice(0)
+      if (error.temporary) this.#order.failed(channel, [...batch, ...behind].map((j) => j.key))
+      for (const job of batch) job.reject(error)
+      const held = new HoldfastError('engine_unavailable', `an earlier replicated publication to this channel failed (${error.message}): retry in order`)
+      for (const job of behind) job.reject(held)
+    } finally {
+      q.busy = false
+      if (q.waiting.length > 0) void this.#flush(channel, q)
+      else if (this.#queues.get(channel) === q) this.#queues.delete(channel)
+    }
+  }
+
+  async #readHistory(
+    channel: string,
+    q: HistoryQuery,
+  ): Promise<{ top: number; epoch: string; state: number; entries: unknown[]; validSince: boolean }> {
+    // A position that cannot exist (negative, fractional) is simply not continuous; the page
+    // still reports the stream top.
+    const since = q.since
+    const validSince = since !== undefined && Number.isSafeInteger(since.offset) && since.offset >= 0 && typeof since.epoch === 'string'
+    const k = this.#keys
+    const args = [
+      this.#now(),
+      newEpoch(),
+      q.stream.historySize,
+      q.stream.historyTtlMs,
+      q.stream.streamTtlMs,
+      validSince ? since.offset : -1,
+      validSince ? since.epoch : '',
+      since !== undefined && !validSince ? 0 : q.limit,
+      this.#trust,
+      REGRESSION_COOLDOWN_MS,
+    ]
+    const reply = asArray(await this.#live().run('history', (c) => Scripts.history.run(c, [k.meta(channel), k.stream(channel)], args)), 'history')
+    return {
+      top: asInt(reply[0], 'history'),
+      epoch: asString(reply[1], 'history'),
+      state: asInt(reply[2], 'history'),
+      entries: asArray(reply[3], 'history'),
+      validSince,
+    }
+  }
+
+  /** Move the channel's stream off epoch `seen` (if it is still on it). → the current epoch. */
+  async #bump(channel: string, seen: string): Promise<string> {
+    const reply = asArray(
+      await this.#live().run('bump', (c) => Scripts.bump.run(c, [this.#keys.meta(channel)], [this.#now(), seen, newEpoch()])),
+      'bump',
+    )
+    if (this.#needsBump.get(channel) === seen) this.#needsBump.delete(channel)
+    return asString(reply[0], 'bump')
+  }
+
+  /**
+   * The command connection reached a server: learn which one. A different run_id or replication
+   * id than before means a restart or a failover happened meanwhile (the scripts move the streams
+   * it may have cost to new epochs); `appendfsync always` means a restart of this server keeps
+   * every acknowledged write.
+   */
+  async #onConnected(): Promise<void> {
+    const conns = this.#conns
+    const link = this.#link
+    if (conns === undefined || link === undefined) return
+    if (conns.kind === 'cluster') {
+      this.#trust = 'c'
+      return
+    }
+    const cmd = link.cmd
+    const server = text(await cmd.callBuffer('info', 'server'))
+    const replication = text(await cmd.callBuffer('info', 'replication'))
+    const now = { runId: infoField(server, 'run_id') ?? '', replId: infoField(replication, 'master_replid') ?? '' }
+    const role = infoField(replication, 'role')
+    if (role !== undefined && role !== 'master') {
+      this.#opts.onError(new HoldfastError('engine_unavailable', `redis (${conns.describe}) is a replica (role ${role}): publishes fail until it is a primary`))
+    }
+    const before = this.#server
+    if (before !== undefined && (before.runId !== now.runId || before.replId !== now.replId)) {
+      this.#opts.onError(
+        new HoldfastError(
+          'engine_unavailable',
+          `redis (${conns.describe}) is now served by ${before.runId === now.runId ? 'the same process under a new replication id' : 'another or a restarted server'} ` +
+            `(run_id ${before.runId.slice(0, 8)} → ${now.runId.slice(0, 8)}, replication id ${before.replId.slice(0, 8)} → ${now.replId.slice(0, 8)}): ` +
+            'streams written before continue in new epochs unless they are known whole',
+        ),
+      )
+      // The subscriber may still be on the old primary (demoted, not dead): follow to the new one.
+      if (conns.kind === 'sentinel') link.feed.reconnect()
+    }
+    this.#server = now
+    let trust: '0' | '1' | 'c' = '0'
+    try {
+      const aof = asArray(await cmd.callBuffer('config', 'get', 'appendonly'), 'config').map(text)
+      const fsync = asArray(await cmd.callBuffer('config', 'get', 'appendfsync'), 'config').map(text)
+      trust = aof[1] === 'yes' && fsync[1] === 'always' ? '1' : '0'
+    } catch {
+      // CONFIG may be disabled (managed Redis): then a restart is not trusted to keep everything.
+    }
+    this.#trust = trust
+  }
+
   async #presence(channel: string): Promise<ClientInfo[]> {
     this.#live()
     checkChannel(channel)
@@ -546,16 +687,64 @@ export class RedisEngine implements Engine {
         if (isControl(msg)) handler.onControl(msg)
         return
       }
-      const channel = this.#byPubKey.get(key)
-      if (channel === undefined) return
+      const st = this.#byPubKey.get(key)
+      if (st === undefined) return
       const msg = decodeFeedMessage(message)
       if (msg === undefined) return
-      if (msg.kind === 'pub') handler.onPublication(channel, msg.pub)
-      else handler.onJoinLeave(channel, msg.kind, msg.info)
+      if (msg.kind !== 'pub') {
+        handler.onJoinLeave(st.channel, msg.kind, msg.info)
+        return
+      }
+      const pub = msg.pub
+      if (st.held !== undefined) {
+        if (st.held.length < MAX_HELD) st.held.push(pub)
+        return
+      }
+      if (st.epoch === pub.epoch && pub.offset <= st.offset) {
+        // A direct publication is fanned out exactly once per offset: seeing an offset of this
+        // epoch again means the stream went back and reused it for another publication.
+        if (!msg.repeatable) {
+          this.#regression(st, pub)
+          return
+        }
+      } else {
+        st.epoch = pub.epoch
+        st.offset = pub.offset
+      }
+      handler.onPublication(st.channel, pub)
     } catch (err) {
       // A throwing handler or a foreign message must not stop the feed of every other channel.
       this.#opts.onError(err)
     }
+  }
+
+  /**
+   * The feed delivered offset `pub.offset` of epoch E again, with other content: the stream went
+   * back (a lossy failover the scripts could not see). Move the stream to a new epoch and deliver
+   * what arrived meanwhile in it, so that the gateway sends the channel's subscribers to recovery
+   * and they learn `recovered: false` instead of dropping the reused offsets as duplicates.
+   */
+  #regression(st: FeedState, pub: StreamPublication): void {
+    const seen = pub.epoch
+    st.held = [pub]
+    this.#opts.onError(new HoldfastError('internal', `redis: the stream of ${st.channel} went back (offset ${pub.offset} of epoch ${seen} again): moving it to a new epoch`))
+    const release = (epoch: string): void => {
+      const held = st.held ?? []
+      st.held = undefined
+      for (const p of held) {
+        const moved = p.epoch === seen ? { ...p, epoch } : p
+        st.epoch = moved.epoch
+        st.offset = moved.offset
+        if (this.#byPubKey.get(this.#keys.pub(st.channel)) === st) this.#handler?.onPublication(st.channel, moved)
+      }
+    }
+    this.#needsBump.set(st.channel, seen)
+    this.#bump(st.channel, seen).then(
+      (epoch) => release(epoch === '' ? `${seen}.gone` : epoch),
+      // Redis is away: the subscribers still go to recovery (an epoch that matches no stream), and
+      // the next history read of the channel moves the stream before it answers.
+      () => release(`${seen}.went-back`),
+    )
   }
 }
 

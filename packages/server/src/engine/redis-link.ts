@@ -1,28 +1,28 @@
 import type { EventEmitter } from 'node:events'
 import CircuitBreaker from 'opossum'
 import { HoldfastError } from '@holdfast/protocol'
+import { isTimeout, isUnavailable, toEngineError } from './redis-errors.js'
+import { closeConnection, reviveOnEnd, type Feed } from './redis-feed.js'
 import type { ScriptRunner } from './redis-scripts.js'
 
 /**
- * The two connections of a Redis engine and everything about their health: the circuit breaker
+ * The connections of a Redis engine and everything about their health: the circuit breaker
  * around commands, the periodic PING that notices a Redis that stopped answering (SIGSTOP, a
- * blackholed network) while its TCP connection still looks fine, the subscriber's channel set and
- * its resubscription after a reconnect, and the one `ready` flag all of that adds up to.
+ * blackholed network) while its TCP connection still looks fine, the live feed (redis-feed.ts),
+ * and the one `ready` flag all of that adds up to.
  *
  * Nothing here queues or retries a command: a call either runs now or fails at once (or after
  * `commandTimeoutMs` at worst) with `engine_unavailable`, so a client command never hangs on a
- * dead Redis. Reconnecting is ioredis's job (its retryStrategy), resubscribing is ours.
+ * dead Redis. Reconnecting is ioredis's job (its retryStrategy), resubscribing is the feed's.
  */
 
-/** The part of an ioredis client (Redis or Cluster) the engine relies on. */
+/** The part of an ioredis client (Redis or Cluster) the engine sends commands on. */
 export interface RedisConnection extends EventEmitter, ScriptRunner {
   readonly status: string
   connect(): Promise<void>
   quit(): Promise<unknown>
   disconnect(): void
   ping(): Promise<unknown>
-  subscribe(...channels: string[]): Promise<unknown>
-  unsubscribe(...channels: string[]): Promise<unknown>
 }
 
 export interface BreakerSettings {
@@ -43,73 +43,49 @@ export interface LinkSettings {
 }
 
 export interface LinkEvents {
-  /** A message on a subscribed pub/sub channel (raw bytes, decoded by the engine). */
-  onMessage(channel: Buffer, message: Buffer): void
-  /** The combined readiness changed. */
-  onStateChange(ready: boolean): void
+  /** The combined readiness changed; `reason` says why it is not ready. */
+  onStateChange(ready: boolean, reason: string): void
+  /** Still not ready after a while: why, now. */
+  onStillNotReady?(reason: string): void
   /** Something went wrong that no caller will see (a failed resubscribe...). */
   onError(err: unknown): void
+  /**
+   * Runs each time the command connection is (re)connected, before any call may use it: the engine
+   * learns which server it now talks to. Calls wait for it; a rejection is reported and retried
+   * at the next health check.
+   */
+  onConnected?(): Promise<void>
 }
 
-/** Subscribe in slices: one huge SUBSCRIBE after a reconnect would block Redis and our parser. */
-const SUBSCRIBE_BATCH = 512
-
-/** Redis replies that mean "not now" rather than "wrong": they count against the breaker. */
-const UNAVAILABLE_REPLY = /^(LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN|NOREPLICAS|MISCONF|OOM)\b/
-
-/**
- * True for errors that say the backend cannot serve right now: connection-level errors of
- * ioredis (closed, not writable, timed out, too many retries), the breaker's own rejections, and
- * the Redis replies above. A script or argument error is a bug, not an outage.
- */
-export function isUnavailable(err: unknown): boolean {
-  if (err instanceof HoldfastError) return err.code === 'engine_unavailable'
-  if (!(err instanceof Error)) return false
-  if (err.name === 'ReplyError') return UNAVAILABLE_REPLY.test(err.message)
-  return true
-}
-
-/** No answer within the command timeout (ioredis's, or the breaker's own). */
-function isTimeout(err: unknown): boolean {
-  if (!(err instanceof Error)) return false
-  return (err as Error & { code?: unknown }).code === 'ETIMEDOUT' || err.message === 'Command timed out'
-}
-
-export function toEngineError(what: string, err: unknown): HoldfastError {
-  if (err instanceof HoldfastError) return err
-  const message = err instanceof Error ? err.message : String(err)
-  if (isUnavailable(err)) return new HoldfastError('engine_unavailable', `redis ${what}: ${message}`, { cause: err })
-  return new HoldfastError('internal', `redis ${what}: ${message}`, { cause: err })
-}
+export { isUnavailable, toEngineError } from './redis-errors.js'
 
 type Job = () => Promise<unknown>
 
+/** While not ready, say why again every this many health checks (the reason may have changed). */
+const REPORT_EVERY_TICKS = 10
+
 export class RedisLink {
   readonly cmd: RedisConnection
-  readonly sub: RedisConnection
+  readonly feed: Feed
   readonly #settings: LinkSettings
   readonly #events: LinkEvents
   readonly #breaker: CircuitBreaker<[Job], unknown>
-  /** Pub/sub channels this node wants; kept across reconnects and replayed on each. */
-  readonly #wanted = new Set<string>()
-  /** SUBSCRIBEs not acknowledged yet, so that a repeat waits for the same one. */
-  readonly #pending = new Map<string, Promise<void>>()
-  /** The subscriber has subscribed every wanted channel since it last connected. */
-  #subSynced = false
-  /** The subscriber answered its latest PING in time. */
-  #subHealthy = true
   #started = false
   #closed = false
   #ready = false
   #timer: ReturnType<typeof setInterval> | undefined
   #cmdPing: Promise<void> | undefined
-  #subPing: Promise<void> | undefined
-  #resubscribing: Promise<void> | undefined
+  /** The onConnected probe of the current command connection: pending, done, or failed. */
+  #probe: Promise<void> | undefined
+  #probed = false
+  /** The latest connection error, for the log line that says why the engine is not ready. */
+  #lastError: string | undefined
+  #notReadyTicks = 0
   readonly #readyWaiters = new Set<() => void>()
 
-  constructor(cmd: RedisConnection, sub: RedisConnection, settings: LinkSettings, events: LinkEvents) {
+  constructor(cmd: RedisConnection, feed: Feed, settings: LinkSettings, events: LinkEvents) {
     this.cmd = cmd
-    this.sub = sub
+    this.feed = feed
     this.#settings = settings
     this.#events = events
     const b = settings.breaker
@@ -131,8 +107,8 @@ export class RedisLink {
     this.#breaker.on('failure', (err: unknown) => {
       if (isTimeout(err) && !this.#closed) this.#breaker.open()
     })
-    this.#breaker.on('open', () => this.#update())
-    this.#breaker.on('close', () => this.#update())
+    this.#breaker.on('open', () => this.update())
+    this.#breaker.on('close', () => this.update())
     // Probe at once instead of waiting for the next health tick: recovery is noticed sooner.
     this.#breaker.on('halfOpen', () => void this.#checkCommands())
 
@@ -140,22 +116,19 @@ export class RedisLink {
       if (this.#closed) return
       // A fresh connection that passed ioredis's ready check is better evidence than any probe.
       this.#breaker.close()
-      this.#update()
+      this.#probed = false
+      void this.#runProbe()
+      this.update()
     })
-    sub.on('ready', () => {
-      this.#subHealthy = true
-      void this.#resubscribe()
+    cmd.on('close', () => {
+      this.#probed = false
+      this.update()
     })
-    for (const conn of [cmd, sub]) {
-      conn.on('close', () => {
-        if (conn === sub) this.#subSynced = false
-        this.#update()
-      })
-      conn.on('end', () => this.#update())
-      // Connection errors show up as state changes; without a listener ioredis would print them.
-      conn.on('error', () => {})
-    }
-    sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#events.onMessage(channel, message))
+    cmd.on('end', () => this.update())
+    reviveOnEnd(cmd, () => this.#closed || !this.#started)
+    cmd.on('error', (err: unknown) => {
+      this.#lastError = err instanceof Error ? err.message : String(err)
+    })
   }
 
   get ready(): boolean {
@@ -166,15 +139,18 @@ export class RedisLink {
     return this.#breaker.opened ? 'open' : this.#breaker.halfOpen ? 'halfOpen' : 'closed'
   }
 
-  /** Connect both, and resolve once ready or after `waitMs` (the link keeps reconnecting either way). */
+  get breakerOpen(): boolean {
+    return this.#breaker.opened
+  }
+
+  /** Connect, and resolve once ready or after `waitMs` (the link keeps reconnecting either way). */
   async start(permanent: readonly string[], waitMs: number): Promise<void> {
     this.#started = true
-    for (const ch of permanent) this.#wanted.add(ch)
     this.#timer = setInterval(() => this.#healthCheck(), this.#settings.healthCheckIntervalMs)
     this.#timer.unref()
     // A failed first connect is retried by ioredis's retryStrategy like any other.
     this.cmd.connect().catch(() => {})
-    this.sub.connect().catch(() => {})
+    this.feed.start(permanent)
     if (this.#ready) return
     await new Promise<void>((resolve) => {
       const done = (): void => {
@@ -194,25 +170,16 @@ export class RedisLink {
     if (this.#timer !== undefined) clearInterval(this.#timer)
     for (const w of [...this.#readyWaiters]) w()
     this.#breaker.shutdown()
-    await Promise.all(
-      [this.cmd, this.sub].map(async (conn) => {
-        // QUIT lets replies in flight arrive; a stalled Redis must not hold close() up, though.
-        let timer: ReturnType<typeof setTimeout> | undefined
-        const bound = new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, this.#settings.commandTimeoutMs)
-        })
-        await Promise.race([conn.quit().catch(() => {}), bound])
-        clearTimeout(timer)
-        conn.disconnect()
-      }),
-    )
+    await Promise.all([closeConnection(this.cmd, this.#settings.commandTimeoutMs), this.feed.close()])
   }
 
-  /** Run a command on the command connection through the breaker. Rejects with a HoldfastError. */
-  async run(what: string, job: (conn: RedisConnection) => Promise<unknown>): Promise<unknown> {
-    if (this.#closed || !this.#started) throw new HoldfastError('engine_unavailable', `redis engine is ${this.#closed ? 'closed' : 'not started'}`)
+  /** Run a command through the breaker, on the command connection or another one (`on`). Rejects with a HoldfastError. */
+  async run<C extends ScriptRunner = RedisConnection>(what: string, job: (conn: C) => Promise<unknown>, on?: C): Promise<unknown> {
+    this.#live()
+    // The first calls on a new connection wait until the engine knows which server it reached.
+    if (!this.#probed && this.#probe !== undefined) await this.#probe
     try {
-      return await this.#breaker.fire(() => job(this.cmd))
+      return await this.#breaker.fire(() => job(on ?? (this.cmd as unknown as C)))
     } catch (err) {
       throw toEngineError(what, err)
     }
@@ -221,111 +188,79 @@ export class RedisLink {
   /** Receive a pub/sub channel on this node. Idempotent; replayed after every reconnect. */
   subscribe(channel: string): Promise<void> {
     this.#live()
-    // One Redis serves both connections: an open breaker says it is stalled for the subscriber too.
-    if (this.sub.status !== 'ready' || !this.#subHealthy || this.#breaker.opened) {
-      return Promise.reject(new HoldfastError('engine_unavailable', 'redis subscribe: Redis is unavailable'))
-    }
-    // A repeat waits for the SUBSCRIBE in flight, or returns at once when the channel is held:
-    // it must never be able to drop a subscription that already works.
-    const inFlight = this.#pending.get(channel)
-    if (inFlight !== undefined) return inFlight
-    if (this.#wanted.has(channel) && this.#subSynced) return Promise.resolve()
-    this.#wanted.add(channel)
-    const done = this.sub.subscribe(channel).then(
-      () => {},
-      (err: unknown) => {
-        // A failed subscribe leaves nothing wanted behind (the hub forgets the channel too). If the
-        // SUBSCRIBE only timed out it may still run later: queue an UNSUBSCRIBE behind it.
-        this.#wanted.delete(channel)
-        if (this.sub.status === 'ready') this.sub.unsubscribe(channel).catch(() => {})
-        throw toEngineError('subscribe', err)
-      },
-    )
-    const tracked = done.finally(() => this.#pending.delete(channel))
-    this.#pending.set(channel, tracked)
-    return tracked
+    // One Redis serves every connection: an open breaker says it is stalled for the feed too.
+    if (this.#breaker.opened) return Promise.reject(new HoldfastError('engine_unavailable', 'redis subscribe: Redis is unavailable'))
+    return this.feed.subscribe(channel)
   }
 
-  async unsubscribe(channel: string): Promise<void> {
+  unsubscribe(channel: string): Promise<void> {
     this.#live()
-    this.#wanted.delete(channel)
-    // A connection that is down holds no subscriptions, and the next one will not replay this.
-    if (this.sub.status !== 'ready') return
-    try {
-      await this.sub.unsubscribe(channel)
-    } catch (err) {
-      throw toEngineError('unsubscribe', err)
-    }
+    return this.feed.unsubscribe(channel)
   }
 
   isWanted(channel: string): boolean {
-    return this.#wanted.has(channel)
+    return this.feed.isWanted(channel)
   }
 
   #live(): void {
     if (this.#closed || !this.#started) throw new HoldfastError('engine_unavailable', `redis engine is ${this.#closed ? 'closed' : 'not started'}`)
   }
 
+  /** Why the engine is not ready, in words for a log line. */
+  #reason(): string {
+    const last = this.#lastError === undefined ? '' : ` (last error: ${this.#lastError})`
+    if (this.cmd.status !== 'ready') return `no connection to Redis${last}`
+    if (!this.#probed) return 'connected, checking the server'
+    if (!this.#breaker.closed) return 'Redis does not answer in time (circuit breaker open)'
+    if (!this.feed.synced) return `the subscriber connection is not up or not resubscribed yet${last}`
+    return 'ready'
+  }
+
   /**
-   * Ready = both connections up, the subscriber holds every wanted channel, the breaker is closed
-   * and the subscriber answers PINGs. Any input changing calls this; only edges are reported.
+   * Ready = the command connection up and probed, the feed synced, the breaker closed. Any input
+   * changing calls this; only edges are reported.
    */
-  #update(): void {
+  update(): void {
     if (this.#closed) return
-    const ready =
-      this.#started &&
-      this.cmd.status === 'ready' &&
-      this.sub.status === 'ready' &&
-      this.#subSynced &&
-      this.#subHealthy &&
-      this.#breaker.closed
+    const ready = this.#started && this.cmd.status === 'ready' && this.#probed && this.feed.synced && this.#breaker.closed
     if (ready === this.#ready) return
     this.#ready = ready
     if (ready) for (const w of [...this.#readyWaiters]) w()
     try {
-      this.#events.onStateChange(ready)
+      this.#events.onStateChange(ready, this.#reason())
     } catch (err) {
       this.#events.onError(err)
     }
   }
 
-  #resubscribe(): Promise<void> {
-    this.#resubscribing ??= this.#doResubscribe().finally(() => {
-      this.#resubscribing = undefined
-    })
-    return this.#resubscribing
-  }
-
-  async #doResubscribe(): Promise<void> {
-    if (this.#closed) return
-    this.#subSynced = false
-    // All slices are written in one synchronous step, so an UNSUBSCRIBE issued meanwhile is
-    // queued after them and wins: no channel is left subscribed that nobody wants.
-    const channels = [...this.#wanted]
-    const slices: Promise<unknown>[] = []
-    for (let i = 0; i < channels.length; i += SUBSCRIBE_BATCH) slices.push(this.sub.subscribe(...channels.slice(i, i + SUBSCRIBE_BATCH)))
-    try {
-      await Promise.all(slices)
-      this.#subSynced = this.sub.status === 'ready'
-    } catch (err) {
-      // The connection dropped again (its next `ready` retries) or timed out (the health check retries).
-      if (this.sub.status === 'ready') this.#events.onError(toEngineError('resubscribe', err))
+  #runProbe(): Promise<void> {
+    const probe = this.#events.onConnected
+    if (probe === undefined) {
+      this.#probed = true
+      return Promise.resolve()
     }
-    this.#update()
+    this.#probe ??= (async () => {
+      try {
+        // Directly on the connection: the breaker may still be open from the outage.
+        await probe()
+        this.#probed = this.cmd.status === 'ready'
+      } catch (err) {
+        this.#events.onError(toEngineError('probe', err))
+      }
+    })().finally(() => {
+      this.#probe = undefined
+      this.update()
+    })
+    return this.#probe
   }
 
   #healthCheck(): void {
     if (this.#closed) return
+    if (this.#ready || !this.#started) this.#notReadyTicks = 0
+    else if (++this.#notReadyTicks % REPORT_EVERY_TICKS === 0) this.#events.onStillNotReady?.(this.#reason())
     void this.#checkCommands()
-    this.#healthCheckSubscriber()
-    if (this.sub.status === 'ready' && !this.#subSynced && this.#subHealthy) void this.#resubscribe()
-  }
-
-  #healthCheckSubscriber(): void {
-    if (this.#closed) return
-    this.#subPing ??= this.#pingSubscriber().finally(() => {
-      this.#subPing = undefined
-    })
+    if (this.cmd.status === 'ready' && !this.#probed) void this.#runProbe()
+    this.feed.healthCheck()
   }
 
   /**
@@ -349,20 +284,5 @@ export class RedisLink {
       this.#cmdPing = undefined
     })
     return this.#cmdPing
-  }
-
-  async #pingSubscriber(): Promise<void> {
-    if (this.sub.status !== 'ready') return
-    let healthy: boolean
-    try {
-      await this.sub.ping()
-      healthy = true
-    } catch (err) {
-      healthy = false
-      if (isTimeout(err)) setImmediate(() => this.#healthCheckSubscriber())
-    }
-    if (this.#closed || healthy === this.#subHealthy) return
-    this.#subHealthy = healthy
-    this.#update()
   }
 }

@@ -1,22 +1,26 @@
-import { createHash, randomInt } from 'node:crypto'
-import { decode, encode } from '@msgpack/msgpack'
-import { HoldfastError, type ClientInfo, type Publication } from '@holdfast/protocol'
-import type { StreamPublication } from './engine.js'
+import { createHash } from 'node:crypto'
 
 /**
- * The Lua side of the Redis engine, and the data layout it shares with the TypeScript side: key
- * names, the pub/sub message format the publish script builds, and the reply parsers. Every operation that reads and then writes runs as one script,
- * so it is atomic on the Redis thread: two nodes publishing to one channel can never be given the
- * same offset, and the PUBLISH that fans a publication out happens in the same step that stores
- * it, so the live feed carries a channel's publications in offset order.
+ * The Lua side of the Redis engine (the layout it shares with the TypeScript side is in
+ * redis-wire.ts). Every operation that reads and then writes runs as one script, so it is atomic
+ * on the Redis thread: two nodes publishing to one channel can never be given the same offset, and
+ * the PUBLISH that fans a publication out happens in the same step that stores it (or, for a
+ * replicated publish, in the commit that follows the replica's acknowledgement), so the live feed
+ * carries a channel's publications in offset order.
  *
  * Time: every script takes `now` (ms) as its first argument. A negative value means "use the
  * Redis server clock" (TIME), which gives all nodes one clock; tests pass their own to make TTLs
  * deterministic. Expiry is therefore checked logically in the scripts (an `x` field, a zset score,
  * a prefix of the stored value), and PEXPIRE/PX are only the garbage collector behind it.
  *
- * Needs Redis ≥ 6.2 (XTRIM MINID) — effects replication, which lets a script write after TIME,
- * is the default since 5.0.
+ * Stream meta hash fields: e epoch, t top (the last offset given out), c committed (the last offset
+ * readers and the live feed may see; equal to t unless replicated publishes wait for a replica),
+ * x logical expiry, l the replication id of the server that last wrote it, d 'r' when that write
+ * was a replicated publish, p the streamTtlMs it was written with, b when a regression last forced
+ * a new epoch.
+ *
+ * Needs Redis >= 6.2 (XTRIM MINID) — effects replication, which lets a script write after TIME,
+ * is the default since 5.0. Sharded pub/sub (SPUBLISH) needs Redis 7.
  */
 
 const PRELUDE = `
@@ -45,51 +49,119 @@ local function prune(hash, zset, now)
   redis.call('ZREMRANGEBYSCORE', zset, '-inf', int(now))
 end
 
--- The stream's epoch and top offset. A missing or expired stream starts over in a new epoch;
--- entries that outlived their meta (evicted, or expired logically) are dropped with it, so an
--- offset is never reused inside one epoch. Concurrent callers agree: this runs atomically.
-local function stream_meta(meta, stream, now, candidate, ttl)
-  local m = redis.call('HMGET', meta, 'e', 't', 'x')
-  if m[1] and m[3] and now < tonumber(m[3]) then return m[1], tonumber(m[2]) or 0 end
-  redis.call('DEL', meta, stream)
-  redis.call('HSET', meta, 'e', candidate, 't', '0', 'x', int(now + ttl))
-  redis.call('PEXPIRE', meta, ttl)
-  return candidate, 0
+-- Which replication history this server's data belongs to. master_replid changes when a replica
+-- is promoted (the one it followed moves to master_replid2) and when a primary restarts.
+local NO_ID = '0000000000000000000000000000000000000000'
+local function lineage()
+  local info = redis.call('INFO', 'replication')
+  return string.match(info, 'master_replid:(%x+)') or '', string.match(info, 'master_replid2:(%x+)') or NO_ID
+end
+
+-- A live stream's state, or nil. Reads nothing else and writes nothing.
+local function load_stream(meta, now)
+  local m = redis.call('HMGET', meta, 'e', 't', 'c', 'x', 'l', 'd', 'b')
+  if not m[1] or not m[4] or now >= tonumber(m[4]) then return nil end
+  local t = tonumber(m[2]) or 0
+  return { e = m[1], t = t, c = tonumber(m[3]) or t, l = m[5], d = m[6], b = tonumber(m[7]) or 0 }
+end
+
+-- The epoch of a stream that does not exist: derived, not stored, so that reads create nothing
+-- and the first publish of the same period and replication history starts the stream in it.
+-- A stream lives at least ttl after its last publish, so one that expired is never recreated in
+-- the period it was created in; a lost dataset comes back under another replication id.
+local function virtual_epoch(meta, id, now, ttl)
+  return string.sub(redis.sha1hex(meta .. '|' .. id .. '|' .. int(math.floor(now / ttl)) .. '|' .. int(ttl)), 1, 12)
+end
+
+-- A stream last written under another replication history may have lost its latest writes (an
+-- asynchronously replicated primary failed over, a primary restarted from a lagging AOF): unless
+-- it is known to be whole, it continues in a new epoch, so that no client takes a reused offset
+-- for one it saw. Known whole: this server was promoted from that history and the stream's last
+-- write was a replicated publish (the replica acknowledged it before it was fanned out); or it
+-- came from no history this server followed and either this server restarted with appendfsync
+-- always (trust = '1', checked by the node), or it is a Cluster node (trust = 'c'), where keys
+-- move between primaries whole (MIGRATE) and only a promotion tells of a loss.
+local function fence(meta, st, id, id2, candidate, trust)
+  if st.l == id then return end
+  local whole
+  if st.l == id2 then whole = st.d == 'r'
+  else whole = trust == 'c' or (trust == '1' and id2 == NO_ID) end
+  if st.l and not whole then
+    st.e = candidate
+    redis.call('HSET', meta, 'e', candidate)
+  end
+  redis.call('HSET', meta, 'l', id)
+  st.l = id
+end
+
+-- The feed message of one stored entry (XRANGE item): 'q' + the layout of the publish script's.
+local function committed_message(entry, epoch)
+  local f = entry[2]
+  local data, info = '', ''
+  for i = 1, #f, 2 do
+    if f[i] == 'd' then data = f[i + 1] elseif f[i] == 'i' then info = f[i + 1] end
+  end
+  return 'q' .. string.match(entry[1], '^(%d+)') .. ':' .. epoch .. ':' .. int(#info) .. ':' .. info .. data
 end
 `
 
 /**
  * KEYS: meta, stream[, idempotency]
- * ARGV: now, candidate epoch, historySize, streamTtlMs, pub/sub channel, data, info, idempotencyTtlMs
- * → { offset, epoch, duplicate (0|1) }
+ * ARGV: now, candidate epoch, historySize, streamTtlMs, pub/sub channel, data, info,
+ *       idempotencyTtlMs, mode ('n' none | 'r' replicated), trust, publish command
+ * → { offset, epoch, duplicate (0|1), committed }
+ * Mode 'n' fans the publication out at once. Mode 'r' only stores it: the caller waits for a
+ * replica (WAIT) and then runs COMMIT, which fans it out.
  */
 const PUBLISH = `
 local meta, stream, idem = KEYS[1], KEYS[2], KEYS[3]
 local now = now_ms(ARGV[1])
 local size, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local data, info = ARGV[6], ARGV[7]
+local data, info, mode = ARGV[6], ARGV[7], ARGV[9]
+local id, id2 = lineage()
 
 if idem then
   local seen = redis.call('GET', idem)
   if seen then
     local exp, offset, epoch = string.match(seen, '^(%d+):(%d+):(.+)$')
-    if exp and now < tonumber(exp) then return { tonumber(offset), epoch, 1 } end
+    if exp and now < tonumber(exp) then
+      local st = load_stream(meta, now)
+      local committed = tonumber(offset)
+      if st then
+        committed = st.c
+        -- A write for the caller's WAIT to wait for: the entry was written before it.
+        if mode == 'r' then redis.call('HSET', meta, 'l', st.l or id) end
+      end
+      return { tonumber(offset), epoch, 1, committed }
+    end
   end
 end
 
-local epoch = stream_meta(meta, stream, now, ARGV[2], ttl)
+local st = load_stream(meta, now)
+if st then
+  fence(meta, st, id, id2, ARGV[2], ARGV[10])
+else
+  -- A new stream: drop what an expired one left behind; start in the epoch readers were shown.
+  redis.call('DEL', meta, stream)
+  st = { e = virtual_epoch(meta, id, now, ttl), t = 0, c = 0 }
+  redis.call('HSET', meta, 'e', st.e, 't', '0', 'c', '0', 'l', id)
+end
 local top = redis.call('HINCRBY', meta, 't', 1)
-redis.call('HSET', meta, 'x', int(now + ttl))
+redis.call('HSET', meta, 'x', int(now + ttl), 'd', mode, 'p', int(ttl))
 redis.call('PEXPIRE', meta, ttl)
+if mode ~= 'r' then
+  redis.call('HSET', meta, 'c', int(top))
+  st.c = top
+end
 
 if size > 0 then
   -- Explicit ids <offset>-1 make a range of offsets a plain XRANGE. 't' comes first so the
   -- history script finds an entry's age without scanning its fields.
-  local id = int(top) .. '-1'
+  local sid = int(top) .. '-1'
   if info == '' then
-    redis.call('XADD', stream, 'MAXLEN', size, id, 't', int(now), 'd', data)
+    redis.call('XADD', stream, 'MAXLEN', size, sid, 't', int(now), 'd', data)
   else
-    redis.call('XADD', stream, 'MAXLEN', size, id, 't', int(now), 'd', data, 'i', info)
+    redis.call('XADD', stream, 'MAXLEN', size, sid, 't', int(now), 'd', data, 'i', info)
   end
   redis.call('PEXPIRE', stream, ttl)
 else
@@ -100,29 +172,112 @@ end
 
 if idem then
   local idem_ttl = tonumber(ARGV[8])
-  redis.call('SET', idem, int(now + idem_ttl) .. ':' .. int(top) .. ':' .. epoch, 'PX', idem_ttl)
+  redis.call('SET', idem, int(now + idem_ttl) .. ':' .. int(top) .. ':' .. st.e, 'PX', idem_ttl)
 end
 
-redis.call('PUBLISH', ARGV[5], 'p' .. int(top) .. ':' .. epoch .. ':' .. int(#info) .. ':' .. info .. data)
-return { top, epoch, 0 }
+if mode ~= 'r' then
+  redis.call(ARGV[11], ARGV[5], 'p' .. int(top) .. ':' .. st.e .. ':' .. int(#info) .. ':' .. info .. data)
+end
+return { top, st.e, 0, st.c }
+`
+
+/**
+ * KEYS: meta, stream. ARGV: now, up to offset, publish command, pub/sub channel.
+ * Run after a replica acknowledged the writes up to `up to`: marks them committed and fans out,
+ * in order, every stored entry between the old mark and it. → { committed, epoch } ({ 0, '' }
+ * when the stream is gone).
+ */
+const COMMIT = `
+local meta, stream = KEYS[1], KEYS[2]
+local st = load_stream(meta, now_ms(ARGV[1]))
+if not st then return { 0, '' } end
+local to = math.min(tonumber(ARGV[2]), st.t)
+if to <= st.c then return { st.c, st.e } end
+local entries = redis.call('XRANGE', stream, int(st.c + 1), int(to))
+for i = 1, #entries do redis.call(ARGV[3], ARGV[4], committed_message(entries[i], st.e)) end
+redis.call('HSET', meta, 'c', int(to))
+return { to, st.e }
+`
+
+/**
+ * KEYS: meta. ARGV: now, candidate epoch, trust.
+ * A write for a WAIT to wait for, on a stream with entries above its commit mark. → { top } or { -1 }.
+ */
+const SYNC = `
+local meta = KEYS[1]
+local st = load_stream(meta, now_ms(ARGV[1]))
+if not st then return { -1 } end
+local id, id2 = lineage()
+fence(meta, st, id, id2, ARGV[2], ARGV[3])
+redis.call('HSET', meta, 'l', id)
+return { st.t }
+`
+
+/**
+ * KEYS: meta. ARGV: now, the epoch seen, candidate epoch.
+ * A node saw one offset of this epoch twice with different content: the stream went back. Move
+ * it to a new epoch (once: the epoch must still be the one seen). → { epoch, committed } or { '', 0 }.
+ */
+const BUMP = `
+local meta = KEYS[1]
+local now = now_ms(ARGV[1])
+local st = load_stream(meta, now)
+if not st then return { '', 0 } end
+if st.e == ARGV[2] then
+  redis.call('HSET', meta, 'e', ARGV[3], 'b', int(now))
+  st.e = ARGV[3]
+end
+return { st.e, st.c }
+`
+
+/**
+ * KEYS: meta, stream. ARGV: now, candidate epoch.
+ * Drop the history. A live stream leaves a tombstone in a new epoch until the end of the current
+ * period (its streamTtlMs, kept in 'p'), so that a stream recreated in that period does not take
+ * the derived epoch again.
+ */
+const REMOVE = `
+local meta, stream = KEYS[1], KEYS[2]
+local now = now_ms(ARGV[1])
+redis.call('DEL', stream)
+local st = load_stream(meta, now)
+local ttl = tonumber(redis.call('HGET', meta, 'p') or '') or 86400000
+redis.call('DEL', meta)
+if not st then return 0 end
+local id = lineage()
+local until_ms = (math.floor(now / ttl) + 1) * ttl
+redis.call('HSET', meta, 'e', ARGV[2], 't', '0', 'c', '0', 'x', int(until_ms), 'l', id, 'p', int(ttl))
+redis.call('PEXPIRE', meta, math.max(1, until_ms - now))
+return 1
 `
 
 /**
  * KEYS: meta, stream
- * ARGV: now, candidate epoch, historySize, historyTtlMs, streamTtlMs, since (-1: none), since epoch, limit
- * → { top, epoch, continuous (0|1), entries (XRANGE reply) }
+ * ARGV: now, candidate epoch, historySize, historyTtlMs, streamTtlMs, since (-1: none), since
+ *       epoch, limit, trust, regression cooldown (ms)
+ * → { top, epoch, continuous (0 | 1 | 2: committed entries may lie beyond the mark, commit first), entries (XRANGE reply) }
+ * Never creates a stream: an unknown one is answered with its derived epoch at offset 0.
  */
 const HISTORY = `
 local meta, stream = KEYS[1], KEYS[2]
 local now = now_ms(ARGV[1])
-local size, history_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local since, limit = tonumber(ARGV[6]), tonumber(ARGV[8])
-local epoch, top = stream_meta(meta, stream, now, ARGV[2], tonumber(ARGV[5]))
+local size, history_ttl, stream_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local since, since_epoch, limit = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
+local id, id2 = lineage()
+local st = load_stream(meta, now)
+if not st then
+  local e = virtual_epoch(meta, id, now, stream_ttl)
+  -- Offset 0 (nothing delivered yet) lies in every epoch; anything beyond it is gone.
+  if since > 0 then return { 0, e, 0, {} } end
+  return { 0, e, 1, {} }
+end
+fence(meta, st, id, id2, ARGV[2], ARGV[9])
+local top = st.c
 
 -- Trim from the oldest end only, by size and then by age, stopping at the first entry that is
 -- kept: what stays is one run of consecutive offsets, even if a clock stepped back.
-if top - size + 1 > 1 then redis.call('XTRIM', stream, 'MINID', int(top - size + 1)) end
-local first = top + 1
+if st.t - size + 1 > 1 then redis.call('XTRIM', stream, 'MINID', int(st.t - size + 1)) end
+local first = st.t + 1
 while true do
   local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 128)
   if #head == 0 then break end
@@ -144,13 +299,25 @@ end
 
 local from, to
 if since >= 0 then
-  if ARGV[7] ~= epoch or since > top or since + 1 < first then return { top, epoch, 0, {} } end
+  if since_epoch == st.e and since > top then
+    -- Someone saw an offset beyond the mark. Within the stored entries it was committed by a
+    -- commit whose mark was lost in a failover: commit again, then ask again. Beyond them the
+    -- stream went back: a new epoch, so that everyone who saw the lost offsets learns it.
+    if since <= st.t then return { top, st.e, 2, {} } end
+    if now - st.b >= tonumber(ARGV[10]) then
+      st.e = ARGV[2]
+      redis.call('HSET', meta, 'e', st.e, 'b', int(now))
+    end
+    return { top, st.e, 0, {} }
+  end
+  -- Offset 0 lies in every epoch: it continues while offset 1 is still held.
+  if (since_epoch ~= st.e and since > 0) or (since < top and since + 1 < first) then return { top, st.e, 0, {} } end
   from, to = since + 1, math.min(top, since + limit)
 else
   from, to = math.max(first, top - limit + 1), top
 end
-if limit == 0 or from > to then return { top, epoch, 1, {} } end
-return { top, epoch, 1, redis.call('XRANGE', stream, int(from), int(to)) }
+if limit == 0 or from > to then return { top, st.e, 1, {} } end
+return { top, st.e, 1, redis.call('XRANGE', stream, int(from), int(to)) }
 `
 
 /** KEYS: presence hash, presence expiry zset. ARGV: now, ttlMs, client id, info. */
@@ -205,9 +372,19 @@ redis.call('SET', KEYS[1], 'd' .. int(now + ttl) .. ':' .. ARGV[3], 'PX', ttl)
 return 1
 `
 
+type Arg = string | Buffer | number
+
+/** A pipeline of commands sent together on one connection (ioredis `pipeline()`). */
+export interface ScriptPipeline {
+  callBuffer(...args: [command: string, ...args: Arg[]]): ScriptPipeline
+  call(...args: [command: string, ...args: Arg[]]): ScriptPipeline
+  exec(): Promise<[Error | null, unknown][] | null>
+}
+
 /** What a script runs on: the part of an ioredis client (Redis or Cluster) the engine uses. */
 export interface ScriptRunner {
-  callBuffer(...args: [command: string, ...args: (string | Buffer | number)[]]): Promise<unknown>
+  callBuffer(...args: [command: string, ...args: Arg[]]): Promise<unknown>
+  pipeline(): ScriptPipeline
 }
 
 /**
@@ -234,10 +411,37 @@ export class LuaScript {
       return await client.callBuffer('eval', this.source, keys.length, ...keys, ...args)
     }
   }
+
+  /**
+   * Run the script once per argument list, then `WAIT numReplicas timeoutMs`, all in one pipeline
+   * on one connection (in a Cluster every call must be for keys of one slot, and the WAIT goes to
+   * that node). WAIT answers how many replicas acknowledged every write the connection made so
+   * far, the scripts' included. → each script's reply or error, and the replica count.
+   */
+  async runAllAndWait(client: ScriptRunner, calls: ReadonlyArray<{ keys: readonly string[]; args: readonly Arg[] }>, numReplicas: number, timeoutMs: number): Promise<{ replies: Array<[Error | null, unknown]>; replicas: number }> {
+    const once = async (how: 'evalsha' | 'eval'): Promise<{ replies: Array<[Error | null, unknown]>; replicas: number }> => {
+      const p = client.pipeline()
+      for (const c of calls) p.callBuffer(how, how === 'evalsha' ? this.sha : this.source, c.keys.length, ...c.keys, ...c.args)
+      p.call('wait', numReplicas, timeoutMs)
+      const replies = (await p.exec()) ?? []
+      const wait = replies.pop()
+      if (wait === undefined || replies.length !== calls.length) throw new Error(`no reply to ${this.name}`)
+      if (wait[0] !== null) throw wait[0]
+      return { replies, replicas: Number(wait[1]) }
+    }
+    const first = await once('evalsha')
+    // Scripts are not replicated: a promoted replica has none cached yet. NOSCRIPT did nothing.
+    if (first.replies.length > 0 && first.replies.every(([err]) => err?.message.startsWith('NOSCRIPT') === true)) return once('eval')
+    return first
+  }
 }
 
 export const Scripts = {
   publish: new LuaScript('publish', PUBLISH),
+  commit: new LuaScript('commit', COMMIT),
+  sync: new LuaScript('sync', SYNC),
+  bump: new LuaScript('bump', BUMP),
+  remove: new LuaScript('remove', REMOVE),
   history: new LuaScript('history', HISTORY),
   presenceAdd: new LuaScript('presenceAdd', PRESENCE_ADD),
   memberRemove: new LuaScript('memberRemove', MEMBER_REMOVE),
@@ -247,172 +451,3 @@ export const Scripts = {
   claimComplete: new LuaScript('claimComplete', CLAIM_COMPLETE),
 } as const
 
-// ------------------------------------------------------------------ layout and wire format
-
-/**
- * Key layout. Every key of a channel carries the channel as its hash tag, so in a Cluster they
- * share a slot and one script can touch them all.
- */
-export class RedisKeys {
-  readonly #p: string
-  readonly control: string
-  readonly nodes: string
-  readonly nodesExp: string
-
-  constructor(prefix: string) {
-    this.#p = prefix
-    this.control = `${prefix}:control`
-    // The tag may equal a channel name, so the suffixes must differ from every per-channel suffix.
-    this.nodes = `${prefix}:{nodes}:registry`
-    this.nodesExp = `${prefix}:{nodes}:registry-exp`
-  }
-
-  /** Hash: e (epoch), t (top offset), x (expiry, ms). */
-  meta(ch: string): string {
-    return `${this.#p}:{${ch}}:meta`
-  }
-  /** Stream of publications with ids `<offset>-1` and fields t (time), d (data), i (info). */
-  stream(ch: string): string {
-    return `${this.#p}:{${ch}}:stream`
-  }
-  idem(ch: string, key: string): string {
-    return `${this.#p}:{${ch}}:idem:${key}`
-  }
-  /** Hash clientId → msgpack ClientInfo. */
-  presence(ch: string): string {
-    return `${this.#p}:{${ch}}:presence`
-  }
-  /** Zset clientId → expiry (ms). */
-  presenceExp(ch: string): string {
-    return `${this.#p}:{${ch}}:presence-exp`
-  }
-  /** Pub/sub channel of publications, joins and leaves. */
-  pub(ch: string): string {
-    return `${this.#p}:{${ch}}:pub`
-  }
-  claim(key: string): string {
-    return `${this.#p}:rpc:${key}`
-  }
-}
-
-/** Pub/sub message kinds, the first byte of a message on a channel's pub/sub channel. */
-const KIND_PUB = 0x70 // 'p' <offset>:<epoch>:<info length>:<info><data>, built by the publish script
-const KIND_JOIN = 0x6a // 'j' <msgpack ClientInfo>
-const KIND_LEAVE = 0x6c // 'l' <msgpack ClientInfo>
-const COLON = 0x3a
-
-export const EMPTY = Buffer.alloc(0)
-
-export function pack(value: unknown): Buffer {
-  const u8 = encode(value)
-  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength)
-}
-
-/**
- * Decode from a private copy: msgpack binaries are views of the input, and the input is a slice
- * of ioredis's socket chunk — a view would keep that whole chunk alive and surface as a Buffer
- * where the publisher sent a plain Uint8Array.
- */
-export function unpack(bytes: Uint8Array): unknown {
-  return decode(new Uint8Array(bytes))
-}
-
-export function newEpoch(): string {
-  // 36^8 ≈ 2.8e12 values, as in the memory engine. Lua's math.random is seeded identically on
-  // every script run, so the randomness comes from here and the script only decides to use it.
-  return randomInt(36 ** 8)
-    .toString(36)
-    .padStart(8, '0')
-}
-
-export function isClientInfo(v: unknown): v is ClientInfo {
-  return typeof v === 'object' && v !== null && typeof (v as ClientInfo).client === 'string' && typeof (v as ClientInfo).user === 'string'
-}
-
-export function malformed(what: string): HoldfastError {
-  return new HoldfastError('internal', `redis engine: unexpected reply to ${what}`)
-}
-
-export function asArray(v: unknown, what: string): unknown[] {
-  if (!Array.isArray(v)) throw malformed(what)
-  return v
-}
-
-export function asInt(v: unknown, what: string): number {
-  if (typeof v === 'number' && Number.isSafeInteger(v)) return v
-  if (Buffer.isBuffer(v)) {
-    const n = Number(v.toString('latin1'))
-    if (Number.isSafeInteger(n)) return n
-  }
-  throw malformed(what)
-}
-
-export function asString(v: unknown, what: string): string {
-  if (Buffer.isBuffer(v)) return v.toString('utf8')
-  if (typeof v === 'string') return v
-  throw malformed(what)
-}
-
-export function asBuffer(v: unknown, what: string): Buffer {
-  if (Buffer.isBuffer(v)) return v
-  throw malformed(what)
-}
-
-/** Reads `<digits>:` from `buf` at `at`; returns the number and where its colon ends. */
-function readInt(buf: Buffer, at: number): [number, number] {
-  const colon = buf.indexOf(COLON, at)
-  if (colon < 0) throw new Error('truncated message')
-  const n = Number(buf.toString('latin1', at, colon))
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error('bad number in message')
-  return [n, colon + 1]
-}
-
-/** One XRANGE entry of a channel stream, `[id, [field, value, ...]]`, as a publication. */
-export function decodeEntry(raw: unknown): Publication {
-  const [id, fields] = asArray(raw, 'history')
-  const offset = Number.parseInt(asString(id, 'history'), 10)
-  const list = asArray(fields, 'history')
-  let data: unknown = null
-  let info: ClientInfo | undefined
-  for (let i = 0; i + 1 < list.length; i += 2) {
-    const field = asString(list[i], 'history')
-    if (field === 'd') data = unpack(asBuffer(list[i + 1], 'history'))
-    else if (field === 'i') {
-      const v = unpack(asBuffer(list[i + 1], 'history'))
-      if (isClientInfo(v)) info = v
-    }
-  }
-  return info === undefined ? { offset, data } : { offset, data, info }
-}
-
-export function encodeJoinLeave(kind: 'join' | 'leave', info: ClientInfo): Buffer {
-  return Buffer.concat([Buffer.of(kind === 'join' ? KIND_JOIN : KIND_LEAVE), pack(info)])
-}
-
-export type FeedMessage = { kind: 'pub'; pub: StreamPublication } | { kind: 'join' | 'leave'; info: ClientInfo }
-
-/**
- * A message from a channel's pub/sub channel. Hot path: a few byte scans and one MessagePack
- * decode. Throws on a malformed message; returns undefined for one it does not know.
- */
-export function decodeFeedMessage(message: Buffer): FeedMessage | undefined {
-  const kind = message[0]
-  if (kind === KIND_PUB) {
-    const [offset, afterOffset] = readInt(message, 1)
-    const colon = message.indexOf(COLON, afterOffset)
-    if (colon < 0) throw new Error('truncated message')
-    const epoch = message.toString('latin1', afterOffset, colon)
-    const [infoLength, infoAt] = readInt(message, colon + 1)
-    const dataAt = infoAt + infoLength
-    if (dataAt > message.length) throw new Error('truncated message')
-    const data = unpack(message.subarray(dataAt))
-    if (infoLength === 0) return { kind: 'pub', pub: { offset, epoch, data } }
-    const info = unpack(message.subarray(infoAt, dataAt))
-    return { kind: 'pub', pub: isClientInfo(info) ? { offset, epoch, data, info } : { offset, epoch, data } }
-  }
-  if (kind === KIND_JOIN || kind === KIND_LEAVE) {
-    const info = unpack(message.subarray(1))
-    if (isClientInfo(info)) return { kind: kind === KIND_JOIN ? 'join' : 'leave', info }
-  }
-  return undefined
-}

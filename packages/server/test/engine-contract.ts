@@ -306,6 +306,22 @@ export function engineContract(name: string, make: () => Promise<EngineFixture>)
     })
 
     describe('history', () => {
+      test('maxBytes cuts a page at the far end (at least one publication): the first after since, or the newest', async ({ engine }) => {
+        const ch = channel()
+        const blob = 'x'.repeat(1000)
+        for (let i = 1; i <= 6; i++) await engine.publish(ch, { i, blob }, pub())
+        const { epoch } = await engine.history(ch, { stream: STREAM, limit: 0 })
+        const after = await engine.history(ch, { stream: STREAM, since: { offset: 1, epoch }, limit: 10, maxBytes: 2500 })
+        assert.deepEqual([after.continuous, offsets(after.publications)], [true, [2, 3]])
+        const newest = await engine.history(ch, { stream: STREAM, limit: 10, maxBytes: 2500 })
+        assert.deepEqual(offsets(newest.publications), [5, 6])
+        const reversed = await engine.history(ch, { stream: STREAM, limit: 10, maxBytes: 2500, reverse: true })
+        assert.deepEqual(offsets(reversed.publications), [6, 5])
+        const tiny = await engine.history(ch, { stream: STREAM, since: { offset: 3, epoch }, limit: 10, maxBytes: 1 })
+        assert.deepEqual(offsets(tiny.publications), [4], 'at least one publication')
+        assert.equal(tiny.offset, 6)
+      })
+
       test('the continuity table when nothing was trimmed', async ({ engine }) => {
         const ch = channel()
         await publishN(engine, ch, 3)

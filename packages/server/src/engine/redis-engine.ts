@@ -578,6 +578,7 @@ export class RedisEngine implements Engine {
       since !== undefined && !validSince ? 0 : q.limit,
       this.#trust,
       REGRESSION_COOLDOWN_MS,
+      q.maxBytes ?? 0,
     ]
     const reply = asArray(await this.#live().run('history', (c) => Scripts.history.run(c, [k.meta(channel), k.stream(channel)], args)), 'history')
     return {

@@ -254,7 +254,7 @@ return 1
 /**
  * KEYS: meta, stream
  * ARGV: now, candidate epoch, historySize, historyTtlMs, streamTtlMs, since (-1: none), since
- *       epoch, limit, trust, regression cooldown (ms)
+ *       epoch, limit, trust, regression cooldown (ms), maxBytes (0: none)
  * → { top, epoch, continuous (0 | 1 | 2: committed entries may lie beyond the mark, commit first), entries (XRANGE reply) }
  * Never creates a stream: an unknown one is answered with its derived epoch at offset 0.
  */
@@ -317,7 +317,35 @@ else
   from, to = math.max(first, top - limit + 1), top
 end
 if limit == 0 or from > to then return { top, st.e, 1, {} } end
-return { top, st.e, 1, redis.call('XRANGE', stream, int(from), int(to)) }
+local max_bytes = tonumber(ARGV[11]) or 0
+if max_bytes <= 0 then return { top, st.e, 1, redis.call('XRANGE', stream, int(from), int(to)) } end
+-- A page of at most max_bytes of entry fields (at least one entry), cut at the far end: the
+-- first entries after since, or the newest without it. Read in chunks so a cut page never
+-- copies the whole range.
+local forward = since >= 0
+local out, bytes, lo, hi = {}, 0, from, to
+while lo <= hi do
+  local chunk
+  if forward then chunk = redis.call('XRANGE', stream, int(lo), int(hi), 'COUNT', 64)
+  else chunk = redis.call('XREVRANGE', stream, int(hi), int(lo), 'COUNT', 64) end
+  if #chunk == 0 then break end
+  for i = 1, #chunk do
+    local f, n = chunk[i][2], 0
+    for j = 2, #f, 2 do n = n + #f[j] end
+    bytes = bytes + n
+    if bytes > max_bytes and #out > 0 then lo = hi + 1 break end
+    out[#out + 1] = chunk[i]
+  end
+  if lo <= hi then
+    local last = tonumber(string.match(chunk[#chunk][1], '^(%d+)'))
+    if forward then lo = last + 1 else hi = last - 1 end
+  end
+end
+if not forward then
+  local n = #out
+  for i = 1, math.floor(n / 2) do out[i], out[n - i + 1] = out[n - i + 1], out[i] end
+end
+return { top, st.e, 1, out }
 `
 
 /** KEYS: presence hash, presence expiry zset. ARGV: now, ttlMs, client id, info. */

@@ -22,14 +22,16 @@ import {
 } from '@holdfast/protocol'
 import { backoffDelay } from './backoff.js'
 import { TypedEmitter } from './emitter.js'
-import type { CallOptions, ClientEvents, HistoryOptions } from './events.js'
+import type { CallOptions, ClientEvents, DiscardedCommand, HistoryOptions, RestoredCommand, StoredCommandInfo } from './events.js'
 import { NetworkWatcher } from './network.js'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
 import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
 import { Pacer } from './pacer.js'
+import { Persistence, type LoadedRecord } from './persistence.js'
 import { decideReconnect } from './reconnect-policy.js'
 import { isConnectResult, isSubscribeResult } from './results.js'
 import { reasonFor, StateMachine, type ConnectionState, type StateReason } from './state.js'
+import { defaultLocks } from './storage.js'
 import { Subscription, type SubscriptionHost } from './subscription.js'
 import { Transport } from './transport.js'
 import { Watchdog } from './watchdog.js'
@@ -77,6 +79,13 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     () => this.#onOnline(),
   )
 
+  /** With a `storage` option: the stored outbox and positions. */
+  #store: Persistence | undefined
+  /** Set while the stored outbox and positions are read: nothing is sent, no socket opened, before. */
+  #restoring: Promise<void> | undefined
+  /** Stored positions not yet claimed by a `subscribe()` of this client. */
+  #storedPositions = new Map<string, StreamPosition>()
+
   readonly #pacer = new Pacer()
   /** Set while the outbox waits for the command budget to refill. */
   #pumpTimer: Timer | undefined
@@ -99,6 +108,9 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     this.#outbox = new Outbox(
       { maxCommands: this.#opts.maxQueuedCommands, maxBytes: this.#opts.maxQueuedBytes },
       (size, bytes) => this.emit('queue', { size, bytes }),
+      (entry) => {
+        if (entry.key !== undefined) this.#store?.remove(entry.key)
+      },
     )
     this.#watchdog = new Watchdog((silent) => this.#fail(CloseCodes.heartbeat_timeout.code, `no frame from the server for ${silent} ms`))
     const self = this
@@ -116,12 +128,14 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         })
       },
       sendUnsubscribe: (channel) => this.#command({ type: 'unsubscribe', channel }, () => {}),
+      moved: (channel, position) => this.#store?.savePosition(channel, position ?? null),
       forget: (sub) => {
         if (this.#subs.get(sub.channel) === sub) this.#subs.delete(sub.channel)
       },
       retryDelay: (attempt, advice) =>
         advice === 'reconnect' ? Math.random() * this.#opts.restartJitterMs : this.#backoff(attempt),
     }
+    this.#openStore()
   }
 
   get state(): ConnectionState {
@@ -147,6 +161,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (state === 'closed') {
       this.#attempt = 0
       this.#authFailures = 0
+      this.#openStore()
     }
     this.#network.start()
     if (this.#offline) return
@@ -168,8 +183,17 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (existing !== undefined) return existing
     const sub = new Subscription(channel, this.#host)
     this.#subs.set(channel, sub)
+    this.#claimPosition(sub)
     if (this.#ready) sub._connected()
     return sub
+  }
+
+  /** A position stored by an earlier page or process: the first subscribe recovers from it. */
+  #claimPosition(sub: Subscription): void {
+    const pos = this.#storedPositions.get(sub.channel)
+    if (pos === undefined) return
+    this.#storedPositions.delete(sub.channel)
+    sub._restore(pos)
   }
 
   getSubscription(channel: string): Subscription | undefined {
@@ -239,13 +263,153 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         reject(err)
         return
       }
-      entry.deadline = setTimeout(() => {
-        if (entry.wireId !== undefined) this.#replies.delete(entry.wireId)
-        const sent = entry.state === 'sent' ? ' (it was sent: the server may or may not have performed it)' : ''
-        this.#outbox.reject(entry, new HoldfastError('timeout', `${command.type} timed out after ${timeoutMs} ms${sent}`))
-      }, timeoutMs)
+      this.#arm(entry, timeoutMs, timeoutMs)
+      const store = this.#store
+      if (store !== undefined && (command.type === 'publish' || command.type === 'rpc')) {
+        const now = Date.now()
+        entry.key = store.keyFor(entry.seq)
+        // Written while connected: it goes out as soon as it is stored, so count it as sent now.
+        entry.record = { v: 1, seq: entry.seq, createdAt: now, deadline: now + timeoutMs, ...(this.#ready ? { sentAt: now } : {}), command }
+        this.#persist(entry)
+      }
       this.#pump()
     })
+  }
+
+  /** The call's overall deadline: on expiry it leaves the outbox (and storage) and rejects. */
+  #arm(entry: OutboxEntry, inMs: number, timeoutMs: number): void {
+    entry.deadline = setTimeout(() => {
+      if (entry.wireId !== undefined) this.#replies.delete(entry.wireId)
+      const sent = entry.state === 'sent' ? ' (it was sent: the server may or may not have performed it)' : ''
+      this.#outbox.reject(entry, new HoldfastError('timeout', `${entry.command.type} timed out after ${timeoutMs} ms${sent}`))
+    }, Math.max(0, inMs))
+  }
+
+  /** Write the entry's record; it may be sent once the write is done. A failed write rejects the call. */
+  #persist(entry: OutboxEntry): void {
+    const store = this.#store
+    if (store === undefined || entry.key === undefined || entry.record === undefined) return
+    entry.writing = true
+    store.write(entry.key, entry.record).then(
+      () => {
+        entry.writing = false
+        this.#pump()
+      },
+      (cause: unknown) => {
+        entry.writing = false
+        const message = `${entry.command.type} could not be stored, so it was not sent: ${cause instanceof Error ? cause.message : String(cause)}`
+        this.#outbox.reject(entry, new HoldfastError('storage_failed', message, { cause }))
+        this.#pump()
+      },
+    )
+  }
+
+  /**
+   * true when the entry may leave: it is stored, and the storage knows it is being sent (so that a
+   * reload much later does not resend it past the server's dedupe window). Otherwise starts the
+   * write that makes it so; its completion pumps again.
+   */
+  #durable(entry: OutboxEntry): boolean {
+    const record = entry.record
+    if (record === undefined || this.#store === undefined) return true
+    if (entry.writing) return false
+    if (record.sentAt !== undefined) return true
+    record.sentAt = Date.now()
+    this.#persist(entry)
+    return false
+  }
+
+  // ------------------------------------------------------------ storage
+
+  #openStore(): void {
+    const storage = this.#opts.storage
+    if (storage === undefined) return
+    const store = new Persistence(storage, defaultLocks(), newMessageId(), (cause, what) => this.#storageError(cause, what))
+    this.#store = store
+    const restoring = store.start((records) => {
+      if (this.#store === store) this.#restore(records, false)
+    })
+    this.#restoring = restoring.then(
+      ({ records, positions, session }) => {
+        if (this.#store !== store) return
+        this.#restoring = undefined
+        this.#storedPositions = positions
+        // The page before a reload: resume its session, so the server's dedupe scope (for an
+        // anonymous client, the session) still recognises what it sent.
+        this.#session ??= session
+        for (const sub of this.#subs.values()) this.#claimPosition(sub)
+        this.#restore(records, true)
+      },
+      (cause: unknown) => {
+        if (this.#store !== store) return
+        // Without a readable storage the client still works, in memory only; the app is told.
+        this.#restoring = undefined
+        this.#store = undefined
+        store.close()
+        this.#storageError(cause, 'reading the stored queue (continuing without storage)')
+        this.#pump()
+      },
+    )
+  }
+
+  #storageError(cause: unknown, what: string): void {
+    const message = cause instanceof Error ? cause.message : String(cause)
+    this.emit('error', new HoldfastError('storage_failed', `storage: ${what} failed: ${message}`, { cause }))
+  }
+
+  /**
+   * Put stored commands back in the outbox, oldest first (`front`: before anything issued since
+   * this client started), and tell the application in one `queue` event.
+   */
+  #restore(loaded: LoadedRecord[], front: boolean): void {
+    const store = this.#store
+    if (store === undefined) return
+    const now = Date.now()
+    const seen = new Set<string>()
+    for (const e of this.#outbox.entries()) if (e.record !== undefined) seen.add(e.record.command.msgId)
+    const restored: RestoredCommand[] = []
+    const discarded: DiscardedCommand[] = []
+    const entries: OutboxEntry[] = []
+    loaded.sort((a, b) => a.record.createdAt - b.record.createdAt || a.record.seq - b.record.seq)
+    for (const { key, record } of loaded) {
+      const c = record.command
+      const info: StoredCommandInfo = { type: c.type, ...(c.type === 'publish' ? { channel: c.channel as string } : { method: c.method as string }), data: c.data, msgId: c.msgId, createdAt: record.createdAt, sent: record.sentAt !== undefined }
+      // A copy left by an interrupted takeover: the same message, sent once.
+      if (seen.has(c.msgId)) {
+        store.remove(key)
+        continue
+      }
+      const reason =
+        now >= record.deadline ? 'expired' : record.sentAt !== undefined && now - record.sentAt > this.#opts.idempotencyWindowMs ? 'unknown_outcome' : undefined
+      const command = (c.type === 'publish' ? { type: 'publish', channel: c.channel, data: c.data, msgId: c.msgId } : { type: 'rpc', method: c.method, msgId: c.msgId, ...(c.data === undefined ? {} : { data: c.data }) }) as QueuedCommand
+      let entry: OutboxEntry | undefined
+      let settle: { resolve: (r: unknown) => void; reject: (e: HoldfastError) => void } = { resolve: () => {}, reject: () => {} }
+      const result = new Promise<unknown>((resolve, reject) => (settle = { resolve, reject }))
+      result.catch(() => {})
+      if (reason === undefined) {
+        try {
+          const bytes = this.#codec.encode({ id: 1, ...command } as ClientMessage).byteLength
+          entry = this.#outbox.add(command, bytes, (r) => settle.resolve(c.type === 'rpc' ? (r as RpcResult).data : r), settle.reject)
+        } catch {
+          entry = undefined
+        }
+      }
+      if (entry === undefined) {
+        store.remove(key)
+        discarded.push({ ...info, reason: reason ?? 'queue_full' })
+        continue
+      }
+      seen.add(c.msgId)
+      entry.key = key
+      entry.record = record
+      this.#arm(entry, record.deadline - now, record.deadline - record.createdAt)
+      entries.push(entry)
+      const e = entry
+      restored.push({ ...info, result, drop: () => this.#outbox.reject(e, new HoldfastError('dropped', `${c.type} ${c.msgId} dropped by the application`)) })
+    }
+    if (front) this.#outbox.moveToFront(entries)
+    if (restored.length > 0 || discarded.length > 0) this.emit('queue', { size: this.#outbox.size, bytes: this.#outbox.bytes, restored, discarded })
+    this.#pump()
   }
 
   /**
@@ -253,9 +417,16 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
    * overtakes an older one that is still queued, whether it waits for the budget or for a retry.
    */
   #pump(): void {
-    if (!this.#ready || this.#holdTimer !== undefined || this.#pumpTimer !== undefined) return
+    if (!this.#ready || this.#restoring !== undefined || this.#holdTimer !== undefined || this.#pumpTimer !== undefined) return
+    // Entries behind one that is still being stored wait for it (order), but their own writes start now.
+    let blocked = 0
     for (const entry of this.#outbox.entries()) {
       if (entry.state !== 'queued') continue
+      if (!this.#durable(entry)) {
+        if (++blocked >= this.#opts.maxBatch) return
+        continue
+      }
+      if (blocked > 0) continue
       if (!this.#pacer.take()) {
         this.#pumpTimer = setTimeout(() => {
           this.#pumpTimer = undefined
@@ -325,6 +496,18 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       () => this.#fail(CloseCodes.connect_timeout.code, `no connect reply within ${this.#opts.connectTimeoutMs} ms`),
       this.#opts.connectTimeoutMs,
     )
+    const restoring = this.#restoring
+    if (restoring !== undefined) {
+      // Positions must be known before the first subscribe, stored commands before the first send.
+      void restoring.then(() => {
+        if (generation === this.#generation) this.#afterRestore(generation)
+      })
+      return
+    }
+    this.#afterRestore(generation)
+  }
+
+  #afterRestore(generation: number): void {
     const getToken = this.#opts.getToken
     if (getToken !== undefined && (this.#needToken || this.#token === undefined)) {
       Promise.resolve()
@@ -415,6 +598,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #onConnected(result: ConnectResult): void {
     clearTimeout(this.#connectTimer)
     this.#connectTimer = undefined
+    if (result.session.id !== this.#session?.id || !result.resumed) this.#store?.saveSession(result.session)
     this.#session = result.session
     this.#authFailures = 0
     this.#ready = true
@@ -619,6 +803,10 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     for (const sub of this.#subs.values()) sub._closed()
     this.#machine.transition('closed', reason)
     this.#outbox.rejectAll(() => new HoldfastError('client_closed', `client closed: ${reason.message}`))
+    // Its locks go once the rejected commands' deletes are done: nobody adopts them meanwhile.
+    this.#store?.close()
+    this.#store = undefined
+    this.#restoring = undefined
     if (from !== 'disconnected') this.emit('disconnected', { reason, reconnectInMs: null })
   }
 

@@ -5,9 +5,15 @@ export type {
   ConnectedEvent,
   ConnectingEvent,
   DisconnectedEvent,
+  DiscardedCommand,
   HistoryOptions,
   QueueEvent,
+  RestoredCommand,
+  StoredCommandInfo,
 } from './events.js'
+export type { ClientStorage } from './storage.js'
+export { indexedDbStorage } from './indexed-db-storage.js'
+export { fileStorage } from '#file-storage'
 export { Subscription } from './subscription.js'
 export type {
   JoinLeaveEvent,

@@ -1,4 +1,5 @@
 import { optionChecks } from '@holdfast/protocol/internal'
+import type { ClientStorage } from './storage.js'
 
 /**
  * The minimal WebSocket surface the client uses. Both the browser's `WebSocket` and the `ws`
@@ -60,6 +61,18 @@ export interface ClientOptions {
   maxQueuedBytes?: number
   /** Most messages batched into one outgoing frame (the server's `maxBatch` must allow it). @default 100 */
   maxBatch?: number
+  /**
+   * Where unacknowledged publish/rpc commands and subscription positions are kept, so that they
+   * survive a reload or a restart (`indexedDbStorage(name)`, `fileStorage(dir)`, or your own).
+   * @default undefined (memory only)
+   */
+  storage?: ClientStorage
+  /**
+   * How long the server remembers a message id (its `idempotencyTtlMs`). A stored command that was
+   * sent longer ago than this is not sent again after a reload: the server could no longer tell it
+   * is a repeat. It is reported in the `queue` event as `unknown_outcome` instead. @default 300000
+   */
+  idempotencyWindowMs?: number
 }
 
 export const DEFAULTS = {
@@ -75,6 +88,7 @@ export const DEFAULTS = {
   maxQueuedCommands: 1000,
   maxQueuedBytes: 1_048_576,
   maxBatch: 100,
+  idempotencyWindowMs: 300_000,
 } as const
 
 export interface ResolvedOptions {
@@ -96,6 +110,8 @@ export interface ResolvedOptions {
   maxQueuedCommands: number
   maxQueuedBytes: number
   maxBatch: number
+  storage: ClientStorage | undefined
+  idempotencyWindowMs: number
 }
 
 // Shared wording with the server's options: `holdfast client: option "x" must be ...`.
@@ -108,6 +124,15 @@ function urlList(urlOrUrls: unknown): string[] {
     if (typeof u !== 'string' || !/^wss?:\/\/./i.test(u)) throw bad('url', 'a ws:// or wss:// URL', u)
     return u
   })
+}
+
+function storageOption(storage: unknown): ClientStorage | undefined {
+  if (storage === undefined) return undefined
+  const s = storage as Partial<Record<keyof ClientStorage, unknown>> | null
+  if (typeof s !== 'object' || s === null || (['get', 'set', 'delete', 'keys'] as const).some((m) => typeof s[m] !== 'function')) {
+    throw bad('storage', 'an object with get, set, delete and keys methods', storage)
+  }
+  return storage as ClientStorage
 }
 
 /** Merge options with DEFAULTS and validate them once; a bad option throws a TypeError naming it. */
@@ -151,5 +176,7 @@ export function resolveOptions(urlOrUrls: string | readonly string[], options: C
     maxQueuedCommands: positiveInt('maxQueuedCommands', options.maxQueuedCommands ?? DEFAULTS.maxQueuedCommands),
     maxQueuedBytes: positiveInt('maxQueuedBytes', options.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes),
     maxBatch: positiveInt('maxBatch', options.maxBatch ?? DEFAULTS.maxBatch),
+    storage: storageOption(options.storage),
+    idempotencyWindowMs: positiveInt('idempotencyWindowMs', options.idempotencyWindowMs ?? DEFAULTS.idempotencyWindowMs),
   }
 }

@@ -70,6 +70,8 @@ export interface SubscriptionHost {
   /** Send a subscribe command on the current connection; `onReply` runs unless the connection drops first. */
   sendSubscribe(channel: string, recover: StreamPosition | undefined, onReply: (reply: SubscribeReply) => void): void
   sendUnsubscribe(channel: string): void
+  /** The last delivered position changed (undefined: forgotten, the subscription ended). */
+  moved(channel: string, position: StreamPosition | undefined): void
   /** Remove the subscription from the client's registry (it ended). */
   forget(sub: Subscription): void
   /** Delay before a resubscribe attempt. */
@@ -155,6 +157,11 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
   /** @internal The client was closed: stop timers, keep the position for a later `connect()`. */
   _closed(): void {
     this._disconnected()
+  }
+
+  /** @internal A position stored by an earlier page or process: recover from it, unless one is known already. */
+  _restore(position: StreamPosition): void {
+    if (this.#position === undefined && this.#state === 'subscribing' && !this.#inFlight) this.#position = { ...position }
   }
 
   /** @internal A server-side subscription was created: tell its (just attached) listeners. */
@@ -253,6 +260,7 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
       }
     } else {
       this.#position = { epoch: result.epoch, offset: result.offset }
+      this.host.moved(this.channel, this.#position)
       this.#emitSubscribed(false, wasRecovering)
     }
     if (this.#heldOverflow) {
@@ -289,6 +297,7 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
       return false
     }
     this.#position = { epoch, offset }
+    this.host.moved(this.channel, this.#position)
     const event: PublicationEvent = info === undefined ? { channel: this.channel, offset, epoch, data } : { channel: this.channel, offset, epoch, data, info }
     this.emit('publication', event)
     return true
@@ -348,6 +357,7 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
     clearTimeout(this.#retryTimer)
     this.#retryTimer = undefined
     this.host.forget(this)
+    this.host.moved(this.channel, undefined)
     this.emit('unsubscribed', event)
   }
 }

@@ -71,6 +71,8 @@ export const ErrorCodes = {
   timeout: { code: 116, temporary: true, description: 'Client side: no reply arrived within the command timeout.' },
   queue_full: { code: 117, temporary: false, description: 'Client side: the offline queue is full (by count or bytes); the newest command is rejected.' },
   client_closed: { code: 118, temporary: false, description: 'Client side: the client was closed (or stopped by a close advice) with the command pending.' },
+  storage_failed: { code: 119, temporary: false, description: 'Client side: the storage option failed, so the command could not be made durable before sending.' },
+  dropped: { code: 120, temporary: false, description: 'Client side: the application dropped a command restored from storage before it was acknowledged.' },
 } as const satisfies Record<string, ErrorCodeInfo>
 
 export type ErrorCodeName = keyof typeof ErrorCodes

@@ -23,9 +23,9 @@ import {
 import { backoffDelay } from './backoff.js'
 import { TypedEmitter } from './emitter.js'
 import type { CallOptions, ClientEvents, DiscardedCommand, HistoryOptions, RestoredCommand, StoredCommandInfo } from './events.js'
-import { NetworkWatcher } from './network.js'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
 import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
+import { PageWatcher } from './page-lifecycle.js'
 import { Pacer } from './pacer.js'
 import { Persistence, type LoadedRecord } from './persistence.js'
 import { decideReconnect } from './reconnect-policy.js'
@@ -73,11 +73,19 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #token: string | undefined
   #needToken = false
   #session: { id: string; token: string } | undefined
+  /** The browser says the network is down: no attempts until `online`. */
   #offline = false
-  readonly #network = new NetworkWatcher(
-    () => this.#onOffline(),
-    () => this.#onOnline(),
-  )
+  /** The page is in the back/forward cache: no socket until `pageshow`. */
+  #cached = false
+  readonly #page = new PageWatcher({
+    offline: () => this.#onOffline(),
+    online: () => this.#onOnline(),
+    wake: (why) => this.#wake(why),
+    suspend: () => this.#onSuspend(),
+    restore: () => this.#onRestore(),
+  })
+  /** Set while a health-check ping awaits its reply. */
+  #healthTimer: Timer | undefined
 
   /** With a `storage` option: the stored outbox and positions. */
   #store: Persistence | undefined
@@ -112,7 +120,10 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         if (entry.key !== undefined) this.#store?.remove(entry.key)
       },
     )
-    this.#watchdog = new Watchdog((silent) => this.#fail(CloseCodes.heartbeat_timeout.code, `no frame from the server for ${silent} ms`))
+    this.#watchdog = new Watchdog(
+      (silent) => this.#fail(CloseCodes.heartbeat_timeout.code, `no frame from the server for ${silent} ms`),
+      (late) => this.#checkHealth(`the client's timers ran ${late} ms late`),
+    )
     const self = this
     this.#host = {
       get connected() {
@@ -163,8 +174,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       this.#authFailures = 0
       this.#openStore()
     }
-    this.#network.start()
-    if (this.#offline) return
+    this.#page.start()
+    if (this.#paused) return
     this.#startAttempt(reasonFor(CloseCodes.normal.code, 'connect() called'))
   }
 
@@ -474,7 +485,9 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   }
 
   /** Send a command on the current connection with a fresh wire id; returns the id. */
-  #command(body: QueuedCommand | { type: 'subscribe' | 'unsubscribe'; channel: string; recover?: StreamPosition } | { type: 'refresh'; token: string }, onReply: (reply: Reply) => void): number {
+  #command(
+    body: QueuedCommand | { type: 'subscribe' | 'unsubscribe'; channel: string; recover?: StreamPosition } | { type: 'refresh'; token: string } | { type: 'ping' },
+    onReply: (reply: Reply) => void): number {
     const id = this.#nextId++
     this.#replies.set(id, onReply)
     this.#pacer.consume()
@@ -740,6 +753,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     clearTimeout(this.#refreshTimer)
     clearTimeout(this.#pumpTimer)
     clearTimeout(this.#holdTimer)
+    clearTimeout(this.#healthTimer)
+    this.#healthTimer = undefined
     this.#connectTimer = undefined
     this.#stableTimer = undefined
     this.#refreshTimer = undefined
@@ -773,7 +788,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     const reason = reasonFor(code, message)
     this.#authFailures = decision.authFailures
     if (decision.refreshToken) this.#needToken = true
-    if (this.#offline) {
+    if (this.#paused) {
       this.#toDisconnected(reason, null)
       return
     }
@@ -783,7 +798,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (this.state !== 'disconnected') return
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined
-      if (this.state === 'disconnected' && !this.#offline) this.#startAttempt(reason)
+      if (this.state === 'disconnected' && !this.#paused) this.#startAttempt(reason)
     }, decision.delayMs)
   }
 
@@ -798,8 +813,9 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
     this.#teardown(CloseCodes.normal.code, 'client closed', false)
-    this.#network.stop()
+    this.#page.stop()
     this.#offline = false
+    this.#cached = false
     for (const sub of this.#subs.values()) sub._closed()
     this.#machine.transition('closed', reason)
     this.#outbox.rejectAll(() => new HoldfastError('client_closed', `client closed: ${reason.message}`))
@@ -814,23 +830,75 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     return backoffDelay(attempt, this.#opts.minReconnectDelayMs, this.#opts.maxReconnectDelayMs)
   }
 
-  // ------------------------------------------------------------ browser network events
+  // ------------------------------------------------------------ the page's lifecycle (browsers)
 
-  // Drop at once, and do not burn reconnect attempts until the network is back.
-  #onOffline(): void {
-    this.#offline = true
+  get #paused(): boolean {
+    return this.#offline || this.#cached
+  }
+
+  /** Drop the socket now and schedule nothing: `online` / `pageshow` brings the client back. */
+  #park(code: number, message: string): void {
     clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
     const state = this.state
     if (state === 'connecting' || state === 'connected') {
-      this.#teardown(CloseCodes.going_away.code, 'network offline', true)
-      this.#toDisconnected(reasonFor(CloseCodes.abnormal.code, 'network offline'), null)
+      this.#teardown(CloseCodes.going_away.code, message, code === CloseCodes.abnormal.code)
+      this.#toDisconnected(reasonFor(code, message), null)
     }
   }
 
+  #unpark(message: string): void {
+    if (this.state === 'disconnected' && !this.#paused) this.#startAttempt(reasonFor(CloseCodes.abnormal.code, message))
+  }
+
+  // Drop at once, and do not burn reconnect attempts until the network is back.
+  #onOffline(): void {
+    this.#offline = true
+    this.#park(CloseCodes.abnormal.code, 'network offline')
+  }
+
   #onOnline(): void {
-    if (!this.#offline) return
+    if (!this.#offline) {
+      // The network changed under a live connection (another interface, a new address): is it still there?
+      this.#wake('network changed')
+      return
+    }
     this.#offline = false
-    if (this.state === 'disconnected') this.#startAttempt(reasonFor(CloseCodes.abnormal.code, 'network back online'))
+    this.#unpark('network back online')
+  }
+
+  // A page with an open WebSocket is not kept in the back/forward cache; close it cleanly.
+  #onSuspend(): void {
+    this.#cached = true
+    this.#park(CloseCodes.going_away.code, 'page entered the back/forward cache')
+  }
+
+  #onRestore(): void {
+    if (!this.#cached) return
+    this.#cached = false
+    this.#unpark('page restored from the back/forward cache')
+  }
+
+  /**
+   * The page is back (visible, resumed, online again): whatever the throttled or stopped timers
+   * missed is checked now. Connected: a ping with a short deadline. Waiting to reconnect: now.
+   */
+  #wake(why: string): void {
+    if (this.state === 'connected') this.#checkHealth(why)
+    else if (this.state === 'disconnected' && this.#reconnectTimer !== undefined && !this.#paused) this.#startAttempt(reasonFor(CloseCodes.abnormal.code, why))
+  }
+
+  /** Ping the server; no reply within `healthCheckTimeoutMs` means the connection is gone. */
+  #checkHealth(why: string): void {
+    if (!this.#ready || this.#healthTimer !== undefined) return
+    const ms = this.#opts.healthCheckTimeoutMs
+    this.#healthTimer = setTimeout(() => {
+      this.#healthTimer = undefined
+      this.#fail(CloseCodes.heartbeat_timeout.code, `${why}: no reply to a ping within ${ms} ms`)
+    }, ms)
+    this.#command({ type: 'ping' }, () => {
+      clearTimeout(this.#healthTimer)
+      this.#healthTimer = undefined
+    })
   }
 }

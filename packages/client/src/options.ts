@@ -51,6 +51,12 @@ export interface ClientOptions {
   stableAfterMs?: number
   /** Extra silence allowed beyond the server's ping interval before the connection is presumed dead, in ms. @default 10000 */
   maxServerPingDelayMs?: number
+  /**
+   * Deadline of the health check (a ping) the client runs when the page comes back (visible again,
+   * resumed after a freeze, back online) or when its own timers ran late, in ms. No reply: the
+   * connection is dropped and a new one made. @default 5000
+   */
+  healthCheckTimeoutMs?: number
   /** Time allowed for the socket to open and the connect reply to arrive, in ms. @default 10000 */
   connectTimeoutMs?: number
   /** Overall deadline of publish/rpc/presence/history calls (queued time included), in ms; per-call override. @default 30000 */
@@ -83,6 +89,7 @@ export const DEFAULTS = {
   maxReconnectAttempts: Number.POSITIVE_INFINITY,
   stableAfterMs: 5000,
   maxServerPingDelayMs: 10_000,
+  healthCheckTimeoutMs: 5000,
   connectTimeoutMs: 10_000,
   commandTimeoutMs: 30_000,
   maxQueuedCommands: 1000,
@@ -105,6 +112,7 @@ export interface ResolvedOptions {
   maxReconnectAttempts: number
   stableAfterMs: number
   maxServerPingDelayMs: number
+  healthCheckTimeoutMs: number
   connectTimeoutMs: number
   commandTimeoutMs: number
   maxQueuedCommands: number
@@ -171,6 +179,7 @@ export function resolveOptions(urlOrUrls: string | readonly string[], options: C
     maxReconnectAttempts,
     stableAfterMs: nonNegative('stableAfterMs', options.stableAfterMs ?? DEFAULTS.stableAfterMs),
     maxServerPingDelayMs: nonNegative('maxServerPingDelayMs', options.maxServerPingDelayMs ?? DEFAULTS.maxServerPingDelayMs),
+    healthCheckTimeoutMs: positiveInt('healthCheckTimeoutMs', options.healthCheckTimeoutMs ?? DEFAULTS.healthCheckTimeoutMs),
     connectTimeoutMs: positiveInt('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs),
     commandTimeoutMs: positiveInt('commandTimeoutMs', options.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs),
     maxQueuedCommands: positiveInt('maxQueuedCommands', options.maxQueuedCommands ?? DEFAULTS.maxQueuedCommands),

@@ -1,37 +1,31 @@
-import {
-  CloseCodes,
-  HoldfastError,
-  isErrorReply,
-  isReply,
-  jsonCodec,
-  msgpackCodec,
-  PROTOCOL_VERSION,
-  type ClientMessage,
-  type Codec,
-  type ConnectCommand,
-  type ConnectResult,
-  type HistoryResult,
-  type PresenceResult,
-  type PresenceStatsResult,
-  type PublishResult,
-  type RefreshResult,
-  type Reply,
-  type RpcResult,
-  type ServerMessage,
-  type StreamPosition,
+import { closeCodes, HoldfastError, isErrorReply, isReply, jsonClientCodec, PROTOCOL_VERSION } from '@holdfast/protocol/internal'
+import type {
+  ClientMessage,
+  ConnectCommand,
+  ConnectResult,
+  HistoryResult,
+  PresenceResult,
+  PresenceStatsResult,
+  PublishResult,
+  RefreshResult,
+  Reply,
+  RpcResult,
+  ServerMessage,
+  StreamPosition,
 } from '@holdfast/protocol'
+import type { ClientCodec } from '@holdfast/protocol/internal'
 import { backoffDelay } from './backoff.js'
 import { TypedEmitter } from './emitter.js'
-import type { CallOptions, ClientEvents, DiscardedCommand, HistoryOptions, RestoredCommand, StoredCommandInfo } from './events.js'
+import type { CallOptions, ClientEvents, HistoryOptions } from './events.js'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
 import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
 import { PageWatcher } from './page-lifecycle.js'
+import { loadMsgpack } from './msgpack-loader.js'
 import { Pacer } from './pacer.js'
-import { Persistence, type LoadedRecord } from './persistence.js'
+import type { LoadedRecord, Persistence } from './persistence.js'
 import { decideReconnect } from './reconnect-policy.js'
 import { isConnectResult, isSubscribeResult } from './results.js'
 import { reasonFor, StateMachine, type ConnectionState, type StateReason } from './state.js'
-import { defaultLocks } from './storage.js'
 import { Subscription, type SubscriptionHost } from './subscription.js'
 import { Transport } from './transport.js'
 import { Watchdog } from './watchdog.js'
@@ -49,7 +43,10 @@ type Timer = ReturnType<typeof setTimeout>
  */
 export class HoldfastClient extends TypedEmitter<ClientEvents> {
   readonly #opts: ResolvedOptions
-  readonly #codec: Codec
+  /** What commands are encoded with; JSON (for size estimates) until a requested MessagePack codec has loaded. */
+  #codec: ClientCodec
+  /** Set while the MessagePack codec loads: no socket is opened before. */
+  #codecLoading: Promise<void> | undefined
   readonly #machine: StateMachine
   readonly #outbox: Outbox
   readonly #subs = new Map<string, Subscription>()
@@ -89,6 +86,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
 
   /** With a `storage` option: the stored outbox and positions. */
   #store: Persistence | undefined
+  /** Bumped when a store is opened or closed, so a late load of an abandoned one is ignored. */
+  #storeGeneration = 0
   /** Set while the stored outbox and positions are read: nothing is sent, no socket opened, before. */
   #restoring: Promise<void> | undefined
   /** Stored positions not yet claimed by a `subscribe()` of this client. */
@@ -110,7 +109,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   constructor(urlOrUrls: string | readonly string[], options: ClientOptions = {}) {
     super()
     this.#opts = resolveOptions(urlOrUrls, options)
-    this.#codec = this.#opts.protocol === 'msgpack' ? msgpackCodec : jsonCodec
+    const protocol = this.#opts.protocol
+    this.#codec = typeof protocol === 'object' ? protocol : jsonClientCodec
     this.#token = this.#opts.token
     this.#machine = new StateMachine((change) => this.emit('state', change))
     this.#outbox = new Outbox(
@@ -121,7 +121,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       },
     )
     this.#watchdog = new Watchdog(
-      (silent) => this.#fail(CloseCodes.heartbeat_timeout.code, `no frame from the server for ${silent} ms`),
+      (silent) => this.#fail(closeCodes.heartbeat_timeout.code, `no frame from the server for ${silent} ms`),
       (late) => this.#checkHealth(`the client's timers ran ${late} ms late`),
     )
     const self = this
@@ -176,13 +176,13 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     }
     this.#page.start()
     if (this.#paused) return
-    this.#startAttempt(reasonFor(CloseCodes.normal.code, 'connect() called'))
+    this.#startAttempt(reasonFor(closeCodes.normal.code, 'connect() called'))
   }
 
   /** Close for good: rejects every pending call with `client_closed`; removes every timer and listener. */
   close(): void {
     if (this.state === 'closed') return
-    this.#shutdown(reasonFor(CloseCodes.normal.code, 'close() called'))
+    this.#shutdown(reasonFor(closeCodes.normal.code, 'close() called'))
   }
 
   // ------------------------------------------------------------ subscriptions
@@ -275,12 +275,11 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         return
       }
       this.#arm(entry, timeoutMs, timeoutMs)
-      const store = this.#store
-      if (store !== undefined && (command.type === 'publish' || command.type === 'rpc')) {
+      if (this.#opts.storage !== undefined && (this.#store !== undefined || this.#restoring !== undefined) && (command.type === 'publish' || command.type === 'rpc')) {
         const now = Date.now()
-        entry.key = store.keyFor(entry.seq)
         // Written while connected: it goes out as soon as it is stored, so count it as sent now.
         entry.record = { v: 1, seq: entry.seq, createdAt: now, deadline: now + timeoutMs, ...(this.#ready ? { sentAt: now } : {}), command }
+        // While the storage is still being opened, the write waits for it (and so does the send).
         this.#persist(entry)
       }
       this.#pump()
@@ -299,7 +298,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   /** Write the entry's record; it may be sent once the write is done. A failed write rejects the call. */
   #persist(entry: OutboxEntry): void {
     const store = this.#store
-    if (store === undefined || entry.key === undefined || entry.record === undefined) return
+    if (store === undefined || entry.record === undefined) return
+    entry.key ??= store.keyFor(entry.seq)
     entry.writing = true
     store.write(entry.key, entry.record).then(
       () => {
@@ -332,35 +332,47 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
 
   // ------------------------------------------------------------ storage
 
+  /**
+   * The storage code is loaded (a chunk of its own) only when a `storage` is given; then the stored
+   * commands, session and positions are read before the first socket opens.
+   */
   #openStore(): void {
     const storage = this.#opts.storage
     if (storage === undefined) return
-    const store = new Persistence(storage, defaultLocks(), newMessageId(), (cause, what) => this.#storageError(cause, what))
-    this.#store = store
-    const restoring = store.start((records) => {
-      if (this.#store === store) this.#restore(records, false)
-    })
-    this.#restoring = restoring.then(
-      ({ records, positions, session }) => {
-        if (this.#store !== store) return
-        this.#restoring = undefined
-        this.#storedPositions = positions
-        // The page before a reload: resume its session, so the server's dedupe scope (for an
-        // anonymous client, the session) still recognises what it sent.
-        this.#session ??= session
-        for (const sub of this.#subs.values()) this.#claimPosition(sub)
-        this.#restore(records, true)
-      },
-      (cause: unknown) => {
-        if (this.#store !== store) return
-        // Without a readable storage the client still works, in memory only; the app is told.
-        this.#restoring = undefined
-        this.#store = undefined
-        store.close()
-        this.#storageError(cause, 'reading the stored queue (continuing without storage)')
-        this.#pump()
-      },
-    )
+    const generation = ++this.#storeGeneration
+    const current = (): boolean => generation === this.#storeGeneration
+    this.#restoring = import('./persistence.js')
+      .then(({ Persistence }) => {
+        if (!current()) return undefined
+        const store = new Persistence(storage, newMessageId(), (cause, what) => this.#storageError(cause, what))
+        this.#store = store
+        return store.start((records) => {
+          if (current()) this.#restore(records, false)
+        })
+      })
+      .then(
+        (restored) => {
+          if (!current() || restored === undefined) return
+          this.#restoring = undefined
+          this.#storedPositions = restored.positions
+          // The page before a reload: resume its session, so the server's dedupe scope (for an
+          // anonymous client, the session) still recognises what it sent.
+          this.#session ??= restored.session
+          for (const sub of this.#subs.values()) this.#claimPosition(sub)
+          // Calls made while the storage opened are written now, before anything is sent.
+          for (const entry of this.#outbox.entries()) if (entry.key === undefined) this.#persist(entry)
+          this.#restore(restored.records, true)
+        },
+        (cause: unknown) => {
+          if (!current()) return
+          // Without a readable storage the client still works, in memory only; the app is told.
+          this.#restoring = undefined
+          this.#store?.close()
+          this.#store = undefined
+          this.#storageError(cause, 'reading the stored queue (continuing without storage)')
+          this.#pump()
+        },
+      )
   }
 
   #storageError(cause: unknown, what: string): void {
@@ -368,58 +380,15 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     this.emit('error', new HoldfastError('storage_failed', `storage: ${what} failed: ${message}`, { cause }))
   }
 
-  /**
-   * Put stored commands back in the outbox, oldest first (`front`: before anything issued since
-   * this client started), and tell the application in one `queue` event.
-   */
+  /** Put stored commands back in the outbox and tell the application (see `Persistence.restore`). */
   #restore(loaded: LoadedRecord[], front: boolean): void {
-    const store = this.#store
-    if (store === undefined) return
-    const now = Date.now()
-    const seen = new Set<string>()
-    for (const e of this.#outbox.entries()) if (e.record !== undefined) seen.add(e.record.command.msgId)
-    const restored: RestoredCommand[] = []
-    const discarded: DiscardedCommand[] = []
-    const entries: OutboxEntry[] = []
-    loaded.sort((a, b) => a.record.createdAt - b.record.createdAt || a.record.seq - b.record.seq)
-    for (const { key, record } of loaded) {
-      const c = record.command
-      const info: StoredCommandInfo = { type: c.type, ...(c.type === 'publish' ? { channel: c.channel as string } : { method: c.method as string }), data: c.data, msgId: c.msgId, createdAt: record.createdAt, sent: record.sentAt !== undefined }
-      // A copy left by an interrupted takeover: the same message, sent once.
-      if (seen.has(c.msgId)) {
-        store.remove(key)
-        continue
-      }
-      const reason =
-        now >= record.deadline ? 'expired' : record.sentAt !== undefined && now - record.sentAt > this.#opts.idempotencyWindowMs ? 'unknown_outcome' : undefined
-      const command = (c.type === 'publish' ? { type: 'publish', channel: c.channel, data: c.data, msgId: c.msgId } : { type: 'rpc', method: c.method, msgId: c.msgId, ...(c.data === undefined ? {} : { data: c.data }) }) as QueuedCommand
-      let entry: OutboxEntry | undefined
-      let settle: { resolve: (r: unknown) => void; reject: (e: HoldfastError) => void } = { resolve: () => {}, reject: () => {} }
-      const result = new Promise<unknown>((resolve, reject) => (settle = { resolve, reject }))
-      result.catch(() => {})
-      if (reason === undefined) {
-        try {
-          const bytes = this.#codec.encode({ id: 1, ...command } as ClientMessage).byteLength
-          entry = this.#outbox.add(command, bytes, (r) => settle.resolve(c.type === 'rpc' ? (r as RpcResult).data : r), settle.reject)
-        } catch {
-          entry = undefined
-        }
-      }
-      if (entry === undefined) {
-        store.remove(key)
-        discarded.push({ ...info, reason: reason ?? 'queue_full' })
-        continue
-      }
-      seen.add(c.msgId)
-      entry.key = key
-      entry.record = record
-      this.#arm(entry, record.deadline - now, record.deadline - record.createdAt)
-      entries.push(entry)
-      const e = entry
-      restored.push({ ...info, result, drop: () => this.#outbox.reject(e, new HoldfastError('dropped', `${c.type} ${c.msgId} dropped by the application`)) })
-    }
-    if (front) this.#outbox.moveToFront(entries)
-    if (restored.length > 0 || discarded.length > 0) this.emit('queue', { size: this.#outbox.size, bytes: this.#outbox.bytes, restored, discarded })
+    this.#store?.restore(loaded, front, {
+      outbox: this.#outbox,
+      idempotencyWindowMs: this.#opts.idempotencyWindowMs,
+      sizeOf: (command) => this.#codec.encode({ id: 1, ...command } as ClientMessage).byteLength,
+      arm: (entry, inMs, timeoutMs) => this.#arm(entry, inMs, timeoutMs),
+      announce: (restored, discarded) => this.emit('queue', { size: this.#outbox.size, bytes: this.#outbox.bytes, restored, discarded }),
+    })
     this.#pump()
   }
 
@@ -506,18 +475,43 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     this.emit('connecting', { url: this.#url, attempt: this.#attempt })
     if (generation !== this.#generation) return
     this.#connectTimer = setTimeout(
-      () => this.#fail(CloseCodes.connect_timeout.code, `no connect reply within ${this.#opts.connectTimeoutMs} ms`),
+      () => this.#fail(closeCodes.connect_timeout.code, `no connect reply within ${this.#opts.connectTimeoutMs} ms`),
       this.#opts.connectTimeoutMs,
     )
-    const restoring = this.#restoring
-    if (restoring !== undefined) {
-      // Positions must be known before the first subscribe, stored commands before the first send.
-      void restoring.then(() => {
-        if (generation === this.#generation) this.#afterRestore(generation)
-      })
+    // Positions must be known before the first subscribe, stored commands before the first send,
+    // and the codec before the socket is opened.
+    const waits = [this.#restoring, this.#loadCodec()].filter((p) => p !== undefined)
+    if (waits.length > 0) {
+      Promise.all(waits).then(
+        () => {
+          if (generation === this.#generation) this.#afterRestore(generation)
+        },
+        (cause: unknown) => {
+          if (generation !== this.#generation) return
+          const message = `cannot load the MessagePack codec: ${cause instanceof Error ? cause.message : String(cause)}`
+          this.emit('error', new HoldfastError('internal', message, { cause, temporary: true }))
+          this.#fail(closeCodes.abnormal.code, message)
+        },
+      )
       return
     }
     this.#afterRestore(generation)
+  }
+
+  /** Starts loading the MessagePack codec if it was asked for and is not here yet; a failed load is tried again next time. */
+  #loadCodec(): Promise<void> | undefined {
+    if (this.#opts.protocol !== 'msgpack' || this.#codec.name === 'msgpack') return undefined
+    this.#codecLoading ??= loadMsgpack().then(
+      (codec) => {
+        this.#codec = codec
+        this.#codecLoading = undefined
+      },
+      (err: unknown) => {
+        this.#codecLoading = undefined
+        throw err
+      },
+    )
+    return this.#codecLoading
   }
 
   #afterRestore(generation: number): void {
@@ -537,7 +531,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
           const message = `getToken() failed: ${cause instanceof Error ? cause.message : String(cause)}`
           this.emit('error', new HoldfastError('unauthorized', message, { cause, temporary: true }))
           // Fetching a token is a network call like any other: back off, ask again next attempt.
-          this.#fail(CloseCodes.abnormal.code, message)
+          this.#fail(closeCodes.abnormal.code, message)
         })
       return
     }
@@ -558,12 +552,12 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
             // message the client could not handle. Treat it as a protocol error, never as a crash.
             const message = `cannot handle a message from the server: ${cause instanceof Error ? cause.message : String(cause)}`
             this.emit('error', new HoldfastError('bad_request', message, { cause }))
-            if (this.#transport === transport) this.#fail(CloseCodes.bad_request.code, message)
+            if (this.#transport === transport) this.#fail(closeCodes.bad_request.code, message)
           }
         },
         malformed: (err) => {
           this.emit('error', err)
-          if (this.#transport === transport) this.#fail(CloseCodes.bad_request.code, `malformed frame from the server: ${err.message}`)
+          if (this.#transport === transport) this.#fail(closeCodes.bad_request.code, `malformed frame from the server: ${err.message}`)
         },
         close: (code, reason) => {
           if (this.#transport !== transport) return
@@ -574,7 +568,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     } catch (cause) {
       const message = cause instanceof Error ? cause.message : String(cause)
       this.emit('error', new HoldfastError('bad_request', `cannot open ${this.#url}: ${message}`, { cause, temporary: true }))
-      if (generation === this.#generation) this.#fail(CloseCodes.abnormal.code, `cannot open ${this.#url}: ${message}`)
+      if (generation === this.#generation) this.#fail(closeCodes.abnormal.code, `cannot open ${this.#url}: ${message}`)
       return
     }
     this.#transport = transport
@@ -595,15 +589,15 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       if (this.#transport !== transport) return
       if (!isErrorReply(reply)) {
         if (isConnectResult(reply.result)) this.#onConnected(reply.result)
-        else this.#fail(CloseCodes.bad_request.code, 'malformed connect result', false)
+        else this.#fail(closeCodes.bad_request.code, 'malformed connect result', false)
         return
       }
       const err = HoldfastError.fromReply(reply.error)
       this.emit('error', err)
       if (this.#transport !== transport) return
-      if (err.code === 'unauthorized') this.#fail(CloseCodes.unauthorized.code, err.message, false)
-      else if (err.code === 'token_expired') this.#fail(CloseCodes.token_expired.code, err.message, false)
-      else this.#fail(err.temporary ? CloseCodes.try_later.code : CloseCodes.bad_request.code, `connect refused: ${err.message}`, false)
+      if (err.code === 'unauthorized') this.#fail(closeCodes.unauthorized.code, err.message, false)
+      else if (err.code === 'token_expired') this.#fail(closeCodes.token_expired.code, err.message, false)
+      else this.#fail(err.temporary ? closeCodes.try_later.code : closeCodes.bad_request.code, `connect refused: ${err.message}`, false)
     })
     transport.send({ ...cmd, id } as ConnectCommand)
   }
@@ -632,7 +626,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     for (const sub of [...this.#subs.values()]) sub._connected()
     this.#pump()
     const url = this.#url
-    this.#machine.transition('connected', reasonFor(CloseCodes.normal.code, result.resumed ? 'session resumed' : 'connected'))
+    this.#machine.transition('connected', reasonFor(closeCodes.normal.code, result.resumed ? 'session resumed' : 'connected'))
     if (!this.#ready) return
     this.emit('connected', {
       url,
@@ -677,7 +671,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         return
       case 'disconnect':
         // Acted on at once: this code survives proxies that rewrite the WebSocket close code.
-        this.#teardown(CloseCodes.normal.code, 'disconnect received', false)
+        this.#teardown(closeCodes.normal.code, 'disconnect received', false)
         this.#afterDisconnect(msg.code, msg.reason)
         return
       case 'subscribe': {
@@ -812,7 +806,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (from === 'closed') return
     clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
-    this.#teardown(CloseCodes.normal.code, 'client closed', false)
+    this.#teardown(closeCodes.normal.code, 'client closed', false)
     this.#page.stop()
     this.#offline = false
     this.#cached = false
@@ -822,6 +816,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     // Its locks go once the rejected commands' deletes are done: nobody adopts them meanwhile.
     this.#store?.close()
     this.#store = undefined
+    this.#storeGeneration++
     this.#restoring = undefined
     if (from !== 'disconnected') this.emit('disconnected', { reason, reconnectInMs: null })
   }
@@ -842,19 +837,19 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     this.#reconnectTimer = undefined
     const state = this.state
     if (state === 'connecting' || state === 'connected') {
-      this.#teardown(CloseCodes.going_away.code, message, code === CloseCodes.abnormal.code)
+      this.#teardown(closeCodes.going_away.code, message, code === closeCodes.abnormal.code)
       this.#toDisconnected(reasonFor(code, message), null)
     }
   }
 
   #unpark(message: string): void {
-    if (this.state === 'disconnected' && !this.#paused) this.#startAttempt(reasonFor(CloseCodes.abnormal.code, message))
+    if (this.state === 'disconnected' && !this.#paused) this.#startAttempt(reasonFor(closeCodes.abnormal.code, message))
   }
 
   // Drop at once, and do not burn reconnect attempts until the network is back.
   #onOffline(): void {
     this.#offline = true
-    this.#park(CloseCodes.abnormal.code, 'network offline')
+    this.#park(closeCodes.abnormal.code, 'network offline')
   }
 
   #onOnline(): void {
@@ -870,7 +865,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   // A page with an open WebSocket is not kept in the back/forward cache; close it cleanly.
   #onSuspend(): void {
     this.#cached = true
-    this.#park(CloseCodes.going_away.code, 'page entered the back/forward cache')
+    this.#park(closeCodes.going_away.code, 'page entered the back/forward cache')
   }
 
   #onRestore(): void {
@@ -885,7 +880,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
    */
   #wake(why: string): void {
     if (this.state === 'connected') this.#checkHealth(why)
-    else if (this.state === 'disconnected' && this.#reconnectTimer !== undefined && !this.#paused) this.#startAttempt(reasonFor(CloseCodes.abnormal.code, why))
+    else if (this.state === 'disconnected' && this.#reconnectTimer !== undefined && !this.#paused) this.#startAttempt(reasonFor(closeCodes.abnormal.code, why))
   }
 
   /** Ping the server; no reply within `healthCheckTimeoutMs` means the connection is gone. */
@@ -894,7 +889,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     const ms = this.#opts.healthCheckTimeoutMs
     this.#healthTimer = setTimeout(() => {
       this.#healthTimer = undefined
-      this.#fail(CloseCodes.heartbeat_timeout.code, `${why}: no reply to a ping within ${ms} ms`)
+      this.#fail(closeCodes.heartbeat_timeout.code, `${why}: no reply to a ping within ${ms} ms`)
     }, ms)
     this.#command({ type: 'ping' }, () => {
       clearTimeout(this.#healthTimer)

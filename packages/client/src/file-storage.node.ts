@@ -2,7 +2,11 @@ import { createHash, randomBytes } from 'node:crypto'
 import { unlinkSync } from 'node:fs'
 import { mkdir, open, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import process from 'node:process'
 import type { ClientStorage } from './storage.js'
+
+/** Node's system errors carry `code` (ENOENT, EEXIST...). */
+type ErrnoException = Error & { code?: string }
 
 const LOCK = '.lock'
 /** File names stay well under the 255 bytes most file systems allow; longer keys are hashed. */
@@ -21,7 +25,7 @@ function alive(pid: number): boolean {
     return true
   } catch (err) {
     // EPERM: it exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
+    return (err as ErrnoException).code === 'EPERM'
   }
 }
 
@@ -49,7 +53,7 @@ async function lockDir(dir: string): Promise<void> {
       })
       return
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      if ((err as ErrnoException).code !== 'EEXIST') throw err
     }
     const owner = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10)
     if (owner === process.pid) return
@@ -78,7 +82,7 @@ export function fileStorage(dir: string): ClientStorage {
     try {
       text = await readFile(join(dir, name), 'utf8')
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      if ((err as ErrnoException).code === 'ENOENT') return undefined
       throw err
     }
     const pair: unknown = JSON.parse(text)
@@ -99,7 +103,7 @@ export function fileStorage(dir: string): ClientStorage {
     },
     async delete(key) {
       await ready()
-      await unlink(join(dir, fileName(key))).catch((err: NodeJS.ErrnoException) => {
+      await unlink(join(dir, fileName(key))).catch((err: ErrnoException) => {
         if (err.code !== 'ENOENT') throw err
       })
     },

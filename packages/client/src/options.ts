@@ -1,3 +1,4 @@
+import type { Codec } from '@holdfast/protocol'
 import { optionChecks } from '@holdfast/protocol/internal'
 import type { ClientStorage } from './storage.js'
 
@@ -33,8 +34,12 @@ export interface ClientOptions {
   getToken?: () => string | Promise<string>
   /** WebSocket constructor; in Node pass the `ws` package's `WebSocket`. @default globalThis.WebSocket */
   WebSocket?: WebSocketConstructor
-  /** Wire encoding, negotiated as a WebSocket subprotocol. @default 'json' */
-  protocol?: 'json' | 'msgpack'
+  /**
+   * Wire encoding, negotiated as a WebSocket subprotocol. `'msgpack'` loads the MessagePack codec
+   * on first connect (a chunk of its own); a `Codec` object (e.g. `msgpackCodec` from
+   * `@holdfast/protocol/msgpack`) is used as given. @default 'json'
+   */
+  protocol?: 'json' | 'msgpack' | Codec
   /** Client name sent with connect (shown in server logs). @default undefined */
   name?: string
   /** Application data sent with connect (given to the server's authenticate hook). @default undefined */
@@ -103,7 +108,7 @@ export interface ResolvedOptions {
   token: string | undefined
   getToken: (() => string | Promise<string>) | undefined
   WebSocket: WebSocketConstructor
-  protocol: 'json' | 'msgpack'
+  protocol: 'json' | 'msgpack' | Codec
   name: string | undefined
   data: unknown
   minReconnectDelayMs: number
@@ -134,6 +139,11 @@ function urlList(urlOrUrls: unknown): string[] {
   })
 }
 
+function isCodec(v: unknown): v is Codec {
+  const c = v as Partial<Record<keyof Codec, unknown>> | null
+  return typeof c === 'object' && c !== null && typeof c.subprotocol === 'string' && typeof c.encode === 'function' && typeof c.frame === 'function' && typeof c.decodeServer === 'function'
+}
+
 function storageOption(storage: unknown): ClientStorage | undefined {
   if (storage === undefined) return undefined
   const s = storage as Partial<Record<keyof ClientStorage, unknown>> | null
@@ -154,7 +164,7 @@ export function resolveOptions(urlOrUrls: string | readonly string[], options: C
   if (options.token !== undefined && typeof options.token !== 'string') throw bad('token', 'a string', options.token)
   if (options.getToken !== undefined && typeof options.getToken !== 'function') throw bad('getToken', 'a function', options.getToken)
   const protocol = options.protocol ?? DEFAULTS.protocol
-  if (protocol !== 'json' && protocol !== 'msgpack') throw bad('protocol', '"json" or "msgpack"', protocol)
+  if (protocol !== 'json' && protocol !== 'msgpack' && !isCodec(protocol)) throw bad('protocol', '"json", "msgpack" or a Codec', protocol)
   if (options.name !== undefined && typeof options.name !== 'string') throw bad('name', 'a string', options.name)
   const minReconnectDelayMs = nonNegative('minReconnectDelayMs', options.minReconnectDelayMs ?? DEFAULTS.minReconnectDelayMs)
   const maxReconnectDelayMs = nonNegative('maxReconnectDelayMs', options.maxReconnectDelayMs ?? DEFAULTS.maxReconnectDelayMs)

@@ -1,11 +1,5 @@
-import {
-  HoldfastError,
-  type HistoryCommand,
-  type PresenceCommand,
-  type PresenceStatsCommand,
-  type PublishCommand,
-  type RpcCommand,
-} from '@holdfast/protocol'
+import { HoldfastError } from '@holdfast/protocol/internal'
+import type { HistoryCommand, PresenceCommand, PresenceStatsCommand, PublishCommand, RpcCommand } from '@holdfast/protocol'
 import type { StoredRecord } from './persistence.js'
 
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never

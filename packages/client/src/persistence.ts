@@ -1,5 +1,8 @@
-import type { StreamPosition } from '@holdfast/protocol'
-import type { ClientStorage, LockManagerLike } from './storage.js'
+import type { RpcResult, StreamPosition } from '@holdfast/protocol'
+import { HoldfastError } from '@holdfast/protocol/internal'
+import type { DiscardedCommand, RestoredCommand, StoredCommandInfo } from './events.js'
+import type { Outbox, OutboxEntry, QueuedCommand } from './outbox.js'
+import { defaultLocks, type ClientStorage, type LockManagerLike } from './storage.js'
 
 /**
  * Keys: `holdfast:o:<owner>:<seq>` (a stored command), `holdfast:s:<owner>` (the owner's session),
@@ -38,6 +41,17 @@ export interface StoredRecord {
   /** First time it went on the wire (or was about to); undefined while it never left. */
   sentAt?: number
   command: StoredCommand
+}
+
+/** What `restore` needs from the client. */
+export interface RestoreHost {
+  outbox: Outbox
+  idempotencyWindowMs: number
+  /** Encoded size of a command (counted against the outbox's byte bound). */
+  sizeOf(command: QueuedCommand): number
+  /** Start the command's deadline timer. */
+  arm(entry: OutboxEntry, inMs: number, timeoutMs: number): void
+  announce(restored: RestoredCommand[], discarded: DiscardedCommand[]): void
 }
 
 export interface LoadedRecord {
@@ -103,9 +117,9 @@ export class Persistence {
 
   constructor(
     storage: ClientStorage,
-    locks: LockManagerLike,
     owner: string,
     private readonly onError: (err: unknown, what: string) => void,
+    locks: LockManagerLike = defaultLocks(),
   ) {
     this.#storage = storage
     this.#locks = locks
@@ -239,6 +253,70 @@ export class Persistence {
     rows.sort((a, b) => b.at - a.at)
     for (const row of rows.slice(MAX_STORED_POSITIONS)) this.remove(row.key)
     return new Map(rows.slice(0, MAX_STORED_POSITIONS).map((r) => [r.channel, r.pos]))
+  }
+
+  /**
+   * Put stored commands back in the outbox, oldest first (`front`: before anything issued since
+   * this client started), and tell the application in one `queue` event. Not put back, and
+   * deleted: copies of a message already queued; commands past their deadline (`expired`) or sent
+   * longer ago than the server remembers message ids (`unknown_outcome`); what does not fit the
+   * outbox's bounds (`queue_full`, the newest).
+   */
+  restore(loaded: LoadedRecord[], front: boolean, host: RestoreHost): void {
+    const now = Date.now()
+    const seen = new Set<string>()
+    for (const e of host.outbox.entries()) if (e.record !== undefined) seen.add(e.record.command.msgId)
+    const restored: RestoredCommand[] = []
+    const discarded: DiscardedCommand[] = []
+    const entries: OutboxEntry[] = []
+    loaded.sort((a, b) => a.record.createdAt - b.record.createdAt || a.record.seq - b.record.seq)
+    for (const { key, record } of loaded) {
+      const c = record.command
+      // A copy left by an interrupted takeover: the same message, sent once.
+      if (seen.has(c.msgId)) {
+        this.remove(key)
+        continue
+      }
+      const info: StoredCommandInfo = {
+        type: c.type,
+        ...(c.type === 'publish' ? { channel: c.channel as string } : { method: c.method as string }),
+        data: c.data,
+        msgId: c.msgId,
+        createdAt: record.createdAt,
+        sent: record.sentAt !== undefined,
+      }
+      const reason = now >= record.deadline ? 'expired' : record.sentAt !== undefined && now - record.sentAt > host.idempotencyWindowMs ? 'unknown_outcome' : undefined
+      const command = (
+        c.type === 'publish'
+          ? { type: 'publish', channel: c.channel, data: c.data, msgId: c.msgId }
+          : { type: 'rpc', method: c.method, msgId: c.msgId, ...(c.data === undefined ? {} : { data: c.data }) }
+      ) as QueuedCommand
+      let settle: { resolve: (r: unknown) => void; reject: (e: HoldfastError) => void } = { resolve: () => {}, reject: () => {} }
+      const result = new Promise<unknown>((resolve, reject) => (settle = { resolve, reject }))
+      result.catch(() => {})
+      let entry: OutboxEntry | undefined
+      if (reason === undefined) {
+        try {
+          entry = host.outbox.add(command, host.sizeOf(command), (r) => settle.resolve(c.type === 'rpc' ? (r as RpcResult).data : r), settle.reject)
+        } catch {
+          entry = undefined
+        }
+      }
+      if (entry === undefined) {
+        this.remove(key)
+        discarded.push({ ...info, reason: reason ?? 'queue_full' })
+        continue
+      }
+      seen.add(c.msgId)
+      entry.key = key
+      entry.record = record
+      host.arm(entry, record.deadline - now, record.deadline - record.createdAt)
+      entries.push(entry)
+      const e = entry
+      restored.push({ ...info, result, drop: () => host.outbox.reject(e, new HoldfastError('dropped', `${c.type} ${c.msgId} dropped by the application`)) })
+    }
+    if (front) host.outbox.moveToFront(entries)
+    if (restored.length > 0 || discarded.length > 0) host.announce(restored, discarded)
   }
 
   /** The key of our command number `seq`. */

@@ -1,13 +1,5 @@
-import {
-  adviceFor,
-  HoldfastError,
-  type ClientInfo,
-  type PubPush,
-  type StreamPosition,
-  type SubscribePush,
-  type SubscribeResult,
-  type UnsubscribePush,
-} from '@holdfast/protocol'
+import { adviceFor, HoldfastError } from '@holdfast/protocol/internal'
+import type { ClientInfo, PubPush, StreamPosition, SubscribePush, SubscribeResult, UnsubscribePush } from '@holdfast/protocol'
 import { TypedEmitter } from './emitter.js'
 
 /**

@@ -1,4 +1,6 @@
-import { codecFor, HoldfastError, type ClientMessage, type Codec, type FrameData, type ServerMessage } from '@holdfast/protocol'
+import { HoldfastError, jsonClientCodec } from '@holdfast/protocol/internal'
+import type { ClientMessage, FrameData, ServerMessage } from '@holdfast/protocol'
+import type { ClientCodec } from '@holdfast/protocol/internal'
 import type { WebSocketConstructor, WebSocketLike } from './options.js'
 
 const OPEN = 1
@@ -38,13 +40,13 @@ export class Transport {
   readonly #socket: WebSocketLike
   readonly #handlers: TransportHandlers
   #maxBatch: number
-  #codec: Codec
+  #codec: ClientCodec
   #pending: Uint8Array[] = []
   #flushScheduled = false
   #done = false
 
   /** Throws what the WebSocket constructor throws (e.g. a malformed URL). */
-  constructor(ctor: WebSocketConstructor, url: string, requested: Codec, maxBatch: number, handlers: TransportHandlers) {
+  constructor(ctor: WebSocketConstructor, url: string, requested: ClientCodec, maxBatch: number, handlers: TransportHandlers) {
     this.#handlers = handlers
     this.#maxBatch = maxBatch
     this.#codec = requested
@@ -54,7 +56,7 @@ export class Transport {
     socket.onopen = () => {
       if (this.#done) return
       // The server speaks what it negotiated; no subprotocol means JSON.
-      this.#codec = codecFor(socket.protocol || undefined)
+      this.#codec = socket.protocol === requested.subprotocol ? requested : jsonClientCodec
       handlers.open()
     }
     socket.onmessage = (ev: { data: unknown }) => {
@@ -78,7 +80,7 @@ export class Transport {
     socket.onerror = noop
   }
 
-  get codec(): Codec {
+  get codec(): ClientCodec {
     return this.#codec
   }
 

@@ -13,7 +13,6 @@ import { afterEach, test } from 'node:test'
 import { WebSocket } from 'ws'
 import { HoldfastClient, fileStorage, type ClientOptions, type QueueEvent } from '../src/index.js'
 import { MAX_STORED_POSITIONS, Persistence, type LoadedRecord, type StoredRecord } from '../src/persistence.js'
-import { defaultLocks } from '../src/storage.js'
 import { waitFor } from './helpers/fake-server.js'
 import { MemoryStorage } from './helpers/memory-storage.js'
 import { publishGate, SharedEngine, startNode, type Node } from './helpers/real-server.js'
@@ -69,15 +68,15 @@ function record(seq: number, msgId: string, at: number, extra: Partial<StoredRec
 test('an owner that is alive keeps its commands; another client adopts them when its lock comes free, and only one does', async () => {
   const storage = new MemoryStorage()
   const errors: unknown[] = []
-  const a = new Persistence(storage, defaultLocks(), 'owner-a', (e) => errors.push(e))
+  const a = new Persistence(storage, 'owner-a', (e) => errors.push(e))
   await a.start(() => assert.fail('a has nobody to adopt'))
   await a.write(a.keyFor(1), record(1, 'm1', Date.now()))
 
   const adoptedByB: LoadedRecord[] = []
-  const b = new Persistence(storage, defaultLocks(), 'owner-b', (e) => errors.push(e))
+  const b = new Persistence(storage, 'owner-b', (e) => errors.push(e))
   const atStart = await b.start((records) => adoptedByB.push(...records))
   assert.deepEqual(atStart.records, [], 'a is alive: b must not take its commands')
-  const c = new Persistence(storage, defaultLocks(), 'owner-c', (e) => errors.push(e))
+  const c = new Persistence(storage, 'owner-c', (e) => errors.push(e))
   const adoptedByC: LoadedRecord[] = []
   await c.start((records) => adoptedByC.push(...records))
 
@@ -95,7 +94,7 @@ test(`positions are bounded: past ${MAX_STORED_POSITIONS}, the least recently wr
   const storage = new MemoryStorage()
   for (let i = 0; i < MAX_STORED_POSITIONS + 2; i++) storage.data.set(`holdfast:p:ch${i}`, JSON.stringify({ epoch: 'e', offset: i, at: 1000 + i }))
   storage.data.set('holdfast:p:broken', '{nope')
-  const p = new Persistence(storage, defaultLocks(), 'owner-p', () => {})
+  const p = new Persistence(storage, 'owner-p', () => {})
   const { positions } = await p.start(() => {})
   assert.equal(positions.size, MAX_STORED_POSITIONS)
   assert.equal(positions.has('ch0') || positions.has('ch1'), false, 'the two oldest are gone')

@@ -1,7 +1,6 @@
-import { decodeMulti, encode as msgpackEncode } from '@msgpack/msgpack'
 import { HoldfastError } from './errors.js'
 import { Subprotocols, type ClientMessage, type ServerMessage } from './messages.js'
-import { validateClientMessage, validateServerMessage } from './validate.js'
+import { validateServerMessage } from './validate.js'
 
 /** What a WebSocket hands over: a text frame as string, a binary frame as bytes. */
 export type FrameData = string | Uint8Array | ArrayBuffer
@@ -11,10 +10,12 @@ export interface DecodeLimits {
   maxBatch?: number
 }
 
-const DEFAULT_MAX_BATCH = 100
+/** @internal */
+export const DEFAULT_MAX_BATCH = 100
 // A server coalesces everything queued for a connection in one turn into one frame (hundreds of
 // publications under load); a client trusts its server's frame size instead of a count.
-const SERVER_MAX_BATCH = Number.POSITIVE_INFINITY
+/** @internal */
+export const SERVER_MAX_BATCH = Number.POSITIVE_INFINITY
 
 /**
  * A codec encodes single messages to bytes and joins encoded messages into one frame, so a
@@ -38,12 +39,14 @@ const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder('utf-8', { fatal: true })
 const NEWLINE = 0x0a
 
-function toBytes(data: FrameData): Uint8Array {
+/** @internal */
+export function toBytes(data: FrameData): Uint8Array {
   if (typeof data === 'string') return textEncoder.encode(data)
   return data instanceof Uint8Array ? data : new Uint8Array(data)
 }
 
-function concat(parts: readonly Uint8Array[], separator: number | undefined): Uint8Array {
+/** @internal */
+export function concat(parts: readonly Uint8Array[], separator: number | undefined): Uint8Array {
   if (parts.length === 1) return parts[0] as Uint8Array
   let size = separator === undefined ? 0 : parts.length - 1
   for (const p of parts) size += p.byteLength
@@ -58,32 +61,19 @@ function concat(parts: readonly Uint8Array[], separator: number | undefined): Ui
   return out
 }
 
-function tooMany(max: number): HoldfastError {
+/** @internal */
+export function tooMany(max: number): HoldfastError {
   return new HoldfastError('bad_request', `frame holds more than ${max} messages`)
 }
 
-// MessagePack decoders refuse a `__proto__` map key. If the server took one from a JSON client, a
-// publication carrying it would make the frames of every MessagePack subscriber undecodable, and
-// again on every recovery. So client frames may not hold such a key in either encoding. In JSON
-// the key can only be spelled literally or with a \u escape, which keeps the walk off the hot path.
-function hasProtoKey(line: string, value: unknown): boolean {
-  if (!line.includes('__proto__') && !line.includes('\\u')) return false
-  const stack: unknown[] = [value]
-  while (stack.length > 0) {
-    const v = stack.pop()
-    if (typeof v !== 'object' || v === null) continue
-    if (!Array.isArray(v) && Object.hasOwn(v, '__proto__')) return true
-    for (const child of Object.values(v)) stack.push(child)
-  }
-  return false
-}
-
-function decodeJson<T>(
+/** @internal */
+export function decodeJson<T>(
   data: FrameData,
   validate: (v: unknown) => T,
   limits: DecodeLimits | undefined,
   defaultMax: number,
-  refuseProtoKeys: boolean,
+  /** Extra check of each decoded line (client frames: no `__proto__` key). */
+  checkLine?: (line: string, value: unknown) => void,
 ): T[] {
   let text: string
   try {
@@ -106,7 +96,7 @@ function decodeJson<T>(
       } catch (cause) {
         throw new HoldfastError('bad_request', 'frame is not valid JSON', { cause })
       }
-      if (refuseProtoKeys && hasProtoKey(line, value)) throw new HoldfastError('bad_request', 'the key __proto__ is not allowed')
+      checkLine?.(line, value)
       out.push(validate(value))
     }
     start = end + 1
@@ -115,56 +105,20 @@ function decodeJson<T>(
   return out
 }
 
-/** JSON: one message per line, sent as text frames. The default codec. */
-export const jsonCodec: Codec = {
-  name: 'json',
-  subprotocol: Subprotocols.json,
-  binary: false,
-  encode: (msg) => textEncoder.encode(JSON.stringify(msg)),
-  frame: (parts) => concat(parts, NEWLINE),
-  decodeClient: (data, limits) => decodeJson(data, validateClientMessage, limits, DEFAULT_MAX_BATCH, true),
-  decodeServer: (data, limits) => decodeJson(data, validateServerMessage, limits, SERVER_MAX_BATCH, false),
-}
+/** What a client uses of a codec: it never decodes client frames. */
+export type ClientCodec = Omit<Codec, 'decodeClient'>
 
-function decodeMsgpack<T>(data: FrameData, validate: (v: unknown) => T, limits: DecodeLimits | undefined, defaultMax: number): T[] {
-  if (typeof data === 'string') throw new HoldfastError('bad_request', 'msgpack protocol expects binary frames')
-  const bytes = toBytes(data)
-  const max = limits?.maxBatch ?? defaultMax
-  // No container can declare more entries than the frame has bytes: this stops a 5-byte header
-  // from asking the decoder for a 4-billion-element array.
-  const bound = bytes.byteLength
-  const out: T[] = []
-  try {
-    for (const value of decodeMulti(bytes, {
-      maxStrLength: bound,
-      maxBinLength: bound,
-      maxArrayLength: bound,
-      maxMapLength: bound,
-      maxExtLength: bound,
-    })) {
-      if (out.length === max) throw tooMany(max)
-      out.push(validate(value))
-    }
-  } catch (cause) {
-    if (cause instanceof HoldfastError) throw cause
-    throw new HoldfastError('bad_request', 'frame is not valid MessagePack', { cause })
-  }
-  if (out.length === 0) throw new HoldfastError('bad_request', 'empty frame')
-  return out
-}
+/** @internal */
+export const encodeJson = (msg: ServerMessage | ClientMessage): Uint8Array => textEncoder.encode(JSON.stringify(msg))
+/** @internal */
+export const frameJson = (parts: readonly Uint8Array[]): Uint8Array => concat(parts, NEWLINE)
+/** @internal */
+export const decodeServerJson = (data: FrameData, limits?: DecodeLimits): ServerMessage[] => decodeJson(data, validateServerMessage, limits, SERVER_MAX_BATCH)
 
-/** MessagePack: concatenated values, sent as binary frames; chosen with the `holdfast.v1.msgpack` subprotocol. */
-export const msgpackCodec: Codec = {
-  name: 'msgpack',
-  subprotocol: Subprotocols.msgpack,
-  binary: true,
-  encode: (msg) => msgpackEncode(msg, { ignoreUndefined: true }),
-  frame: (parts) => concat(parts, undefined),
-  decodeClient: (data, limits) => decodeMsgpack(data, validateClientMessage, limits, DEFAULT_MAX_BATCH),
-  decodeServer: (data, limits) => decodeMsgpack(data, validateServerMessage, limits, SERVER_MAX_BATCH),
-}
+/**
+ * The JSON codec without `decodeClient`, for the browser client: a bundle that uses only this
+ * leaves out the validation of client frames. @internal
+ */
+export const jsonClientCodec: ClientCodec = { name: 'json', subprotocol: Subprotocols.json, binary: false, encode: encodeJson, frame: frameJson, decodeServer: decodeServerJson }
 
-/** The codec for a negotiated subprotocol; JSON when none (or an unknown one) was negotiated. */
-export function codecFor(subprotocol: string | undefined | null): Codec {
-  return subprotocol === Subprotocols.msgpack ? msgpackCodec : jsonCodec
-}
+

@@ -16,7 +16,7 @@ import type {
 import type { ClientCodec } from '@holdfast/protocol/internal'
 import { backoffDelay } from './backoff.js'
 import { TypedEmitter } from './emitter.js'
-import type { CallOptions, ClientEvents, HistoryOptions } from './events.js'
+import type { CallOptions, ClientEvents, HistoryOptions, RestoredCommand } from './events.js'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
 import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
 import { PageWatcher } from './page-lifecycle.js'
@@ -90,6 +90,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #storeGeneration = 0
   /** Set while the stored outbox and positions are read: nothing is sent, no socket opened, before. */
   #restoring: Promise<void> | undefined
+  /** Commands restored from storage that still wait for their ack (see `restored`). */
+  #restored: RestoredCommand[] = []
   /** Stored positions not yet claimed by a `subscribe()` of this client. */
   #storedPositions = new Map<string, StreamPosition>()
 
@@ -161,6 +163,14 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   /** Commands waiting for an ack. */
   get queueSize(): number {
     return this.#outbox.size
+  }
+
+  /**
+   * Commands restored from storage (the `queue` event's `restored`) that still wait for their ack,
+   * for a UI that mounts after that event.
+   */
+  get restored(): readonly RestoredCommand[] {
+    return this.#restored
   }
 
   // ------------------------------------------------------------ lifecycle
@@ -387,7 +397,16 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       idempotencyWindowMs: this.#opts.idempotencyWindowMs,
       sizeOf: (command) => this.#codec.encode({ id: 1, ...command } as ClientMessage).byteLength,
       arm: (entry, inMs, timeoutMs) => this.#arm(entry, inMs, timeoutMs),
-      announce: (restored, discarded) => this.emit('queue', { size: this.#outbox.size, bytes: this.#outbox.bytes, restored, discarded }),
+      announce: (restored, discarded) => {
+        this.#restored = [...this.#restored, ...restored]
+        for (const r of restored) {
+          const settled = (): void => {
+            this.#restored = this.#restored.filter((x) => x !== r)
+          }
+          r.result.then(settled, settled)
+        }
+        this.emit('queue', { size: this.#outbox.size, bytes: this.#outbox.bytes, restored, discarded })
+      },
     })
     this.#pump()
   }

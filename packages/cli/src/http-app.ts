@@ -5,7 +5,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import type { Holdfast } from '@holdfast/server'
 import { holdfastApi } from '@holdfast/server/api'
-import { holdfastFastify } from '@holdfast/server/fastify'
+import { holdfastDiscovery, holdfastFastify } from '@holdfast/server/fastify'
 import { adminRoutes, type AdminDashboard } from './admin/index.js'
 
 export type { Holdfast }
@@ -76,6 +76,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   app.get('/metrics', async (_req, reply) => reply.header('content-type', holdfast.metrics.contentType).send(await holdfast.metricsText()))
 
   if (opts.webSocket !== false) await app.register(holdfastFastify, { holdfast, path: opts.wsPath ?? '/ws' })
+  await app.register(holdfastDiscovery, { holdfast })
   if (opts.apiKey !== undefined) await app.register(holdfastApi, { holdfast, apiKey: opts.apiKey, prefix: '/api' })
   await app.register(adminRoutes, { holdfast, admin: opts.admin, wsPath: opts.wsPath ?? '/ws' })
 

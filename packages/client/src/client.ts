@@ -19,6 +19,7 @@ import { TypedEmitter } from './emitter.js'
 import type { CallOptions, ClientEvents, HistoryOptions, RestoredCommand } from './events.js'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
 import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
+import { Endpoints, type EndpointSource } from './endpoints.js'
 import { PageWatcher } from './page-lifecycle.js'
 import { loadMsgpack } from './msgpack-loader.js'
 import { Pacer } from './pacer.js'
@@ -61,7 +62,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #nextId = 1
   readonly #replies = new Map<number, (reply: Reply) => void>()
 
-  #urlIndex = 0
+  readonly #endpoints: Endpoints
   #url = ''
   /** Consecutive reconnect attempts without a connection that stayed up `stableAfterMs`. */
   #attempt = 0
@@ -81,6 +82,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     suspend: () => this.#onSuspend(),
     restore: () => this.#onRestore(),
   })
+  /** With discovery: refreshes the endpoint list when it expires while connected. */
+  #discoveryTimer: Timer | undefined
   /** Set while a health-check ping awaits its reply. */
   #healthTimer: Timer | undefined
 
@@ -108,12 +111,25 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #stableTimer: Timer | undefined
   #refreshTimer: Timer | undefined
 
-  constructor(urlOrUrls: string | readonly string[], options: ClientOptions = {}) {
+  /**
+   * @param endpoints `ws://`/`wss://` URL(s) tried in turn; or where to discover them: the
+   * `http(s)://…/discovery` URL of a holdfast node, or a function returning URLs.
+   */
+  constructor(endpoints: EndpointSource, options: ClientOptions = {}) {
     super()
-    this.#opts = resolveOptions(urlOrUrls, options)
+    this.#opts = resolveOptions(endpoints, options)
     const protocol = this.#opts.protocol
     this.#codec = typeof protocol === 'object' ? protocol : jsonClientCodec
     this.#token = this.#opts.token
+    const discovery = this.#opts.discovery
+    this.#endpoints = new Endpoints(
+      this.#opts.urls,
+      discovery === undefined ? undefined : () => import('./discovery.js').then((m) => m.discover(discovery, this.#opts.discoveryTtlMs, this.#opts.connectTimeoutMs)),
+      (cause, haveList) => {
+        const message = `endpoint discovery failed${haveList ? ' (using the last known list)' : ''}: ${cause instanceof Error ? cause.message : String(cause)}`
+        this.emit('error', new HoldfastError('internal', message, { cause, temporary: true }))
+      },
+    )
     this.#machine = new StateMachine((change) => this.emit('state', change))
     this.#outbox = new Outbox(
       { maxCommands: this.#opts.maxQueuedCommands, maxBytes: this.#opts.maxQueuedBytes },
@@ -489,14 +505,32 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
     const generation = ++this.#generation
-    this.#url = this.#opts.urls[this.#urlIndex % this.#opts.urls.length] as string
     this.#machine.transition('connecting', reason)
-    this.emit('connecting', { url: this.#url, attempt: this.#attempt })
     if (generation !== this.#generation) return
     this.#connectTimer = setTimeout(
       () => this.#fail(closeCodes.connect_timeout.code, `no connect reply within ${this.#opts.connectTimeoutMs} ms`),
       this.#opts.connectTimeoutMs,
     )
+    // With discovery, the list may need fetching first (expired, or every URL of it failed).
+    const resolving = this.#endpoints.refresh()
+    if (resolving !== undefined) {
+      void resolving.then(() => {
+        if (generation === this.#generation) this.#attemptTo(generation)
+      })
+      return
+    }
+    this.#attemptTo(generation)
+  }
+
+  #attemptTo(generation: number): void {
+    const url = this.#endpoints.url
+    if (url === undefined) {
+      this.#fail(closeCodes.abnormal.code, 'no endpoint known yet: discovery has not answered')
+      return
+    }
+    this.#url = url
+    this.emit('connecting', { url, attempt: this.#attempt })
+    if (generation !== this.#generation) return
     // Positions must be known before the first subscribe, stored commands before the first send,
     // and the codec before the socket is opened.
     const waits = [this.#restoring, this.#loadCodec()].filter((p) => p !== undefined)
@@ -640,6 +674,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       this.#attempt = 0
     }, this.#opts.stableAfterMs)
     if (result.expiresIn !== undefined) this.#scheduleRefresh(result.expiresIn)
+    this.#endpoints.connected()
+    this.#scheduleDiscovery()
     // Resubscribe and flush the outbox before anyone hears "connected": a call made in a listener
     // must queue behind the older ones, not overtake them.
     for (const sub of [...this.#subs.values()]) sub._connected()
@@ -746,6 +782,18 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     }, Math.max(0, expiresInMs - margin))
   }
 
+  /** Keep the endpoint list current while connected: refresh it when it expires (jittered, so a fleet of clients spreads out). */
+  #scheduleDiscovery(): void {
+    const inMs = this.#endpoints.expiresInMs()
+    if (inMs === undefined) return
+    this.#discoveryTimer = setTimeout(() => {
+      this.#discoveryTimer = undefined
+      void this.#endpoints.refresh()?.then(() => {
+        if (this.#ready) this.#scheduleDiscovery()
+      })
+    }, inMs + Math.random() * (inMs / 10 + 500))
+  }
+
   /** End the current connection attempt or connection locally, then follow the code's advice. */
   #fail(code: number, message: string, hard = true): void {
     if (this.state !== 'connecting' && this.state !== 'connected') return
@@ -767,7 +815,9 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     clearTimeout(this.#pumpTimer)
     clearTimeout(this.#holdTimer)
     clearTimeout(this.#healthTimer)
+    clearTimeout(this.#discoveryTimer)
     this.#healthTimer = undefined
+    this.#discoveryTimer = undefined
     this.#connectTimer = undefined
     this.#stableTimer = undefined
     this.#refreshTimer = undefined
@@ -806,7 +856,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       return
     }
     this.#attempt = decision.attempt
-    if (decision.rotate) this.#urlIndex = (this.#urlIndex + 1) % this.#opts.urls.length
+    if (decision.rotate) this.#endpoints.rotate()
     this.#toDisconnected(reason, decision.delayMs)
     if (this.state !== 'disconnected') return
     this.#reconnectTimer = setTimeout(() => {

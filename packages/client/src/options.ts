@@ -1,5 +1,6 @@
 import type { Codec } from '@holdfast/protocol'
 import { optionChecks } from '@holdfast/protocol/internal'
+import type { EndpointSource } from './endpoints.js'
 import type { ClientStorage } from './storage.js'
 
 /**
@@ -79,6 +80,11 @@ export interface ClientOptions {
    */
   storage?: ClientStorage
   /**
+   * With a discovery function (or a discovery answer without `ttl`): how long a resolved list is
+   * used before it is resolved again, in ms. @default 30000
+   */
+  discoveryTtlMs?: number
+  /**
    * How long the server remembers a message id (its `idempotencyTtlMs`). A stored command that was
    * sent longer ago than this is not sent again after a reload: the server could no longer tell it
    * is a repeat. It is reported in the `queue` event as `unknown_outcome` instead. @default 300000
@@ -101,10 +107,13 @@ export const DEFAULTS = {
   maxQueuedBytes: 1_048_576,
   maxBatch: 100,
   idempotencyWindowMs: 300_000,
+  discoveryTtlMs: 30_000,
 } as const
 
 export interface ResolvedOptions {
   urls: readonly string[]
+  discovery: string | (() => readonly string[] | Promise<readonly string[]>) | undefined
+  discoveryTtlMs: number
   token: string | undefined
   getToken: (() => string | Promise<string>) | undefined
   WebSocket: WebSocketConstructor
@@ -130,13 +139,18 @@ export interface ResolvedOptions {
 // Shared wording with the server's options: `holdfast client: option "x" must be ...`.
 const { bad, positiveInt, nonNegativeNumber: nonNegative } = optionChecks('holdfast client')
 
-function urlList(urlOrUrls: unknown): string[] {
-  const list = typeof urlOrUrls === 'string' ? [urlOrUrls] : urlOrUrls
-  if (!Array.isArray(list) || list.length === 0) throw bad('url', 'a ws:// or wss:// URL or a non-empty array of them', urlOrUrls)
-  return list.map((u: unknown) => {
+/** A fixed list of ws:// URLs, or a discovery source (an http(s):// URL of `GET /discovery`, or a function). */
+function endpointSource(source: unknown): { urls: string[]; discovery: string | (() => readonly string[] | Promise<readonly string[]>) | undefined } {
+  if (typeof source === 'function') return { urls: [], discovery: source as () => readonly string[] | Promise<readonly string[]> }
+  if (typeof source === 'string' && /^https?:\/\/./i.test(source)) return { urls: [], discovery: source }
+  const list = typeof source === 'string' ? [source] : source
+  const what = 'a ws:// or wss:// URL, a non-empty array of them, an http(s):// discovery URL or a function returning URLs'
+  if (!Array.isArray(list) || list.length === 0) throw bad('url', what, source)
+  const urls = list.map((u: unknown) => {
     if (typeof u !== 'string' || !/^wss?:\/\/./i.test(u)) throw bad('url', 'a ws:// or wss:// URL', u)
     return u
   })
+  return { urls, discovery: undefined }
 }
 
 function isCodec(v: unknown): v is Codec {
@@ -154,9 +168,9 @@ function storageOption(storage: unknown): ClientStorage | undefined {
 }
 
 /** Merge options with DEFAULTS and validate them once; a bad option throws a TypeError naming it. */
-export function resolveOptions(urlOrUrls: string | readonly string[], options: ClientOptions = {}): ResolvedOptions {
+export function resolveOptions(urlOrUrls: EndpointSource, options: ClientOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('holdfast client: options must be an object')
-  const urls = urlList(urlOrUrls)
+  const { urls, discovery } = endpointSource(urlOrUrls)
   const ctor: unknown = options.WebSocket ?? (globalThis as { WebSocket?: unknown }).WebSocket
   if (typeof ctor !== 'function') {
     throw bad('WebSocket', 'a WebSocket constructor (no globalThis.WebSocket here: in Node pass the `ws` package)', ctor)
@@ -177,6 +191,8 @@ export function resolveOptions(urlOrUrls: string | readonly string[], options: C
   }
   return {
     urls,
+    discovery,
+    discoveryTtlMs: positiveInt('discoveryTtlMs', options.discoveryTtlMs ?? DEFAULTS.discoveryTtlMs),
     token: options.token,
     getToken: options.getToken,
     WebSocket: ctor as WebSocketConstructor,

@@ -35,4 +35,5 @@ Object.defineProperty(plugin, Symbol.for('skip-override'), { value: true })
 Object.defineProperty(plugin, Symbol.for('fastify.display-name'), { value: 'holdfast' })
 
 export const holdfastFastify = plugin
+export { holdfastDiscovery, discoveryDocument, type DiscoveryDocument, type HoldfastDiscoveryOptions } from './discovery.js'
 export default plugin

@@ -716,6 +716,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       channels: this.hub.size,
       startedAt: this.#startedAt,
       updatedAt: Date.now(),
+      ...(this.options.publicUrl === undefined ? {} : { url: this.options.publicUrl }),
+      ...(this.#draining ? { draining: true } : {}),
     }
   }
 
@@ -748,6 +750,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
 
   async #close(drainMs: number): Promise<void> {
     this.#draining = true
+    // Discovery stops advertising this node at once, not when its registration expires.
+    this.engine.registerNode(this.nodeInfo(), NODE_REGISTRY_TTL_MS).catch(() => {})
     this.log?.info({ connections: this.connections.size, drainMs }, 'draining')
     const conns = [...this.connections]
     // Shuffle so that a slow tail is not always the same clients.

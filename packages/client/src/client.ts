@@ -28,10 +28,15 @@ import { decideReconnect } from './reconnect-policy.js'
 import { isConnectResult, isSubscribeResult } from './results.js'
 import { reasonFor, StateMachine, type ConnectionState, type StateReason } from './state.js'
 import { Subscription, type SubscriptionHost } from './subscription.js'
-import { Transport } from './transport.js'
+import { Transport, webSocketCarrier, type CarrierFactory, type TransportHandlers } from './transport.js'
 import { Watchdog } from './watchdog.js'
 
 type Timer = ReturnType<typeof setTimeout>
+
+/** WebSocket attempts in a row that fail before the client tries the HTTP-streaming fallback. */
+const WS_FAILURES_BEFORE_FALLBACK = 2
+/** Longest pause between WebSocket probes while on the fallback. */
+const MAX_PROBE_DELAY_MS = 600_000
 
 /**
  * The holdfast client: one logical connection that survives drops, restarts and failover.
@@ -55,6 +60,19 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   readonly #watchdog: Watchdog
 
   #transport: Transport | undefined
+  /** WebSocket attempts in a row that never got a connect reply (or dropped before they were stable). */
+  #wsFailures = 0
+  /** The HTTP-streaming fallback carried the last connection: keep it until a WebSocket probe succeeds. */
+  #preferHttp = false
+  /** What the current attempt (or connection) rides on. */
+  #linkKind: 'ws' | 'http' | undefined
+  /** The fallback's carrier, loaded the first time it is needed. */
+  #httpCarrier: CarrierFactory | undefined
+  /** While on the fallback: when to see whether a WebSocket gets through again. */
+  #probeTimer: Timer | undefined
+  #probeDelayMs = 0
+  /** The connection stayed up `stableAfterMs`. */
+  #stable = false
   /** The connect reply arrived on the current transport: commands may flow. */
   #ready = false
   /** Bumped whenever a connection attempt starts or ends, so async continuations of an old one are ignored. */
@@ -533,7 +551,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (generation !== this.#generation) return
     // Positions must be known before the first subscribe, stored commands before the first send,
     // and the codec before the socket is opened.
-    const waits = [this.#restoring, this.#loadCodec()].filter((p) => p !== undefined)
+    const waits = [this.#restoring, this.#loadCodec(), this.#loadFallback()].filter((p) => p !== undefined)
     if (waits.length > 0) {
       Promise.all(waits).then(
         () => {
@@ -541,7 +559,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         },
         (cause: unknown) => {
           if (generation !== this.#generation) return
-          const message = `cannot load the MessagePack codec: ${cause instanceof Error ? cause.message : String(cause)}`
+          const message = `cannot load the client's code: ${cause instanceof Error ? cause.message : String(cause)}`
           this.emit('error', new HoldfastError('internal', message, { cause, temporary: true }))
           this.#fail(closeCodes.abnormal.code, message)
         },
@@ -549,6 +567,22 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       return
     }
     this.#afterRestore(generation)
+  }
+
+  /**
+   * After WebSocket attempts failed twice in a row (an upgrade refused or cut by a proxy), or while
+   * the fallback carries the connection: the next attempt goes over HTTP streaming. Its code is
+   * loaded then.
+   */
+  #loadFallback(): Promise<void> | undefined {
+    if (!this.#wantsHttp() || this.#httpCarrier !== undefined) return undefined
+    return import('./http-stream.js').then((m) => {
+      this.#httpCarrier = m.httpStreamCarrier
+    })
+  }
+
+  #wantsHttp(): boolean {
+    return this.#opts.httpFallback && (this.#preferHttp || this.#wsFailures >= WS_FAILURES_BEFORE_FALLBACK)
   }
 
   /** Starts loading the MessagePack codec if it was asked for and is not here yet; a failed load is tried again next time. */
@@ -593,31 +627,34 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
 
   #open(generation: number): void {
     let transport: Transport
+    const handlers: TransportHandlers = {
+      open: () => this.#sendConnect(transport),
+      heard: () => this.#watchdog.heard(),
+      messages: (msgs) => {
+        try {
+          this.#onMessages(transport, msgs)
+        } catch (cause) {
+          // Listener exceptions never get here (the emitter catches them); this is a server
+          // message the client could not handle. Treat it as a protocol error, never as a crash.
+          const message = `cannot handle a message from the server: ${cause instanceof Error ? cause.message : String(cause)}`
+          this.emit('error', new HoldfastError('bad_request', message, { cause }))
+          if (this.#transport === transport) this.#fail(closeCodes.bad_request.code, message)
+        }
+      },
+      malformed: (err) => {
+        this.emit('error', err)
+        if (this.#transport === transport) this.#fail(closeCodes.bad_request.code, `malformed frame from the server: ${err.message}`)
+      },
+      close: (code, reason) => {
+        if (this.#transport !== transport) return
+        this.#teardown(code, reason, false)
+        this.#afterDisconnect(code, reason || 'connection closed')
+      },
+    }
     try {
-      transport = new Transport(this.#opts.WebSocket, this.#url, this.#codec, this.#opts.maxBatch, {
-        open: () => this.#sendConnect(transport),
-        heard: () => this.#watchdog.heard(),
-        messages: (msgs) => {
-          try {
-            this.#onMessages(transport, msgs)
-          } catch (cause) {
-            // Listener exceptions never get here (the emitter catches them); this is a server
-            // message the client could not handle. Treat it as a protocol error, never as a crash.
-            const message = `cannot handle a message from the server: ${cause instanceof Error ? cause.message : String(cause)}`
-            this.emit('error', new HoldfastError('bad_request', message, { cause }))
-            if (this.#transport === transport) this.#fail(closeCodes.bad_request.code, message)
-          }
-        },
-        malformed: (err) => {
-          this.emit('error', err)
-          if (this.#transport === transport) this.#fail(closeCodes.bad_request.code, `malformed frame from the server: ${err.message}`)
-        },
-        close: (code, reason) => {
-          if (this.#transport !== transport) return
-          this.#teardown(code, reason, false)
-          this.#afterDisconnect(code, reason || 'connection closed')
-        },
-      })
+      const http = this.#wantsHttp() ? this.#httpCarrier : undefined
+      this.#linkKind = http === undefined ? 'ws' : 'http'
+      transport = new Transport(http ?? webSocketCarrier(this.#opts.WebSocket), this.#url, this.#codec, this.#opts.maxBatch, handlers)
     } catch (cause) {
       const message = cause instanceof Error ? cause.message : String(cause)
       this.emit('error', new HoldfastError('bad_request', `cannot open ${this.#url}: ${message}`, { cause, temporary: true }))
@@ -669,10 +706,17 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (result.ping > 0) this.#watchdog.start(result.ping + this.#opts.maxServerPingDelayMs)
     // Reset the backoff only once the connection has proven itself: a server that accepts and
     // drops at once must not pull every client into a tight reconnect loop.
+    this.#stable = false
     this.#stableTimer = setTimeout(() => {
       this.#stableTimer = undefined
+      this.#stable = true
       this.#attempt = 0
     }, this.#opts.stableAfterMs)
+    if (this.#linkKind === 'http') {
+      this.#preferHttp = true
+      this.#probeDelayMs ||= this.#opts.webSocketRetryMs
+      this.#scheduleProbe()
+    }
     if (result.expiresIn !== undefined) this.#scheduleRefresh(result.expiresIn)
     this.#endpoints.connected()
     this.#scheduleDiscovery()
@@ -816,6 +860,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     clearTimeout(this.#holdTimer)
     clearTimeout(this.#healthTimer)
     clearTimeout(this.#discoveryTimer)
+    clearTimeout(this.#probeTimer)
+    this.#probeTimer = undefined
     this.#healthTimer = undefined
     this.#discoveryTimer = undefined
     this.#connectTimer = undefined
@@ -833,6 +879,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   }
 
   #afterDisconnect(code: number, message: string): void {
+    this.#countLinkOutcome(code)
     const decision = decideReconnect({
       code,
       attempt: this.#attempt,
@@ -863,6 +910,48 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       this.#reconnectTimer = undefined
       if (this.state === 'disconnected' && !this.#paused) this.#startAttempt(reason)
     }, decision.delayMs)
+  }
+
+  /**
+   * A WebSocket that never got a connect reply, or that dropped abnormally before it was stable,
+   * counts towards the fallback; a fallback attempt that failed gives WebSocket its chances again
+   * (the node may be down, not the proxy in the way).
+   */
+  #countLinkOutcome(code: number): void {
+    const kind = this.#linkKind
+    this.#linkKind = undefined
+    if (kind === 'ws' && (this.state === 'connecting' || (code === closeCodes.abnormal.code && !this.#stable))) this.#wsFailures++
+    else if (kind === 'http' && this.state === 'connecting') {
+      this.#wsFailures = 0
+      this.#preferHttp = false
+    }
+  }
+
+  /** While on the fallback, open a bare WebSocket now and then; once one opens, move the connection back to WebSocket. */
+  #scheduleProbe(): void {
+    clearTimeout(this.#probeTimer)
+    const generation = this.#generation
+    this.#probeTimer = setTimeout(() => {
+      this.#probeTimer = undefined
+      void import('./http-stream.js')
+        .then((m) => m.probeWebSocket(this.#opts.WebSocket, this.#url, this.#codec.subprotocol, this.#opts.connectTimeoutMs))
+        .then((ok) => {
+          if (generation !== this.#generation || this.#linkKind !== 'http') return
+          if (!ok) {
+            this.#probeDelayMs = Math.min(this.#probeDelayMs * 2, MAX_PROBE_DELAY_MS)
+            this.#scheduleProbe()
+            return
+          }
+          // Reconnect over WebSocket now; the session resumes and the subscriptions recover.
+          this.#preferHttp = false
+          this.#wsFailures = 0
+          this.#probeDelayMs = 0
+          const reason = reasonFor(closeCodes.normal.code, 'WebSocket gets through again: leaving the HTTP fallback')
+          this.#teardown(closeCodes.normal.code, reason.message, false)
+          this.#toDisconnected(reason, 0)
+          this.#startAttempt(reason)
+        })
+    }, this.#probeDelayMs)
   }
 
   #toDisconnected(reason: StateReason, reconnectInMs: number | null): void {
@@ -902,6 +991,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
 
   /** Drop the socket now and schedule nothing: `online` / `pageshow` brings the client back. */
   #park(code: number, message: string): void {
+    this.#linkKind = undefined
     clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
     const state = this.state

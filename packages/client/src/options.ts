@@ -80,6 +80,14 @@ export interface ClientOptions {
    */
   storage?: ClientStorage
   /**
+   * When WebSocket attempts fail twice in a row (an upgrade refused or cut by a proxy), connect
+   * over HTTP streaming to the same node instead, with the same protocol (`<url>/stream`), and
+   * go back to WebSocket as soon as a probe gets through. @default true
+   */
+  httpFallback?: boolean
+  /** While on the HTTP fallback, the first pause before a WebSocket probe (doubling up to 10 min), in ms. @default 60000 */
+  webSocketRetryMs?: number
+  /**
    * With a discovery function (or a discovery answer without `ttl`): how long a resolved list is
    * used before it is resolved again, in ms. @default 30000
    */
@@ -108,12 +116,16 @@ export const DEFAULTS = {
   maxBatch: 100,
   idempotencyWindowMs: 300_000,
   discoveryTtlMs: 30_000,
+  httpFallback: true,
+  webSocketRetryMs: 60_000,
 } as const
 
 export interface ResolvedOptions {
   urls: readonly string[]
   discovery: string | (() => readonly string[] | Promise<readonly string[]>) | undefined
   discoveryTtlMs: number
+  httpFallback: boolean
+  webSocketRetryMs: number
   token: string | undefined
   getToken: (() => string | Promise<string>) | undefined
   WebSocket: WebSocketConstructor
@@ -137,7 +149,7 @@ export interface ResolvedOptions {
 }
 
 // Shared wording with the server's options: `holdfast client: option "x" must be ...`.
-const { bad, positiveInt, nonNegativeNumber: nonNegative } = optionChecks('holdfast client')
+const { bad, bool, positiveInt, nonNegativeNumber: nonNegative } = optionChecks('holdfast client')
 
 /** A fixed list of ws:// URLs, or a discovery source (an http(s):// URL of `GET /discovery`, or a function). */
 function endpointSource(source: unknown): { urls: string[]; discovery: string | (() => readonly string[] | Promise<readonly string[]>) | undefined } {
@@ -167,6 +179,19 @@ function storageOption(storage: unknown): ClientStorage | undefined {
   return storage as ClientStorage
 }
 
+const POSITIVE_INTS = [
+  'discoveryTtlMs',
+  'webSocketRetryMs',
+  'healthCheckTimeoutMs',
+  'connectTimeoutMs',
+  'commandTimeoutMs',
+  'maxQueuedCommands',
+  'maxQueuedBytes',
+  'maxBatch',
+  'idempotencyWindowMs',
+] as const
+const NON_NEGATIVE = ['restartJitterMs', 'stableAfterMs', 'maxServerPingDelayMs'] as const
+
 /** Merge options with DEFAULTS and validate them once; a bad option throws a TypeError naming it. */
 export function resolveOptions(urlOrUrls: EndpointSource, options: ClientOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('holdfast client: options must be an object')
@@ -185,14 +210,19 @@ export function resolveOptions(urlOrUrls: EndpointSource, options: ClientOptions
   if (maxReconnectDelayMs < minReconnectDelayMs) {
     throw bad('maxReconnectDelayMs', `>= minReconnectDelayMs (${minReconnectDelayMs})`, maxReconnectDelayMs)
   }
+  // The plain numeric options: one table, one check each.
+  const numbers = {} as Record<(typeof POSITIVE_INTS)[number] | (typeof NON_NEGATIVE)[number], number>
+  for (const name of POSITIVE_INTS) numbers[name] = positiveInt(name, options[name] ?? DEFAULTS[name])
+  for (const name of NON_NEGATIVE) numbers[name] = nonNegative(name, options[name] ?? DEFAULTS[name])
   const maxReconnectAttempts = options.maxReconnectAttempts ?? DEFAULTS.maxReconnectAttempts
   if (typeof maxReconnectAttempts !== 'number' || maxReconnectAttempts < 0 || !(Number.isSafeInteger(maxReconnectAttempts) || maxReconnectAttempts === Infinity)) {
     throw bad('maxReconnectAttempts', 'a non-negative integer or Infinity', maxReconnectAttempts)
   }
   return {
+    ...numbers,
     urls,
     discovery,
-    discoveryTtlMs: positiveInt('discoveryTtlMs', options.discoveryTtlMs ?? DEFAULTS.discoveryTtlMs),
+    httpFallback: bool('httpFallback', options.httpFallback ?? DEFAULTS.httpFallback),
     token: options.token,
     getToken: options.getToken,
     WebSocket: ctor as WebSocketConstructor,
@@ -201,17 +231,7 @@ export function resolveOptions(urlOrUrls: EndpointSource, options: ClientOptions
     data: options.data,
     minReconnectDelayMs,
     maxReconnectDelayMs,
-    restartJitterMs: nonNegative('restartJitterMs', options.restartJitterMs ?? DEFAULTS.restartJitterMs),
     maxReconnectAttempts,
-    stableAfterMs: nonNegative('stableAfterMs', options.stableAfterMs ?? DEFAULTS.stableAfterMs),
-    maxServerPingDelayMs: nonNegative('maxServerPingDelayMs', options.maxServerPingDelayMs ?? DEFAULTS.maxServerPingDelayMs),
-    healthCheckTimeoutMs: positiveInt('healthCheckTimeoutMs', options.healthCheckTimeoutMs ?? DEFAULTS.healthCheckTimeoutMs),
-    connectTimeoutMs: positiveInt('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs),
-    commandTimeoutMs: positiveInt('commandTimeoutMs', options.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs),
-    maxQueuedCommands: positiveInt('maxQueuedCommands', options.maxQueuedCommands ?? DEFAULTS.maxQueuedCommands),
-    maxQueuedBytes: positiveInt('maxQueuedBytes', options.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes),
-    maxBatch: positiveInt('maxBatch', options.maxBatch ?? DEFAULTS.maxBatch),
     storage: storageOption(options.storage),
-    idempotencyWindowMs: positiveInt('idempotencyWindowMs', options.idempotencyWindowMs ?? DEFAULTS.idempotencyWindowMs),
   }
 }

@@ -32,7 +32,7 @@ function pageEvent(type: string, persisted?: boolean): Event {
 }
 
 async function connected(options = {}): Promise<{ client: HoldfastClient; states: StateChange[]; drops: DisconnectedEvent[]; socket: FakeSocket }> {
-  const client = new HoldfastClient('ws://test/ws', { WebSocket: FakeSocket, healthCheckTimeoutMs: 2000, ...options })
+  const client = new HoldfastClient('ws://test/ws', { WebSocket: FakeSocket, httpFallback: false, healthCheckTimeoutMs: 2000, ...options })
   const states: StateChange[] = []
   const drops: DisconnectedEvent[] = []
   client.on('state', (s) => states.push(s))

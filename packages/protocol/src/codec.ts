@@ -122,3 +122,30 @@ export const decodeServerJson = (data: FrameData, limits?: DecodeLimits): Server
 export const jsonClientCodec: ClientCodec = { name: 'json', subprotocol: Subprotocols.json, binary: false, encode: encodeJson, frame: frameJson, decodeServer: decodeServerJson }
 
 
+
+/**
+ * Most bytes a client batches into one frame. The server limits a frame to its max payload plus an
+ * envelope (64 KiB by default); one larger message still goes out alone.
+ */
+const MAX_CLIENT_FRAME_BYTES = 60 * 1024
+
+/**
+ * A client's queued messages split into frames of at most `maxBatch` messages and about
+ * MAX_CLIENT_FRAME_BYTES each, in order (shared by the client's WebSocket and HTTP-stream links). @internal
+ */
+export function batches(parts: readonly Uint8Array[], maxBatch: number): Uint8Array[][] {
+  const out: Uint8Array[][] = []
+  let i = 0
+  while (i < parts.length) {
+    const start = i
+    let bytes = 0
+    while (i < parts.length && i - start < maxBatch) {
+      const size = (parts[i] as Uint8Array).byteLength + 1
+      if (i > start && bytes + size > MAX_CLIENT_FRAME_BYTES) break
+      bytes += size
+      i++
+    }
+    out.push(parts.slice(start, i))
+  }
+  return out
+}

@@ -4,6 +4,6 @@ export { optionChecks, type OptionChecks } from './option-checks.js'
 // the error class and the message guards, and nothing that reaches the MessagePack library (a
 // bundler cannot leave out what the package index re-exports once anything imports the index).
 export { adviceFor, closeCodeName, closeCodes, errorCodeName, errorCodes } from './code-core.js'
-export { jsonClientCodec, type ClientCodec } from './codec.js'
+export { batches, jsonClientCodec, type ClientCodec } from './codec.js'
 export { HoldfastError } from './errors.js'
 export { isErrorReply, isReply, PROTOCOL_VERSION, Subprotocols } from './messages.js'

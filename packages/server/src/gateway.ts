@@ -1,5 +1,5 @@
 import { EventEmitter, once } from 'node:events'
-import type { IncomingMessage, Server as HttpServer } from 'node:http'
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import {
@@ -34,6 +34,7 @@ import { RpcRouter, type RpcHandler } from './rpc-router.js'
 import { SessionSigner } from './session.js'
 import { TimerWheel } from './timer-wheel.js'
 import { rejectUpgrade, WsTransport } from './transport/ws-transport.js'
+import { HttpStreamTransport } from './transport/http-stream-transport.js'
 import { refusal, refusalHeaders, type PendingUpgrade, type TransportSink, type TransportSocket, type UpgradeRequest } from './transport/transport.js'
 
 /** Extra room for the command envelope around a `maxPayload` of data in one frame. */
@@ -98,6 +99,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   readonly #ownsEngine: boolean
   /** Created on first use, so a `uws` gateway never builds a ws server. */
   #ws: WsTransport | undefined
+  /** The HTTP-streaming fallback, created on its first request. */
+  #stream: HttpStreamTransport | undefined
   /** What listen() opened: closed last by close(). */
   #listener: { close(): void } | undefined
   readonly #wheel: TimerWheel<Connection>
@@ -242,7 +245,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       return uws.listen(host, port)
     }
     const { createServer } = await import('node:http')
-    const server = createServer((_req, res) => res.writeHead(404, { 'content-type': 'application/json' }).end(refusal(404, 'not_found', 'no WebSocket endpoint here').body))
+    const server = createServer((req, res) => {
+      if (!this.handleHttpStream(req, res, path)) res.writeHead(404, { 'content-type': 'application/json' }).end(refusal(404, 'not_found', 'no WebSocket endpoint here').body)
+    })
     this.attach(server, { path })
     this.#listener = { close: () => server.close() }
     server.listen(port, host)
@@ -270,6 +275,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       refuse: (status, code, message, headers) => rejectUpgrade(socket, status, code, message, headers),
       upgrade: (accept) => ws.upgrade(req, socket, head, accept),
     })
+  }
+
+  /**
+   * The HTTP-streaming fallback under `path` (`<path>/stream...`, docs/protocol.md), for clients
+   * whose WebSocket upgrade a proxy refuses. true when `req` was one of its requests (answered).
+   */
+  handleHttpStream(req: IncomingMessage, res: ServerResponse, path = '/ws'): boolean {
+    this.#stream ??= new HttpStreamTransport({ maxFrameBytes: this.options.maxPayload + FRAME_OVERHEAD, admit: (p) => this.#handle(p) })
+    return this.#stream.handle(req, res, path)
   }
 
   /** Admission, the same for every transport: every refusal is an HTTP status before any WebSocket exists. */
@@ -784,6 +798,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     }
     this.#wheel.stop()
     this.#ws?.close()
+    this.#stream?.close()
     this.#listener?.close()
     clearInterval(this.#sweepTimer)
     if (this.#presenceTimer !== undefined) clearInterval(this.#presenceTimer)

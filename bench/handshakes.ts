@@ -44,8 +44,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { SignJWT, importJWK, type JWK } from 'jose'
 import WebSocket from 'ws'
-import { addEncoded, encodeHistogram, newHistogram, percentiles, recordMs } from '../packages/cli/src/bench/histogram.js'
-import { readProcSample } from '../packages/cli/src/bench/proc-stats.js'
+import { addEncoded, encodeHistogram, newHistogram, percentiles, readProcSample, recordMs } from 'holdfast/bench'
 
 const SELF = fileURLToPath(import.meta.url)
 const LOADER = ['--conditions=source', '--import', 'tsx']

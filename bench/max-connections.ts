@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import type { BenchReport } from '../packages/cli/src/bench/types.js'
+import type { BenchReport } from 'holdfast/bench'
 import { RedisServer } from '../packages/server/test/redis-server.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))

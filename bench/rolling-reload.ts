@@ -15,16 +15,13 @@
  */
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { LOAD_OPTIONS, num as numberOption } from './load-options.js'
 import { suiteCleanup } from '../test/operations/cluster.js'
 import { describeResult, runScenario, type ScenarioResult } from '../test/operations/reload-scenario.js'
 
 const { values } = parseArgs({
   options: {
-    clients: { type: 'string', default: '2000' },
-    channels: { type: 'string', default: '40' },
-    rate: { type: 'string', default: '200' },
-    publishers: { type: 'string', default: '4' },
-    processes: { type: 'string', default: '2' },
+    ...LOAD_OPTIONS,
     workers: { type: 'string', default: '2' },
     'drain-ms': { type: 'string', default: '10000' },
     runs: { type: 'string', default: 'spread,unspread' },
@@ -32,11 +29,7 @@ const { values } = parseArgs({
   },
 })
 
-const num = (name: keyof typeof values): number => {
-  const v = Number(values[name])
-  if (!Number.isFinite(v) || v < 0) throw new TypeError(`--${name} must be a number, got ${String(values[name])}`)
-  return v
-}
+const num = (name: keyof typeof values): number => numberOption(values, name)
 
 const runs = (values.runs ?? '').split(',').filter((r) => r !== '')
 for (const r of runs) if (!['spread', 'unspread', 'kill'].includes(r)) throw new TypeError(`--runs: unknown run "${r}" (spread, unspread, kill)`)

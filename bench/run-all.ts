@@ -16,8 +16,8 @@
  * ignores them; record the numbers you keep in docs/benchmarks.md with the command).
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { formatCompare, renderCompareHtml, resolveBenchConfig, runCompare } from '../packages/cli/src/bench/index.js'
-import { CliError } from '../packages/cli/src/cli-error.js'
+import { formatCompare, renderCompareHtml, resolveBenchConfig, runCompare } from 'holdfast/bench'
+import { CliError } from 'holdfast'
 
 /**
  * The table measures fan-out, not connection storms: a ramp every server keeps up with on a busy

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the test suite with node's own test runner: TypeScript through tsx, workspace packages
 // resolved to their sources (the "source" export condition), so no build is needed first.
-// Usage: node scripts/run-tests.mjs [--pattern GLOB]... [--only-files f1 f2]
+// Usage: node scripts/run-tests.mjs [--pattern GLOB]... [--filter=TEXT] [--list] [file.test.ts...]
 // Node 20 has no glob support in `node --test`, so files are collected here.
 import { spawn } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
@@ -26,13 +26,53 @@ function walk(dir, out) {
   return out
 }
 
-let files = args.filter((a) => a.endsWith('.test.ts'))
+/**
+ * A glob as a RegExp over repository-relative paths: `**` any number of folders, `*` any name
+ * part, `?` one character. Enough for `packages/*\/test/**\/*.test.ts`; Node 20 has no glob.
+ */
+function globToRegExp(glob) {
+  let re = ''
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]
+    if (c === '*' && glob[i + 1] === '*') {
+      // `**/` matches zero or more folders.
+      re += glob[i + 2] === '/' ? '(?:.*/)?' : '.*'
+      i += glob[i + 2] === '/' ? 2 : 1
+    } else if (c === '*') re += '[^/]*'
+    else if (c === '?') re += '[^/]'
+    else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&')
+  }
+  return new RegExp(`^${re}$`)
+}
+
+const patterns = []
+for (let i = 0; i < args.length; i++) {
+  const a = args[i]
+  if (a === '--pattern') {
+    if (args[i + 1] === undefined) {
+      console.error('run-tests: --pattern needs a glob, e.g. --pattern "packages/*/test/**/*.test.ts"')
+      process.exit(2)
+    }
+    patterns.push(globToRegExp(args[++i]))
+  } else if (a.startsWith('--pattern=')) patterns.push(globToRegExp(a.slice('--pattern='.length)))
+}
+
+let files = args.filter((a) => a.endsWith('.test.ts') && !a.includes('*'))
 const filter = args.find((a) => a.startsWith('--filter='))?.slice('--filter='.length)
 if (files.length === 0) {
   files = dirs.flatMap((d) => walk(join(root, d), [])).map((f) => relative(root, f))
   if (filter) files = files.filter((f) => f.includes(filter))
+  if (patterns.length > 0) files = files.filter((f) => patterns.some((re) => re.test(f)))
+  if (files.length === 0) {
+    console.error('run-tests: no test file matches')
+    process.exit(1)
+  }
 }
 files.sort()
+if (args.includes('--list')) {
+  process.stdout.write(`${files.join('\n')}\n`)
+  process.exit(0)
+}
 const concurrency = process.env.HOLDFAST_TEST_CONCURRENCY ?? '2'
 const nodeArgs = [
   '--conditions=source',

@@ -26,6 +26,7 @@ export const OPEN_LIMITS = {
   maxConnectionsPerIp: 1_000_000,
   connectRatePerIp: { perSecond: 1_000_000, burst: 1_000_000 },
   commandRate: { perSecond: 10_000, burst: 10_000 },
+  inboundByteRate: { perSecond: 1_000_000_000, burst: 1_000_000_000 },
 }
 
 /** History deep enough that no scenario's outage outruns it: a loss must be the product's, not the window's. */

@@ -49,12 +49,12 @@ export class Nginx {
   }
 
   /** Start nginx from deploy/nginx in front of `upstreams` (`127.0.0.1:PORT`); stopped after the test. */
-  static start(t: TestContext, upstreams: string[]): Promise<Nginx> {
+  static start(t: Pick<TestContext, 'after'>, upstreams: string[]): Promise<Nginx> {
     return Nginx.serve(t, (listen) => renderSiteConfig(listen, upstreams))
   }
 
   /** Start nginx with the site `render` gives; stopped after the test. */
-  static async serve(t: TestContext, render: SiteRenderer): Promise<Nginx> {
+  static async serve(t: Pick<TestContext, 'after'>, render: SiteRenderer): Promise<Nginx> {
     const dir = mkdtempSync(join(tmpdir(), 'holdfast-nginx-'))
     const port = await freePort()
     writeFileSync(join(dir, 'holdfast.conf'), await render(`127.0.0.1:${port}`))
@@ -127,11 +127,12 @@ export class Nginx {
 function mainConfig(dir: string): string {
   // As root, nginx's workers would run as `nobody`, who cannot use the test's private temp dir.
   const user = process.getuid?.() === 0 ? 'user root;\n' : ''
-  // 4096: room for the blue-green test's clients, which an old worker keeps while a new one serves.
+  // 10000: room for the clients of the blue-green test and the container rollout (2,000 clients,
+  // two connections each), which an old worker keeps while a new one serves.
   return `${user}worker_processes 1;
 pid ${join(dir, 'nginx.pid')};
 error_log ${join(dir, 'error.log')} info;
-events { worker_connections 4096; }
+events { worker_connections 10000; }
 http {
     access_log off;
     client_body_temp_path ${join(dir, 'client_body')};

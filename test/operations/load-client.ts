@@ -8,6 +8,8 @@
  * Every time is wall-clock milliseconds with sub-ms precision (`performance.timeOrigin + now()`),
  * comparable between the processes of one machine.
  */
+import { WebSocket } from 'ws'
+import type { WebSocketConstructor } from '@holdfast/client'
 import { checkDeliveries, Publisher, Subscriber, type DeliveryReport } from './delivery.js'
 
 export interface LoadStart {
@@ -24,8 +26,10 @@ export interface LoadStart {
   publishEveryMs: number
   /** Connect in batches of this many per event-loop turn (a ramp, not one burst). @default 50 */
   rampBatch?: number
-  /** Client options (reconnect delays); the client defaults otherwise. */
-  clientOptions?: Record<string, number>
+  /** Client options (reconnect delays, a token); the client defaults otherwise. */
+  clientOptions?: Record<string, number | string>
+  /** Source addresses for the subscribers, in turn (127.0.0.x): how many clients one address holds. */
+  localAddresses?: string[]
 }
 
 export type ParentMessage =
@@ -101,12 +105,22 @@ function progress(): Progress {
   }
 }
 
+/** A `ws` WebSocket that connects from `localAddress` (one of 127.0.0.x), for the SDK's `WebSocket` option. */
+function fromAddress(localAddress: string): WebSocketConstructor {
+  return class extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols, { localAddress })
+    }
+  }
+}
+
 async function start(m: LoadStart): Promise<void> {
   channels = Array.from({ length: m.channels }, (_, i) => `${m.channelPrefix}${i}`)
   const opts = m.clientOptions ?? {}
   const batch = m.rampBatch ?? 50
   for (let i = 0; i < m.clients; i++) {
-    const s = new Subscriber(m.url, channels[i % channels.length] as string, opts)
+    const from = m.localAddresses?.[i % m.localAddresses.length]
+    const s = new Subscriber(m.url, channels[i % channels.length] as string, from === undefined ? opts : { ...opts, WebSocket: fromAddress(from) })
     const st = { connectTimes: [] as number[], disconnectTimes: [] as number[] }
     s.client.on('connected', () => st.connectTimes.push(now()))
     // From connected only: a failed attempt also ends in `disconnected`, but loses no connection.

@@ -6,15 +6,10 @@
  * publication of its channel, and the reconnects are measured: success, retries, and the peak
  * number of handshakes in any 100 ms window.
  */
-import assert from 'node:assert/strict'
-import { fork, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
-import { OPEN_LIMITS, ServeCluster, until, type Cleanup } from './cluster.js'
-import { keyOf, totals, type DeliveryReport } from './delivery.js'
-import type { Acked, ChildMessage, ClientStats, LoadStart, ParentMessage, Progress, Report } from './load-client.js'
+import { OPEN_LIMITS, ServeCluster, type Cleanup } from './cluster.js'
+import { assertOutcome, describeOutcome, Load, now, type LoadOutcome } from './load.js'
 
-const LOAD_CLIENT = fileURLToPath(new URL('./load-client.ts', import.meta.url))
-const now = (): number => performance.timeOrigin + performance.now()
+export { buckets, peakInWindow } from './load.js'
 
 export interface ScenarioOptions {
   /** Subscribed clients in all (split over the client processes). */
@@ -41,120 +36,15 @@ export interface ScenarioOptions {
   log?: (line: string) => void
 }
 
-export interface ScenarioResult {
+export interface ScenarioResult extends LoadOutcome {
   action: 'reload' | 'kill'
   drainMs: number
-  clients: number
-  /** Publications acknowledged to their publishers. */
-  publications: number
-  /** Publish calls that were rejected (never expected). */
-  failedPublishes: number
-  delivery: DeliveryReport & { subscribers: number; imperfect: number }
-  /** Subscribers still missing publications when the wait ended. */
-  incomplete: number
-  endedConnected: number
-  endedSubscribed: number
-  /** Clients that lost their connection during the action. */
-  moved: number
-  /** Of those, the ones connected again at the end. */
-  movedBack: number
-  /** Connection attempts that failed and were retried (a refused or dropped attempt). */
-  retries: number
-  /** Resubscribes with `recovered: false`. */
-  unrecovered: number
-  /** Reconnects that did not resume their session. */
-  notResumed: number
-  /** Handshakes (`connected` events) from the action on. */
-  handshakes: number
-  /** The most handshakes in any 100 ms window over that period. */
-  peakPer100ms: number
-  /** Handshakes per 100 ms bucket from the action on (bucket 0: its first 100 ms). */
-  timeline: number[]
-  /** Connections lost from the action on (the drain's closes, as the clients saw them). */
-  closes: number
-  /** The most closes in any 100 ms window: how well the server spread them. */
-  closePeakPer100ms: number
   /** From the signal to the primary's "rolling reload finished" (reload) or the replacement ready (kill). */
   actionMs: number
   /** From the signal until every client was subscribed again. */
   allBackMs: number
   workersBefore: number[]
   workersAfter: number[]
-}
-
-/** The most timestamps within any window of `windowMs` (sorted two-pointer sweep). */
-export function peakInWindow(times: readonly number[], windowMs: number): number {
-  const t = [...times].sort((a, b) => a - b)
-  let best = 0
-  let i = 0
-  for (let j = 0; j < t.length; j++) {
-    while ((t[j] as number) - (t[i] as number) >= windowMs) i++
-    best = Math.max(best, j - i + 1)
-  }
-  return best
-}
-
-/** Counts per `size` ms bucket from 0 to the last value. */
-export function buckets(offsets: readonly number[], size: number): number[] {
-  const out: number[] = []
-  for (const o of offsets) {
-    const b = Math.floor(o / size)
-    while (out.length <= b) out.push(0)
-    out[b] = (out[b] as number) + 1
-  }
-  return out
-}
-
-class ClientProcess {
-  readonly child: ChildProcess
-  progress: Progress = { type: 'progress', acked: 0, connected: 0, subscribed: 0 }
-  /** When the last progress report arrived. */
-  progressAt = 0
-  readonly #waiters = new Map<string, (m: ChildMessage) => void>()
-  error: string | undefined
-
-  constructor(cleanup: Cleanup) {
-    // Not the test runner's flags (--test would make the child a test file): tsx and the source condition only.
-    this.child = fork(LOAD_CLIENT, [], { execArgv: ['--conditions=source', '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    cleanup.after(() => {
-      if (this.child.exitCode === null) this.child.kill('SIGKILL')
-    })
-    this.child.on('message', (raw: unknown) => {
-      const m = raw as ChildMessage
-      if (m.type === 'progress') {
-        this.progress = m
-        this.progressAt = now()
-      }
-      else if (m.type === 'error') this.error = m.message
-      const w = this.#waiters.get(m.type)
-      if (w !== undefined) {
-        this.#waiters.delete(m.type)
-        w(m)
-      }
-    })
-  }
-
-  send(m: ParentMessage): void {
-    this.child.send(m)
-  }
-
-  /** The next message of this type (rejects if the process fails first). */
-  next<T extends ChildMessage['type']>(type: T, ms: number): Promise<Extract<ChildMessage, { type: T }>> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`client process: no ${type} within ${ms} ms${this.error === undefined ? '' : `: ${this.error}`}`)), ms)
-      const onExit = (code: number | null): void => reject(new Error(`client process exited (${code}) waiting for ${type}: ${this.error ?? ''}`))
-      this.child.once('exit', onExit)
-      this.#waiters.set(type, (m) => {
-        clearTimeout(timer)
-        this.child.off('exit', onExit)
-        resolve(m as Extract<ChildMessage, { type: T }>)
-      })
-    })
-  }
-}
-
-function split(total: number, parts: number, i: number): number {
-  return Math.floor(total / parts) + (i < total % parts ? 1 : 0)
 }
 
 export async function runScenario(cleanup: Cleanup, opts: ScenarioOptions): Promise<ScenarioResult> {
@@ -185,31 +75,9 @@ async function scenario(cleanup: Cleanup, opts: ScenarioOptions, started: (c: Se
   const workersBefore = await cluster.waitForWorkers(workers, 30_000)
   log(`serve --workers ${workers} (drainMs ${opts.drainMs}) at ${cluster.wsUrl}; workers ${workersBefore.join(', ')}`)
 
-  const kids = Array.from({ length: processes }, () => new ClientProcess(cleanup))
-  const perProcessPublishers = publishers / processes
-  // Every publisher publishes once per tick: `publishers` per tick make `rate` per second.
-  const everyMs = (1000 * publishers) / rate
-  const subscribing = kids.map((k, i) => {
-    const m: LoadStart = {
-      type: 'start',
-      url: cluster.wsUrl,
-      name: `c${i}`,
-      clients: split(opts.clients, processes, i),
-      channels,
-      channelPrefix: 'load-',
-      publishers: perProcessPublishers,
-      publishEveryMs: everyMs,
-    }
-    const subscribed = k.next('subscribed', 120_000)
-    k.send(m)
-    return subscribed
-  })
-  await Promise.all(subscribing)
+  const load = await Load.start(cleanup, { url: cluster.wsUrl, clients: opts.clients, processes, channels, publishers, rate })
   log(`${opts.clients} clients subscribed to ${channels} channels; publishing ${rate}/s from ${publishers} clients`)
-
-  for (const k of kids) k.send({ type: 'publish' })
-  const ackedNow = (): number => kids.reduce((n, k) => n + k.progress.acked, 0)
-  await until(`${warmup * processes} publications before the action`, () => ackedNow() >= warmup * processes, 60_000)
+  await load.publishMore(warmup, `${warmup * processes} publications before the action`)
 
   const mark = cluster.mark()
   const actionAt = now()
@@ -223,93 +91,18 @@ async function scenario(cleanup: Cleanup, opts: ScenarioOptions, started: (c: Se
     await cluster.waitForLog(mark, /^worker ready$/, 60_000)
   }
   const actionMs = now() - actionAt
-  // Only reports taken well after the action count: a client whose socket the server has just
-  // closed may not have noticed yet, and a report from that instant would still call it subscribed.
-  const fresh = now() + 200
-  await until(
-    'every client back and subscribed',
-    () => kids.every((k, i) => k.progressAt > fresh && k.progress.subscribed === split(opts.clients, processes, i)),
-    120_000,
-  )
+  await load.allBack(now())
   const allBackMs = now() - actionAt
   const workersAfter = cluster.workerPids()
   log(`${opts.action}: done after ${(actionMs / 1000).toFixed(1)} s, every client back after ${(allBackMs / 1000).toFixed(1)} s; workers ${workersAfter.join(', ')}`)
-  const before = ackedNow()
-  await until(`${tail * processes} publications after the action`, () => ackedNow() >= before + tail * processes, 60_000)
-
-  // Stop, collect what was acknowledged, and let every subscriber check itself against it.
-  const acks = await Promise.all(
-    kids.map((k) => {
-      const p = k.next('acked', 60_000)
-      k.send({ type: 'stop' })
-      return p
-    }),
-  )
-  const byChannel: Record<string, string[]> = {}
-  let publications = 0
-  let failedPublishes = 0
-  for (const a of acks as Acked[]) {
-    failedPublishes += a.failed
-    for (const [pub, chans] of Object.entries(a.acked)) {
-      for (const [ch, seqs] of Object.entries(chans)) {
-        const list = (byChannel[ch] ??= [])
-        for (const seq of seqs) list.push(keyOf({ pub, seq }))
-        publications += seqs.length
-      }
-    }
-  }
-  const reports = (await Promise.all(
-    kids.map((k) => {
-      const p = k.next('report', 90_000)
-      k.send({ type: 'expect', byChannel, timeoutMs: 60_000 })
-      return p
-    }),
-  )) as Report[]
-  for (const k of kids) k.send({ type: 'exit' })
-
-  const deliveries = reports.flatMap((r) => r.deliveries)
-  const clients: ClientStats[] = reports.flatMap((r) => r.clients)
-  // Every handshake from the action on: after it, nothing else makes clients reconnect.
-  const times = clients.flatMap((c) => c.connectTimes.filter((t) => t >= actionAt))
-  const closeTimes = clients.flatMap((c) => c.disconnectTimes.filter((t) => t >= actionAt))
-  const moved = clients.filter((c) => c.connectTimes.some((t) => t >= actionAt) || !c.endedConnected)
-  return {
-    action: opts.action,
-    drainMs: opts.drainMs,
-    clients: clients.length,
-    publications,
-    failedPublishes,
-    delivery: totals(deliveries),
-    incomplete: reports.reduce((n, r) => n + r.incomplete, 0),
-    endedConnected: clients.filter((c) => c.endedConnected).length,
-    endedSubscribed: clients.filter((c) => c.endedSubscribed).length,
-    moved: moved.length,
-    movedBack: moved.filter((c) => c.endedConnected).length,
-    retries: clients.reduce((n, c) => n + c.failedAttempts, 0),
-    unrecovered: clients.reduce((n, c) => n + c.unrecovered, 0),
-    notResumed: clients.reduce((n, c) => n + c.notResumed, 0),
-    handshakes: times.length,
-    peakPer100ms: peakInWindow(times, 100),
-    timeline: buckets(times.map((t) => t - actionAt), 100),
-    closes: closeTimes.length,
-    closePeakPer100ms: peakInWindow(closeTimes, 100),
-    actionMs,
-    allBackMs,
-    workersBefore,
-    workersAfter,
-  }
+  await load.publishMore(tail, `${tail * processes} publications after the action`)
+  const outcome = await load.finish(actionAt)
+  return { ...outcome, action: opts.action, drainMs: opts.drainMs, actionMs, allBackMs, workersBefore, workersAfter }
 }
 
 /** One line per figure, for test output and the bench. */
 export function describeResult(r: ScenarioResult): string {
-  const d = r.delivery
-  return [
-    `${r.action} (drainMs ${r.drainMs}), ${r.clients} clients: ${r.publications} publications acknowledged (${r.failedPublishes} rejected)`,
-    `  deliveries: ${d.delivered} of ${d.expected} expected; lost ${d.lost}, duplicated ${d.duplicates}, out of order ${d.outOfOrder}, unexpected ${d.unexpected}; ${r.incomplete} subscribers incomplete`,
-    `  connections: ${r.moved} clients moved, ${r.movedBack} back (${r.moved === 0 ? 100 : ((100 * r.movedBack) / r.moved).toFixed(2)}% success), ${r.retries} retried attempts; ${r.endedConnected}/${r.clients} connected at the end`,
-    `  recovery: ${r.unrecovered} resubscribes with recovered:false; ${r.notResumed} reconnects without their session`,
-    `  handshakes: ${r.handshakes} in ${(r.allBackMs / 1000).toFixed(1)} s, peak ${r.peakPer100ms} per 100 ms (closes: ${r.closes}, peak ${r.closePeakPer100ms} per 100 ms); action took ${(r.actionMs / 1000).toFixed(1)} s`,
-  ].join('\n')
+  return describeOutcome(`${r.action} (drainMs ${r.drainMs})`, r)
 }
 
 /**
@@ -319,17 +112,5 @@ export function describeResult(r: ScenarioResult): string {
  * every resubscribe recovered. Retried attempts are reported, not failures.
  */
 export function assertNothingLost(r: ScenarioResult, clients: number): void {
-  const d = r.delivery
-  assert.equal(r.failedPublishes, 0, 'every publish acknowledged')
-  assert.ok(r.publications >= 800, `a steady load was published (${r.publications})`)
-  assert.deepEqual(
-    { lost: d.lost, duplicates: d.duplicates, outOfOrder: d.outOfOrder, unexpected: d.unexpected, incomplete: r.incomplete },
-    { lost: 0, duplicates: 0, outOfOrder: 0, unexpected: 0, incomplete: 0 },
-    describeResult(r),
-  )
-  assert.equal(d.delivered, d.expected)
-  assert.equal(r.endedConnected, clients, 'every client ends connected')
-  assert.equal(r.endedSubscribed, clients)
-  assert.equal(r.movedBack, r.moved, 'connection success rate 100%')
-  assert.equal(r.unrecovered, 0, 'every resubscribe recovered')
+  assertOutcome(r, clients, describeResult(r))
 }

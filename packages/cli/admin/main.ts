@@ -5,7 +5,7 @@
 import { HoldfastClient, type ConnectionState } from '@holdfast/client'
 import type { TokenResponse } from '../src/admin/feed.js'
 import { api } from './api.js'
-import { drawChart, type Series } from './chart.js'
+import { LiveChart, type Series } from './chart.js'
 import { Fleet, parseStats } from './fleet.js'
 import { colorOf, renderChannels, renderNodes, renderPresence } from './views.js'
 
@@ -28,8 +28,8 @@ const ui = {
   totalConnections: byId('total-connections', HTMLElement),
   totalIn: byId('total-in', HTMLElement),
   totalOut: byId('total-out', HTMLElement),
-  chartConnections: byId('chart-connections', SVGSVGElement),
-  chartMessages: byId('chart-messages', SVGSVGElement),
+  chartConnections: new LiveChart(byId('chart-connections', HTMLElement)),
+  chartMessages: new LiveChart(byId('chart-messages', HTMLElement)),
   chartSpan: byId('chart-span', HTMLElement),
   nodesBody: byId('nodes-body', HTMLTableSectionElement),
   channelsBody: byId('channels-body', HTMLTableSectionElement),
@@ -80,13 +80,13 @@ function render(): void {
   for (const id of ids) {
     const samples = fleet.samples(id)
     const color = colors.get(id) as string
-    conns.push({ color, points: samples.map((s) => [s.at, s.connections] as const) })
-    msgs.push({ color, points: samples.map((s) => [s.at, s.messagesInPerSec] as const) })
-    msgs.push({ color, dashed: true, points: samples.map((s) => [s.at, s.messagesOutPerSec] as const) })
+    conns.push({ label: id, color, points: samples.map((s) => [s.at, s.connections] as const) })
+    msgs.push({ label: `${id} in`, color, points: samples.map((s) => [s.at, s.messagesInPerSec] as const) })
+    msgs.push({ label: `${id} out`, color, dashed: true, points: samples.map((s) => [s.at, s.messagesOutPerSec] as const) })
   }
   const windowMs = fleet.window(end)
-  drawChart(ui.chartConnections, conns, end, windowMs)
-  drawChart(ui.chartMessages, msgs, end, windowMs)
+  ui.chartConnections.draw(conns, end, windowMs)
+  ui.chartMessages.draw(msgs, end, windowMs)
   ui.chartSpan.textContent = `last ${windowMs / 1000} s`
 
   const totals = fleet.totals(now)

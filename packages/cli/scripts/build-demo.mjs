@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Bundles the chat demo served by `holdfast serve` at `/`: packages/cli/demo/main.ts (and the
 // client SDK it imports, from its TypeScript source) → packages/cli/public/demo.js + demo.js.map;
-// and the admin dashboard at `/admin`: packages/cli/admin/main.ts → public/admin/admin.js (+ .map).
+// and the admin dashboard at `/admin`: packages/cli/admin/main.ts → public/admin/admin.js (+ .map),
+// with uPlot's stylesheet copied to public/admin/uplot.css.
 // Called by the root `npm run build` after tsc, and by the browser test before it starts.
 //
 // Fast: one esbuild call (tens of ms), no type-check here (`npx tsc -p packages/cli/demo` does that,
@@ -82,3 +83,21 @@ async function bundle({ entry, out }) {
 }
 
 for (const b of BUNDLES) await bundle(b)
+
+// uPlot's stylesheet for the dashboard's charts (the bundle has its script): a file of its own,
+// served at /admin/uplot.css, since the page's CSP allows no inline style.
+{
+  const from = fileURLToPath(import.meta.resolve('uplot/dist/uPlot.min.css'))
+  const to = `${cli}public/admin/uplot.css`
+  const css = readFileSync(from)
+  let same = false
+  try {
+    same = Buffer.compare(readFileSync(to), css) === 0
+  } catch {
+    // Not there yet.
+  }
+  if (!same) {
+    writeFileSync(`${to}.${process.pid}.tmp`, css)
+    renameSync(`${to}.${process.pid}.tmp`, to)
+  }
+}

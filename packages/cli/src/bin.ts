@@ -1,24 +1,31 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs'
-import { benchUsage, runBenchCommand } from './bench-command.js'
-import { chaosUsage, runChaos } from './chaos-command.js'
+// The entry point loads only what every command needs; each command's code (Fastify and the
+// gateway for serve, the load generator for bench, the proxy for chaos) is imported when that
+// command runs, so `holdfast --version` or `holdfast token` start in a few milliseconds.
 import { CliError } from './cli-error.js'
-import { resolveServeConfig } from './config.js'
-import { runServe } from './serve.js'
-import { runReload } from './reload.js'
-import { runToken } from './token.js'
-import { MAIN_USAGE, TOKEN_USAGE, serveUsage } from './usage.js'
+import { MAIN_USAGE } from './usage.js'
 import { cliVersion } from './version.js'
 
 const HELP = new Set(['-h', '--help'])
+const COMMANDS = new Set(['serve', 'token', 'reload', 'chaos', 'bench'])
 
-function help(command: string | undefined): string | undefined {
-  if (command === undefined) return MAIN_USAGE
-  if (command === 'serve') return serveUsage()
-  if (command === 'token') return TOKEN_USAGE
-  if (command === 'chaos') return chaosUsage()
-  if (command === 'bench') return benchUsage()
-  return undefined
+async function help(command: string | undefined): Promise<string | undefined> {
+  switch (command) {
+    case undefined:
+      return MAIN_USAGE
+    case 'serve':
+      return (await import('./usage.js')).serveUsage()
+    case 'token':
+      return (await import('./usage.js')).TOKEN_USAGE
+    case 'reload':
+      return (await import('./reload.js')).RELOAD_USAGE
+    case 'chaos':
+      return (await import('./chaos-command.js')).chaosUsage()
+    case 'bench':
+      return (await import('./bench-command.js')).benchUsage()
+    default:
+      return undefined
+  }
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -37,30 +44,32 @@ async function main(argv: string[]): Promise<void> {
     return
   }
   if (command === 'help') {
-    const text = help(rest[0])
+    const text = await help(rest[0])
     if (text === undefined) throw new CliError(`unknown command "${rest[0] ?? ''}"\n\n${MAIN_USAGE}`)
     process.stdout.write(text)
     return
   }
-  if ((command === 'serve' || command === 'token' || command === 'chaos' || command === 'bench') && rest.some((a) => HELP.has(a))) {
-    process.stdout.write(help(command) ?? MAIN_USAGE)
+  if (COMMANDS.has(command) && rest.some((a) => HELP.has(a))) {
+    process.stdout.write((await help(command)) ?? MAIN_USAGE)
     return
   }
   switch (command) {
-    case 'serve':
+    case 'serve': {
+      const [{ readFileSync }, { resolveServeConfig }, { runServe }] = await Promise.all([import('node:fs'), import('./config.js'), import('./serve.js')])
       await runServe(resolveServeConfig(rest, process.env, (path) => readFileSync(path, 'utf8')))
       return
+    }
     case 'token':
-      await runToken(rest, process.env)
+      await (await import('./token.js')).runToken(rest, process.env)
       return
     case 'chaos':
-      await runChaos(rest, process.env)
+      await (await import('./chaos-command.js')).runChaos(rest, process.env)
       return
     case 'bench':
-      await runBenchCommand(rest, process.env)
+      await (await import('./bench-command.js')).runBenchCommand(rest, process.env)
       return
     case 'reload':
-      runReload(rest, process.env)
+      await (await import('./reload.js')).runReload(rest, process.env)
       return
     default:
       throw new CliError(`unknown command "${command}"\n\n${MAIN_USAGE}`)
@@ -69,7 +78,8 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   if (err instanceof CliError) {
-    process.stderr.write(`holdfast: ${err.message}\n`)
+    // Messages name the command already ("holdfast reload needs ..."): one prefix only.
+    process.stderr.write(`holdfast: ${err.message.replace(/^holdfast:\s*/, '')}\n`)
     process.exit(err.exitCode)
   }
   process.stderr.write(`holdfast: unexpected error\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)

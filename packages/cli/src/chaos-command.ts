@@ -139,9 +139,10 @@ export function resolveChaosConfig(argv: readonly string[], env: Readonly<Record
   const allowRemote = allowRemoteRaw === undefined ? false : parseBoolean(allowRemoteRaw)
   if (!allowRemote && !isLoopbackHost(target.host)) {
     throw new CliError(
-      `refusing ${targetRaw.label} ${endpointText(target)}: it is not a loopback address. This workplace only allows ` +
-        'fault injection against servers on this machine (127.0.0.1, ::1, localhost), so that a chaos run can never ' +
-        'disturb a shared or remote service. Pass --allow-remote if you really mean to proxy to another host.',
+      `refusing ${targetRaw.label} ${endpointText(target)}: it is not a loopback address. holdfast chaos breaks the ` +
+        'network on purpose, so by default it only proxies to servers on this host (127.0.0.1, ::1, localhost): a ' +
+        'mistyped target must not turn a test into an outage of a shared or production service. Pass --allow-remote ' +
+        'to proxy to another host you own.',
     )
   }
   const controlRaw = raw('control')

@@ -1,5 +1,8 @@
 import { parseArgs } from 'node:util'
 import type { HoldfastOptions, RedisEngineOptions, TransportName } from '@holdfast/server'
+// A module of its own, so that reading the configuration never loads the gateway (`--version`, `help`).
+import { resolveTrustProxy } from '@holdfast/server/internal/client-address'
+import type { HttpGuardOptions } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import { parseDuration } from './duration.js'
 
@@ -10,6 +13,10 @@ export const TRANSPORTS = ['ws', 'uws'] as const satisfies readonly TransportNam
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** auto: pretty lines on a terminal, JSON otherwise. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const
+export type LogFormat = (typeof LOG_FORMATS)[number]
 
 /** Where a setting's value came from, in precedence order (a flag beats everything). */
 export type SettingSource = 'flag' | 'env' | 'file' | 'default'
@@ -32,8 +39,17 @@ export interface ServeConfig {
   /** Where to write the process id (the primary's with --workers), for `holdfast reload`. */
   pidFile: string | undefined
   logLevel: LogLevel
+  logFormat: LogFormat
+  /** A listener of its own for `/metrics` (then not served on --port); undefined: /metrics on --port. */
+  metricsPort: number | undefined
+  /** Who may scrape /metrics: anyone reaching it, or callers with the API key. */
+  metricsAuth: MetricsAuth
+  /** HTTP server limits from the config file's "http" object (timeouts, per-address connection cap). */
+  http: HttpGuardOptions
   /** Drain window on SIGTERM/SIGINT; undefined means the server's default. */
   drainMs: number | undefined
+  /** Read PROXY protocol v1/v2 headers from the trusted proxies (`holdfast.trustProxy`) on the listener. */
+  proxyProtocol: boolean
   apiKey: string | undefined
   adminSecret: string | undefined
   /** The config file that was read, if any. */
@@ -57,6 +73,8 @@ interface Setting {
   file: string
   /** One line for `holdfast help serve` and docs/cli.md. */
   help: string
+  /** A flag without a value (`--proxy-protocol`); its env var and file key take true/false. */
+  boolean?: true
 }
 
 /**
@@ -84,7 +102,16 @@ export const SETTINGS = {
   pingInterval: { flag: 'ping-interval', file: 'pingIntervalMs', help: 'application ping period, e.g. 25s (bare number: ms; default 25s)' },
   drainMs: { flag: 'drain-ms', file: 'drainMs', help: 'drain window on SIGTERM, in ms (default 10000)' },
   logLevel: { flag: 'log-level', file: 'logLevel', help: `${LOG_LEVELS.join(' | ')} (default info)` },
+  logFormat: { flag: 'log-format', file: 'logFormat', help: 'auto | json | pretty (default auto: pretty on a terminal, JSON lines otherwise)' },
   pidFile: { flag: 'pid-file', file: 'pidFile', help: 'write the (primary) process id here, for `holdfast reload --pid-file`' },
+  trustProxy: {
+    flag: 'trust-proxy',
+    file: 'trustProxy',
+    help: 'CIDRs of the proxies whose X-Forwarded-For / X-Real-IP (and PROXY headers) name the client, comma-separated (default: none)',
+  },
+  proxyProtocol: { flag: 'proxy-protocol', file: 'proxyProtocol', help: 'accept PROXY protocol v1/v2 headers from the --trust-proxy hops (TCP load balancers)', boolean: true },
+  metricsPort: { flag: 'metrics-port', file: 'metricsPort', help: 'serve /metrics on this port only (not on --port); 0 picks a free one' },
+  metricsAuth: { flag: 'metrics-auth', file: 'metricsAuth', help: 'none | apikey: who may scrape /metrics (apikey: Authorization: apikey <--api-key>; default none)' },
 } as const satisfies Record<string, Setting>
 
 export type SettingName = keyof typeof SETTINGS
@@ -109,12 +136,16 @@ const FILE_SERVER_OPTIONS = new Set<string>([
   'maxBatch',
   'maxSubscriptionsPerConnection',
   'commandRate',
+  'inboundByteRate',
   'maxConnections',
   'maxConnectionsPerIp',
   'connectRatePerIp',
   'maxQueueBytes',
+  'maxReplyBytes',
   'idempotencyTtlMs',
+  'maxMessageIdsPerUser',
   'presenceTtlMs',
+  'sessionMaxAgeMs',
   'compression',
   'channels',
 ])
@@ -137,7 +168,19 @@ export const REDIS_FILE_OPTIONS = [
 export type RedisTuning = Pick<RedisEngineOptions, (typeof REDIS_FILE_OPTIONS)[number]>
 
 /** Config-file keys that are neither serve settings nor server options. */
-const FILE_ONLY_KEYS = new Set<string>(['redis'])
+const FILE_ONLY_KEYS = new Set<string>(['redis', 'http'])
+
+/** The config file's "http" object: limits of the HTTP server (docs/cli.md, "HTTP limits"). */
+export const HTTP_FILE_OPTIONS = [
+  'connectionTimeoutMs',
+  'headersTimeoutMs',
+  'requestTimeoutMs',
+  'keepAliveTimeoutMs',
+  'maxConnectionsPerIp',
+] as const satisfies readonly (keyof HttpGuardOptions)[]
+
+export const METRICS_AUTH = ['none', 'apikey'] as const
+export type MetricsAuth = (typeof METRICS_AUTH)[number]
 
 const DEFAULT_PORT = 8080
 const DEFAULT_HOST = '127.0.0.1'
@@ -211,10 +254,39 @@ function parseRedisTuning(v: unknown, label: string): RedisTuning {
   return v as RedisTuning
 }
 
+function parseHttpLimits(v: unknown, label: string): HttpGuardOptions {
+  if (v === undefined) return {}
+  if (!isPlainObject(v)) throw new CliError(`${label} must be an object`)
+  const known = new Set<string>(HTTP_FILE_OPTIONS)
+  for (const [key, value] of Object.entries(v)) {
+    if (!known.has(key)) throw new CliError(`${label}: unknown key "${key}" (allowed: ${HTTP_FILE_OPTIONS.join(', ')})`)
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+      throw new CliError(`${label}: "${key}" must be a non-negative integer (0 turns it off), got ${JSON.stringify(value)}`)
+    }
+  }
+  return v as HttpGuardOptions
+}
+
 function parsePositiveDuration(r: Raw): number {
   const ms = parseDuration(r.label, r.value, 'ms')
   if (ms <= 0) throw new CliError(`${r.label} must be greater than zero, got "${r.value}"`)
   return ms
+}
+
+function parseBoolean(r: Raw): boolean {
+  const v = r.value.trim().toLowerCase()
+  if (v === 'true' || v === '1') return true
+  if (v === 'false' || v === '0') return false
+  throw new CliError(`${r.label} must be true or false, got "${r.value}"`)
+}
+
+function parseTrustProxy(r: Raw): string | undefined {
+  try {
+    return resolveTrustProxy(r.value)?.list.join(',')
+  } catch (err) {
+    // The server's message names the bad entry; the label names where it came from.
+    throw new CliError(`${r.label}: ${(err as Error).message.replace(/^holdfast: option "trustProxy": /, '')}`, { cause: err })
+  }
 }
 
 function parseDrain(r: Raw): number {
@@ -251,13 +323,14 @@ function readConfigFile(path: string, readFile: ReadFile): Record<string, unknow
 }
 
 const FLAG_OPTIONS = Object.fromEntries(
-  Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }]),
-) as Record<string, { type: 'string' }>
+  Object.values(SETTINGS).map((s: Setting) => [s.flag, { type: s.boolean === true ? ('boolean' as const) : ('string' as const) }]),
+) as Record<string, { type: 'string' | 'boolean' }>
 
 function parseFlags(argv: readonly string[]): Record<string, string | undefined> {
   try {
     const { values } = parseArgs({ args: [...argv], options: FLAG_OPTIONS, strict: true, allowPositionals: false })
-    return values as Record<string, string | undefined>
+    // A boolean flag that is present reads as "true", like its env var would.
+    return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, typeof v === 'boolean' ? String(v) : v]))
   } catch (err) {
     // parseArgs messages already name the flag ("Unknown option '--prot'").
     throw new CliError((err as Error).message, { cause: err })
@@ -302,6 +375,9 @@ export function resolveServeConfig(
     const label = `"${key}" in ${configFile ?? 'the config file'}`
     if (typeof v === 'string') return { value: v, label, source: 'file' }
     if (typeof v === 'number' && Number.isFinite(v)) return { value: String(v), label, source: 'file' }
+    if (typeof v === 'boolean' && (SETTINGS[name] as Setting).boolean === true) return { value: String(v), label, source: 'file' }
+    // A list in the file is the comma-separated value of the flag.
+    if (name === 'trustProxy' && Array.isArray(v) && v.every((e) => typeof e === 'string')) return { value: v.join(','), label, source: 'file' }
     throw new CliError(`${label} must be a string or a number, got ${JSON.stringify(v)}`)
   }
 
@@ -327,7 +403,19 @@ export function resolveServeConfig(
   const publicUrl = get<string | undefined>('publicUrl', parseNonEmpty, undefined)
   const drainMs = get<number | undefined>('drainMs', parseDrain, undefined)
   const logLevel = get('logLevel', (r) => parseChoice(r, LOG_LEVELS), 'info' as LogLevel)
+  const logFormat = get('logFormat', (r) => parseChoice(r, LOG_FORMATS), 'auto' as LogFormat)
   const pidFile = get<string | undefined>('pidFile', parseNonEmpty, undefined)
+  const trustProxy = get<string | undefined>('trustProxy', parseTrustProxy, undefined)
+  const proxyProtocol = get('proxyProtocol', parseBoolean, false)
+  const metricsPort = get<number | undefined>('metricsPort', (r) => parseInteger(r, 0, 65535), undefined)
+  const metricsAuth = get('metricsAuth', (r) => parseChoice(r, METRICS_AUTH), 'none' as MetricsAuth)
+  const http = parseHttpLimits(file['http'], `"http" in ${configFile ?? 'the config file'}`)
+  if (metricsAuth === 'apikey' && apiKey === undefined) {
+    throw new CliError(`--metrics-auth apikey needs an API key: set --api-key (or ${envName('apiKey')})`)
+  }
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) {
+    throw new CliError(`--metrics-port must differ from --port (${port})`)
+  }
 
   const holdfast: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(file)) {
@@ -338,6 +426,7 @@ export function resolveServeConfig(
   if (sessionSecret !== undefined) holdfast['sessionSecret'] = sessionSecret
   if (publicUrl !== undefined) holdfast['publicUrl'] = publicUrl
   if (transport !== 'ws') holdfast['transport'] = transport
+  if (trustProxy !== undefined) holdfast['trustProxy'] = trustProxy
 
   const fileJwt = holdfast['jwt']
   if (fileJwt !== undefined && !isPlainObject(fileJwt)) {
@@ -351,6 +440,12 @@ export function resolveServeConfig(
   }
   const jwt = holdfast['jwt'] as Record<string, unknown> | undefined
   const auth = jwt !== undefined && (jwt['secret'] !== undefined || jwt['publicKey'] !== undefined || jwt['jwksUrl'] !== undefined)
+
+  if (proxyProtocol && trustProxy === undefined) {
+    // Believing a PROXY header from anyone would let every client pick its own address.
+    throw new CliError(`--proxy-protocol needs --trust-proxy (or ${envName('trustProxy')}): the addresses of the load balancers allowed to send PROXY headers`)
+  }
+  if (proxyProtocol && transport === 'uws') throw new CliError('--proxy-protocol needs --transport ws (uWebSockets.js reads its own socket)')
 
   const warnings: string[] = []
   if (wsPort !== undefined && transport !== 'uws') warnings.push('--ws-port only applies with --transport uws (ws serves WebSockets on --port); ignored')
@@ -389,8 +484,13 @@ export function resolveServeConfig(
     transport,
     wsPort,
     pidFile,
+    metricsPort,
+    metricsAuth,
+    http,
     logLevel,
+    logFormat,
     drainMs,
+    proxyProtocol,
     apiKey,
     adminSecret,
     configFile,

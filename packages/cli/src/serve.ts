@@ -1,9 +1,9 @@
 import cluster from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { pino, type Logger } from 'pino'
+import type { Logger } from 'pino'
 import { createHoldfast, RedisEngine, type Engine } from '@holdfast/server'
-import { DEFAULTS, IpcEngine } from '@holdfast/server/internal'
+import { acceptProxyProtocol, DEFAULTS, IpcEngine, loadUws, resolveTrustProxy, UWS_PACKAGES } from '@holdfast/server/internal'
 import { CliError } from './cli-error.js'
 import type { ServeConfig } from './config.js'
 import { runPrimary } from './cluster/primary.js'
@@ -11,6 +11,8 @@ import { isWorkerDrain, WORKER_ENV, WORKER_SESSION_SECRET_ENV, type WorkerReady 
 import { connectionCap, openFileLimit } from './fd-limit.js'
 import { buildHttpApp, type Holdfast } from './http-app.js'
 import { AdminDashboard } from './admin/index.js'
+import { createLogger, warnLoudly } from './logger.js'
+import { startMetricsListener, type MetricsListener } from './metrics-endpoint.js'
 
 export interface RunningServer {
   app: FastifyInstance
@@ -18,6 +20,8 @@ export interface RunningServer {
   logger: Logger
   /** `http://host:port` with the port actually bound. */
   url: string
+  /** The port of `--metrics-port`'s listener, when there is one. */
+  metricsPort: number | undefined
   /** Drain the gateway (readyz turns 503 first), then close the HTTP server. */
   close(): Promise<void>
 }
@@ -47,14 +51,19 @@ function redactUrl(url: string): string {
   }
 }
 
-function urlHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host
+/** Checked before anything starts: one message that says what to install, not a stack of loader errors. */
+function assertUwsInstalled(): void {
+  const loaded = loadUws()
+  if ('error' in loaded) {
+    throw new CliError(
+      `--transport uws needs uWebSockets.js, an optional package that is not installed here or has no binary for Node ${process.version}. ` +
+        `Install it next to holdfast with "npm install ${UWS_PACKAGES[0]}", or use --transport ws. (${loaded.error})`,
+    )
+  }
 }
 
-/** Loud on purpose: an open gateway must not go unnoticed in a scrolled-away log. */
-function shout(stderr: NodeJS.WritableStream, message: string): void {
-  const bar = '!'.repeat(78)
-  stderr.write(`\n${bar}\n!! holdfast WARNING\n!! ${message}\n${bar}\n\n`)
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host
 }
 
 /**
@@ -67,7 +76,8 @@ export async function startServer(
   io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
   opts: { engine?: Engine; worker?: number } = {},
 ): Promise<RunningServer> {
-  const logger = pino({ level: config.logLevel, base: opts.worker === undefined ? { service: 'holdfast' } : { service: 'holdfast', worker: opts.worker } })
+  if (config.transport === 'uws') assertUwsInstalled()
+  const logger = await createLogger(config, opts.worker === undefined ? { service: 'holdfast' } : { service: 'holdfast', worker: opts.worker })
 
   // The gateway closes only an engine it created itself, so serve closes this one after the drain.
   const owned = opts.engine === undefined && config.engine === 'redis' ? redisEngine(config, logger) : undefined
@@ -100,9 +110,9 @@ export async function startServer(
   }
 
   for (const warning of config.warnings) {
-    // With --workers the primary shouts once for the fleet.
-    if (!config.auth && opts.worker === undefined && warning.startsWith('NO AUTHENTICATION')) shout(io.stderr, warning)
-    logger.warn(warning)
+    if (!warning.startsWith('NO AUTHENTICATION')) logger.warn(warning)
+    // Loud on purpose, and once: with --workers the primary says it for the fleet.
+    else if (opts.worker === undefined) warnLoudly(logger, warning, io.stderr)
   }
 
   // An engine that cannot start yet (Redis away) is not fatal: the node serves, reports
@@ -113,13 +123,33 @@ export async function startServer(
   }
   let app: FastifyInstance
   try {
-    app = await buildHttpApp({ holdfast, logger, webSocket: config.transport === 'ws', ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }), ...(admin === undefined ? {} : { admin }) })
+    app = await buildHttpApp({
+      holdfast,
+      logger,
+      webSocket: config.transport === 'ws',
+      http: config.http,
+      metrics: config.metricsPort === undefined ? config.metricsAuth : false,
+      // Production serves the bundles, not their sources.
+      sourceMaps: process.env['NODE_ENV'] !== 'production',
+      ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }),
+      ...(admin === undefined ? {} : { admin }),
+    })
   } catch (err) {
     await holdfast.close({ drainMs: 0 }).catch(() => {})
     await closeOwned()
     // The API plugin refuses a key it cannot serve (e.g. with whitespace), naming the option.
     if (err instanceof TypeError) throw new CliError(`invalid configuration: ${err.message}`, { cause: err })
     throw err
+  }
+  const trusted = resolveTrustProxy(config.holdfast.trustProxy)
+  if (config.proxyProtocol && trusted !== undefined) {
+    acceptProxyProtocol(app.server, {
+      trusted,
+      onRefused: (reason, ip) => {
+        holdfast.counters.inc('connections_rejected', 'proxy_protocol')
+        logger.info({ reason, ip }, 'connection refused')
+      },
+    })
   }
   try {
     await app.listen({ port: config.port, host: config.host })
@@ -132,6 +162,19 @@ export async function startServer(
     throw err
   }
   const { port } = app.server.address() as AddressInfo
+  let metrics: MetricsListener | undefined
+  if (config.metricsPort !== undefined) {
+    try {
+      metrics = await startMetricsListener({ holdfast, host: config.host, port: config.metricsPort, auth: config.metricsAuth, apiKey: config.apiKey, http: config.http })
+    } catch (err) {
+      await holdfast.close({ drainMs: 0 }).catch(() => {})
+      await app.close()
+      await closeOwned()
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'EADDRINUSE') throw new CliError(`--metrics-port ${config.metricsPort} on ${config.host} is already in use`, { cause: err })
+      throw err
+    }
+  }
   let wsPort = port
   if (config.transport === 'uws') {
     // uWebSockets.js owns its listening socket, so the WebSockets get a port of their own; the
@@ -141,6 +184,7 @@ export async function startServer(
     } catch (err) {
       await holdfast.close({ drainMs: 0 }).catch(() => {})
       await app.close()
+      await metrics?.close()
       await closeOwned()
       throw new CliError((err as Error).message, { cause: err })
     }
@@ -148,8 +192,11 @@ export async function startServer(
   const host = urlHost(config.host)
   const url = `http://${host}:${port}`
   // A worker's readiness goes to its primary, which prints the one listening line for the fleet.
-  if (opts.worker === undefined) io.stdout.write(`holdfast listening on ${url} (ws://${host}:${wsPort}/ws) engine=${config.engine}${config.transport === 'uws' ? ' transport=uws' : ''}\n`)
-  logger.info({ url, engine: config.engine, maxConnections: config.holdfast.maxConnections, ...(owned === undefined ? {} : { redis: redactUrl(config.redisUrl) }), auth: config.auth, api: config.apiKey !== undefined, sources: config.sources }, 'holdfast started')
+  if (opts.worker === undefined) {
+    const extra = `${config.transport === 'uws' ? ' transport=uws' : ''}${metrics === undefined ? '' : ` metrics=http://${host}:${metrics.port}/metrics`}`
+    io.stdout.write(`holdfast listening on ${url} (ws://${host}:${wsPort}/ws) engine=${config.engine}${extra}\n`)
+  }
+  logger.info({ url, ...(metrics === undefined ? {} : { metricsPort: metrics.port }), engine: config.engine, maxConnections: config.holdfast.maxConnections, ...(owned === undefined ? {} : { redis: redactUrl(config.redisUrl) }), auth: config.auth, api: config.apiKey !== undefined, ...(trusted === undefined ? {} : { trustProxy: trusted.list, proxyProtocol: config.proxyProtocol }), sources: config.sources }, 'holdfast started')
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {
@@ -158,11 +205,12 @@ export async function startServer(
       // that load balancers route new clients elsewhere while ours are told to reconnect.
       await holdfast.close(config.drainMs === undefined ? {} : { drainMs: config.drainMs })
       await app.close()
+      await metrics?.close()
       await closeOwned()
     })()
     return closing
   }
-  return { app, holdfast, logger, url, close }
+  return { app, holdfast, logger, url, metricsPort: metrics?.port, close }
 }
 
 const SIGNAL_EXIT: Readonly<Record<string, number>> = { SIGINT: 130, SIGTERM: 143 }

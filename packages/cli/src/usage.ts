@@ -17,7 +17,12 @@ const VALUE_NAMES: Readonly<Record<SettingName, string>> = {
   pingInterval: 'DURATION',
   drainMs: 'MS',
   logLevel: 'LEVEL',
+  logFormat: 'FORMAT',
   pidFile: 'FILE',
+  trustProxy: 'CIDR[,CIDR]',
+  proxyProtocol: '',
+  metricsPort: 'PORT',
+  metricsAuth: 'MODE',
 }
 
 export const MAIN_USAGE = `Usage: holdfast <command> [options]
@@ -34,14 +39,14 @@ Options:
   -h, --help     show help
   -v, --version  print the version
 
-Run "holdfast help serve" for the serve flags. Docs: docs/cli.md
+Run "holdfast help <command>" (or "holdfast <command> --help") for a command's flags. Docs: docs/cli.md
 `
 
 /** Generated from the SETTINGS table so the help can never list a flag that does not exist. */
 export function serveUsage(): string {
   const rows = (Object.keys(SETTINGS) as SettingName[]).map((name) => {
     const s = SETTINGS[name]
-    return [`  --${s.flag} ${VALUE_NAMES[name]}`, envName(name), s.help] as const
+    return [`  --${s.flag} ${VALUE_NAMES[name]}`.trimEnd(), envName(name), s.help] as const
   })
   const w0 = Math.max(...rows.map((r) => r[0].length))
   const w1 = Math.max(...rows.map((r) => r[1].length))

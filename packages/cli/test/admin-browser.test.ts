@@ -28,7 +28,9 @@ interface Snapshot {
   presence: string[]
   publishResult: string | null
   disconnectResult: string | null
-  polylines: number
+  chartPoints: number
+  chartSeries: number
+  canvases: number
 }
 
 // Plain JavaScript text: a function handed to page.evaluate would be serialised after tsx compiled it.
@@ -46,7 +48,9 @@ const SNAPSHOT = `(() => {
     presence: all('presence-client').map((li) => li.querySelector('strong').textContent),
     publishResult: q('publish-result')?.textContent ?? null,
     disconnectResult: q('disconnect-result')?.textContent ?? null,
-    polylines: document.querySelectorAll('[data-testid="chart-connections"] polyline').length,
+    chartPoints: Number(q('chart-connections')?.dataset.points ?? 0),
+    chartSeries: Number(q('chart-connections')?.dataset.series ?? 0),
+    canvases: document.querySelectorAll('[data-testid="chart-connections"] canvas').length,
   }
 })()`
 
@@ -196,7 +200,7 @@ describe('admin dashboard in headless Chromium', () => {
     await until(page, 'the presence without bob', `JSON.stringify(s.presence) === '["alice","carol"]'`)
 
     // A few seconds of history in the charts make the screenshot worth looking at.
-    await until(page, 'a line in the connections chart', 's.polylines >= 1')
+    await until(page, 'a line in the connections chart', 's.canvases === 1 && s.chartPoints >= 2')
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true })
 
     // The others leave: back to the dashboard alone.
@@ -237,7 +241,7 @@ describe('admin dashboard in headless Chromium', () => {
     t.after(() => {
       for (const u of users) u.client.close()
     })
-    await until(page, 'both nodes, each with a line, and every connection counted', `s.nodes === '2' && s.nodeRows === 2 && s.polylines >= 2 && s.connections === '7' && s.channels['chat:lobby'] === '6'`)
+    await until(page, 'both nodes, each with a line, and every connection counted', `s.nodes === '2' && s.nodeRows === 2 && s.chartSeries >= 2 && s.connections === '7' && s.channels['chat:lobby'] === '6'`)
     const perNode = (await page.locator('[data-testid="node-connections"]').allTextContents()).map(Number)
     assert.equal(perNode.length, 2)
     assert.equal(perNode.reduce((a, b) => a + b, 0), 7)

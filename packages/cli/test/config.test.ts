@@ -70,7 +70,7 @@ describe('resolveServeConfig defaults', () => {
  * For each setting: three different valid raw values (flag, env, file) and how to read the
  * resolved value back, so one table checks flag > env > file > default for all of them.
  */
-const PRECEDENCE: Record<Exclude<SettingName, 'config'>, { raw: [string, string, string | number]; read: (c: ServeConfig) => unknown; want: [unknown, unknown, unknown] }> = {
+const PRECEDENCE: Record<Exclude<SettingName, 'config' | 'proxyProtocol'>, { raw: [string, string, string | number]; read: (c: ServeConfig) => unknown; want: [unknown, unknown, unknown] }> = {
   port: { raw: ['1111', '2222', 3333], read: (c) => c.port, want: [1111, 2222, 3333] },
   host: { raw: ['10.0.0.1', '0.0.0.0', 'localhost'], read: (c) => c.host, want: ['10.0.0.1', '0.0.0.0', 'localhost'] },
   engine: { raw: ['redis', 'memory', 'redis'], read: (c) => c.engine, want: ['redis', 'memory', 'redis'] },
@@ -99,10 +99,33 @@ const PRECEDENCE: Record<Exclude<SettingName, 'config'>, { raw: [string, string,
   drainMs: { raw: ['500', '2s', 0], read: (c) => [c.drainMs, c.holdfast.drainMs], want: [[500, 500], [2000, 2000], [0, 0]] },
   logLevel: { raw: ['debug', 'warn', 'silent'], read: (c) => c.logLevel, want: ['debug', 'warn', 'silent'] },
   pidFile: { raw: ['/run/a.pid', '/run/b.pid', '/run/c.pid'], read: (c) => c.pidFile, want: ['/run/a.pid', '/run/b.pid', '/run/c.pid'] },
+  trustProxy: { raw: ['10.0.0.0/8', ' 192.168.0.0/16 , loopback', '::1'], read: (c) => c.holdfast.trustProxy, want: ['10.0.0.0/8', '192.168.0.0/16,loopback', '::1'] },
+  logFormat: { raw: ['json', 'pretty', 'auto'], read: (c) => c.logFormat, want: ['json', 'pretty', 'auto'] },
+  metricsPort: { raw: ['9090', '9091', 0], read: (c) => c.metricsPort, want: [9090, 9091, 0] },
+  // Two values only ("apikey" needs --api-key, see its own test): the sources still show the order.
+  metricsAuth: { raw: ['none', 'none', 'none'], read: (c) => c.metricsAuth, want: ['none', 'none', 'none'] },
 }
 
+describe('metrics and HTTP limits', () => {
+  test('--metrics-auth apikey needs an API key; --metrics-port must differ from --port', () => {
+    assert.throws(() => resolve(['--metrics-auth', 'apikey']), /--metrics-auth apikey needs an API key/)
+    assert.equal(resolve(['--metrics-auth', 'apikey', '--api-key', 'k']).metricsAuth, 'apikey')
+    assert.throws(() => resolve(['--metrics-auth', 'open']), /--metrics-auth must be one of none, apikey/)
+    assert.throws(() => resolve(['--port', '9000', '--metrics-port', '9000']), /--metrics-port must differ/)
+    assert.equal(resolve([]).metricsPort, undefined)
+  })
+
+  test('the config file\'s "http" object sets the HTTP limits, and names a bad key or value', () => {
+    assert.deepEqual(resolve([]).http, {})
+    assert.deepEqual(resolve([], {}, { http: { connectionTimeoutMs: 5000, maxConnectionsPerIp: 0 } }).http, { connectionTimeoutMs: 5000, maxConnectionsPerIp: 0 })
+    assert.throws(() => resolve([], {}, { http: { idleMs: 1 } }), /"http" in .*: unknown key "idleMs"/)
+    assert.throws(() => resolve([], {}, { http: { headersTimeoutMs: -1 } }), /"headersTimeoutMs" must be a non-negative integer/)
+    assert.throws(() => resolve([], {}, { http: [] }), /"http" in .* must be an object/)
+  })
+})
+
 describe('precedence: flag > env > config file > default', () => {
-  for (const [name, row] of Object.entries(PRECEDENCE) as [Exclude<SettingName, 'config'>, (typeof PRECEDENCE)['port']][]) {
+  for (const [name, row] of Object.entries(PRECEDENCE) as [Exclude<SettingName, 'config' | 'proxyProtocol'>, (typeof PRECEDENCE)['port']][]) {
     const s = SETTINGS[name]
     const flag = ['--' + s.flag, row.raw[0]]
     const env = { [envName(name)]: row.raw[1] }
@@ -121,6 +144,23 @@ describe('precedence: flag > env > config file > default', () => {
       assert.deepEqual(row.read(flagOnly), row.want[0])
     })
   }
+
+  test('--proxy-protocol takes no value; HOLDFAST_PROXY_PROTOCOL and the file take true/false; it needs --trust-proxy', () => {
+    const trust = ['--trust-proxy', '10.0.0.0/8']
+    assert.equal(resolve(trust).proxyProtocol, false)
+    assert.equal(resolve([...trust, '--proxy-protocol']).proxyProtocol, true)
+    assert.equal(resolve(trust, { HOLDFAST_PROXY_PROTOCOL: 'true' }).proxyProtocol, true)
+    assert.equal(resolve(trust, { HOLDFAST_PROXY_PROTOCOL: '0' }, { proxyProtocol: true }).proxyProtocol, false)
+    assert.equal(resolve([], {}, { trustProxy: ['10.0.0.0/8', '::1'], proxyProtocol: true }).holdfast.trustProxy, '10.0.0.0/8,::1')
+    assert.throws(() => resolve(trust, { HOLDFAST_PROXY_PROTOCOL: 'yes' }), { message: 'HOLDFAST_PROXY_PROTOCOL must be true or false, got "yes"' })
+    assert.throws(() => resolve(['--proxy-protocol']), { message: /--proxy-protocol needs --trust-proxy \(or HOLDFAST_TRUST_PROXY\)/ })
+    assert.throws(() => resolve([...trust, '--proxy-protocol', '--transport', 'uws']), { message: /--proxy-protocol needs --transport ws/ })
+  })
+
+  test('a bad --trust-proxy entry names the flag and the entry', () => {
+    assert.throws(() => resolve(['--trust-proxy', '10.0.0.0/8,nginx']), { message: /^--trust-proxy: invalid IP address: nginx/ })
+    assert.throws(() => resolve([], { HOLDFAST_TRUST_PROXY: '10.0.0.0/40' }), { message: /^HOLDFAST_TRUST_PROXY: invalid range/ })
+  })
 
   test('--flag=value form', () => {
     assert.equal(resolve(['--port=9000']).port, 9000)

@@ -68,12 +68,21 @@ const snapshot = (page: Page): Promise<Snapshot> => page.evaluate('window.__demo
  * timeout, fail with what was awaited and what the page showed.
  */
 async function until(chat: Chat, what: string, condition: string, timeout = 15_000): Promise<void> {
-  try {
-    await chat.page.waitForFunction(`(() => { const s = window.__demo.snapshot(); return ${condition} })()`, undefined, { timeout, polling: 50 })
-  } catch (err) {
-    const seen = await snapshot(chat.page).catch((e: unknown) => `(no snapshot: ${String(e)})`)
-    throw new Error(`${chat.who}: timed out after ${timeout} ms waiting for ${what}\npage: ${JSON.stringify(seen, null, 2)}`, { cause: err })
+  // Polled from here with page.evaluate, not with waitForFunction: its in-page polling evaluates
+  // the condition as a string, which the page's CSP (no unsafe-eval) rightly refuses.
+  const deadline = performance.now() + timeout
+  let last: unknown
+  for (;;) {
+    try {
+      if ((await chat.page.evaluate(`(() => { const s = window.__demo.snapshot(); return ${condition} })()`)) === true) return
+    } catch (err) {
+      last = err
+    }
+    if (performance.now() > deadline) break
+    await new Promise((r) => setTimeout(r, 50))
   }
+  const seen = await snapshot(chat.page).catch((e: unknown) => `(no snapshot: ${String(e)})`)
+  throw new Error(`${chat.who}: timed out after ${timeout} ms waiting for ${what}\npage: ${JSON.stringify(seen, null, 2)}`, { cause: last })
 }
 
 const showsTexts = (texts: string[]): string => `${JSON.stringify(texts)}.every((t) => s.messages.some((m) => m.text === t))`

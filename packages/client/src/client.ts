@@ -460,11 +460,11 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         continue
       }
       if (blocked > 0) continue
-      if (!this.#pacer.take()) {
+      if (!this.#pacer.take(entry.bytes)) {
         this.#pumpTimer = setTimeout(() => {
           this.#pumpTimer = undefined
           this.#pump()
-        }, this.#pacer.waitMs())
+        }, this.#pacer.waitMs(entry.bytes))
         return
       }
       this.#sendEntry(entry)

@@ -6,50 +6,44 @@ import type { ConnectionLimits } from '@holdfast/protocol'
  * be refused now and then; the retry path handles what slips through.
  */
 const HEADROOM = 0.9
+/** Bytes of envelope a command adds to its data, as the server's byte budget counts them. */
+const ENVELOPE_BYTES = 128
 
-/**
- * A client-side mirror of the server's per-connection command bucket (from the connect result's
- * `limits`), so that flushing a large offline queue paces itself instead of being refused with
- * `rate_limited` and, past a burst of refusals, disconnected. Without limits it never waits.
- */
-export class Pacer {
+/** A mirror of one of the server's token buckets. Unbounded until the server states its limits. */
+class Bucket {
   #perMs = Number.POSITIVE_INFINITY
   #burst = Number.POSITIVE_INFINITY
   #level = Number.POSITIVE_INFINITY
   #last = 0
 
-  /** A new connection: the server's bucket starts full. */
-  reset(limits: ConnectionLimits | undefined): void {
-    if (limits === undefined || !(limits.commandsPerSecond > 0) || !(limits.commandBurst >= 1)) {
+  reset(perSecond: number | undefined, burst: number | undefined): void {
+    if (perSecond === undefined || burst === undefined || !(perSecond > 0) || !(burst >= 1)) {
       this.#perMs = Number.POSITIVE_INFINITY
       this.#burst = Number.POSITIVE_INFINITY
       this.#level = Number.POSITIVE_INFINITY
       return
     }
-    this.#perMs = (limits.commandsPerSecond * HEADROOM) / 1000
-    this.#burst = Math.max(1, Math.floor(limits.commandBurst * HEADROOM))
+    this.#perMs = (perSecond * HEADROOM) / 1000
+    this.#burst = Math.max(1, Math.floor(burst * HEADROOM))
     this.#level = this.#burst
     this.#last = Date.now()
   }
 
-  /** Take a token if one is there. */
-  take(): boolean {
+  /** Whether `n` fit now; a request larger than the whole bucket fits once it is full. */
+  has(n: number): boolean {
     this.#refill()
-    if (this.#level < 1) return false
-    this.#level -= 1
-    return true
+    return this.#level >= Math.min(n, this.#burst)
   }
 
-  /** Spend a token even if none is left (commands that must go now: connect, subscribe); later ones wait longer. */
-  consume(): void {
+  spend(n: number): void {
     this.#refill()
-    this.#level -= 1
+    this.#level -= n
   }
 
-  /** Milliseconds until a token is available (0 when one is). */
-  waitMs(): number {
+  waitMs(n: number): number {
     this.#refill()
-    return this.#level >= 1 ? 0 : Math.ceil((1 - this.#level) / this.#perMs)
+    const need = Math.min(n, this.#burst)
+    return this.#level >= need ? 0 : Math.ceil((need - this.#level) / this.#perMs)
   }
 
   #refill(): void {
@@ -57,5 +51,43 @@ export class Pacer {
     const now = Date.now()
     this.#level = Math.min(this.#burst, this.#level + (now - this.#last) * this.#perMs)
     this.#last = now
+  }
+}
+
+/**
+ * A client-side mirror of the server's per-connection budgets (from the connect result's
+ * `limits`: commands per second, and bytes per second of client frames), so that flushing a large
+ * offline queue paces itself instead of being refused with `rate_limited` and, past a burst of
+ * refusals, disconnected. A refusal would also let a later publish overtake the refused one.
+ * Without limits it never waits.
+ */
+export class Pacer {
+  readonly #commands = new Bucket()
+  readonly #bytes = new Bucket()
+
+  /** A new connection: the server's buckets start full. */
+  reset(limits: ConnectionLimits | undefined): void {
+    this.#commands.reset(limits?.commandsPerSecond, limits?.commandBurst)
+    this.#bytes.reset(limits?.bytesPerSecond, limits?.bytesBurst)
+  }
+
+  /** Take a command token (and `dataBytes` plus an envelope of byte budget) if they are there. */
+  take(dataBytes = 0): boolean {
+    const bytes = dataBytes + ENVELOPE_BYTES
+    if (!this.#commands.has(1) || !this.#bytes.has(bytes)) return false
+    this.#commands.spend(1)
+    this.#bytes.spend(bytes)
+    return true
+  }
+
+  /** Spend a token even if none is left (commands that must go now: connect, subscribe); later ones wait longer. */
+  consume(): void {
+    this.#commands.spend(1)
+    this.#bytes.spend(ENVELOPE_BYTES)
+  }
+
+  /** Milliseconds until a command of `dataBytes` fits (0 when it does). */
+  waitMs(dataBytes = 0): number {
+    return Math.max(this.#commands.waitMs(1), this.#bytes.waitMs(dataBytes + ENVELOPE_BYTES))
   }
 }

@@ -1,4 +1,4 @@
-import { adviceFor, HoldfastError } from '@holdfast/protocol/internal'
+import { adviceFor, continuesFrom, HoldfastError } from '@holdfast/protocol/internal'
 import type { ClientInfo, PubPush, StreamPosition, SubscribePush, SubscribeResult, UnsubscribePush } from '@holdfast/protocol'
 import { TypedEmitter } from './emitter.js'
 
@@ -185,7 +185,7 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
     if (this.#state !== 'subscribed' || this.#position === undefined) return
     const { epoch, offset } = this.#position
     // The server is ahead of what we delivered: catch up through a recovering resubscribe.
-    if (push.epoch !== epoch || push.offset > offset) this.#resync()
+    if (push.offset > offset || !continuesFrom({ epoch, offset }, push.epoch)) this.#resync()
   }
 
   /** @internal The server ended the subscription; the code's advice says whether to come back. */
@@ -237,7 +237,7 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
     this.#held = []
     const wasRecovering = askedToRecover || this.#positionLost
     // A recovery into another epoch would be a contradiction; take it as a failed one.
-    const recovered = askedToRecover && result.recovered && this.#position?.epoch === result.epoch
+    const recovered = askedToRecover && result.recovered && this.#position !== undefined && continuesFrom(this.#position, result.epoch)
     this.#positionLost = false
     this.#state = 'subscribed'
     if (recovered && this.#position !== undefined) {
@@ -284,7 +284,7 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
     // A listener may have unsubscribed, or a gap restarted the subscribe, in the middle of a batch.
     if (pos === undefined || this.#state !== 'subscribed') return false
     if (epoch === pos.epoch && offset <= pos.offset) return true
-    if (epoch !== pos.epoch || offset !== pos.offset + 1) {
+    if (offset !== pos.offset + 1 || !continuesFrom(pos, epoch)) {
       this.#gap()
       return false
     }

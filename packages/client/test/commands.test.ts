@@ -276,6 +276,25 @@ test('temporary refusals keep their place: later calls wait behind the retry, th
   client.close()
 })
 
+test('an offline queue of large publishes is paced by the server-announced byte budget too, in order', async () => {
+  const { client } = makeClient()
+  const big = 'x'.repeat(9000)
+  for (let i = 0; i < 6; i++) void client.publish('c', { i, big }).catch(() => {})
+  client.connect()
+  const socket = FakeSocket.last
+  // 10 kB/s with a burst of 20 kB -> planned at 9 kB/s, burst 18 kB: one 9 kB publish now (the
+  // connect took its envelope), then one per second.
+  await socket.accept({ ping: 0, limits: { commandsPerSecond: 1000, commandBurst: 1000, bytesPerSecond: 10_000, bytesBurst: 20_000, maxPayload: 65536, maxBatch: 100 } })
+  const sent = (): number[] => socket.allOf('publish').map((p) => (p.data as { i: number }).i)
+  assert.deepEqual(sent(), [0])
+  for (let step = 0; step < 5; step++) {
+    mock.timers.tick(1100)
+    await microtasks()
+  }
+  assert.deepEqual(sent(), [0, 1, 2, 3, 4, 5], 'every publish went, in order, none refused')
+  client.close()
+})
+
 test('an offline queue is flushed at the pace of the server-announced command budget, in frames of its maxBatch', async () => {
   const { client } = makeClient()
   for (let i = 0; i < 12; i++) void client.publish('c', i).catch(() => {})

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net'
 import { afterEach, test } from 'node:test'
 import { WebSocket } from 'ws'
 import { createHoldfast, type Holdfast, type HoldfastOptions } from '@holdfast/server'
+import { guardHttpServer } from '@holdfast/server/internal'
 import { HoldfastClient, type ClientOptions, type HoldfastError } from '../src/index.js'
 import { waitFor } from './helpers/fake-server.js'
 import { SharedEngine } from './helpers/real-server.js'
@@ -30,7 +31,7 @@ interface Blocked {
 }
 
 /** A node on node:http whose upgrades a "proxy" refuses while `allowUpgrades` is false. */
-async function blockedNode(options: HoldfastOptions = {}, engine = new SharedEngine()): Promise<Blocked> {
+async function blockedNode(options: HoldfastOptions = {}, engine = new SharedEngine(), guard?: { connectionTimeoutMs: number }): Promise<Blocked> {
   const hf = createHoldfast({ logger: false, ...options, engine: engine.forNode() })
   await hf.ready()
   const state: Blocked = { hf, url: '', base: '', allowUpgrades: false, upgradesRefused: 0 }
@@ -44,6 +45,7 @@ async function blockedNode(options: HoldfastOptions = {}, engine = new SharedEng
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
     }
   })
+  if (guard !== undefined) guardHttpServer(server, guard)
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   const port = (server.address() as AddressInfo).port
@@ -223,4 +225,16 @@ test('when the fallback fails too (the node is down, not a proxy in the way), We
   assert.ok(streams >= 3, `the fallback was tried ${streams} times`)
   // ws, ws, stream, ws, ws, stream, ...: two upgrades before each fallback attempt.
   assert.ok(upgrades >= 2 * streams && upgrades <= 2 * streams + 2, `${upgrades} upgrades for ${streams} fallback attempts`)
+})
+
+test('behind the HTTP guard (idle connections closed after a while), a stream outlives that idle time: heartbeats watch it instead', async () => {
+  const node = await blockedNode({ pingIntervalMs: 5000 }, new SharedEngine(), { connectionTimeoutMs: 300 })
+  const { client } = makeClient(node.url)
+  client.connect()
+  await waitFor(client, 'connected')
+  const states: string[] = []
+  client.on('state', (s) => states.push(`${s.to}: ${s.reason.message}`))
+  await new Promise((r) => setTimeout(r, 1200))
+  assert.deepEqual(states, [], 'the idle stream was not cut')
+  assert.equal((await client.publish('idle', { ok: true })).offset, 1)
 })

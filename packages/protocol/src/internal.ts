@@ -7,3 +7,4 @@ export { adviceFor, closeCodeName, closeCodes, errorCodeName, errorCodes } from 
 export { batches, jsonClientCodec, type ClientCodec } from './codec.js'
 export { HoldfastError } from './errors.js'
 export { isErrorReply, isReply, PROTOCOL_VERSION, Subprotocols } from './messages.js'
+export { continuesFrom } from './stream-position.js'

@@ -156,6 +156,10 @@ export interface ConnectionLimits {
   commandsPerSecond: number
   /** Commands allowed in a burst (token bucket size). */
   commandBurst: number
+  /** Sustained bytes per second of client frames (token bucket rate); a frame past it is refused whole. */
+  bytesPerSecond?: number
+  /** Bytes of client frames allowed in a burst (token bucket size). */
+  bytesBurst?: number
   /** Largest `data` of a publish or RPC, in encoded bytes. */
   maxPayload: number
   /** Most messages in one client frame. */

@@ -18,8 +18,9 @@ import {
 import type { Span } from '@opentelemetry/api'
 import type { AuthResult } from './auth/types.js'
 import { parseChannel } from './channel-name.js'
-import { checkData } from './payload.js'
+import { measureData } from './payload.js'
 import { Connection, ConnState, type ConnSubscription } from './connection.js'
+import { TokenBucket } from './limits/token-bucket.js'
 import type { Gateway } from './gateway.js'
 import type { ReadKind, ResolvedChannelOptions } from './options.js'
 import { connectionInfo } from './tracing.js'
@@ -33,6 +34,12 @@ export interface PendingConnect {
 const MAX_MSG_ID = 128
 /** Commands whose effects must apply in the order sent; the rest (rpc, reads) run concurrently. */
 const ORDERED: ReadonlySet<Command['type']> = new Set(['connect', 'subscribe', 'unsubscribe', 'publish', 'refresh'])
+/**
+ * Reads run one at a time per connection, in a lane of their own: each is admitted only when the
+ * replies before it are no longer buffered (see #admitRead), so pipelined reads cannot pile up
+ * replies the client does not take.
+ */
+const READS: ReadonlySet<Command['type']> = new Set(['history', 'presence', 'presence_stats'])
 
 /**
  * Decodes frames and runs commands for the gateway. Every failure becomes an error reply with a
@@ -62,7 +69,8 @@ export class CommandHandler {
   onFrame(conn: Connection, data: Uint8Array | string, _isBinary: boolean, pending: PendingConnect): void {
     if (conn.state === ConnState.Closed) return
     const gw = this.#gw
-    gw.counters.bytesIn += typeof data === 'string' ? data.length : data.byteLength
+    const size = typeof data === 'string' ? data.length : data.byteLength
+    gw.counters.bytesIn += size
     let messages
     try {
       messages = conn.codec.decodeClient(data, { maxBatch: gw.options.maxBatch })
@@ -74,25 +82,35 @@ export class CommandHandler {
       return
     }
     const now = performance.now()
+    // Bytes are metered per frame: a frame past the byte budget is refused whole, every command
+    // in it, the same way as commands past the command rate.
+    let limited: 'bytes' | 'commands' | undefined = conn.bytes.take(now, size) ? undefined : 'bytes'
     // Once one command of a frame is refused for rate, the rest of the frame is refused too:
     // a later command must not run ahead of an earlier one the client will retry.
-    let limited = false
     for (const msg of messages) {
-      if (msg.type === 'pong') {
+      if (msg.type === 'pong' && conn.awaitingPong) {
+        // The one pong a ping asks for is free: heartbeats must not starve behind the rate limit.
         gw.pong(conn)
         continue
       }
-      if (limited || !conn.bucket.take(now)) {
-        limited = true
-        gw.counters.inc('rate_limited')
+      if (limited === undefined && !conn.bucket.take(now)) limited = 'commands'
+      if (limited !== undefined) {
+        gw.counters.inc('rate_limited', limited)
         if (++conn.rateRejects > gw.options.commandRate.burst) {
-          conn.close('rate_limited', 'command rate limit exceeded')
+          // A flood goes on during a closing handshake: drop it soon rather than parse it for 30 s.
+          conn.closeAndDrop(CloseCodes.rate_limited.code, limited === 'bytes' ? 'inbound byte rate exceeded' : 'command rate limit exceeded', false)
           return
         }
-        this.#fail(conn, msg.id, new HoldfastError('rate_limited', 'command rate limit exceeded; slow down'))
+        // An unsolicited pong has no id to answer; it only counts.
+        if (msg.type !== 'pong') {
+          const what = limited === 'bytes' ? 'inbound byte rate exceeded' : 'command rate limit exceeded'
+          this.#fail(conn, msg.id, new HoldfastError('rate_limited', `${what}; slow down`))
+        }
         continue
       }
       conn.rateRejects = 0
+      // A pong nobody asked for costs a command token and does nothing else.
+      if (msg.type === 'pong') continue
       if (msg.type === 'connect') {
         if (conn.state !== ConnState.Handshake || conn.busy) {
           conn.close('bad_request', 'duplicate connect')
@@ -110,6 +128,9 @@ export class CommandHandler {
       if (ORDERED.has(msg.type)) {
         if (conn.busy) (conn.inbox ??= []).push(msg)
         else void this.#runOrdered(conn, msg, pending)
+      } else if (READS.has(msg.type)) {
+        if (conn.readBusy) (conn.readInbox ??= []).push(msg)
+        else void this.#runReads(conn, msg, pending)
       } else {
         void this.#run(conn, msg, pending)
       }
@@ -128,13 +149,44 @@ export class CommandHandler {
     conn.busy = false
   }
 
+  async #runReads(conn: Connection, first: Command, pending: PendingConnect): Promise<void> {
+    conn.readBusy = true
+    let cmd: Command | undefined = first
+    while (cmd !== undefined) {
+      await this.#run(conn, cmd, pending)
+      cmd = conn.readInbox?.shift()
+      if (conn.state === ConnState.Closed) break
+    }
+    conn.readInbox = undefined
+    conn.readBusy = false
+  }
+
+  /**
+   * A read is refused while the replies before it are still buffered (the client must take them
+   * first), and past a reply rate of maxReplyBytes per second (burst: two pages): the socket's
+   * kernel buffers take megabytes that nobody may ever read, and each page costs the node its
+   * encoding.
+   */
+  #admitRead(conn: Connection): void {
+    const gw = this.#gw
+    const max = gw.options.maxReplyBytes
+    const now = performance.now()
+    const rate = (conn.replies ??= new TokenBucket(max, 2 * max, now))
+    if (conn.replyBacklog() < max && rate.tokens(now) > 0) return
+    gw.counters.inc('rate_limited', 'replies')
+    throw new HoldfastError('rate_limited', 'earlier replies are still unread, or read too fast; read them before asking for more')
+  }
+
   async #run(conn: Connection, cmd: Command, pending: PendingConnect): Promise<void> {
     const gw = this.#gw
     const started = performance.now()
     const span = gw.tracing.startCommand(conn, cmd)
     try {
       const result = await this.#dispatch(conn, cmd, pending, span)
-      if (result !== undefined && conn.state !== ConnState.Closed) conn.reply({ id: cmd.id, result })
+      if (result !== undefined && conn.state !== ConnState.Closed) {
+        const bytes = conn.reply({ id: cmd.id, result })
+        if (READS.has(cmd.type)) conn.replies?.spend(performance.now(), bytes)
+      }
       gw.tracing.end(span, result)
     } catch (err) {
       gw.tracing.end(span, undefined, err)
@@ -223,7 +275,8 @@ export class CommandHandler {
     let resumed = false
     let session: { id: string; token: string }
     if (cmd.session !== undefined && gw.sessions.verify(cmd.session.id, conn.user, cmd.session.token)) {
-      session = cmd.session
+      // Resumed under a fresh token: a resume token is good for sessionMaxAgeMs from its issue.
+      session = { id: cmd.session.id, token: gw.sessions.sign(cmd.session.id, conn.user) }
       resumed = true
     } else {
       session = gw.sessions.issue(conn.user)
@@ -239,6 +292,8 @@ export class CommandHandler {
       limits: {
         commandsPerSecond: gw.options.commandRate.perSecond,
         commandBurst: gw.options.commandRate.burst,
+        bytesPerSecond: gw.options.inboundByteRate.perSecond,
+        bytesBurst: gw.options.inboundByteRate.burst,
         maxPayload: gw.options.maxPayload,
         maxBatch: gw.options.maxBatch,
       },
@@ -387,27 +442,37 @@ export class CommandHandler {
 
   // ---------------------------------------------------------------- publish and rpc
 
-  #checkMsgId(msgId: string): void {
+  /** A well-formed message id, within its user's budget of ids remembered at once. */
+  #checkMsgId(conn: Connection, msgId: string): void {
     if (msgId.length === 0 || msgId.length > MAX_MSG_ID) throw new HoldfastError('bad_request', `msgId must be 1-${MAX_MSG_ID} characters`)
+    const gw = this.#gw
+    if (!gw.messageIds.take(dedupeScope(conn), performance.now())) {
+      gw.counters.inc('limit_exceeded', 'message_ids')
+      throw new HoldfastError('limit_exceeded', `at most ${gw.options.maxMessageIdsPerUser} message ids per user within ${gw.options.idempotencyTtlMs} ms; slow down`, {
+        temporary: true,
+      })
+    }
   }
 
-  #checkSize(conn: Connection, data: unknown): void {
-    const problem = checkData(data, conn.codec.binary, this.#gw.options.maxPayload)
-    if (problem !== undefined) {
-      if (problem.code === 'payload_too_large') this.#gw.counters.inc('payload_too_large')
-      throw problem
+  /** The data's encoded size, or the refusal (counted) when it is too large or cannot be delivered. */
+  #measure(data: unknown): number {
+    try {
+      return measureData(data, this.#gw.options.maxPayload)
+    } catch (err) {
+      if (err instanceof HoldfastError && err.code === 'payload_too_large') this.#gw.counters.inc('payload_too_large')
+      throw err
     }
   }
 
 
   async #publish(conn: Connection, cmd: PublishCommand): Promise<object> {
     const gw = this.#gw
-    this.#checkMsgId(cmd.msgId)
+    this.#checkMsgId(conn, cmd.msgId)
     const name = parseChannel(cmd.channel)
     const opts = gw.channelOptions(cmd.channel)
     if (!opts.allowPublish) throw new HoldfastError('not_available', 'clients may not publish to this namespace')
     if (name.users !== undefined && !name.users.includes(conn.user)) throw new HoldfastError('permission_denied', 'channel is limited to other users')
-    this.#checkSize(conn, cmd.data)
+    const size = this.#measure(cmd.data)
     if (gw.options.canPublish !== undefined) {
       const ok = await gw.options.canPublish({ client: this.#connInfo(conn), channel: cmd.channel, data: cmd.data })
       if (!ok) throw new HoldfastError('permission_denied', 'publish refused')
@@ -419,6 +484,7 @@ export class CommandHandler {
         historyTtlMs: opts.historyTtlMs,
         streamTtlMs: opts.streamTtlMs,
         idempotencyKey: dedupeKey('pub', conn, cmd.msgId),
+        size,
         idempotencyTtlMs: gw.options.idempotencyTtlMs,
         info: conn.clientInfo(),
       })
@@ -433,8 +499,8 @@ export class CommandHandler {
 
   async #rpc(conn: Connection, cmd: RpcCommand, span: Span | undefined): Promise<object> {
     const gw = this.#gw
-    this.#checkMsgId(cmd.msgId)
-    this.#checkSize(conn, cmd.data)
+    this.#checkMsgId(conn, cmd.msgId)
+    this.#measure(cmd.data)
     const handler = gw.rpc.get(cmd.method)
     const key = dedupeKey('rpc', conn, cmd.msgId)
     const ttl = gw.options.idempotencyTtlMs
@@ -456,6 +522,7 @@ export class CommandHandler {
   // ---------------------------------------------------------------- reads
 
   async #presence(conn: Connection, channel: string, stats: boolean): Promise<object> {
+    this.#admitRead(conn)
     const opts = await this.#authorizeRead(conn, channel, stats ? 'presence_stats' : 'presence')
     if (!opts.presence || !opts.allowPresence) throw new HoldfastError('not_available', 'presence is not enabled for this namespace')
     const gw = this.#gw
@@ -463,10 +530,12 @@ export class CommandHandler {
   }
 
   async #history(conn: Connection, cmd: HistoryCommand): Promise<object> {
+    this.#admitRead(conn)
     const opts = await this.#authorizeRead(conn, cmd.channel, 'history')
     if (!opts.allowHistory) throw new HoldfastError('not_available', 'history is not enabled for this namespace')
     return this.#gw.history(cmd.channel, {
       limit: cmd.limit ?? opts.historySize,
+      maxBytes: this.#gw.options.maxReplyBytes,
       ...(cmd.since === undefined ? {} : { since: cmd.since }),
       ...(cmd.reverse === undefined ? {} : { reverse: cmd.reverse }),
     })
@@ -487,6 +556,9 @@ export class CommandHandler {
  * with id `x:1` stay apart).
  */
 export function dedupeKey(kind: 'pub' | 'rpc', conn: Pick<Connection, 'user' | 'session'>, msgId: string): string {
-  const scope = conn.user === '' ? `s${conn.session.length}:${conn.session}` : `u${conn.user.length}:${conn.user}`
-  return `${kind}:${scope}:${msgId}`
+  return `${kind}:${dedupeScope(conn)}:${msgId}`
+}
+
+function dedupeScope(conn: Pick<Connection, 'user' | 'session'>): string {
+  return conn.user === '' ? `s${conn.session.length}:${conn.session}` : `u${conn.user.length}:${conn.user}`
 }

@@ -35,6 +35,13 @@ export interface ConnectionOwner {
 
 let counter = 0
 
+/** How long a peer closed for misbehaving gets to answer the close before its socket is dropped. */
+const DROP_GRACE_MS = 1000
+
+function terminateSocket(socket: TransportSocket): void {
+  socket.terminate()
+}
+
 /** How far past maxQueueBytes one turn's burst may queue before the connection counts as slow. */
 const BURST_FACTOR = 4
 
@@ -48,7 +55,10 @@ export class Connection implements Flushable, TransportSink {
   readonly codec: Codec
   readonly ip: string
   readonly traceId: string
+  /** Command rate (one token per command). */
   readonly bucket: TokenBucket
+  /** Inbound byte rate (one token per byte of client frames). */
+  readonly bytes: TokenBucket
   state: ConnState = ConnState.Handshake
   user = ''
   session = ''
@@ -61,6 +71,15 @@ export class Connection implements Flushable, TransportSink {
   /** Ordered commands waiting while an earlier one runs (see commands.ts). */
   inbox: Command[] | undefined = undefined
   busy = false
+  /** Bytes of read replies per second (created by the first read; see commands.ts #admitRead). */
+  replies: TokenBucket | undefined = undefined
+  /** Reads (history, presence) waiting while an earlier one runs: one read at a time (see commands.ts). */
+  readInbox: Command[] | undefined = undefined
+  readBusy = false
+  /** Bytes handed to the socket so far; less what it still buffers, what the client took. */
+  bytesWritten = 0
+  /** What the client had taken at the last ping: a socket holding bytes that took nothing since is not being read. */
+  takenAtPing = 0
   // heartbeat (driven by the node's timer wheel)
   awaitingPong = false
   pingSentAt = 0
@@ -95,7 +114,16 @@ export class Connection implements Flushable, TransportSink {
   /** What the upgrade learned for the connect command (token verified before it, the request); cleared by connect. */
   pending: PendingConnect | undefined = undefined
 
-  constructor(socket: TransportSocket, codec: Codec, ip: string, traceId: string, owner: ConnectionOwner, bucket: TokenBucket, log: Logger | undefined) {
+  constructor(
+    socket: TransportSocket,
+    codec: Codec,
+    ip: string,
+    traceId: string,
+    owner: ConnectionOwner,
+    bucket: TokenBucket,
+    bytes: TokenBucket,
+    log: Logger | undefined,
+  ) {
     this.id = `${(++counter).toString(36)}${Math.random().toString(36).slice(2, 8)}`
     this.socket = socket
     this.codec = codec
@@ -103,6 +131,7 @@ export class Connection implements Flushable, TransportSink {
     this.traceId = traceId
     this.#owner = owner
     this.bucket = bucket
+    this.bytes = bytes
     this.#baseLog = log
   }
 
@@ -141,15 +170,37 @@ export class Connection implements Flushable, TransportSink {
   }
 
   /**
-   * Queue the reply to a client's command. Replies do not count against the slow-consumer bounds
-   * (the client asked for them, and each command bounds its own reply): without this, a client
-   * that fell further behind than the bound could never take the recovery that catches it up.
+   * Queue the reply to a client's command. Replies do not count against the push bounds (the
+   * client asked for them): without this, a client that fell further behind than the bound could
+   * never take the recovery that catches it up. They are bounded instead by `maxReplyBytes`: a
+   * history or recovery page holds at most that much, a read waits behind the one before it and is
+   * refused while earlier replies are still buffered (`replyBacklog`), and a socket that stops
+   * draining is closed at the next heartbeat.
    */
-  reply(msg: ServerMessage): void {
-    if (this.state === ConnState.Closed) return
+  reply(msg: ServerMessage): number {
+    if (this.state === ConnState.Closed) return 0
     const bytes = this.codec.encode(msg)
+    this.queueReply(bytes)
+    return bytes.byteLength
+  }
+
+  /** Queue already-encoded bytes the client asked for (a recovery page sent as `pub` pushes). */
+  queueReply(bytes: Uint8Array): void {
+    if (this.state === ConnState.Closed) return
     this.#replyBytes += bytes.byteLength
     this.#queue(bytes)
+  }
+
+  /** Bytes queued this turn or held by the socket: what the client has yet to take. */
+  backlog(): number {
+    return this.socket.bufferedAmount + this.#pushBytes + this.#replyBytes
+  }
+
+  /** Bytes of replies queued or written and not yet taken by the client (at most what the socket still holds). */
+  replyBacklog(): number {
+    const buffered = this.socket.bufferedAmount
+    if (this.#requested > buffered) this.#requested = buffered
+    return this.#requested + this.#replyBytes
   }
 
   /** Queue already-encoded bytes (a publication encoded once for all subscribers). */
@@ -202,6 +253,9 @@ export class Connection implements Flushable, TransportSink {
       traffic.messagesOut++
     }
     traffic.bytesOut += frame.byteLength
+    // As the socket counts them: with the WebSocket frame header (server frames are unmasked).
+    const len = frame.byteLength
+    this.bytesWritten += len + (len < 126 ? 2 : len < 65_536 ? 4 : 10)
     this.socket.send(frame, this.codec.binary)
   }
 
@@ -232,6 +286,18 @@ export class Connection implements Flushable, TransportSink {
       this.socket.terminate()
     }
     return true
+  }
+
+  /**
+   * Close, and drop the socket after a short grace whether or not the peer answers the close: for
+   * a peer that does not read (its buffers are full) or keeps flooding (the closing handshake would
+   * make the node parse its frames until ws's 30 s close timeout).
+   */
+  closeAndDrop(code: number, reason: string, dropQueued: boolean): void {
+    if (!this.closeWith(code, reason, dropQueued)) return
+    // Nothing it sends matters any more: stop parsing it.
+    this.socket.pause?.()
+    setTimeout(terminateSocket, DROP_GRACE_MS, this.socket).unref()
   }
 
   /** Drop without a handshake (the peer is unresponsive). */

@@ -18,18 +18,21 @@ import { createJwtVerifier } from './auth/jwt.js'
 import { tokenFromRequest } from './auth/token-source.js'
 import type { AuthResult } from './auth/types.js'
 import { parseChannel } from './channel-name.js'
-import { checkData } from './payload.js'
+import { measureData } from './payload.js'
 import { CommandHandler, type PendingConnect } from './commands.js'
 import { Connection, ConnState, type ConnectionOwner } from './connection.js'
 import type { ControlMessage, Engine, EngineHandler, NodeInfo, PublishOptions, PublishOutcome } from './engine/engine.js'
 import { MemoryEngine } from './engine/memory-engine.js'
 import { Hub } from './hub.js'
 import { IpLimiter } from './limits/ip-limiter.js'
+import { KeyedBuckets } from './limits/keyed-buckets.js'
+import { clientAddress } from './client-address.js'
+import { guardHttpServer, httpServerOptions } from './limits/http-guard.js'
 import { TokenBucket } from './limits/token-bucket.js'
 import { Counters } from './counters.js'
 import { Metrics } from './metrics.js'
 import { Tracing, connectionInfo, parseTraceparent, runHook, type TraceParent } from './tracing.js'
-import { resolveOptions, type HoldfastOptions, type ResolvedChannelOptions, type ResolvedOptions } from './options.js'
+import { FRAME_OVERHEAD, resolveOptions, type HoldfastOptions, type ResolvedChannelOptions, type ResolvedOptions } from './options.js'
 import { RpcRouter, type RpcHandler } from './rpc-router.js'
 import { SessionSigner } from './session.js'
 import { TimerWheel } from './timer-wheel.js'
@@ -37,10 +40,7 @@ import { rejectUpgrade, WsTransport } from './transport/ws-transport.js'
 import { HttpStreamTransport } from './transport/http-stream-transport.js'
 import { refusal, refusalHeaders, type PendingUpgrade, type TransportSink, type TransportSocket, type UpgradeRequest } from './transport/transport.js'
 
-/** Extra room for the command envelope around a `maxPayload` of data in one frame. */
-const FRAME_OVERHEAD = 16 * 1024
 const HEARTBEAT_TICK_MS = 250
-const SLOW_CONSUMER_GRACE_MS = 1000
 const NODE_REGISTRY_EVERY_MS = 5000
 const NODE_REGISTRY_TTL_MS = 3 * NODE_REGISTRY_EVERY_MS
 /**
@@ -101,10 +101,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   #ws: WsTransport | undefined
   /** The HTTP-streaming fallback, created on its first request. */
   #stream: HttpStreamTransport | undefined
+  /** The engine reported itself unavailable since it last was ready (for the "ready again" log line). */
+  #engineWasDown = false
   /** What listen() opened: closed last by close(). */
   #listener: { close(): void } | undefined
   readonly #wheel: TimerWheel<Connection>
   readonly #ipLimiter: IpLimiter
+  /** Message ids per user (or anonymous session) within the idempotency window. */
+  readonly messageIds: KeyedBuckets
   readonly #originOk: (origin: string | undefined) => boolean
   readonly #verify: ((token: string) => Promise<AuthResult>) | undefined
   readonly #commands: CommandHandler
@@ -133,8 +137,12 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.expiryGraceMs = o.authenticate === undefined && o.jwt !== undefined ? (o.jwt.clockToleranceSec ?? 5) * 1000 : 0
     this.#ownsEngine = o.engine === undefined
     this.engine = o.engine ?? new MemoryEngine()
-    this.sessions = new SessionSigner(o.sessionSecret)
-    this.hub = new Hub(this.engine, { onInsufficientState: (conn, channel) => this.#insufficientState(conn, channel) })
+    this.sessions = new SessionSigner(o.sessionSecret, o.sessionMaxAgeMs)
+    this.hub = new Hub(
+      this.engine,
+      { onInsufficientState: (conn, channel) => this.#insufficientState(conn, channel), onStalled: (conn) => this.onSlowConsumer(conn) },
+      { maxReplyBytes: o.maxReplyBytes },
+    )
     this.metrics = new Metrics(this, { processMetrics: o.processMetrics })
     this.tracing = new Tracing(o.tracer)
     this.#wheel = new TimerWheel<Connection>({
@@ -143,12 +151,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       onError: (err) => this.log?.error({ err }, 'heartbeat failed'),
     })
     this.#wheel.start()
+    this.messageIds = new KeyedBuckets((o.maxMessageIdsPerUser * 1000) / o.idempotencyTtlMs, o.maxMessageIdsPerUser)
     this.#ipLimiter = new IpLimiter({ maxConnectionsPerIp: o.maxConnectionsPerIp, connectRate: o.connectRatePerIp })
     this.#originOk = createOriginCheck(o.allowedOrigins)
     this.#verify = o.authenticate === undefined && o.jwt !== undefined ? createJwtVerifier(o.jwt) : undefined
     this.#commands = new CommandHandler(this)
     this.#sweepTimer = setInterval(() => {
-      this.#ipLimiter.sweep(performance.now())
+      const now = performance.now()
+      this.#ipLimiter.sweep(now)
+      this.messageIds.sweep(now)
       void this.#register()
     }, NODE_REGISTRY_EVERY_MS).unref()
     const handler: EngineHandler = {
@@ -159,7 +170,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       onJoinLeave: (channel, kind, info) => this.hub.onJoinLeave(channel, kind, info),
       onControl: (msg) => this.#onControl(msg),
       onStateChange: (ready) => {
-        this.log?.warn({ ready }, ready ? 'engine ready again' : 'engine unavailable')
+        // "Ready" right after the start is not news: only a comeback after an outage is.
+        if (!ready || this.#engineWasDown) this.log?.warn({ ready }, ready ? 'engine ready again' : 'engine unavailable')
+        this.#engineWasDown = !ready
         // Live feeds may have missed publications while the engine was away: compare every
         // channel's stream top with what this node delivered, and send the gapped ones to recovery.
         if (ready) void this.hub.resync((channel) => this.channelOptions(channel))
@@ -245,9 +258,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       return uws.listen(host, port)
     }
     const { createServer } = await import('node:http')
-    const server = createServer((req, res) => {
+    const server = createServer(httpServerOptions(), (req, res) => {
       if (!this.handleHttpStream(req, res, path)) res.writeHead(404, { 'content-type': 'application/json' }).end(refusal(404, 'not_found', 'no WebSocket endpoint here').body)
     })
+    // Timeouts, and the per-address cap on raw TCP connections (docs/security: HTTP limits).
+    guardHttpServer(server, { onRefused: () => this.counters.inc('connections_rejected', 'tcp_per_ip') })
     this.attach(server, { path })
     this.#listener = { close: () => server.close() }
     server.listen(port, host)
@@ -299,7 +314,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     const req = p.request
     const refuse = (status: number, reason: string, message: string): void => {
       this.counters.inc('connections_rejected', reason)
-      this.log?.info({ status, reason, ip: normalizeIp(req.socket.remoteAddress ?? ''), trace: parseTraceparent(req.headers['traceparent'])?.traceId }, 'connection refused')
+      this.log?.info({ status, reason, ip: clientAddress(req, o.trustProxy), trace: parseTraceparent(req.headers['traceparent'])?.traceId }, 'connection refused')
       p.refuse(status, reason, message, refusalHeaders(status))
     }
     if (this.#draining || this.#closed !== undefined) return refuse(503, 'draining', 'node is draining; connect to another node')
@@ -318,7 +333,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     const req = p.request
     const origin = req.headers.origin
     if (!this.#originOk(origin)) return refuse(403, 'origin', 'origin not allowed')
-    const ip = normalizeIp(req.socket.remoteAddress ?? '')
+    // Behind trusted proxies, the address they name (client-address.ts); otherwise the socket's.
+    const ip = clientAddress(req, this.options.trustProxy)
     const verdict = this.#ipLimiter.acquire(ip, performance.now())
     if (verdict !== 'ok') return refuse(429, verdict, verdict === 'rate_limited' ? 'too many connection attempts from this address' : 'too many connections from this address')
     let released = false
@@ -365,7 +381,17 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     const o = this.options
     const codec = this.#commands.codecFor(socket.protocol)
     const { span, traceId } = this.tracing.startConnect(parent, { 'client.address': ip, 'holdfast.node': o.nodeId })
-    const conn = new Connection(socket, codec, ip, traceId, this, new TokenBucket(o.commandRate.perSecond, o.commandRate.burst, performance.now()), this.log)
+    const now = performance.now()
+    const conn = new Connection(
+      socket,
+      codec,
+      ip,
+      traceId,
+      this,
+      new TokenBucket(o.commandRate.perSecond, o.commandRate.burst, now),
+      new TokenBucket(o.inboundByteRate.perSecond, o.inboundByteRate.burst, now),
+      this.log,
+    )
     this.tracing.bind(conn, span)
     this.connections.add(conn)
     this.#wheel.schedule(conn, o.connectTimeoutMs)
@@ -485,10 +511,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   onSlowConsumer(conn: Connection): void {
     this.counters.inc('slow_consumer_closes')
     conn.log?.info({ buffered: conn.socket.bufferedAmount }, 'slow consumer closed')
-    conn.closeWith(CloseCodes.slow_consumer.code, 'send queue overflow', true)
     // Its buffers are full, so the closing handshake may never complete: do not hold the socket
     // (and its megabyte of backlog) for ws's 30 s close timeout.
-    setTimeout(() => conn.socket.terminate(), SLOW_CONSUMER_GRACE_MS).unref()
+    conn.closeAndDrop(CloseCodes.slow_consumer.code, 'send queue overflow', true)
   }
 
 
@@ -528,6 +553,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
         return
       }
     } else if (now >= conn.nextPingAt) {
+      // A socket that holds bytes and took none for a whole ping interval is not being read (a
+      // client may answer pings without reading): what it holds would be held for good.
+      const buffered = conn.socket.bufferedAmount
+      const taken = conn.bytesWritten - buffered
+      if (buffered > 0 && taken <= conn.takenAtPing) {
+        this.onSlowConsumer(conn)
+        return
+      }
+      conn.takenAtPing = taken
       conn.awaitingPong = true
       conn.pingSentAt = now
       conn.enqueue(this.#commands.pingBytes(conn.codec))
@@ -535,13 +569,18 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.#wheel.schedule(conn, this.#nextWake(conn, now))
   }
 
-  /** A pong arrived. The wheel entry stays put; its next visit sees the new nextPingAt. */
+  /**
+   * A pong arrived. The wheel entry, parked at the pong deadline, moves to the next ping: with a
+   * ping interval shorter than the pong timeout, waiting for the deadline would stretch the ping
+   * period past what the connect reply advertised, and a client watchdog would fire.
+   */
   pong(conn: Connection): void {
     if (!conn.awaitingPong) return
     conn.awaitingPong = false
     const now = Date.now()
     this.counters.observe('ping_rtt_ms', now - conn.pingSentAt)
     conn.nextPingAt = conn.pingSentAt + this.options.pingIntervalMs
+    if (conn.state === ConnState.Connected) this.#wheel.schedule(conn, this.#nextWake(conn, now))
   }
 
   /** The token expiry moved (refresh): make sure the wheel wakes for it. */
@@ -612,8 +651,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   async publish(channel: string, data: unknown, opts: PublishApiOptions = {}): Promise<StreamPosition & { duplicate: boolean }> {
     parseChannel(channel)
     // Server data is trusted for size, but must still encode in both codecs (JSON and MessagePack).
-    const problem = checkData(data, true, Number.MAX_SAFE_INTEGER) ?? checkData(data, false, Number.MAX_SAFE_INTEGER)
-    if (problem !== undefined) throw problem
+    const size = measureData(data)
     const ch = this.channelOptions(channel)
     const span = this.tracing.startApiPublish(channel)
     let out: PublishOutcome
@@ -622,6 +660,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
         historySize: ch.historySize,
         historyTtlMs: ch.historyTtlMs,
         streamTtlMs: ch.streamTtlMs,
+        size,
         ...(opts.idempotencyKey === undefined ? {} : { idempotencyKey: `api:${opts.idempotencyKey}`, idempotencyTtlMs: this.options.idempotencyTtlMs }),
       })
     } catch (err) {
@@ -634,12 +673,16 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   }
 
   /** History of a channel (server side). */
-  async history(channel: string, opts: { since?: StreamPosition; limit?: number; reverse?: boolean } = {}): Promise<{ offset: number; epoch: string; publications: Publication[] }> {
+  async history(
+    channel: string,
+    opts: { since?: StreamPosition; limit?: number; reverse?: boolean; maxBytes?: number } = {},
+  ): Promise<{ offset: number; epoch: string; publications: Publication[] }> {
     parseChannel(channel)
     const ch = this.channelOptions(channel)
     const page = await this.engine.history(channel, {
       stream: ch,
       limit: Math.min(opts.limit ?? ch.historySize, ch.historySize),
+      ...(opts.maxBytes === undefined ? {} : { maxBytes: opts.maxBytes }),
       ...(opts.since === undefined ? {} : { since: opts.since }),
       ...(opts.reverse === undefined ? {} : { reverse: opts.reverse }),
     })
@@ -688,8 +731,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
    */
   async send(target: { user?: string; client?: string }, data: unknown): Promise<void> {
     if (target.user === undefined && target.client === undefined) throw new TypeError('holdfast: send needs a user or a client')
-    const problem = checkData(data, true, Number.MAX_SAFE_INTEGER) ?? checkData(data, false, Number.MAX_SAFE_INTEGER)
-    if (problem !== undefined) throw problem
+    measureData(data)
     await this.engine.publishControl({
       type: 'message',
       ...(target.user === undefined ? {} : { user: target.user }),
@@ -806,10 +848,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     if (this.#ownsEngine) await this.engine.close()
     this.log?.info('closed')
   }
-}
-
-function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') ? ip.slice(7) : ip
 }
 
 export type { ClientMessage, Command }

@@ -1,4 +1,4 @@
-import type { ClientInfo, Codec, Publication, StreamPosition, SubscribeResult } from '@holdfast/protocol'
+import { continuesFrom, type ClientInfo, type Codec, type Publication, type StreamPosition, type SubscribeResult } from '@holdfast/protocol'
 import { ConnState, type Connection } from './connection.js'
 import type { Engine, StreamPublication } from './engine/engine.js'
 import type { ResolvedChannelOptions } from './options.js'
@@ -36,6 +36,36 @@ function unrecover(entry: ChannelEntry, rec: Recovering): void {
 export interface HubEvents {
   /** A gap or epoch change was seen on the live feed: the subscriber must reconnect and recover. */
   onInsufficientState(conn: Connection, channel: string): void
+  /** A subscriber stopped taking the recovery it asked for: close it as a slow consumer. */
+  onStalled(conn: Connection): void
+}
+
+export interface HubOptions {
+  /** Most bytes of publications in one recovery page; the rest follows in further pages as the client reads. */
+  maxReplyBytes: number
+  /** How long a recovery waits for the client to take a page before the client counts as stalled, in ms. @default 30000 */
+  stallMs?: number
+}
+
+/** How often a recovery looks at the socket while it waits for the client to take a page. */
+const DRAIN_POLL_MS = 20
+
+/**
+ * Resolves true once the connection holds at most `lowWater` bytes not yet taken (queued or in its socket), false when the
+ * connection closed or `timeoutMs` passed first. A recovery waits here between pages, so a page is
+ * read from the engine only when the client has taken the one before it.
+ */
+function drained(conn: Connection, lowWater: number, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs
+  return new Promise((resolve) => {
+    const check = (): void => {
+      if (conn.state === ConnState.Closed) resolve(false)
+      else if (conn.backlog() <= lowWater) resolve(true)
+      else if (performance.now() >= deadline) resolve(false)
+      else setTimeout(check, DRAIN_POLL_MS)
+    }
+    check()
+  })
 }
 
 /**
@@ -47,10 +77,14 @@ export class Hub {
   readonly channels = new Map<string, ChannelEntry>()
   readonly #engine: Engine
   readonly #events: HubEvents
+  readonly #maxReplyBytes: number
+  readonly #stallMs: number
 
-  constructor(engine: Engine, events: HubEvents) {
+  constructor(engine: Engine, events: HubEvents, opts: HubOptions) {
     this.#engine = engine
     this.#events = events
+    this.#maxReplyBytes = opts.maxReplyBytes
+    this.#stallMs = opts.stallMs ?? 30_000
   }
 
   get size(): number {
@@ -86,10 +120,11 @@ export class Hub {
 
   /**
    * Subscribe `conn` to `channel`, recovering from `recover` when given. `reply` is called with
-   * the subscribe result and, in the same synchronous step, publications that arrived during the
-   * history read are queued after it and the connection goes live: nothing slips between.
-   * Resolves false when the connection went away or hit a gap meanwhile; rejects (leaving no
-   * trace) when the engine fails.
+   * the subscribe result; a recovery longer than `maxReplyBytes` continues after it in `pub`
+   * pushes, one page at a time as the client takes them. Then, in the same synchronous step,
+   * publications that arrived meanwhile are queued and the connection goes live: nothing slips
+   * between. Resolves false when the connection went away or hit a gap meanwhile; rejects (leaving
+   * no trace) when the engine fails before the reply.
    */
   async subscribe(
     conn: Connection,
@@ -102,6 +137,7 @@ export class Hub {
     const rec: Recovering = { conn, buffer: [] }
     // Join the live feed *before* reading history: anything published after the read is buffered.
     ;(entry.recovering ??= new Set()).add(rec)
+    const gone = (): boolean => conn.state === ConnState.Closed || conn.subs?.get(channel) === undefined || this.channels.get(channel) !== entry
     let page
     try {
       await entry.ready
@@ -109,45 +145,76 @@ export class Hub {
         stream: opts,
         ...(recover === undefined ? {} : { since: recover }),
         limit: recover === undefined ? 0 : opts.maxRecoverPublications,
+        maxBytes: this.#maxReplyBytes,
       })
     } catch (err) {
       unrecover(entry, rec)
       this.#dropIfEmpty(entry)
       throw err
     }
-    // From here to the end: synchronous.
-    unrecover(entry, rec)
-    if (conn.state === ConnState.Closed || conn.subs?.get(channel) === undefined || this.channels.get(channel) !== entry) {
-      this.#dropIfEmpty(entry)
-      return false
-    }
+    if (gone()) return this.#abandon(entry, rec)
     if (entry.epoch === undefined) {
       entry.epoch = page.epoch
       entry.offset = page.offset
     }
+    // Where the client stands once it has this reply.
+    const at: StreamPosition = { epoch: page.epoch, offset: page.offset }
     let publications: Publication[] = []
     let recovered = false
-    if (recover !== undefined && page.continuous) {
-      const last = page.publications.at(-1)?.offset ?? recover.offset
-      // A page cut by maxRecoverPublications is partial: refuse it rather than hide the rest.
-      if (last === page.offset) {
-        recovered = true
-        publications = page.publications
-      }
+    // More missed than maxRecoverPublications is refused whole rather than replayed in part.
+    if (recover !== undefined && page.continuous && page.offset - recover.offset <= opts.maxRecoverPublications) {
+      recovered = true
+      publications = page.publications
+      at.offset = publications.at(-1)?.offset ?? recover.offset
     }
-    reply({ epoch: page.epoch, offset: page.offset, recovered, wasRecovering: recover !== undefined, publications })
-    let offset = page.offset
-    for (const pub of rec.buffer) {
-      if (pub.epoch !== page.epoch || pub.offset > offset + 1) {
+    reply({ epoch: page.epoch, offset: at.offset, recovered, wasRecovering: recover !== undefined, publications })
+    // The rest of a recovery cut by bytes: page after page, each read once the client took the last.
+    const top = page.offset
+    while (at.offset < top) {
+      if (!(await drained(conn, this.#maxReplyBytes / 2, this.#stallMs))) {
+        if (conn.state !== ConnState.Closed && !gone()) this.#events.onStalled(conn)
+        return this.#abandon(entry, rec)
+      }
+      if (gone()) return this.#abandon(entry, rec)
+      let next
+      try {
+        next = await this.#engine.history(channel, { stream: opts, since: at, limit: opts.maxRecoverPublications, maxBytes: this.#maxReplyBytes })
+      } catch {
+        next = undefined
+      }
+      if (gone()) return this.#abandon(entry, rec)
+      // Trimmed, lost or failed while the client was reading: a gap it must hear about.
+      if (next === undefined || !next.continuous || next.epoch !== at.epoch || next.publications.length === 0) {
+        this.#abandon(entry, rec)
         this.#events.onInsufficientState(conn, channel)
         return false
       }
-      if (pub.offset <= offset) continue
-      offset = pub.offset
+      for (const pub of next.publications) {
+        conn.queueReply(this.#encodePub(conn.codec, channel, { ...pub, epoch: at.epoch }))
+        at.offset = pub.offset
+      }
+    }
+    // From here to the end: synchronous.
+    unrecover(entry, rec)
+    for (const pub of rec.buffer) {
+      if (pub.epoch === at.epoch && pub.offset <= at.offset) continue
+      if (pub.offset !== at.offset + 1 || !continuesFrom(at, pub.epoch)) {
+        this.#events.onInsufficientState(conn, channel)
+        return false
+      }
+      at.epoch = pub.epoch
+      at.offset = pub.offset
       conn.enqueue(this.#encodePub(conn.codec, channel, pub))
     }
     entry.live.add(conn)
     return true
+  }
+
+  /** A subscribe that ends before going live leaves nothing behind. */
+  #abandon(entry: ChannelEntry, rec: Recovering): false {
+    unrecover(entry, rec)
+    this.#dropIfEmpty(entry)
+    return false
   }
 
   /**
@@ -165,7 +232,8 @@ export class Hub {
         return // still down; the next state change retries
       }
       if (this.channels.get(entry.name) !== entry) continue
-      if (page.epoch !== entry.epoch || page.offset > entry.offset) {
+      // Moved on (publications the feed missed) or back (a stream that lost its top): recover.
+      if (page.offset !== entry.offset || !continuesFrom({ epoch: entry.epoch, offset: entry.offset }, page.epoch)) {
         for (const conn of [...entry.live]) this.#events.onInsufficientState(conn, entry.name)
       }
     }
@@ -194,7 +262,7 @@ export class Hub {
     if (entry === undefined) return
     if (entry.epoch !== undefined) {
       if (pub.epoch === entry.epoch && pub.offset <= entry.offset) return // a repeat from the feed
-      if (pub.epoch !== entry.epoch || pub.offset !== entry.offset + 1) {
+      if (pub.offset !== entry.offset + 1 || (pub.epoch !== entry.epoch && entry.offset !== 0)) {
         // The feed skipped something (or the stream restarted): every live subscriber missed it.
         // They reconnect and recover from history (or learn recovered:false); never a silent gap.
         entry.epoch = pub.epoch

@@ -31,6 +31,22 @@ export interface EngineBreakerInfo {
   breakerState?(): 'closed' | 'open' | 'halfOpen'
 }
 
+/**
+ * An engine that keeps state in this process (the memory engine) reports what it holds against its
+ * budgets, what the budgets refused and what they made it forget.
+ */
+export interface EngineBudgetInfo {
+  state?(): {
+    streams: number
+    publications: number
+    historyBytes: number
+    presence: number
+    idempotency: number
+    refused: Record<string, number>
+    evicted: Record<string, number>
+  }
+}
+
 export type CircuitState = 'closed' | 'open' | 'half_open'
 const CIRCUIT_STATES: readonly CircuitState[] = ['closed', 'open', 'half_open']
 
@@ -95,7 +111,7 @@ const COUNTERS: readonly CounterDef[] = [
   },
   { name: 'recoveries_total', help: 'Subscribes that asked to recover from a position, by outcome.', key: 'recoveries', label: 'outcome', known: ['recovered', 'not_recovered'] },
   { name: 'recovery_failures_total', help: 'Recoveries answered with recovered:false, by reason.', key: 'recovery_failures', label: 'reason', known: ['epoch_changed', 'history_unavailable'] },
-  { name: 'rate_limited_total', help: 'Commands refused by the per-connection rate limit.', key: 'rate_limited' },
+  { name: 'rate_limited_total', help: 'Commands refused by a per-connection rate limit, by limit (commands per second, inbound bytes per second, or replies still unread).', key: 'rate_limited', label: 'limit', known: ['commands', 'bytes', 'replies'] },
   { name: 'slow_consumer_closes_total', help: 'Connections closed because their send queue overflowed.', key: 'slow_consumer_closes' },
   { name: 'payload_too_large_total', help: 'Publishes and RPCs refused because their data exceeded maxPayload.', key: 'payload_too_large' },
   { name: 'bad_frames_total', help: 'Frames that could not be decoded (the connection is closed with bad_request).', key: 'bad_frames' },
@@ -422,6 +438,45 @@ export class Metrics {
         for (const s of CIRCUIT_STATES) this.set({ state: s }, s === state ? 1 : 0)
       },
     })
+
+    const budgeted = src.engine as Engine & EngineBudgetInfo
+    if (typeof budgeted.state === 'function') {
+      const state = (): ReturnType<NonNullable<EngineBudgetInfo['state']>> => (budgeted.state as NonNullable<EngineBudgetInfo['state']>)()
+      new Gauge({
+        name: `${P}engine_held`,
+        help: 'What the engine holds in this process, by kind (each has a budget: docs/security.md).',
+        labelNames: ['kind'],
+        registers,
+        collect() {
+          const s = state()
+          this.set({ kind: 'streams' }, s.streams)
+          this.set({ kind: 'history_publications' }, s.publications)
+          this.set({ kind: 'history_bytes' }, s.historyBytes)
+          this.set({ kind: 'idempotency_ids' }, s.idempotency)
+          this.set({ kind: 'presence_entries' }, s.presence)
+        },
+      })
+      new Counter({
+        name: `${P}engine_budget_refusals_total`,
+        help: 'Writes the engine refused because a node-wide budget was spent, by budget.',
+        labelNames: ['budget'],
+        registers,
+        collect() {
+          this.reset()
+          for (const [budget, n] of Object.entries(state().refused)) this.inc({ budget }, n)
+        },
+      })
+      new Counter({
+        name: `${P}engine_evictions_total`,
+        help: 'What the engine forgot early to stay within its budgets: idle streams, and the oldest history publications.',
+        labelNames: ['kind'],
+        registers,
+        collect() {
+          this.reset()
+          for (const [kind, n] of Object.entries(state().evicted)) this.inc({ kind }, n)
+        },
+      })
+    }
 
     const version = serverVersion()
     new Gauge({

@@ -4,6 +4,7 @@ import { hostname } from 'node:os'
 import type { Tracer } from '@opentelemetry/api'
 import type { Logger } from 'pino'
 import type { AuthenticateHook, JwtAuthOptions } from './auth/types.js'
+import { resolveTrustProxy, type TrustedProxies } from './client-address.js'
 import type { Engine } from './engine/engine.js'
 
 /** Per-namespace channel behaviour. A channel `chat:lobby` takes the options of namespace `chat`. */
@@ -111,20 +112,51 @@ export interface HoldfastOptions {
   maxSubscriptionsPerConnection?: number
   /** Per-connection command rate (token bucket). @default { perSecond: 100, burst: 200 } */
   commandRate?: CommandRate
+  /**
+   * Per-connection rate of inbound bytes (token bucket over client frames, publish data included);
+   * a frame past it is refused whole with `rate_limited`. `burst` must hold the largest frame
+   * (maxPayload plus 16 KiB of envelope). @default { perSecond: 262144, burst: 1048576 }
+   */
+  inboundByteRate?: CommandRate
   /** Most connections on this node; beyond it the upgrade gets 503. @default 100000 */
   maxConnections?: number
   /** Most concurrent connections from one IP; beyond it the upgrade gets 429. @default 1000 */
   maxConnectionsPerIp?: number
   /** New connections per second from one IP (token bucket); beyond it the upgrade gets 429. @default { perSecond: 100, burst: 200 } */
   connectRatePerIp?: CommandRate
+  /**
+   * Proxies whose `X-Forwarded-For` / `X-Real-IP` (and PROXY protocol headers) name the client:
+   * CIDRs or addresses, or `loopback` / `linklocal` / `uniquelocal`; a list or one comma-separated
+   * string. The per-IP limits, logs and hooks then use the client's address. See docs/deploy.md.
+   * @default undefined (no proxy trusted: a client is its socket's address)
+   */
+  trustProxy?: string | readonly string[]
   /** Bytes allowed in a connection's send queue (pending writes); beyond it the slow consumer is closed. @default 1048576 */
   maxQueueBytes?: number
+  /**
+   * Most bytes of publications in one history page or recovery page (at least one publication): a
+   * longer history is read in pages, a longer recovery continues in `pub` pushes as the client
+   * reads. A read is refused (`rate_limited`) while this much of earlier replies is still buffered.
+   * @default 1048576
+   */
+  maxReplyBytes?: number
   /** How long publish/RPC message ids are remembered for deduplication, in ms. @default 300000 */
   idempotencyTtlMs?: number
+  /**
+   * Most message ids (publishes and RPCs) one user may have remembered on this node within
+   * `idempotencyTtlMs` (anonymous clients: per session); past it a command gets `limit_exceeded`
+   * (temporary). Bounds what one user makes the engine hold. @default 30000 (100 per second sustained)
+   */
+  maxMessageIdsPerUser?: number
   /** Presence entries expire this long after their last refresh, in ms. @default 60000 */
   presenceTtlMs?: number
   /** Secret for signing session resume tokens; share it between nodes so sessions resume anywhere. @default random per process */
   sessionSecret?: string
+  /**
+   * How long a session resume token stays valid after it was issued, in ms. Every connect issues
+   * a fresh one, so a client that reconnects within this time keeps its session. @default 86400000
+   */
+  sessionMaxAgeMs?: number
   /** Default drain window for `close()`, in ms. @default 10000 */
   drainMs?: number
   /** Enable permessage-deflate (off by default: it fragments memory badly in Node). @default false */
@@ -186,12 +218,16 @@ export const DEFAULTS = {
   maxBatch: 100,
   maxSubscriptionsPerConnection: 128,
   commandRate: { perSecond: 100, burst: 200 },
+  inboundByteRate: { perSecond: 262_144, burst: 1_048_576 },
   maxConnections: 100_000,
   maxConnectionsPerIp: 1000,
   connectRatePerIp: { perSecond: 100, burst: 200 },
   maxQueueBytes: 1_048_576,
+  maxReplyBytes: 1_048_576,
   idempotencyTtlMs: 300_000,
+  maxMessageIdsPerUser: 30_000,
   presenceTtlMs: 60_000,
+  sessionMaxAgeMs: 86_400_000,
   drainMs: 10_000,
   compression: false,
   transport: 'ws',
@@ -213,13 +249,18 @@ export interface ResolvedOptions {
   maxBatch: number
   maxSubscriptionsPerConnection: number
   commandRate: CommandRate
+  inboundByteRate: CommandRate
   maxConnections: number
   maxConnectionsPerIp: number
   connectRatePerIp: CommandRate
+  trustProxy: TrustedProxies | undefined
   maxQueueBytes: number
+  maxReplyBytes: number
   idempotencyTtlMs: number
+  maxMessageIdsPerUser: number
   presenceTtlMs: number
   sessionSecret: string
+  sessionMaxAgeMs: number
   drainMs: number
   compression: boolean
   transport: TransportName
@@ -236,6 +277,9 @@ export interface ResolvedOptions {
   tracer: Tracer | undefined
   processMetrics: boolean
 }
+
+/** Extra room for the command envelope around a `maxPayload` of data in one frame. */
+export const FRAME_OVERHEAD = 16 * 1024
 
 const checks = optionChecks('holdfast')
 
@@ -299,6 +343,11 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
   if (!Array.isArray(origins) || origins.some((o) => typeof o !== 'string')) {
     throw new TypeError('holdfast: option "allowedOrigins" must be an array of strings')
   }
+  const maxPayload = positiveInt('maxPayload', options.maxPayload ?? DEFAULTS.maxPayload)
+  const inboundByteRate = rate('inboundByteRate', options.inboundByteRate ?? DEFAULTS.inboundByteRate)
+  if (inboundByteRate.burst < maxPayload + FRAME_OVERHEAD) {
+    throw new TypeError(`holdfast: option "inboundByteRate.burst" must hold the largest frame (maxPayload + ${FRAME_OVERHEAD} = ${maxPayload + FRAME_OVERHEAD} bytes)`)
+  }
   const pingIntervalMs = positiveInt('pingIntervalMs', options.pingIntervalMs ?? DEFAULTS.pingIntervalMs)
   const nodeId = options.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
   if (typeof nodeId !== 'string' || nodeId.length === 0) throw new TypeError('holdfast: option "nodeId" must be a non-empty string')
@@ -324,20 +373,25 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     pingIntervalMs,
     pongTimeoutMs: positiveInt('pongTimeoutMs', options.pongTimeoutMs ?? DEFAULTS.pongTimeoutMs),
     connectTimeoutMs: positiveInt('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs),
-    maxPayload: positiveInt('maxPayload', options.maxPayload ?? DEFAULTS.maxPayload),
+    maxPayload,
     maxBatch: positiveInt('maxBatch', options.maxBatch ?? DEFAULTS.maxBatch),
     maxSubscriptionsPerConnection: positiveInt(
       'maxSubscriptionsPerConnection',
       options.maxSubscriptionsPerConnection ?? DEFAULTS.maxSubscriptionsPerConnection,
     ),
     commandRate: rate('commandRate', options.commandRate ?? DEFAULTS.commandRate),
+    inboundByteRate,
     maxConnections: positiveInt('maxConnections', options.maxConnections ?? DEFAULTS.maxConnections),
     maxConnectionsPerIp: positiveInt('maxConnectionsPerIp', options.maxConnectionsPerIp ?? DEFAULTS.maxConnectionsPerIp),
     connectRatePerIp: rate('connectRatePerIp', options.connectRatePerIp ?? DEFAULTS.connectRatePerIp),
+    trustProxy: resolveTrustProxy(options.trustProxy),
     maxQueueBytes: positiveInt('maxQueueBytes', options.maxQueueBytes ?? DEFAULTS.maxQueueBytes),
+    maxReplyBytes: positiveInt('maxReplyBytes', options.maxReplyBytes ?? DEFAULTS.maxReplyBytes),
     idempotencyTtlMs: positiveInt('idempotencyTtlMs', options.idempotencyTtlMs ?? DEFAULTS.idempotencyTtlMs),
+    maxMessageIdsPerUser: positiveInt('maxMessageIdsPerUser', options.maxMessageIdsPerUser ?? DEFAULTS.maxMessageIdsPerUser),
     presenceTtlMs: positiveInt('presenceTtlMs', options.presenceTtlMs ?? DEFAULTS.presenceTtlMs),
     sessionSecret,
+    sessionMaxAgeMs: positiveInt('sessionMaxAgeMs', options.sessionMaxAgeMs ?? DEFAULTS.sessionMaxAgeMs),
     drainMs: positiveInt('drainMs', options.drainMs ?? DEFAULTS.drainMs, true),
     compression: bool('compression', options.compression ?? DEFAULTS.compression),
     transport: transportName(options.transport ?? DEFAULTS.transport),

@@ -17,19 +17,22 @@ function tooDeep(data: unknown, max: number): boolean {
 }
 
 /**
- * Checks publication/RPC data before it is stored: anything stored must be deliverable to
- * subscribers of both codecs, or fan-out would fail after the offset was taken. Returns the
- * error to reply with, or undefined when the data is fine. `binary`: size it as MessagePack.
+ * Measures publication/RPC data before it is stored, and refuses it (throws HoldfastError) when it
+ * could not be delivered: anything stored must encode for subscribers of both codecs, or fan-out
+ * would fail after the offset was taken, and must fit `maxPayload` in both, or a subscriber of the
+ * other codec would get frames past the limit (bytes from a MessagePack publisher grow several
+ * times over in JSON). Returns the larger encoded size, which the engine counts against its
+ * history budget.
  */
-export function checkData(data: unknown, binary: boolean, maxPayload: number): HoldfastError | undefined {
-  if (data === undefined) return undefined
-  if (tooDeep(data, MAX_DATA_DEPTH)) return new HoldfastError('bad_request', `data is nested deeper than ${MAX_DATA_DEPTH} levels`)
+export function measureData(data: unknown, maxPayload: number = Number.MAX_SAFE_INTEGER): number {
+  if (data === undefined) return 0
+  if (tooDeep(data, MAX_DATA_DEPTH)) throw new HoldfastError('bad_request', `data is nested deeper than ${MAX_DATA_DEPTH} levels`)
   let size: number
   try {
-    size = binary ? msgpackEncode(data).byteLength : Buffer.byteLength(JSON.stringify(data) ?? '')
+    size = Math.max(msgpackEncode(data).byteLength, Buffer.byteLength(JSON.stringify(data) ?? ''))
   } catch (cause) {
-    return new HoldfastError('bad_request', 'data cannot be encoded', { cause })
+    throw new HoldfastError('bad_request', 'data cannot be encoded', { cause })
   }
-  if (size > maxPayload) return new HoldfastError('payload_too_large', `data is ${size} bytes; the limit is ${maxPayload}`)
-  return undefined
+  if (size > maxPayload) throw new HoldfastError('payload_too_large', `data is ${size} bytes (encoded for its largest codec); the limit is ${maxPayload}`)
+  return size
 }

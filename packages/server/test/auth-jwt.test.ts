@@ -11,14 +11,15 @@ const now = (): number => Math.floor(Date.now() / 1000)
 
 interface Times {
   iat?: number
-  exp?: number
+  /** @default an hour from now; `null` leaves the claim out */
+  exp?: number | null
   nbf?: number
 }
 
 async function sign(alg: string, key: CryptoKey | Uint8Array, claims: JWTPayload, times: Times = {}, kid?: string): Promise<string> {
   const jwt = new SignJWT(claims).setProtectedHeader(kid === undefined ? { alg } : { alg, kid })
   jwt.setIssuedAt(times.iat ?? now())
-  if (times.exp !== undefined) jwt.setExpirationTime(times.exp)
+  if (times.exp !== null) jwt.setExpirationTime(times.exp ?? now() + 3600)
   if (times.nbf !== undefined) jwt.setNotBefore(times.nbf)
   return jwt.sign(key)
 }
@@ -135,7 +136,7 @@ describe('createJwtVerifier: HMAC', () => {
     const secret = new Uint8Array(32).fill(7)
     const verify = createJwtVerifier({ secret })
     const token = await sign('HS256', secret, { sub: 'bob' })
-    assert.deepEqual(await verify(token), { user: 'bob' })
+    assert.equal((await verify(token)).user, 'bob')
   })
 
   it('keeps its own copy of a Uint8Array secret', async () => {
@@ -146,14 +147,21 @@ describe('createJwtVerifier: HMAC', () => {
     assert.equal((await verify(token)).user, 'bob')
   })
 
-  it('leaves out expiresAt, info and channels when the claims are absent', async () => {
+  it('refuses a token without exp by default: it could never be revoked by time', async () => {
     const verify = createJwtVerifier({ secret: SECRET })
-    assert.deepEqual(await verify(await hs({ sub: 'carol' }, {})), { user: 'carol' })
+    const e = await rejects(verify(await hs({ sub: 'carol' }, { exp: null })), 'unauthorized')
+    assert.match(e.message, /no "exp" claim/)
+  })
+
+  it('with requireExp: false, accepts a token without exp and leaves out expiresAt, info and channels when the claims are absent', async () => {
+    const verify = createJwtVerifier({ secret: SECRET, requireExp: false })
+    assert.deepEqual(await verify(await hs({ sub: 'carol' }, { exp: null })), { user: 'carol' })
+    assert.throws(() => createJwtVerifier({ secret: SECRET, requireExp: 'no' as unknown as boolean }), /requireExp/)
   })
 
   it('accepts an empty sub as an anonymous user', async () => {
-    const verify = createJwtVerifier({ secret: SECRET })
-    assert.deepEqual(await verify(await hs({ sub: '' }, {})), { user: '' })
+    const verify = createJwtVerifier({ secret: SECRET, requireExp: false })
+    assert.deepEqual(await verify(await hs({ sub: '' }, { exp: null })), { user: '' })
   })
 
   it('rejects a token signed with another secret', async () => {
@@ -250,7 +258,7 @@ describe('createJwtVerifier: time claims', () => {
 
   it('rejects a non-numeric exp as unauthorized, not as expired', async () => {
     const verify = createJwtVerifier({ secret: SECRET })
-    const token = await hs({ sub: 'a', exp: 'tomorrow' } as unknown as JWTPayload, {})
+    const token = await hs({ sub: 'a', exp: 'tomorrow' } as unknown as JWTPayload, { exp: null })
     assert.equal((await rejects(verify(token), 'unauthorized', token)).message, 'token "exp" claim is invalid')
   })
 })

@@ -41,14 +41,15 @@ describe('limits', () => {
 
   describe('maxPayload', () => {
     for (const protocol of ['json', 'msgpack'] as const) {
-      it(`accepts data of exactly maxPayload encoded bytes and refuses one byte more (${protocol})`, async () => {
+      it(`accepts data of exactly maxPayload bytes in its larger encoding and refuses one byte more (${protocol})`, async () => {
         const s = await start()
         const max = s.gw.options.maxPayload
         assert.equal(max, 64 * 1024, 'the default maxPayload is 64 KiB')
         // JSON: a string of n characters encodes as n + 2 bytes (quotes). MessagePack: a str16 header
-        // is 3 bytes up to 65535 characters, a str32 header 5 bytes beyond.
-        const exact = protocol === 'json' ? 'x'.repeat(max - 2) : 'x'.repeat(max - 3)
-        const over = protocol === 'json' ? 'x'.repeat(max - 1) : 'x'.repeat(max - 2)
+        // is 3 bytes up to 65535 characters, a str32 header 5 bytes beyond. The larger of the two
+        // counts, whatever the publisher speaks: subscribers of both codecs get it.
+        const exact = 'x'.repeat(max - 3)
+        const over = 'x'.repeat(max - 2)
         const pub = client(s.url, { protocol })
         const sub = client(s.url, { protocol })
         const other = client(s.url, { protocol })
@@ -117,6 +118,17 @@ describe('limits', () => {
     assert.equal(c.closed, undefined)
   })
 
+  it('bytes from a MessagePack publisher are sized as JSON subscribers would get them', async () => {
+    const s = await start()
+    const pub = client(s.url, { protocol: 'msgpack' })
+    await pub.connect()
+    // 60,000 bytes are 60,005 in MessagePack, and far more than 64 KiB as JSON.
+    const tooBig = errorOf(await pub.request({ type: 'publish', channel: 'bin', data: new Uint8Array(60_000), msgId: 'b1' }))
+    assert.equal(tooBig.code, ErrorCodes.payload_too_large.code)
+    resultOf(await pub.request({ type: 'publish', channel: 'bin', data: new Uint8Array(1000), msgId: 'b2' }))
+    assert.equal((await s.gw.history('bin')).publications.length, 1)
+  })
+
   describe('command rate', () => {
     it('the 6th immediate command gets 110 (temporary); the bucket refills', async () => {
       const s = await start({ commandRate: { perSecond: 5, burst: 5 } })
@@ -127,7 +139,7 @@ describe('limits', () => {
       const e = errorOf(replies[4])
       assert.equal(e.code, ErrorCodes.rate_limited.code)
       assert.equal(e.temporary, true)
-      assert.equal(s.gw.counters.get('rate_limited'), 1)
+      assert.equal(s.gw.counters.get('rate_limited', 'commands'), 1)
       // 5 tokens per second: one is back after 200 ms. Waiting is the behaviour under test here.
       await new Promise((r) => setTimeout(r, 260))
       resultOf(await c.request({ type: 'ping' }))
@@ -143,20 +155,77 @@ describe('limits', () => {
       for (let i = 0; i < 40; i++) flooder.sendRaw({ id: 100 + i, type: 'ping' })
       await expectClosedWith(flooder, CloseCodes.rate_limited.code)
       // 4 tokens were left after connect; then burst + 1 consecutive refusals close the connection.
-      assert.equal(s.gw.counters.get('rate_limited'), 6)
+      assert.equal(s.gw.counters.get('rate_limited', 'commands'), 6)
       await calm.call({ type: 'publish', channel: 'calm', data: 1, msgId: 'c1' })
       await calm.until(() => calm.pubs('calm').length === 1)
       assert.equal(calm.closed, undefined)
     })
 
-    it('pongs are not rate limited', async () => {
-      const s = await start({ commandRate: { perSecond: 5, burst: 5 } })
+    it('the pong a ping asks for is free; unsolicited pongs are commands, and a pong flood closes with 4002', async () => {
+      const s = await start({ commandRate: { perSecond: 5, burst: 5 }, pingIntervalMs: 100, pongTimeoutMs: 2000 })
+      const heartbeating = client(s.url)
+      await heartbeating.connect()
+      // Five pings answered with the bucket empty: a ping's pong never takes a token.
+      for (let i = 0; i < 4; i++) heartbeating.sendRaw({ id: 50 + i, type: 'ping' })
+      await heartbeating.until(() => heartbeating.pushes.filter((p) => p.type === 'ping').length >= 5, 5000, 'five pings')
+      assert.equal(heartbeating.closed, undefined, 'answered pings never close a connection with an empty bucket')
+      assert.equal(s.gw.counters.get('rate_limited', 'commands'), 0)
+      const flooder = client(s.url)
+      await flooder.connect()
+      flooder.answerPings = false
+      for (let i = 0; i < 50; i++) flooder.sendRaw({ type: 'pong' })
+      await expectClosedWith(flooder, CloseCodes.rate_limited.code)
+      // 4 tokens after connect; then burst + 1 unsolicited pongs past the bucket close it.
+      assert.equal(s.gw.counters.get('rate_limited', 'commands'), 6)
+      assert.equal(heartbeating.closed, undefined)
+    })
+  })
+
+  describe('inbound byte rate', () => {
+    const BYTES = { perSecond: 40_000, burst: 100_000 }
+    it('a frame past the byte budget is refused whole with 110; small commands pass again once it refills', async () => {
+      const s = await start({ maxPayload: 70_000, inboundByteRate: BYTES })
       const c = client(s.url)
-      await c.connect()
-      for (let i = 0; i < 50; i++) c.sendRaw({ type: 'pong' })
-      resultOf(await c.request({ type: 'ping' }))
+      const r = await c.connect()
+      assert.deepEqual((r as unknown as { limits: Record<string, number> }).limits.bytesPerSecond, BYTES.perSecond)
+      const big = 'x'.repeat(60_000)
+      resultOf(await c.request({ type: 'publish', channel: 'b', data: big, msgId: 'm1' }))
+      const second = errorOf(await c.request({ type: 'publish', channel: 'b', data: big, msgId: 'm2' }))
+      assert.equal(second.code, ErrorCodes.rate_limited.code)
+      assert.equal(s.gw.counters.get('rate_limited', 'bytes'), 1)
+      assert.equal((await s.gw.history('b')).publications.length, 1, 'the refused publish was not stored')
+      // 40 kB/s: a 60 kB frame fits again after at most 1.5 s.
+      let ok = false
+      for (let i = 0; i < 40 && !ok; i++) {
+        await new Promise((res) => setTimeout(res, 100))
+        ok = !('error' in (await c.request({ type: 'publish', channel: 'b', data: big, msgId: 'm2' })))
+      }
+      assert.ok(ok, 'the publish passes once the bucket refilled')
       assert.equal(c.closed, undefined)
-      assert.equal(s.gw.counters.get('rate_limited'), 0)
+    })
+
+    it('publishers within their command rate but past the byte rate are refused, and a reading subscriber keeps up', async () => {
+      const s = await start({ inboundByteRate: { perSecond: 100_000, burst: 200_000 }, maxQueueBytes: 256 * 1024 })
+      const sub = client(s.url)
+      await sub.connect()
+      await sub.call({ type: 'subscribe', channel: 'flood' })
+      const pubs = [client(s.url), client(s.url), client(s.url)]
+      await Promise.all(pubs.map((p) => p.connect()))
+      const data = 'y'.repeat(60_000)
+      const replies = await Promise.all(
+        pubs.flatMap((p, i) => Array.from({ length: 20 }, (_, j) => p.request({ type: 'publish', channel: 'flood', data, msgId: `${i}-${j}` }))),
+      )
+      const stored = replies.filter((x) => !('error' in x)).length
+      // Each publisher gets its burst (3 x 60 kB frames) and no more within the run.
+      assert.ok(stored <= 3 * 4, `at most the byte burst was stored, got ${stored}`)
+      assert.ok(s.gw.counters.get('rate_limited', 'bytes') >= 60 - stored)
+      await sub.until(() => sub.pubs('flood').length === stored, 10_000, 'every stored publication delivered')
+      assert.equal(sub.closed, undefined, 'the subscriber was not evicted')
+    })
+
+    it('a burst smaller than the largest frame is refused as an option', async () => {
+      const { Gateway } = await import('../src/gateway.js')
+      assert.throws(() => new Gateway({ logger: false, maxPayload: 65_536, inboundByteRate: { perSecond: 1000, burst: 1000 } }), /inboundByteRate\.burst/)
     })
   })
 

@@ -170,6 +170,8 @@ describe('metrics', () => {
     await bad.opened()
     bad.ws.send('this is not a frame')
     await expectClosedWith(bad, CloseCodes.bad_request.code)
+    // The client sees its close before the server's socket reports the closing handshake done.
+    await waitFor(() => s.gw.connectionCount === 2, 5000, 'the server to see the bad connection close')
 
     await waitFor(() => s.gw.counters.observations('ping_rtt_ms').count > 0, 5000, 'a ping round trip')
   }

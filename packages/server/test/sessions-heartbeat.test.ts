@@ -41,7 +41,7 @@ describe('sessions', () => {
     b.close()
   })
 
-  it('a session survives reconnects: a later connection resumes it with the same token', async () => {
+  it('a session survives reconnects: a later connection resumes it with the token of the last connect', async () => {
     srv = await startServer()
     const a = new RawClient(srv.url)
     const r1 = await a.connect()
@@ -68,6 +68,20 @@ describe('heartbeats', () => {
     await c.until(() => c.pushes.filter((p) => p.type === 'ping').length >= 4, 3000, '4 pings')
     assert.equal(c.closed, undefined)
     assert.ok(srv.gw.counters.observations('ping_rtt_ms').count >= 3)
+    c.close()
+  })
+
+  it('with a ping interval shorter than the pong timeout, pings still come every interval', async () => {
+    // The advertised interval is what a client watchdog allows for (plus its grace); a server that
+    // waited for the pong deadline before the next ping would stretch it to the pong timeout.
+    srv = await startServer({ pingIntervalMs: 200, pongTimeoutMs: 5000 })
+    const c = new RawClient(srv.url)
+    await c.connect()
+    const t0 = Date.now()
+    await c.until(() => c.pushes.filter((p) => p.type === 'ping').length >= 4, 4000, '4 pings')
+    // Four periods of 200 ms plus one 250 ms wheel tick each at most, far below one pong timeout.
+    assert.ok(Date.now() - t0 < 5000, 'pings every interval, not every pong timeout')
+    assert.equal(c.closed, undefined)
     c.close()
   })
 

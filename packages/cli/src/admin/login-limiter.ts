@@ -15,6 +15,11 @@ interface Bucket {
 }
 
 /**
+ * Why not @fastify/rate-limit: its window counts every request, so an admin who logs in and out
+ * spends the same budget as a guesser, and its refusal is its own JSON error where the login form
+ * must show the page again with the reason. What it would bring (a bounded LRU of addresses, a
+ * Retry-After) is the few lines below.
+ *
  * Limits login attempts per client address (a token bucket each). Every attempt takes a token
  * before the secret is even compared, so parallel guesses cannot slip past the check, and a
  * successful login gives it back. Per process: with N workers or nodes an address gets N buckets,

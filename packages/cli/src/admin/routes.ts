@@ -1,12 +1,13 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import fastifyCookie from '@fastify/cookie'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { HoldfastError, type Holdfast } from '@holdfast/server'
 import { HTTP_STATUS } from '@holdfast/server/api'
 import type { AdminDashboard } from './dashboard.js'
 import { CSRF_HEADER, CSRF_VALUE, type AdminErrorBody, type NodesResponse, type TokenResponse } from './feed.js'
-import { clearCookieHeader, readCookie, SESSION_COOKIE, sessionCookieHeader, type Session } from './session-cookie.js'
+import { SESSION_COOKIE, sessionCookieOptions, type Session } from './session-cookie.js'
 import { StatsPublisher } from './stats-publisher.js'
 
 export interface AdminRoutesOptions {
@@ -17,6 +18,8 @@ export interface AdminRoutesOptions {
   wsPath?: string
   /** Folder with the page's files (login.html, index.html, admin.css, admin.js). @default packages/cli/public/admin */
   dir?: string
+  /** Serve admin.js.map (to logged-in admins). serve turns it off with NODE_ENV=production. @default true */
+  sourceMaps?: boolean
 }
 
 /** Resolved from this file, so that it works from src/ (tsx) and from dist/ alike. */
@@ -27,15 +30,10 @@ const FILES = {
   login: { file: 'login.html', type: 'text/html; charset=utf-8' },
   dashboard: { file: 'index.html', type: 'text/html; charset=utf-8' },
   css: { file: 'admin.css', type: 'text/css; charset=utf-8' },
+  chartCss: { file: 'uplot.css', type: 'text/css; charset=utf-8' },
   js: { file: 'admin.js', type: 'text/javascript; charset=utf-8' },
   map: { file: 'admin.js.map', type: 'application/json; charset=utf-8' },
 } as const
-
-/**
- * Scripts and styles from this origin only, no inline code, no framing, forms posting only here;
- * the page's WebSocket goes to this origin's /ws ('self' covers ws: and wss: on the same host).
- */
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 /** Fixed texts only: nothing from the request is ever written into the page. */
 const LOGIN_ERRORS = {
@@ -114,19 +112,18 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
   })
   app.addHook('onClose', async () => publisher.stop())
 
+  // Cookie parsing and Set-Cookie for /admin only (this plugin is encapsulated).
+  await app.register(fastifyCookie)
+
   // A login form posts urlencoded; a small limit, as it carries one field.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_req, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(body as string)))
   })
 
+  // Nothing under /admin may be cached: a shared cache would hand a page or a token to the next
+  // user. Framing, sniffing and the CSP are the app-wide security headers (security-headers.ts).
   app.addHook('onSend', async (_req, reply, payload) => {
-    // Nothing under /admin may be cached (a shared cache would hand a page or a token to the next user)
-    // or framed (clickjacking the publish and disconnect forms).
     reply.header('cache-control', 'no-store')
-    reply.header('x-content-type-options', 'nosniff')
-    reply.header('x-frame-options', 'DENY')
-    reply.header('referrer-policy', 'no-referrer')
-    reply.header('content-security-policy', CSP)
     return payload
   })
 
@@ -145,7 +142,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
     return reply.code(500).send(errorBody('internal', 'internal error'))
   })
 
-  const sessionOf = (req: FastifyRequest): Session | undefined => sessions.verify(readCookie(req.headers.cookie, SESSION_COOKIE))
+  const sessionOf = (req: FastifyRequest): Session | undefined => sessions.verify(req.cookies[SESSION_COOKIE])
 
   const sendFile = async (reply: FastifyReply, which: keyof typeof FILES, transform?: (text: string) => string): Promise<FastifyReply> => {
     const f = FILES[which]
@@ -189,7 +186,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
     limiter.giveBack(req.ip, Date.now())
     const { session, value } = sessions.issue()
     req.log.info({ ip: req.ip }, 'admin logged in')
-    reply.header('set-cookie', sessionCookieHeader(value, Math.floor((session.expiresAt - Date.now()) / 1000), overHttps(req)))
+    reply.setCookie(SESSION_COOKIE, value, sessionCookieOptions(Math.floor((session.expiresAt - Date.now()) / 1000), overHttps(req)))
     // 303: the browser follows with a GET, so a reload does not post the secret again.
     return reply.code(303).header('location', '/admin').send()
   })
@@ -198,7 +195,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
     if (crossSite(req)) return reply.code(403).send(errorBody('forbidden', 'cross-site request refused'))
     const session = sessionOf(req)
     if (session !== undefined) sessions.revoke(session)
-    reply.header('set-cookie', clearCookieHeader(overHttps(req)))
+    reply.setCookie(SESSION_COOKIE, '', sessionCookieOptions(0, overHttps(req)))
     return reply.code(303).header('location', '/admin').send()
   })
 
@@ -208,7 +205,8 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app: F
     return undefined
   }
   app.get('/admin/admin.js', { onRequest: requirePage }, (_req, reply) => sendFile(reply, 'js'))
-  app.get('/admin/admin.js.map', { onRequest: requirePage }, (_req, reply) => sendFile(reply, 'map'))
+  app.get('/admin/uplot.css', { onRequest: requirePage }, (_req, reply) => sendFile(reply, 'chartCss'))
+  if (opts.sourceMaps !== false) app.get('/admin/admin.js.map', { onRequest: requirePage }, (_req, reply) => sendFile(reply, 'map'))
 
   // The actions: cookie, plus a header that a cross-site form, link or image cannot send (a
   // script on another site could only send it after a CORS preflight that this server never grants).

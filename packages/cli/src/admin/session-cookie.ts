@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import type { CookieSerializeOptions } from '@fastify/cookie'
 import { hmac, sameMac } from './keys.js'
 
 /** The dashboard's session cookie. Its Path keeps it off every request outside /admin. */
@@ -13,6 +14,10 @@ export interface Session {
 }
 
 /**
+ * Why not @fastify/secure-session: it encrypts a payload (we have none besides an id and an
+ * expiry), needs the native sodium-native addon, and cannot revoke a cookie at logout. Parsing and
+ * writing the cookie is @fastify/cookie's job (routes.ts); what it holds and proves is this class's.
+ *
  * Stateless, HMAC-signed session cookies: `v1.<expiry in s>.<random id>.<mac>`. Nothing is stored
  * per session, so any node holding the same admin secret accepts them; the expiry is inside the
  * signed text, so it cannot be stretched. Logout forgets the id on this process (a stolen copy
@@ -64,26 +69,13 @@ export class SessionCookies {
   }
 }
 
-/** The value of one cookie in a `Cookie` request header (the first, as browsers send the most specific first). */
-export function readCookie(header: string | undefined, name: string): string | undefined {
-  if (header === undefined) return undefined
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=')
-    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim()
-  }
-  return undefined
-}
-
 /**
- * The `Set-Cookie` value. HttpOnly: page scripts (and so an injected one) never see it.
- * SameSite=Strict: no cross-site request carries it, the first line of CSRF defence. Secure
- * when the page was reached over HTTPS (directly or through a proxy that says so): over plain
- * HTTP on a development machine a Secure cookie would never come back.
+ * Attributes of the session cookie (parsed and written by @fastify/cookie). HttpOnly: page scripts
+ * (and so an injected one) never see it. SameSite=Strict: no cross-site request carries it, the
+ * first line of CSRF defence. Secure when the page was reached over HTTPS (directly or through a
+ * proxy that says so): over plain HTTP on a development machine a Secure cookie would never come
+ * back. `maxAge` 0 clears it.
  */
-export function sessionCookieHeader(value: string, maxAgeSec: number, secure: boolean): string {
-  return `${SESSION_COOKIE}=${value}; Path=${COOKIE_PATH}; Max-Age=${maxAgeSec}; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`
-}
-
-export function clearCookieHeader(secure: boolean): string {
-  return sessionCookieHeader('', 0, secure)
+export function sessionCookieOptions(maxAgeSec: number, secure: boolean): CookieSerializeOptions {
+  return { path: COOKIE_PATH, maxAge: maxAgeSec, httpOnly: true, sameSite: 'strict', secure }
 }

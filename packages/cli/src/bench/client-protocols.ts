@@ -215,7 +215,7 @@ async function socketIoProtocol(setup: WorkerSetup, sink: ConnSink): Promise<Cli
   try {
     io = (await import('socket.io-client')).io as unknown as IoFactory
   } catch (err) {
-    throw new Error(`socket.io-client is not installed: ${(err as Error).message}`)
+    throw new Error(`the Socket.IO peer needs socket.io-client, an optional package: npm install socket.io-client (${(err as Error).message.split('\n')[0]})`)
   }
   return {
     open(c, localAddress) {

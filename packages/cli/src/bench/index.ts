@@ -1,4 +1,4 @@
-// `holdfast bench` as a library: for bench/run-all.ts and the tests.
+// `holdfast bench` as a library (`holdfast/bench`): for the repository's benchmarks (bench/) and the tests.
 export { resolveBenchConfig, parseSourceIps, BENCH_FLAGS, MAX_CONNECTIONS_PER_WORKER, type BenchFlag } from './options.js'
 export { runBench, type RunIO } from './runner.js'
 export { runCompare, ratios } from './compare.js'
@@ -6,4 +6,5 @@ export { formatCompare, formatReport } from './report-text.js'
 export { renderCompareHtml, renderReportHtml } from './html-report.js'
 export { checkConnection, newSeqState, PreparedLog, recordDelivery, MAX_HOLES, type SeqState, type SeqVerdict } from './sequence.js'
 export { readProcSample, type ProcSample } from './proc-stats.js'
+export { addEncoded, encodeHistogram, newHistogram, percentiles, recordMs, type Histogram } from './histogram.js'
 export * from './types.js'

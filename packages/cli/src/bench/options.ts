@@ -58,7 +58,7 @@ const DEFAULTS = {
   connectTimeoutS: 15,
 } as const
 
-/** Open files per process here (ulimit -n 20,000), less room for the process's own. */
+/** Under a 20,000 open-file limit (ulimit -n), less room for the process's own files. */
 export const MAX_CONNECTIONS_PER_WORKER = 18_000
 /** Connections per worker process when the user does not say: one event loop keeps up with this many at issue-8 rates. */
 const DEFAULT_CONNECTIONS_PER_WORKER = 5_000
@@ -124,10 +124,9 @@ function parseUrl(raw: string, allowRemote: boolean): string {
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new CliError(`--url must use ws:// or wss://, got "${raw}"`)
   if (!allowRemote && !isLoopbackHost(url.hostname)) {
     throw new CliError(
-      `refusing --url ${raw}: ${url.hostname} is not a loopback address. This workplace forbids putting load on other ` +
-        'hosts, so holdfast bench only targets servers on this machine (127.0.0.1, ::1, localhost). A benchmark is a ' +
-        'deliberate overload: aimed at a shared or production host it is an outage. Pass --allow-remote if you own the ' +
-        'target and really mean it.',
+      `refusing --url ${raw}: ${url.hostname} is not a loopback address. A benchmark is a deliberate overload, so ` +
+        'holdfast bench loads servers on this host only (127.0.0.1, ::1, localhost) unless told otherwise: a mistyped ' +
+        'URL must not turn into an outage of a shared or production server. Pass --allow-remote to load a host you own.',
     )
   }
   return url.toString()
@@ -199,7 +198,7 @@ export function resolveBenchConfig(argv: readonly string[], env: Readonly<Record
   if (Math.ceil(connections / workers) > MAX_CONNECTIONS_PER_WORKER) {
     throw new CliError(
       `--connections ${connections} over --workers ${workers} is ${Math.ceil(connections / workers)} per process; a process may hold at most ` +
-        `${MAX_CONNECTIONS_PER_WORKER} (20,000 open files here). Use --workers ${Math.ceil(connections / MAX_CONNECTIONS_PER_WORKER)} or more.`,
+        `${MAX_CONNECTIONS_PER_WORKER} (a 20,000 open-file limit per process). Use --workers ${Math.ceil(connections / MAX_CONNECTIONS_PER_WORKER)} or more.`,
     )
   }
   const sourceIps = parseSourceIps(str('source-ips') ?? DEFAULTS.sourceIps, allowRemote)

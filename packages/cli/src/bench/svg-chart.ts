@@ -1,6 +1,10 @@
 /**
  * Tiny SVG charts for the HTML report, drawn here so the report is one file that opens anywhere
  * offline: no charting library, no CDN, no script needed to see the figures.
+ *
+ * Why not uPlot here (the dashboard uses it): the report is a document, not a live view. Static
+ * SVG shows with scripts off, prints, stays readable in a diff of two reports, and keeps the file
+ * small; uPlot would embed ~50 KB of script to draw charts that never change.
  */
 
 export interface Series {

@@ -1,9 +1,9 @@
 /**
  * ChaosProxy: a TCP proxy that injects network faults between a client and a server.
  *
- * Why we wrote our own instead of using Toxiproxy: Toxiproxy (a Go binary) cannot be installed
- * in this workplace, and the reliability suite needs faults that tests can toggle in-process.
- * This covers the toxics we need (latency/jitter, bandwidth, reset, timeout-style blackhole,
+ * Why our own instead of Toxiproxy: Toxiproxy is a separate Go binary to install and run beside
+ * every test, while the reliability suite needs faults that a test toggles in-process, and users
+ * get the proxy with `npm install holdfast`. This covers the toxics we need (latency/jitter, bandwidth, reset, timeout-style blackhole,
  * slicer, limit_data) with node:net only, and adds refused connections and paused accepts.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'

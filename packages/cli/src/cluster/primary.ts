@@ -2,7 +2,9 @@ import cluster, { type Worker } from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import { rmSync, writeFileSync } from 'node:fs'
 import { EngineHost, MemoryEngine, type IpcPort } from '@holdfast/server/internal'
-import { pino, type Logger } from 'pino'
+import type { Logger } from 'pino'
+import { createLogger, warnLoudly } from '../logger.js'
+import { processStartTicks, removeStatus, writeStatus, type PrimaryStatus, type ReloadOutcome } from './status-file.js'
 import type { ServeConfig } from '../config.js'
 import { isWorkerReady, WORKER_ENV, WORKER_SESSION_SECRET_ENV, type WorkerDrain } from './messages.js'
 
@@ -42,11 +44,9 @@ interface Managed {
  * hosted here (EngineHost over IPC), so a client recovers whichever worker it lands on.
  */
 export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.WritableStream } = { stdout: process.stdout }): Promise<void> {
-  const log: Logger = pino({ level: config.logLevel, base: { service: 'holdfast', role: 'primary' } })
-  if (!config.auth) {
-    const bar = '!'.repeat(78)
-    process.stderr.write(`\n${bar}\n!! holdfast WARNING\n!! NO AUTHENTICATION: any client can connect (see docs/cli.md, --token-secret)\n${bar}\n\n`)
-  }
+  const log: Logger = await createLogger(config, { service: 'holdfast', role: 'primary' })
+  const noAuth = config.warnings.find((w) => w.startsWith('NO AUTHENTICATION'))
+  if (noAuth !== undefined) warnLoudly(log, noAuth)
   const host = config.engine === 'memory' ? new EngineHost(new MemoryEngine()) : undefined
   await host?.start()
   cluster.setupPrimary({ serialization: 'advanced' })
@@ -146,12 +146,33 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
     clearTimeout(deadline)
   }
 
+  // `holdfast reload` reads this to know the pid is ours and how each reload went.
+  const status: PrimaryStatus = { holdfast: 'primary', pid: process.pid, startTicks: processStartTicks(process.pid), workers: config.workers, reloading: false, reloads: 0, last: null }
+  const publishStatus = (): void => {
+    if (config.pidFile === undefined) return
+    try {
+      writeStatus(config.pidFile, status)
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'cannot write the status file beside the pid file')
+    }
+  }
+
   /** Replace every worker that exists now, one at a time; abort (keeping the old ones) if a new one fails. */
   const reload = async (): Promise<void> => {
     const old = [...workers]
+    const started = performance.now()
+    let replaced = 0
+    const end = (outcome: Omit<ReloadOutcome, 'ms' | 'replaced'>): void => {
+      status.reloading = false
+      status.reloads++
+      status.last = { ...outcome, replaced, ms: Math.round(performance.now() - started) }
+      publishStatus()
+    }
+    status.reloading = true
+    publishStatus()
     log.info({ workers: old.length }, 'rolling reload started')
     for (const m of old) {
-      if (stopping) return
+      if (stopping) return end({ result: 'aborted', reason: 'the primary is shutting down' })
       if (!workers.has(m)) continue
       const fresh = fork(true)
       try {
@@ -160,12 +181,14 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
         log.error({ err: (err as Error).message }, 'rolling reload aborted: a new worker failed to start; the old workers keep serving')
         fresh.retiring = true
         if (!fresh.worker.isDead()) fresh.worker.process.kill('SIGKILL')
-        return
+        return end({ result: 'aborted', reason: `a new worker failed to start (${(err as Error).message}); the old workers keep serving` })
       }
       workers.add(fresh)
       await retire(m)
+      replaced++
     }
     log.info('rolling reload finished')
+    end({ result: 'finished' })
   }
 
   const startReload = (): void => {
@@ -193,7 +216,10 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
     log.info({ signal }, 'signal received, draining workers')
     void Promise.all([...workers].map((m) => retire(m))).then(async () => {
       await host?.close().catch(() => {})
-      if (config.pidFile !== undefined) rmSync(config.pidFile, { force: true })
+      if (config.pidFile !== undefined) {
+        rmSync(config.pidFile, { force: true })
+        removeStatus(config.pidFile)
+      }
       log.info('stopped')
       process.exit(0)
     })
@@ -202,7 +228,10 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
   process.on('SIGTERM', shutdown)
   process.on('SIGINT', shutdown)
   process.on('SIGHUP', startReload)
-  if (config.pidFile !== undefined) writeFileSync(config.pidFile, `${process.pid}\n`)
+  if (config.pidFile !== undefined) {
+    writeFileSync(config.pidFile, `${process.pid}\n`)
+    publishStatus()
+  }
 
   const initial = Array.from({ length: config.workers }, () => fork())
   for (const m of initial) workers.add(m)

@@ -8,6 +8,7 @@ import { buildOpenApi, type DocumentedRoute, type RouteSchema } from './openapi.
 import { errorResponse, infoResult, type JsonSchema } from './schemas.js'
 
 export { HTTP_STATUS, type ApiErrorBody } from './errors.js'
+export { createApiKeyCheck, type ApiKeyVerdict } from './auth.js'
 
 export interface HoldfastApiOptions {
   /** The gateway to control (from `createHoldfast`). */

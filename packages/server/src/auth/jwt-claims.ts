@@ -4,6 +4,8 @@ import type { AuthResult } from './types.js'
 /** What a verified token's claims are checked against; built once from the options. */
 export interface ClaimPolicy {
   clockToleranceSec: number
+  /** A token without `exp` is refused. */
+  requireExp: boolean
   audience?: readonly string[]
   issuer?: readonly string[]
 }
@@ -20,7 +22,8 @@ function numericDate(payload: Record<string, unknown>, claim: 'iat' | 'nbf' | 'e
 /**
  * Checks the registered claims of a token whose signature has been verified, in the order jose
  * checked them before and with the same outcomes: presence of `iss` then `aud`, their values,
- * then `iat`, `nbf` and `exp` as numeric dates with the clock tolerance (expired when
+ * then `iat`, `nbf` and `exp` as numeric dates with the clock tolerance (`exp` required unless
+ * the policy allows tokens without it) (expired when
  * `exp <= now - tolerance`, in whole seconds). Written here rather than left to fast-jwt, whose
  * claim errors name the failing claim only inside an English sentence and which checks expiry
  * before audience and issuer: an expired token for another audience must stay `unauthorized`,
@@ -44,6 +47,7 @@ export function checkClaims(payload: Record<string, unknown>, policy: ClaimPolic
   const nbf = numericDate(payload, 'nbf')
   if (nbf !== undefined && nbf > now + tolerance) throw unauthorized('token is not valid yet (nbf)')
   const exp = numericDate(payload, 'exp')
+  if (exp === undefined && policy.requireExp) throw unauthorized('token has no "exp" claim')
   if (exp !== undefined && exp <= now - tolerance) throw new HoldfastError('token_expired', 'token expired')
 }
 

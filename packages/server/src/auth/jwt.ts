@@ -140,7 +140,9 @@ function resolveJwtOptions(opts: JwtAuthOptions): ResolvedJwtOptions {
   if (typeof clockToleranceSec !== 'number' || !Number.isFinite(clockToleranceSec) || clockToleranceSec < 0) {
     throw optionError('clockToleranceSec', `must be a non-negative number of seconds, got ${String(clockToleranceSec)}`)
   }
-  const claims: ClaimPolicy = { clockToleranceSec }
+  const requireExp = opts.requireExp ?? true
+  if (typeof requireExp !== 'boolean') throw optionError('requireExp', `must be a boolean, got ${String(requireExp)}`)
+  const claims: ClaimPolicy = { clockToleranceSec, requireExp }
   if (opts.audience !== undefined) claims.audience = stringOrList('audience', opts.audience)
   if (opts.issuer !== undefined) claims.issuer = stringOrList('issuer', opts.issuer)
   return { source, algorithms, claims }

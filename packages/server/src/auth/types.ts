@@ -41,4 +41,9 @@ export interface JwtAuthOptions {
   issuer?: string | string[]
   /** Clock skew tolerated on `exp`/`nbf`, in seconds. @default 5 */
   clockToleranceSec?: number
+  /**
+   * Refuse tokens without an `exp` claim (a token that never expires cannot be revoked by time).
+   * Set false only for tokens that are revoked some other way. @default true
+   */
+  requireExp?: boolean
 }

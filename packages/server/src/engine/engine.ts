@@ -87,6 +87,8 @@ export interface PublishOptions extends StreamOptions {
   idempotencyKey?: string
   idempotencyTtlMs?: number
   info?: ClientInfo
+  /** The data's encoded size in bytes, when the caller measured it (engines with a history budget count it). */
+  size?: number
 }
 
 export interface PublishOutcome {
@@ -101,6 +103,12 @@ export interface HistoryQuery {
   since?: StreamPosition
   /** At most this many; 0 returns only the position. */
   limit: number
+  /**
+   * At most about this many bytes of publication data (at least one publication): a page cut here
+   * keeps the publications nearest `since` (or the newest, without `since`); the caller continues
+   * from the last one. Engines that cannot measure may ignore it.
+   */
+  maxBytes?: number
   reverse?: boolean
 }
 
@@ -116,7 +124,9 @@ export interface HistoryPage {
   publications: Publication[]
   /**
    * With `since`: true when `since` lies in the current epoch, is not beyond the top, and no
-   * publication after it was trimmed (by size or TTL). Without `since`: always true.
+   * publication after it was trimmed (by size or TTL). Offset 0 means nothing was delivered yet,
+   * so it lies in every epoch: it is continuous while the stream still holds its offset 1.
+   * Without `since`: always true.
    */
   continuous: boolean
 }

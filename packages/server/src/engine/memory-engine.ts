@@ -1,4 +1,4 @@
-import { randomInt } from 'node:crypto'
+import { createHash, randomBytes, randomInt } from 'node:crypto'
 import { HoldfastError, type ClientInfo, type Publication } from '@holdfast/protocol'
 import { optionChecks } from '@holdfast/protocol/internal'
 import type {
@@ -23,6 +23,26 @@ export interface MemoryEngineOptions {
   /** How long a publish `idempotencyKey` is remembered when the publish gives no `idempotencyTtlMs`, in ms. @default 300000 */
   idempotencyTtlMs?: number
   /**
+   * Most streams (channels with an offset and epoch) held at once. Past it, streams with no history
+   * left and no subscriber on this node are forgotten, least recently published first; when none
+   * can go, a publish to a new channel is refused with `limit_exceeded` (temporary). @default 100000
+   */
+  maxStreams?: number
+  /**
+   * Most bytes of publication data held in history, all channels together. Past it, the oldest
+   * publications of the least recently published channels are dropped (their subscribers learn
+   * `recovered: false` if they need them). @default 268435456 (256 MiB)
+   */
+  maxHistoryBytes?: number
+  /**
+   * Most idempotency ids (publish keys and RPC claims) held at once. Past it, a publish or RPC with
+   * a new id is refused with `limit_exceeded` (temporary) rather than forgetting another client's id,
+   * which would let its retry run twice. @default 500000
+   */
+  maxIdempotencyKeys?: number
+  /** Most presence entries held at once; past it, a new entry is refused with `limit_exceeded` (temporary). @default 1000000 */
+  maxPresenceEntries?: number
+  /**
    * Called when the handler throws while a publication is fanned out. The publish still succeeds:
    * the publication is stored, so failing the publisher would only make it retry into a duplicate.
    * @default reports through `process.emitWarning`
@@ -34,12 +54,20 @@ interface ResolvedMemoryOptions {
   now: () => number
   sweepIntervalMs: number
   idempotencyTtlMs: number
+  maxStreams: number
+  maxHistoryBytes: number
+  maxIdempotencyKeys: number
+  maxPresenceEntries: number
   onError: (err: unknown) => void
 }
 
 const DEFAULTS = {
   sweepIntervalMs: 5000,
   idempotencyTtlMs: 300_000,
+  maxStreams: 100_000,
+  maxHistoryBytes: 256 * 1024 * 1024,
+  maxIdempotencyKeys: 500_000,
+  maxPresenceEntries: 1_000_000,
 } as const
 
 function reportError(err: unknown): void {
@@ -59,6 +87,10 @@ function resolveOptions(o: MemoryEngineOptions): ResolvedMemoryOptions {
     now: o.now === undefined ? Date.now : fn('now', o.now),
     sweepIntervalMs: positive('sweepIntervalMs', o.sweepIntervalMs ?? DEFAULTS.sweepIntervalMs),
     idempotencyTtlMs: positive('idempotencyTtlMs', o.idempotencyTtlMs ?? DEFAULTS.idempotencyTtlMs),
+    maxStreams: positive('maxStreams', o.maxStreams ?? DEFAULTS.maxStreams),
+    maxHistoryBytes: positive('maxHistoryBytes', o.maxHistoryBytes ?? DEFAULTS.maxHistoryBytes),
+    maxIdempotencyKeys: positive('maxIdempotencyKeys', o.maxIdempotencyKeys ?? DEFAULTS.maxIdempotencyKeys),
+    maxPresenceEntries: positive('maxPresenceEntries', o.maxPresenceEntries ?? DEFAULTS.maxPresenceEntries),
     onError: o.onError === undefined ? reportError : fn('onError', o.onError),
   }
 }
@@ -69,6 +101,8 @@ interface Entry {
   info: ClientInfo | undefined
   /** History TTL is measured from here. */
   at: number
+  /** Bytes counted against maxHistoryBytes. */
+  size: number
 }
 
 /** Below this many dead slots the buffer is not compacted: copying small arrays often costs more than it saves. */
@@ -109,10 +143,42 @@ function toPublication(e: Entry): Publication {
   return e.info === undefined ? { offset: e.offset, data: e.data } : { offset: e.offset, data: e.data, info: e.info }
 }
 
+/** A rough size of data the caller did not measure (engine used without a gateway). */
+function estimateSize(data: unknown): number {
+  try {
+    return Buffer.byteLength(JSON.stringify(data) ?? '')
+  } catch {
+    return 0
+  }
+}
+
+/** How many streams at the cold end one publish to a new channel looks at to make room. */
+const EVICT_SCAN = 256
+
+/** What the engine holds and refused, for metrics and tests. */
+export interface MemoryEngineState {
+  /** Channels with a stream (offset and epoch). */
+  streams: number
+  /** Publications held in history. */
+  publications: number
+  /** Bytes of publication data held in history (counted against maxHistoryBytes). */
+  historyBytes: number
+  presence: number
+  /** Publish keys and RPC claims. */
+  idempotency: number
+  /** Refusals by budget since start, and what the budgets made the engine forget. */
+  refused: { streams: number; idempotency: number; presence: number }
+  evicted: { streams: number; publications: number }
+}
+
 /**
  * Single-process engine: streams, presence and idempotency ids live in this process's memory,
  * and the live feed is a direct call into the handler. A restart loses everything, which is why
  * epochs are random: clients then learn `recovered: false` instead of trusting reused offsets.
+ *
+ * Everything a client can make it hold has a budget (streams, history bytes, idempotency ids,
+ * presence entries), and reads create nothing: the position of a channel that was never published
+ * is answered from a derived epoch, the one its first publish will take.
  *
  * Every method does all its work before its first `await` (it has none), so concurrent publishes
  * get offsets in call order and fan-out happens in offset order, with no locks.
@@ -124,12 +190,23 @@ export class MemoryEngine implements Engine {
   #handler: EngineHandler | undefined
   #closed = false
   #timer: ReturnType<typeof setInterval> | undefined
+  /** Least recently published first: the history budget and the stream budget take from the front. */
   readonly #streams = new Map<string, Stream>()
   readonly #subscribed = new Set<string>()
   /** Keyed by channel, then idempotency key: a key names one publication to one channel. */
   readonly #published = new Map<string, Map<string, Expiring<PublishOutcome>>>()
   readonly #claims = new Map<string, Expiring<Claim>>()
   readonly #presence = new Map<string, Map<string, Expiring<ClientInfo>>>()
+  /** Keys in #published (all channels) plus #claims, kept as they change. */
+  #idempotency = 0
+  #presenceEntries = 0
+  #historyBytes = 0
+  /** Makes this process's derived epochs its own: another process never derives the same. */
+  readonly #epochSeed = randomBytes(16)
+  /** Moves on whenever a stream is forgotten before it expired (see #forget). */
+  #generation = 0
+  readonly #refused = { streams: 0, idempotency: 0, presence: 0 }
+  readonly #evicted = { streams: 0, publications: 0 }
 
   constructor(options: MemoryEngineOptions = {}) {
     this.#opts = resolveOptions(options)
@@ -155,6 +232,9 @@ export class MemoryEngine implements Engine {
     this.#published.clear()
     this.#claims.clear()
     this.#presence.clear()
+    this.#idempotency = 0
+    this.#presenceEntries = 0
+    this.#historyBytes = 0
   }
 
   isReady(): boolean {
@@ -163,13 +243,23 @@ export class MemoryEngine implements Engine {
 
   /** How much state is held, for metrics and tests: channels with a stream, stored publications, presence entries, idempotency ids. */
   counts(): { streams: number; publications: number; presence: number; idempotency: number } {
+    const { streams, publications, presence, idempotency } = this.state()
+    return { streams, publications, presence, idempotency }
+  }
+
+  /** Everything the budgets watch, with their refusals and evictions. */
+  state(): MemoryEngineState {
     let publications = 0
     for (const s of this.#streams.values()) publications += s.buf.length - s.head
-    let presence = 0
-    for (const m of this.#presence.values()) presence += m.size
-    let idempotency = this.#claims.size
-    for (const m of this.#published.values()) idempotency += m.size
-    return { streams: this.#streams.size, publications, presence, idempotency }
+    return {
+      streams: this.#streams.size,
+      publications,
+      historyBytes: this.#historyBytes,
+      presence: this.#presenceEntries,
+      idempotency: this.#idempotency,
+      refused: { ...this.#refused },
+      evicted: { ...this.#evicted },
+    }
   }
 
   async subscribe(channel: string): Promise<void> {
@@ -189,21 +279,32 @@ export class MemoryEngine implements Engine {
     if (key !== undefined) {
       const seen = this.#published.get(channel)?.get(key)
       if (seen !== undefined && now < seen.expiresAt) return { ...seen.value, duplicate: true }
+      this.#roomForId()
     }
 
-    const s = this.#stream(channel, opts, now)
+    const s = this.#live(channel, now) ?? this.#create(channel, opts, now)
+    // Most recently published last: the budgets take from the cold end.
+    this.#streams.delete(channel)
+    this.#streams.set(channel, s)
     s.expiresAt = now + opts.streamTtlMs
     s.historySize = opts.historySize
     s.historyTtlMs = opts.historyTtlMs
     const offset = ++s.top
-    if (opts.historySize > 0) s.buf.push({ offset, data, info: opts.info, at: now })
-    trim(s, opts, now)
+    if (opts.historySize > 0) {
+      const size = opts.size ?? estimateSize(data)
+      s.buf.push({ offset, data, info: opts.info, at: now, size })
+      this.#historyBytes += size
+    }
+    this.#trim(s, opts, now)
+    if (this.#historyBytes > this.#opts.maxHistoryBytes) this.#evictHistory(now)
 
     const outcome: PublishOutcome = { offset, epoch: s.epoch, duplicate: false }
     if (key !== undefined) {
       let keys = this.#published.get(channel)
       if (keys === undefined) this.#published.set(channel, (keys = new Map()))
+      const had = keys.has(key)
       keys.set(key, { value: outcome, expiresAt: now + (opts.idempotencyTtlMs ?? this.#opts.idempotencyTtlMs) })
+      if (!had) this.#idempotency++
     }
 
     if (this.#subscribed.has(channel)) {
@@ -224,8 +325,14 @@ export class MemoryEngine implements Engine {
       throw new HoldfastError('bad_request', `history limit must be a non-negative integer, got ${String(q.limit)}`)
     }
     const now = this.#opts.now()
-    const s = this.#stream(channel, q.stream, now)
-    trim(s, q.stream, now)
+    // A read never creates a stream: one that does not exist is at offset 0 of its derived epoch.
+    const s = this.#live(channel, now)
+    if (s === undefined) {
+      const since = q.since
+      const continuous = since === undefined || (since.offset === 0 && Number.isSafeInteger(since.offset))
+      return { offset: 0, epoch: this.#derivedEpoch(channel, q.stream, now), publications: [], continuous }
+    }
+    this.#trim(s, q.stream, now)
     const count = s.buf.length - s.head
     const first = s.top - count + 1
     const page: HistoryPage = { offset: s.top, epoch: s.epoch, publications: [], continuous: true }
@@ -237,28 +344,44 @@ export class MemoryEngine implements Engine {
       from = Math.max(first, s.top - q.limit + 1)
     } else {
       const since = q.since.offset
+      // Offset 0 is "nothing delivered yet", in any epoch: it continues into this one from offset 1.
       page.continuous =
-        q.since.epoch === s.epoch && Number.isSafeInteger(since) && since >= 0 && since <= s.top && since + 1 >= first
+        (q.since.epoch === s.epoch || since === 0) && Number.isSafeInteger(since) && since >= 0 && since <= s.top && since + 1 >= first
       if (!page.continuous) return page
       from = since + 1
       to = Math.min(s.top, since + q.limit)
     }
-    for (let o = from; o <= to; o++) {
-      const e = s.buf[s.head + (o - first)]
-      if (e !== undefined) page.publications.push(toPublication(e))
+    // Cut by bytes at the far end: from `since` forwards, or from the newest backwards.
+    const maxBytes = q.maxBytes ?? Number.POSITIVE_INFINITY
+    const forward = q.since !== undefined
+    let bytes = 0
+    for (let i = 0; i <= to - from; i++) {
+      const e = s.buf[s.head + ((forward ? from + i : to - i) - first)]
+      if (e === undefined) continue
+      bytes += e.size
+      if (bytes > maxBytes && page.publications.length > 0) break
+      page.publications.push(toPublication(e))
     }
-    if (q.reverse === true) page.publications.reverse()
+    if (forward === (q.reverse === true)) page.publications.reverse()
     return page
   }
 
   async removeHistory(channel: string): Promise<void> {
     this.#ready()
-    this.#streams.delete(channel)
+    const s = this.#live(channel, this.#opts.now())
+    if (s !== undefined) this.#forget(channel, s)
   }
 
   async addPresence(channel: string, info: ClientInfo, ttlMs: number): Promise<void> {
     this.#ready()
     let clients = this.#presence.get(channel)
+    if (clients?.has(info.client) !== true) {
+      if (this.#presenceEntries >= this.#opts.maxPresenceEntries) {
+        this.#refused.presence++
+        throw new HoldfastError('limit_exceeded', `this node holds its most presence entries (${this.#opts.maxPresenceEntries}); try later`, { temporary: true })
+      }
+      this.#presenceEntries++
+    }
     if (clients === undefined) this.#presence.set(channel, (clients = new Map()))
     clients.set(info.client, { value: info, expiresAt: this.#opts.now() + ttlMs })
   }
@@ -267,7 +390,7 @@ export class MemoryEngine implements Engine {
     this.#ready()
     const clients = this.#presence.get(channel)
     if (clients === undefined) return
-    clients.delete(clientId)
+    if (clients.delete(clientId)) this.#presenceEntries--
     if (clients.size === 0) this.#presence.delete(channel)
   }
 
@@ -323,19 +446,32 @@ export class MemoryEngine implements Engine {
     if (claim !== undefined && now < claim.expiresAt) {
       return claim.value.state === 'done' ? { state: 'done', result: claim.value.result } : { state: 'pending' }
     }
+    if (claim === undefined) this.#roomForId()
     // A pending claim expires too, so a command whose node died mid-run can be retried.
-    this.#claims.set(key, { value: { state: 'pending' }, expiresAt: now + ttlMs })
+    this.#setClaim(key, { value: { state: 'pending' }, expiresAt: now + ttlMs })
     return { state: 'new' }
   }
 
   async completeIdempotent(key: string, result: unknown, ttlMs: number): Promise<void> {
     this.#ready()
-    this.#claims.set(key, { value: { state: 'done', result }, expiresAt: this.#opts.now() + ttlMs })
+    this.#setClaim(key, { value: { state: 'done', result }, expiresAt: this.#opts.now() + ttlMs })
   }
 
   async releaseIdempotent(key: string): Promise<void> {
     this.#ready()
-    this.#claims.delete(key)
+    if (this.#claims.delete(key)) this.#idempotency--
+  }
+
+  #setClaim(key: string, claim: Expiring<Claim>): void {
+    if (!this.#claims.has(key)) this.#idempotency++
+    this.#claims.set(key, claim)
+  }
+
+  /** Refuse a new idempotency id when the budget is spent: forgetting another client's would let its retry run twice. */
+  #roomForId(): void {
+    if (this.#idempotency < this.#opts.maxIdempotencyKeys) return
+    this.#refused.idempotency++
+    throw new HoldfastError('limit_exceeded', `this node holds its most message ids (${this.#opts.maxIdempotencyKeys}); try later`, { temporary: true })
   }
 
   #ready(): EngineHandler {
@@ -344,22 +480,98 @@ export class MemoryEngine implements Engine {
     return this.#handler
   }
 
-  /** The channel's live stream; an unknown or expired one starts over in a new epoch so no client mistakes it for the old one. */
-  #stream(channel: string, opts: StreamOptions, now: number): Stream {
-    let s = this.#streams.get(channel)
-    if (s === undefined || now >= s.expiresAt) {
-      s = {
-        epoch: newEpoch(),
-        top: 0,
-        buf: [],
-        head: 0,
-        expiresAt: now + opts.streamTtlMs,
-        historySize: opts.historySize,
-        historyTtlMs: opts.historyTtlMs,
-      }
-      this.#streams.set(channel, s)
+  /** The channel's live stream, or undefined; an expired one is forgotten here. */
+  #live(channel: string, now: number): Stream | undefined {
+    const s = this.#streams.get(channel)
+    if (s === undefined || now < s.expiresAt) return s
+    this.#drop(channel, s)
+    return undefined
+  }
+
+  /**
+   * The epoch of a channel with no stream: derived from this process's seed, the channel and the
+   * current period of its streamTtlMs, so reads agree with each other and with the first publish.
+   * A stream lives at least streamTtlMs after its last publish, so one that expired is never
+   * recreated in the period it was created in; one forgotten earlier moves the generation on.
+   */
+  #derivedEpoch(channel: string, opts: StreamOptions, now: number): string {
+    const period = Math.floor(now / opts.streamTtlMs)
+    return createHash('sha256')
+      .update(this.#epochSeed)
+      .update(`${channel}\n${period}\n${opts.streamTtlMs}\n${this.#generation}`)
+      .digest('base64url')
+      .slice(0, 12)
+  }
+
+  /** A new stream for a publish, within the stream budget. */
+  #create(channel: string, opts: StreamOptions, now: number): Stream {
+    if (this.#streams.size >= this.#opts.maxStreams) this.#evictStream(now)
+    return {
+      epoch: this.#derivedEpoch(channel, opts, now),
+      top: 0,
+      buf: [],
+      head: 0,
+      expiresAt: now + opts.streamTtlMs,
+      historySize: opts.historySize,
+      historyTtlMs: opts.historyTtlMs,
     }
-    return s
+  }
+
+  /**
+   * Make room for one stream: forget the coldest one that holds no history and that no subscriber
+   * on this node follows (a client that comes back to it learns `recovered: false`). Refuse when
+   * the cold end holds only streams that still matter.
+   */
+  #evictStream(now: number): void {
+    let looked = 0
+    for (const [channel, s] of this.#streams) {
+      if (looked++ >= EVICT_SCAN) break
+      this.#trim(s, s, now)
+      if (now >= s.expiresAt || (s.buf.length === s.head && !this.#subscribed.has(channel))) {
+        this.#forget(channel, s)
+        this.#evicted.streams++
+        return
+      }
+    }
+    this.#refused.streams++
+    throw new HoldfastError('limit_exceeded', `this node holds its most channel streams (${this.#opts.maxStreams}); try later`, { temporary: true })
+  }
+
+  /** Over the history budget: drop the oldest publications of the least recently published streams. */
+  #evictHistory(now: number): void {
+    const max = this.#opts.maxHistoryBytes
+    for (const s of this.#streams.values()) {
+      while (this.#historyBytes > max && s.head < s.buf.length) {
+        const e = s.buf[s.head] as Entry
+        s.buf[s.head++] = undefined
+        this.#historyBytes -= e.size
+        this.#evicted.publications++
+      }
+      this.#trim(s, s, now)
+      if (this.#historyBytes <= max) return
+    }
+  }
+
+  /**
+   * Forget a stream before its time (removeHistory, the stream budget). It could then be recreated
+   * within its derived epoch's period, so the derivation moves on: offsets restarting at 1 must
+   * never reuse the epoch a client saw higher offsets in.
+   */
+  #forget(channel: string, s: Stream): void {
+    this.#drop(channel, s)
+    this.#generation++
+  }
+
+  /** Forget a stream and what its history held. */
+  #drop(channel: string, s: Stream): void {
+    for (let i = s.head; i < s.buf.length; i++) this.#historyBytes -= (s.buf[i] as Entry).size
+    s.buf = []
+    s.head = 0
+    if (this.#streams.get(channel) === s) this.#streams.delete(channel)
+  }
+
+  #trim(s: Stream, opts: Pick<StreamOptions, 'historySize' | 'historyTtlMs'>, now: number): void {
+    this.#historyBytes -= trim(s, opts, now)
   }
 
   *#livePresence(channel: string): Generator<[string, ClientInfo]> {
@@ -368,7 +580,7 @@ export class MemoryEngine implements Engine {
     const now = this.#opts.now()
     for (const [client, entry] of clients) {
       if (now < entry.expiresAt) yield [client, entry.value]
-      else clients.delete(client)
+      else if (clients.delete(client)) this.#presenceEntries--
     }
     if (clients.size === 0) this.#presence.delete(channel)
   }
@@ -376,16 +588,31 @@ export class MemoryEngine implements Engine {
   #sweep(): void {
     const now = this.#opts.now()
     for (const [channel, s] of this.#streams) {
-      if (now >= s.expiresAt) this.#streams.delete(channel)
-      else trim(s, s, now)
+      if (now >= s.expiresAt) this.#drop(channel, s)
+      else this.#trim(s, s, now)
     }
     for (const [channel, keys] of this.#published) {
-      for (const [key, e] of keys) if (now >= e.expiresAt) keys.delete(key)
+      for (const [key, e] of keys) {
+        if (now >= e.expiresAt) {
+          keys.delete(key)
+          this.#idempotency--
+        }
+      }
       if (keys.size === 0) this.#published.delete(channel)
     }
-    for (const [key, e] of this.#claims) if (now >= e.expiresAt) this.#claims.delete(key)
+    for (const [key, e] of this.#claims) {
+      if (now >= e.expiresAt) {
+        this.#claims.delete(key)
+        this.#idempotency--
+      }
+    }
     for (const [channel, clients] of this.#presence) {
-      for (const [client, e] of clients) if (now >= e.expiresAt) clients.delete(client)
+      for (const [client, e] of clients) {
+        if (now >= e.expiresAt) {
+          clients.delete(client)
+          this.#presenceEntries--
+        }
+      }
       if (clients.size === 0) this.#presence.delete(channel)
     }
   }
@@ -394,13 +621,16 @@ export class MemoryEngine implements Engine {
 /**
  * Drop entries beyond `historySize` or older than `historyTtlMs`, only ever from the oldest end and
  * stopping at the first live one, so what stays has no gap even if the clock stepped back.
+ * Returns the bytes dropped.
  */
-function trim(s: Stream, opts: Pick<StreamOptions, 'historySize' | 'historyTtlMs'>, now: number): void {
+function trim(s: Stream, opts: Pick<StreamOptions, 'historySize' | 'historyTtlMs'>, now: number): number {
   const { buf } = s
   const keepFrom = Math.max(0, buf.length - opts.historySize)
+  let dropped = 0
   while (s.head < buf.length) {
     const e = buf[s.head]
     if (e === undefined || (s.head >= keepFrom && now < e.at + opts.historyTtlMs)) break
+    dropped += e.size
     buf[s.head++] = undefined
   }
   if (s.head === buf.length) {
@@ -412,4 +642,5 @@ function trim(s: Stream, opts: Pick<StreamOptions, 'historySize' | 'historyTtlMs
     s.buf = buf.slice(s.head)
     s.head = 0
   }
+  return dropped
 }

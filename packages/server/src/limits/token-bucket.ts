@@ -43,7 +43,16 @@ export class TokenBucket {
     return true
   }
 
-  /** Tokens available at `now` (fractional: refill is continuous). */
+  /**
+   * Takes `n` tokens whatever the level, which may go below zero: for a cost known only after the
+   * work (the size of a reply), admitted while the level was positive and paid off by the refill.
+   */
+  spend(now: number, n: number): void {
+    this.refill(now)
+    this.level -= n
+  }
+
+  /** Tokens available at `now` (fractional: refill is continuous; negative after `spend`). */
   tokens(now: number): number {
     this.refill(now)
     return this.level

@@ -194,6 +194,9 @@ export class HttpStreamTransport {
       },
       upgrade: (accept: Accept) => {
         if (res.destroyed) return
+        // Like an upgraded WebSocket: no idle timer on this socket (the server's HTTP guard gives
+        // idle connections 15 s); heartbeats find a dead peer instead.
+        req.socket.setTimeout(0)
         const id = randomBase64url(16)
         res.writeHead(200, {
           'content-type': 'application/octet-stream',

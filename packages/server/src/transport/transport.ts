@@ -14,6 +14,8 @@ export interface TransportSocket {
   close(code: number, reason: string): void
   /** Destroy at once, without a closing handshake (used when the peer is gone or hostile). */
   terminate(): void
+  /** Stop reading the peer's frames (a connection closed for flooding). Optional: uWS has no way to. */
+  pause?(): void
 }
 
 /** Events a transport feeds into a connection. */

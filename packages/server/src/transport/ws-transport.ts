@@ -89,6 +89,9 @@ class WsSocket implements TransportSocket {
   terminate(): void {
     this.#ws.terminate()
   }
+  pause(): void {
+    this.#ws.pause()
+  }
 }
 
 /** Where a `ws` socket keeps its sink, so that its listeners can be shared functions. */

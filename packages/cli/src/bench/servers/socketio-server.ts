@@ -9,7 +9,10 @@ import type { StartedServer } from './server-process.js'
  * encodes once and writes to each member.
  */
 export async function startSocketIo(): Promise<StartedServer> {
-  const { Server } = await import('socket.io')
+  // An optional peer of the CLI: only the comparison needs it.
+  const { Server } = await import('socket.io').catch((err: unknown) => {
+    throw new Error(`the Socket.IO peer needs socket.io, an optional package: npm install socket.io (${(err as Error).message.split('\n')[0]})`)
+  })
   const http = createServer()
   const io = new Server(http, { transports: ['websocket'], serveClient: false, perMessageDeflate: false, httpCompression: false })
   io.on('connection', (socket) => {

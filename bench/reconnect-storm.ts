@@ -6,8 +6,8 @@
 //   node --conditions=source --import tsx packages/client/bench/reconnect-storm.ts --clients 1000 [--downtime-ms 0]
 import { parseArgs } from 'node:util'
 import { WebSocket } from 'ws'
-import { HoldfastClient, type Subscription } from '../src/index.js'
-import { createNode, SharedEngine } from '../test/helpers/real-server.js'
+import { HoldfastClient, type Subscription } from '@holdfast/client'
+import { createNode, SharedEngine } from '../packages/client/test/helpers/real-server.js'
 
 const { values } = parseArgs({
   options: {

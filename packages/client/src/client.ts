@@ -35,6 +35,8 @@ type Timer = ReturnType<typeof setTimeout>
 
 /** WebSocket attempts in a row that fail before the client tries the HTTP-streaming fallback. */
 const WS_FAILURES_BEFORE_FALLBACK = 2
+/** The first WebSocket probe after connecting over the fallback. */
+const FIRST_PROBE_MS = 1000
 /** Longest pause between WebSocket probes while on the fallback. */
 const MAX_PROBE_DELAY_MS = 600_000
 
@@ -714,7 +716,9 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     }, this.#opts.stableAfterMs)
     if (this.#linkKind === 'http') {
       this.#preferHttp = true
-      this.#probeDelayMs ||= this.#opts.webSocketRetryMs
+      // The first probe comes soon: a node that was down (not a proxy refusing upgrades) makes
+      // WebSocket attempts fail too, and its clients should not stay on the fallback once it is back.
+      this.#probeDelayMs ||= Math.min(FIRST_PROBE_MS, this.#opts.webSocketRetryMs)
       this.#scheduleProbe()
     }
     if (result.expiresIn !== undefined) this.#scheduleRefresh(result.expiresIn)
@@ -938,7 +942,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         .then((ok) => {
           if (generation !== this.#generation || this.#linkKind !== 'http') return
           if (!ok) {
-            this.#probeDelayMs = Math.min(this.#probeDelayMs * 2, MAX_PROBE_DELAY_MS)
+            this.#probeDelayMs = this.#probeDelayMs < this.#opts.webSocketRetryMs ? this.#opts.webSocketRetryMs : Math.min(this.#probeDelayMs * 2, MAX_PROBE_DELAY_MS)
             this.#scheduleProbe()
             return
           }

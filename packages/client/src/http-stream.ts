@@ -172,9 +172,11 @@ class HttpStream implements Carrier {
 export function probeWebSocket(ctor: WebSocketConstructor, url: string, subprotocol: string, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     let probe: InstanceType<WebSocketConstructor>
+    // `ws` throws an 'error' nobody listens to: keep a listener for good.
+    const ignore = (): void => {}
     const done = (ok: boolean): void => {
       clearTimeout(timer)
-      probe.onopen = probe.onclose = probe.onerror = null
+      probe.onopen = probe.onclose = null
       if (ok) probe.close(1000, 'probe')
       resolve(ok)
     }
@@ -185,6 +187,7 @@ export function probeWebSocket(ctor: WebSocketConstructor, url: string, subproto
       return
     }
     const timer = setTimeout(() => done(false), timeoutMs)
+    probe.onerror = ignore
     probe.onopen = () => done(true)
     probe.onclose = () => done(false)
   })

@@ -85,7 +85,7 @@ export interface ClientOptions {
    * go back to WebSocket as soon as a probe gets through. @default true
    */
   httpFallback?: boolean
-  /** While on the HTTP fallback, the first pause before a WebSocket probe (doubling up to 10 min), in ms. @default 60000 */
+  /** While on the HTTP fallback, the pause between WebSocket probes after a first one at 1 s (doubling up to 10 min), in ms. @default 60000 */
   webSocketRetryMs?: number
   /**
    * With a discovery function (or a discovery answer without `ttl`): how long a resolved list is

@@ -10,7 +10,7 @@ import { chromium, type Browser } from 'playwright-core'
 export const CHROMIUM = '/usr/bin/chromium'
 
 /** Quiet and self-contained: no GPU, no sandbox (containers, root), nothing fetched from the network. */
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
   '--disable-gpu',

@@ -100,6 +100,7 @@ export const SETTINGS = {
     file: 'sessionSecret',
     help: 'signs session resume tokens; give every node of a fleet the same one (default: random per process)',
   },
+  publicUrl: { flag: 'public-url', file: 'publicUrl', help: 'the ws:// or wss:// URL clients reach this node at, listed by GET /discovery (default: not listed)' },
   pingInterval: { flag: 'ping-interval', file: 'pingIntervalMs', help: 'application ping period, e.g. 25s (bare number: ms; default 25s)' },
   drainMs: { flag: 'drain-ms', file: 'drainMs', help: 'drain window on SIGTERM, in ms (default 10000)' },
   logLevel: { flag: 'log-level', file: 'logLevel', help: `${LOG_LEVELS.join(' | ')} (default info)` },
@@ -401,6 +402,7 @@ export function resolveServeConfig(
   const sessionSecret = get<string | undefined>('sessionSecret', parseSessionSecret, undefined)
   const redis = parseRedisTuning(file['redis'], `"redis" in ${configFile ?? 'the config file'}`)
   const pingIntervalMs = get<number | undefined>('pingInterval', parsePositiveDuration, undefined)
+  const publicUrl = get<string | undefined>('publicUrl', parseNonEmpty, undefined)
   const drainMs = get<number | undefined>('drainMs', parseDrain, undefined)
   const logLevel = get('logLevel', (r) => parseChoice(r, LOG_LEVELS), 'info' as LogLevel)
   const logFormat = get('logFormat', (r) => parseChoice(r, LOG_FORMATS), 'auto' as LogFormat)
@@ -424,6 +426,7 @@ export function resolveServeConfig(
   if (pingIntervalMs !== undefined) holdfast['pingIntervalMs'] = pingIntervalMs
   if (drainMs !== undefined) holdfast['drainMs'] = drainMs
   if (sessionSecret !== undefined) holdfast['sessionSecret'] = sessionSecret
+  if (publicUrl !== undefined) holdfast['publicUrl'] = publicUrl
   if (transport !== 'ws') holdfast['transport'] = transport
   if (trustProxy !== undefined) holdfast['trustProxy'] = trustProxy
 

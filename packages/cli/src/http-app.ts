@@ -8,7 +8,7 @@ import fastifyStatic from '@fastify/static'
 import type { Logger } from 'pino'
 import type { Holdfast } from '@holdfast/server'
 import { holdfastApi } from '@holdfast/server/api'
-import { holdfastFastify } from '@holdfast/server/fastify'
+import { holdfastDiscovery, holdfastFastify } from '@holdfast/server/fastify'
 import { guardHttpServer, httpServerOptions, type HttpGuardOptions } from '@holdfast/server/internal'
 import { adminRoutes, type AdminDashboard } from './admin/index.js'
 import type { MetricsAuth } from './config.js'
@@ -151,6 +151,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   }
 
   if (opts.webSocket !== false) await app.register(holdfastFastify, { holdfast, path: wsPath })
+  await app.register(holdfastDiscovery, { holdfast })
   // A plain GET of the WebSocket URL (a browser tab, curl): say what the endpoint wants.
   app.get(wsPath, async (_req, reply) =>
     reply

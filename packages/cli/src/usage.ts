@@ -13,6 +13,7 @@ const VALUE_NAMES: Readonly<Record<SettingName, string>> = {
   apiKey: 'K',
   adminSecret: 'A',
   sessionSecret: 'S',
+  publicUrl: 'URL',
   pingInterval: 'DURATION',
   drainMs: 'MS',
   logLevel: 'LEVEL',

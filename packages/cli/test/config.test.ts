@@ -94,6 +94,7 @@ const PRECEDENCE: Record<Exclude<SettingName, 'config' | 'proxyProtocol'>, { raw
     read: (c) => c.holdfast.sessionSecret,
     want: ['flag-session-secret-0123', 'env-session-secret-01234', 'file-session-secret-0123'],
   },
+  publicUrl: { raw: ['wss://a.example/ws', 'wss://b.example/ws', 'ws://c.example/ws'], read: (c) => c.holdfast.publicUrl, want: ['wss://a.example/ws', 'wss://b.example/ws', 'ws://c.example/ws'] },
   pingInterval: { raw: ['5s', '1500ms', 700], read: (c) => c.holdfast.pingIntervalMs, want: [5000, 1500, 700] },
   drainMs: { raw: ['500', '2s', 0], read: (c) => [c.drainMs, c.holdfast.drainMs], want: [[500, 500], [2000, 2000], [0, 0]] },
   logLevel: { raw: ['debug', 'warn', 'silent'], read: (c) => c.logLevel, want: ['debug', 'warn', 'silent'] },

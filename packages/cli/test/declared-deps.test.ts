@@ -42,7 +42,8 @@ function importedPackages(source: string): Set<string> {
   const re = /(?:^\s*(?:import|export)\b[^'"\n]*?\bfrom\s+|^\s*import\s+|\bimport\s*\(\s*)['"]([^'"./][^'"]*)['"]/gm
   for (const m of source.matchAll(re)) {
     const spec = m[1] as string
-    if (spec.startsWith('node:') || builtinModules.includes(spec.split('/')[0] as string)) continue
+    // '#...': the package's own subpath imports (package.json "imports"), not a dependency.
+    if (spec.startsWith('#') || spec.startsWith('node:') || builtinModules.includes(spec.split('/')[0] as string)) continue
     const parts = spec.split('/')
     out.add(spec.startsWith('@') ? `${parts[0]}/${parts[1]}` : (parts[0] as string))
   }

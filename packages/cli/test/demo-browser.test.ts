@@ -208,7 +208,9 @@ describe('demo page in headless Chromium', () => {
       assert.deepEqual(c.problems.filter((p) => p.kind === 'pageerror'), [], `${c.who}: uncaught exceptions`)
       assert.deepEqual(c.problems.filter((p) => p.phase !== 'outage'), [], `${c.who}: console errors while the server was up`)
       // While the server is down Chromium itself logs each refused WebSocket; nothing else is expected.
-      const unexpected = c.problems.filter((p) => !/^WebSocket connection to 'ws:\/\/[^']+\/ws' failed/.test(p.text))
+      // Attempts against the stopped server: WebSocket ones, and the HTTP-streaming fallback's
+      // (refused, or a stream id the new process does not know).
+      const unexpected = c.problems.filter((p) => !/^WebSocket connection to 'ws:\/\/[^']+\/ws' failed|^Failed to load resource: (net::ERR_CONNECTION_REFUSED|the server responded with a status of 404 \(Not Found\))$/.test(p.text))
       assert.deepEqual(unexpected, [], `${c.who}: console errors during the outage`)
     }
 

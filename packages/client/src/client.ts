@@ -1,40 +1,44 @@
-import {
-  CloseCodes,
-  HoldfastError,
-  isErrorReply,
-  isReply,
-  jsonCodec,
-  msgpackCodec,
-  PROTOCOL_VERSION,
-  type ClientMessage,
-  type Codec,
-  type ConnectCommand,
-  type ConnectResult,
-  type HistoryResult,
-  type PresenceResult,
-  type PresenceStatsResult,
-  type PublishResult,
-  type RefreshResult,
-  type Reply,
-  type RpcResult,
-  type ServerMessage,
-  type StreamPosition,
+import { closeCodes, HoldfastError, isErrorReply, isReply, jsonClientCodec, PROTOCOL_VERSION } from '@holdfast/protocol/internal'
+import type {
+  ClientMessage,
+  ConnectCommand,
+  ConnectResult,
+  HistoryResult,
+  PresenceResult,
+  PresenceStatsResult,
+  PublishResult,
+  RefreshResult,
+  Reply,
+  RpcResult,
+  ServerMessage,
+  StreamPosition,
 } from '@holdfast/protocol'
+import type { ClientCodec } from '@holdfast/protocol/internal'
 import { backoffDelay } from './backoff.js'
 import { TypedEmitter } from './emitter.js'
-import type { CallOptions, ClientEvents, HistoryOptions } from './events.js'
-import { NetworkWatcher } from './network.js'
+import type { CallOptions, ClientEvents, HistoryOptions, RestoredCommand } from './events.js'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
 import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
+import { Endpoints, type EndpointSource } from './endpoints.js'
+import { PageWatcher } from './page-lifecycle.js'
+import { loadMsgpack } from './msgpack-loader.js'
 import { Pacer } from './pacer.js'
+import type { LoadedRecord, Persistence } from './persistence.js'
 import { decideReconnect } from './reconnect-policy.js'
 import { isConnectResult, isSubscribeResult } from './results.js'
 import { reasonFor, StateMachine, type ConnectionState, type StateReason } from './state.js'
 import { Subscription, type SubscriptionHost } from './subscription.js'
-import { Transport } from './transport.js'
+import { Transport, webSocketCarrier, type CarrierFactory, type TransportHandlers } from './transport.js'
 import { Watchdog } from './watchdog.js'
 
 type Timer = ReturnType<typeof setTimeout>
+
+/** WebSocket attempts in a row that fail before the client tries the HTTP-streaming fallback. */
+const WS_FAILURES_BEFORE_FALLBACK = 2
+/** The first WebSocket probe after connecting over the fallback. */
+const FIRST_PROBE_MS = 1000
+/** Longest pause between WebSocket probes while on the fallback. */
+const MAX_PROBE_DELAY_MS = 600_000
 
 /**
  * The holdfast client: one logical connection that survives drops, restarts and failover.
@@ -47,7 +51,10 @@ type Timer = ReturnType<typeof setTimeout>
  */
 export class HoldfastClient extends TypedEmitter<ClientEvents> {
   readonly #opts: ResolvedOptions
-  readonly #codec: Codec
+  /** What commands are encoded with; JSON (for size estimates) until a requested MessagePack codec has loaded. */
+  #codec: ClientCodec
+  /** Set while the MessagePack codec loads: no socket is opened before. */
+  #codecLoading: Promise<void> | undefined
   readonly #machine: StateMachine
   readonly #outbox: Outbox
   readonly #subs = new Map<string, Subscription>()
@@ -55,6 +62,19 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   readonly #watchdog: Watchdog
 
   #transport: Transport | undefined
+  /** WebSocket attempts in a row that never got a connect reply (or dropped before they were stable). */
+  #wsFailures = 0
+  /** The HTTP-streaming fallback carried the last connection: keep it until a WebSocket probe succeeds. */
+  #preferHttp = false
+  /** What the current attempt (or connection) rides on. */
+  #linkKind: 'ws' | 'http' | undefined
+  /** The fallback's carrier, loaded the first time it is needed. */
+  #httpCarrier: CarrierFactory | undefined
+  /** While on the fallback: when to see whether a WebSocket gets through again. */
+  #probeTimer: Timer | undefined
+  #probeDelayMs = 0
+  /** The connection stayed up `stableAfterMs`. */
+  #stable = false
   /** The connect reply arrived on the current transport: commands may flow. */
   #ready = false
   /** Bumped whenever a connection attempt starts or ends, so async continuations of an old one are ignored. */
@@ -62,7 +82,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #nextId = 1
   readonly #replies = new Map<number, (reply: Reply) => void>()
 
-  #urlIndex = 0
+  readonly #endpoints: Endpoints
   #url = ''
   /** Consecutive reconnect attempts without a connection that stayed up `stableAfterMs`. */
   #attempt = 0
@@ -71,11 +91,32 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #token: string | undefined
   #needToken = false
   #session: { id: string; token: string } | undefined
+  /** The browser says the network is down: no attempts until `online`. */
   #offline = false
-  readonly #network = new NetworkWatcher(
-    () => this.#onOffline(),
-    () => this.#onOnline(),
-  )
+  /** The page is in the back/forward cache: no socket until `pageshow`. */
+  #cached = false
+  readonly #page = new PageWatcher({
+    offline: () => this.#onOffline(),
+    online: () => this.#onOnline(),
+    wake: (why) => this.#wake(why),
+    suspend: () => this.#onSuspend(),
+    restore: () => this.#onRestore(),
+  })
+  /** With discovery: refreshes the endpoint list when it expires while connected. */
+  #discoveryTimer: Timer | undefined
+  /** Set while a health-check ping awaits its reply. */
+  #healthTimer: Timer | undefined
+
+  /** With a `storage` option: the stored outbox and positions. */
+  #store: Persistence | undefined
+  /** Bumped when a store is opened or closed, so a late load of an abandoned one is ignored. */
+  #storeGeneration = 0
+  /** Set while the stored outbox and positions are read: nothing is sent, no socket opened, before. */
+  #restoring: Promise<void> | undefined
+  /** Commands restored from storage that still wait for their ack (see `restored`). */
+  #restored: RestoredCommand[] = []
+  /** Stored positions not yet claimed by a `subscribe()` of this client. */
+  #storedPositions = new Map<string, StreamPosition>()
 
   readonly #pacer = new Pacer()
   /** Set while the outbox waits for the command budget to refill. */
@@ -90,17 +131,37 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #stableTimer: Timer | undefined
   #refreshTimer: Timer | undefined
 
-  constructor(urlOrUrls: string | readonly string[], options: ClientOptions = {}) {
+  /**
+   * @param endpoints `ws://`/`wss://` URL(s) tried in turn; or where to discover them: the
+   * `http(s)://…/discovery` URL of a holdfast node, or a function returning URLs.
+   */
+  constructor(endpoints: EndpointSource, options: ClientOptions = {}) {
     super()
-    this.#opts = resolveOptions(urlOrUrls, options)
-    this.#codec = this.#opts.protocol === 'msgpack' ? msgpackCodec : jsonCodec
+    this.#opts = resolveOptions(endpoints, options)
+    const protocol = this.#opts.protocol
+    this.#codec = typeof protocol === 'object' ? protocol : jsonClientCodec
     this.#token = this.#opts.token
+    const discovery = this.#opts.discovery
+    this.#endpoints = new Endpoints(
+      this.#opts.urls,
+      discovery === undefined ? undefined : () => import('./discovery.js').then((m) => m.discover(discovery, this.#opts.discoveryTtlMs, this.#opts.connectTimeoutMs)),
+      (cause, haveList) => {
+        const message = `endpoint discovery failed${haveList ? ' (using the last known list)' : ''}: ${cause instanceof Error ? cause.message : String(cause)}`
+        this.emit('error', new HoldfastError('internal', message, { cause, temporary: true }))
+      },
+    )
     this.#machine = new StateMachine((change) => this.emit('state', change))
     this.#outbox = new Outbox(
       { maxCommands: this.#opts.maxQueuedCommands, maxBytes: this.#opts.maxQueuedBytes },
       (size, bytes) => this.emit('queue', { size, bytes }),
+      (entry) => {
+        if (entry.key !== undefined) this.#store?.remove(entry.key)
+      },
     )
-    this.#watchdog = new Watchdog((silent) => this.#fail(CloseCodes.heartbeat_timeout.code, `no frame from the server for ${silent} ms`))
+    this.#watchdog = new Watchdog(
+      (silent) => this.#fail(closeCodes.heartbeat_timeout.code, `no frame from the server for ${silent} ms`),
+      (late) => this.#checkHealth(`the client's timers ran ${late} ms late`),
+    )
     const self = this
     this.#host = {
       get connected() {
@@ -116,12 +177,14 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         })
       },
       sendUnsubscribe: (channel) => this.#command({ type: 'unsubscribe', channel }, () => {}),
+      moved: (channel, position) => this.#store?.savePosition(channel, position ?? null),
       forget: (sub) => {
         if (this.#subs.get(sub.channel) === sub) this.#subs.delete(sub.channel)
       },
       retryDelay: (attempt, advice) =>
         advice === 'reconnect' ? Math.random() * this.#opts.restartJitterMs : this.#backoff(attempt),
     }
+    this.#openStore()
   }
 
   get state(): ConnectionState {
@@ -138,6 +201,14 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     return this.#outbox.size
   }
 
+  /**
+   * Commands restored from storage (the `queue` event's `restored`) that still wait for their ack,
+   * for a UI that mounts after that event.
+   */
+  get restored(): readonly RestoredCommand[] {
+    return this.#restored
+  }
+
   // ------------------------------------------------------------ lifecycle
 
   /** Connect (or connect again after `close()`). Connecting or connected: no-op. Disconnected: attempts now. */
@@ -147,16 +218,17 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (state === 'closed') {
       this.#attempt = 0
       this.#authFailures = 0
+      this.#openStore()
     }
-    this.#network.start()
-    if (this.#offline) return
-    this.#startAttempt(reasonFor(CloseCodes.normal.code, 'connect() called'))
+    this.#page.start()
+    if (this.#paused) return
+    this.#startAttempt(reasonFor(closeCodes.normal.code, 'connect() called'))
   }
 
   /** Close for good: rejects every pending call with `client_closed`; removes every timer and listener. */
   close(): void {
     if (this.state === 'closed') return
-    this.#shutdown(reasonFor(CloseCodes.normal.code, 'close() called'))
+    this.#shutdown(reasonFor(closeCodes.normal.code, 'close() called'))
   }
 
   // ------------------------------------------------------------ subscriptions
@@ -168,8 +240,17 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (existing !== undefined) return existing
     const sub = new Subscription(channel, this.#host)
     this.#subs.set(channel, sub)
+    this.#claimPosition(sub)
     if (this.#ready) sub._connected()
     return sub
+  }
+
+  /** A position stored by an earlier page or process: the first subscribe recovers from it. */
+  #claimPosition(sub: Subscription): void {
+    const pos = this.#storedPositions.get(sub.channel)
+    if (pos === undefined) return
+    this.#storedPositions.delete(sub.channel)
+    sub._restore(pos)
   }
 
   getSubscription(channel: string): Subscription | undefined {
@@ -239,13 +320,131 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         reject(err)
         return
       }
-      entry.deadline = setTimeout(() => {
-        if (entry.wireId !== undefined) this.#replies.delete(entry.wireId)
-        const sent = entry.state === 'sent' ? ' (it was sent: the server may or may not have performed it)' : ''
-        this.#outbox.reject(entry, new HoldfastError('timeout', `${command.type} timed out after ${timeoutMs} ms${sent}`))
-      }, timeoutMs)
+      this.#arm(entry, timeoutMs, timeoutMs)
+      if (this.#opts.storage !== undefined && (this.#store !== undefined || this.#restoring !== undefined) && (command.type === 'publish' || command.type === 'rpc')) {
+        const now = Date.now()
+        // Written while connected: it goes out as soon as it is stored, so count it as sent now.
+        entry.record = { v: 1, seq: entry.seq, createdAt: now, deadline: now + timeoutMs, ...(this.#ready ? { sentAt: now } : {}), command }
+        // While the storage is still being opened, the write waits for it (and so does the send).
+        this.#persist(entry)
+      }
       this.#pump()
     })
+  }
+
+  /** The call's overall deadline: on expiry it leaves the outbox (and storage) and rejects. */
+  #arm(entry: OutboxEntry, inMs: number, timeoutMs: number): void {
+    entry.deadline = setTimeout(() => {
+      if (entry.wireId !== undefined) this.#replies.delete(entry.wireId)
+      const sent = entry.state === 'sent' ? ' (it was sent: the server may or may not have performed it)' : ''
+      this.#outbox.reject(entry, new HoldfastError('timeout', `${entry.command.type} timed out after ${timeoutMs} ms${sent}`))
+    }, Math.max(0, inMs))
+  }
+
+  /** Write the entry's record; it may be sent once the write is done. A failed write rejects the call. */
+  #persist(entry: OutboxEntry): void {
+    const store = this.#store
+    if (store === undefined || entry.record === undefined) return
+    entry.key ??= store.keyFor(entry.seq)
+    entry.writing = true
+    store.write(entry.key, entry.record).then(
+      () => {
+        entry.writing = false
+        this.#pump()
+      },
+      (cause: unknown) => {
+        entry.writing = false
+        const message = `${entry.command.type} could not be stored, so it was not sent: ${cause instanceof Error ? cause.message : String(cause)}`
+        this.#outbox.reject(entry, new HoldfastError('storage_failed', message, { cause }))
+        this.#pump()
+      },
+    )
+  }
+
+  /**
+   * true when the entry may leave: it is stored, and the storage knows it is being sent (so that a
+   * reload much later does not resend it past the server's dedupe window). Otherwise starts the
+   * write that makes it so; its completion pumps again.
+   */
+  #durable(entry: OutboxEntry): boolean {
+    const record = entry.record
+    if (record === undefined || this.#store === undefined) return true
+    if (entry.writing) return false
+    if (record.sentAt !== undefined) return true
+    record.sentAt = Date.now()
+    this.#persist(entry)
+    return false
+  }
+
+  // ------------------------------------------------------------ storage
+
+  /**
+   * The storage code is loaded (a chunk of its own) only when a `storage` is given; then the stored
+   * commands, session and positions are read before the first socket opens.
+   */
+  #openStore(): void {
+    const storage = this.#opts.storage
+    if (storage === undefined) return
+    const generation = ++this.#storeGeneration
+    const current = (): boolean => generation === this.#storeGeneration
+    this.#restoring = import('./persistence.js')
+      .then(({ Persistence }) => {
+        if (!current()) return undefined
+        const store = new Persistence(storage, newMessageId(), (cause, what) => this.#storageError(cause, what))
+        this.#store = store
+        return store.start((records) => {
+          if (current()) this.#restore(records, false)
+        })
+      })
+      .then(
+        (restored) => {
+          if (!current() || restored === undefined) return
+          this.#restoring = undefined
+          this.#storedPositions = restored.positions
+          // The page before a reload: resume its session, so the server's dedupe scope (for an
+          // anonymous client, the session) still recognises what it sent.
+          this.#session ??= restored.session
+          for (const sub of this.#subs.values()) this.#claimPosition(sub)
+          // Calls made while the storage opened are written now, before anything is sent.
+          for (const entry of this.#outbox.entries()) if (entry.key === undefined) this.#persist(entry)
+          this.#restore(restored.records, true)
+        },
+        (cause: unknown) => {
+          if (!current()) return
+          // Without a readable storage the client still works, in memory only; the app is told.
+          this.#restoring = undefined
+          this.#store?.close()
+          this.#store = undefined
+          this.#storageError(cause, 'reading the stored queue (continuing without storage)')
+          this.#pump()
+        },
+      )
+  }
+
+  #storageError(cause: unknown, what: string): void {
+    const message = cause instanceof Error ? cause.message : String(cause)
+    this.emit('error', new HoldfastError('storage_failed', `storage: ${what} failed: ${message}`, { cause }))
+  }
+
+  /** Put stored commands back in the outbox and tell the application (see `Persistence.restore`). */
+  #restore(loaded: LoadedRecord[], front: boolean): void {
+    this.#store?.restore(loaded, front, {
+      outbox: this.#outbox,
+      idempotencyWindowMs: this.#opts.idempotencyWindowMs,
+      sizeOf: (command) => this.#codec.encode({ id: 1, ...command } as ClientMessage).byteLength,
+      arm: (entry, inMs, timeoutMs) => this.#arm(entry, inMs, timeoutMs),
+      announce: (restored, discarded) => {
+        this.#restored = [...this.#restored, ...restored]
+        for (const r of restored) {
+          const settled = (): void => {
+            this.#restored = this.#restored.filter((x) => x !== r)
+          }
+          r.result.then(settled, settled)
+        }
+        this.emit('queue', { size: this.#outbox.size, bytes: this.#outbox.bytes, restored, discarded })
+      },
+    })
+    this.#pump()
   }
 
   /**
@@ -255,14 +454,22 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
    * own retry must land first (the server may store the later one the moment it comes).
    */
   #pump(): void {
-    if (!this.#ready || this.#holdTimer !== undefined || this.#pumpTimer !== undefined) return
+    if (!this.#ready || this.#restoring !== undefined || this.#holdTimer !== undefined || this.#pumpTimer !== undefined) return
+    // Entries behind one that is still being stored wait for it (order), but their own writes start now.
+    let blocked = 0
     let olderInFlight = false
     for (const entry of this.#outbox.entries()) {
       if (entry.state !== 'queued') {
         olderInFlight = true
         continue
       }
+      // A retry never overtakes an older command still in flight: that one may be refused too.
       if (entry.attempt > 0 && olderInFlight) return
+      if (!this.#durable(entry)) {
+        if (++blocked >= this.#opts.maxBatch) return
+        continue
+      }
+      if (blocked > 0) continue
       if (!this.#pacer.take(entry.bytes)) {
         this.#pumpTimer = setTimeout(() => {
           this.#pumpTimer = undefined
@@ -312,7 +519,9 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   }
 
   /** Send a command on the current connection with a fresh wire id; returns the id. */
-  #command(body: QueuedCommand | { type: 'subscribe' | 'unsubscribe'; channel: string; recover?: StreamPosition } | { type: 'refresh'; token: string }, onReply: (reply: Reply) => void): number {
+  #command(
+    body: QueuedCommand | { type: 'subscribe' | 'unsubscribe'; channel: string; recover?: StreamPosition } | { type: 'refresh'; token: string } | { type: 'ping' },
+    onReply: (reply: Reply) => void): number {
     const id = this.#nextId++
     this.#replies.set(id, onReply)
     this.#pacer.consume()
@@ -326,14 +535,85 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
     const generation = ++this.#generation
-    this.#url = this.#opts.urls[this.#urlIndex % this.#opts.urls.length] as string
     this.#machine.transition('connecting', reason)
-    this.emit('connecting', { url: this.#url, attempt: this.#attempt })
     if (generation !== this.#generation) return
     this.#connectTimer = setTimeout(
-      () => this.#fail(CloseCodes.connect_timeout.code, `no connect reply within ${this.#opts.connectTimeoutMs} ms`),
+      () => this.#fail(closeCodes.connect_timeout.code, `no connect reply within ${this.#opts.connectTimeoutMs} ms`),
       this.#opts.connectTimeoutMs,
     )
+    // With discovery, the list may need fetching first (expired, or every URL of it failed).
+    const resolving = this.#endpoints.refresh()
+    if (resolving !== undefined) {
+      void resolving.then(() => {
+        if (generation === this.#generation) this.#attemptTo(generation)
+      })
+      return
+    }
+    this.#attemptTo(generation)
+  }
+
+  #attemptTo(generation: number): void {
+    const url = this.#endpoints.url
+    if (url === undefined) {
+      this.#fail(closeCodes.abnormal.code, 'no endpoint known yet: discovery has not answered')
+      return
+    }
+    this.#url = url
+    this.emit('connecting', { url, attempt: this.#attempt })
+    if (generation !== this.#generation) return
+    // Positions must be known before the first subscribe, stored commands before the first send,
+    // and the codec before the socket is opened.
+    const waits = [this.#restoring, this.#loadCodec(), this.#loadFallback()].filter((p) => p !== undefined)
+    if (waits.length > 0) {
+      Promise.all(waits).then(
+        () => {
+          if (generation === this.#generation) this.#afterRestore(generation)
+        },
+        (cause: unknown) => {
+          if (generation !== this.#generation) return
+          const message = `cannot load the client's code: ${cause instanceof Error ? cause.message : String(cause)}`
+          this.emit('error', new HoldfastError('internal', message, { cause, temporary: true }))
+          this.#fail(closeCodes.abnormal.code, message)
+        },
+      )
+      return
+    }
+    this.#afterRestore(generation)
+  }
+
+  /**
+   * After WebSocket attempts failed twice in a row (an upgrade refused or cut by a proxy), or while
+   * the fallback carries the connection: the next attempt goes over HTTP streaming. Its code is
+   * loaded then.
+   */
+  #loadFallback(): Promise<void> | undefined {
+    if (!this.#wantsHttp() || this.#httpCarrier !== undefined) return undefined
+    return import('./http-stream.js').then((m) => {
+      this.#httpCarrier = m.httpStreamCarrier
+    })
+  }
+
+  #wantsHttp(): boolean {
+    return this.#opts.httpFallback && (this.#preferHttp || this.#wsFailures >= WS_FAILURES_BEFORE_FALLBACK)
+  }
+
+  /** Starts loading the MessagePack codec if it was asked for and is not here yet; a failed load is tried again next time. */
+  #loadCodec(): Promise<void> | undefined {
+    if (this.#opts.protocol !== 'msgpack' || this.#codec.name === 'msgpack') return undefined
+    this.#codecLoading ??= loadMsgpack().then(
+      (codec) => {
+        this.#codec = codec
+        this.#codecLoading = undefined
+      },
+      (err: unknown) => {
+        this.#codecLoading = undefined
+        throw err
+      },
+    )
+    return this.#codecLoading
+  }
+
+  #afterRestore(generation: number): void {
     const getToken = this.#opts.getToken
     if (getToken !== undefined && (this.#needToken || this.#token === undefined)) {
       Promise.resolve()
@@ -350,7 +630,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
           const message = `getToken() failed: ${cause instanceof Error ? cause.message : String(cause)}`
           this.emit('error', new HoldfastError('unauthorized', message, { cause, temporary: true }))
           // Fetching a token is a network call like any other: back off, ask again next attempt.
-          this.#fail(CloseCodes.abnormal.code, message)
+          this.#fail(closeCodes.abnormal.code, message)
         })
       return
     }
@@ -359,35 +639,38 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
 
   #open(generation: number): void {
     let transport: Transport
+    const handlers: TransportHandlers = {
+      open: () => this.#sendConnect(transport),
+      heard: () => this.#watchdog.heard(),
+      messages: (msgs) => {
+        try {
+          this.#onMessages(transport, msgs)
+        } catch (cause) {
+          // Listener exceptions never get here (the emitter catches them); this is a server
+          // message the client could not handle. Treat it as a protocol error, never as a crash.
+          const message = `cannot handle a message from the server: ${cause instanceof Error ? cause.message : String(cause)}`
+          this.emit('error', new HoldfastError('bad_request', message, { cause }))
+          if (this.#transport === transport) this.#fail(closeCodes.bad_request.code, message)
+        }
+      },
+      malformed: (err) => {
+        this.emit('error', err)
+        if (this.#transport === transport) this.#fail(closeCodes.bad_request.code, `malformed frame from the server: ${err.message}`)
+      },
+      close: (code, reason) => {
+        if (this.#transport !== transport) return
+        this.#teardown(code, reason, false)
+        this.#afterDisconnect(code, reason || 'connection closed')
+      },
+    }
     try {
-      transport = new Transport(this.#opts.WebSocket, this.#url, this.#codec, this.#opts.maxBatch, {
-        open: () => this.#sendConnect(transport),
-        heard: () => this.#watchdog.heard(),
-        messages: (msgs) => {
-          try {
-            this.#onMessages(transport, msgs)
-          } catch (cause) {
-            // Listener exceptions never get here (the emitter catches them); this is a server
-            // message the client could not handle. Treat it as a protocol error, never as a crash.
-            const message = `cannot handle a message from the server: ${cause instanceof Error ? cause.message : String(cause)}`
-            this.emit('error', new HoldfastError('bad_request', message, { cause }))
-            if (this.#transport === transport) this.#fail(CloseCodes.bad_request.code, message)
-          }
-        },
-        malformed: (err) => {
-          this.emit('error', err)
-          if (this.#transport === transport) this.#fail(CloseCodes.bad_request.code, `malformed frame from the server: ${err.message}`)
-        },
-        close: (code, reason) => {
-          if (this.#transport !== transport) return
-          this.#teardown(code, reason, false)
-          this.#afterDisconnect(code, reason || 'connection closed')
-        },
-      })
+      const http = this.#wantsHttp() ? this.#httpCarrier : undefined
+      this.#linkKind = http === undefined ? 'ws' : 'http'
+      transport = new Transport(http ?? webSocketCarrier(this.#opts.WebSocket), this.#url, this.#codec, this.#opts.maxBatch, handlers)
     } catch (cause) {
       const message = cause instanceof Error ? cause.message : String(cause)
       this.emit('error', new HoldfastError('bad_request', `cannot open ${this.#url}: ${message}`, { cause, temporary: true }))
-      if (generation === this.#generation) this.#fail(CloseCodes.abnormal.code, `cannot open ${this.#url}: ${message}`)
+      if (generation === this.#generation) this.#fail(closeCodes.abnormal.code, `cannot open ${this.#url}: ${message}`)
       return
     }
     this.#transport = transport
@@ -408,15 +691,15 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       if (this.#transport !== transport) return
       if (!isErrorReply(reply)) {
         if (isConnectResult(reply.result)) this.#onConnected(reply.result)
-        else this.#fail(CloseCodes.bad_request.code, 'malformed connect result', false)
+        else this.#fail(closeCodes.bad_request.code, 'malformed connect result', false)
         return
       }
       const err = HoldfastError.fromReply(reply.error)
       this.emit('error', err)
       if (this.#transport !== transport) return
-      if (err.code === 'unauthorized') this.#fail(CloseCodes.unauthorized.code, err.message, false)
-      else if (err.code === 'token_expired') this.#fail(CloseCodes.token_expired.code, err.message, false)
-      else this.#fail(err.temporary ? CloseCodes.try_later.code : CloseCodes.bad_request.code, `connect refused: ${err.message}`, false)
+      if (err.code === 'unauthorized') this.#fail(closeCodes.unauthorized.code, err.message, false)
+      else if (err.code === 'token_expired') this.#fail(closeCodes.token_expired.code, err.message, false)
+      else this.#fail(err.temporary ? closeCodes.try_later.code : closeCodes.bad_request.code, `connect refused: ${err.message}`, false)
     })
     transport.send({ ...cmd, id } as ConnectCommand)
   }
@@ -424,6 +707,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #onConnected(result: ConnectResult): void {
     clearTimeout(this.#connectTimer)
     this.#connectTimer = undefined
+    if (result.session.id !== this.#session?.id || !result.resumed) this.#store?.saveSession(result.session)
     this.#session = result.session
     this.#authFailures = 0
     this.#ready = true
@@ -434,17 +718,28 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (result.ping > 0) this.#watchdog.start(result.ping + this.#opts.maxServerPingDelayMs)
     // Reset the backoff only once the connection has proven itself: a server that accepts and
     // drops at once must not pull every client into a tight reconnect loop.
+    this.#stable = false
     this.#stableTimer = setTimeout(() => {
       this.#stableTimer = undefined
+      this.#stable = true
       this.#attempt = 0
     }, this.#opts.stableAfterMs)
+    if (this.#linkKind === 'http') {
+      this.#preferHttp = true
+      // The first probe comes soon: a node that was down (not a proxy refusing upgrades) makes
+      // WebSocket attempts fail too, and its clients should not stay on the fallback once it is back.
+      this.#probeDelayMs ||= Math.min(FIRST_PROBE_MS, this.#opts.webSocketRetryMs)
+      this.#scheduleProbe()
+    }
     if (result.expiresIn !== undefined) this.#scheduleRefresh(result.expiresIn)
+    this.#endpoints.connected()
+    this.#scheduleDiscovery()
     // Resubscribe and flush the outbox before anyone hears "connected": a call made in a listener
     // must queue behind the older ones, not overtake them.
     for (const sub of [...this.#subs.values()]) sub._connected()
     this.#pump()
     const url = this.#url
-    this.#machine.transition('connected', reasonFor(CloseCodes.normal.code, result.resumed ? 'session resumed' : 'connected'))
+    this.#machine.transition('connected', reasonFor(closeCodes.normal.code, result.resumed ? 'session resumed' : 'connected'))
     if (!this.#ready) return
     this.emit('connected', {
       url,
@@ -489,7 +784,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         return
       case 'disconnect':
         // Acted on at once: this code survives proxies that rewrite the WebSocket close code.
-        this.#teardown(CloseCodes.normal.code, 'disconnect received', false)
+        this.#teardown(closeCodes.normal.code, 'disconnect received', false)
         this.#afterDisconnect(msg.code, msg.reason)
         return
       case 'subscribe': {
@@ -545,6 +840,18 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     }, Math.max(0, expiresInMs - margin))
   }
 
+  /** Keep the endpoint list current while connected: refresh it when it expires (jittered, so a fleet of clients spreads out). */
+  #scheduleDiscovery(): void {
+    const inMs = this.#endpoints.expiresInMs()
+    if (inMs === undefined) return
+    this.#discoveryTimer = setTimeout(() => {
+      this.#discoveryTimer = undefined
+      void this.#endpoints.refresh()?.then(() => {
+        if (this.#ready) this.#scheduleDiscovery()
+      })
+    }, inMs + Math.random() * (inMs / 10 + 500))
+  }
+
   /** End the current connection attempt or connection locally, then follow the code's advice. */
   #fail(code: number, message: string, hard = true): void {
     if (this.state !== 'connecting' && this.state !== 'connected') return
@@ -565,6 +872,12 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     clearTimeout(this.#refreshTimer)
     clearTimeout(this.#pumpTimer)
     clearTimeout(this.#holdTimer)
+    clearTimeout(this.#healthTimer)
+    clearTimeout(this.#discoveryTimer)
+    clearTimeout(this.#probeTimer)
+    this.#probeTimer = undefined
+    this.#healthTimer = undefined
+    this.#discoveryTimer = undefined
     this.#connectTimer = undefined
     this.#stableTimer = undefined
     this.#refreshTimer = undefined
@@ -580,6 +893,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   }
 
   #afterDisconnect(code: number, message: string): void {
+    this.#countLinkOutcome(code)
     const decision = decideReconnect({
       code,
       attempt: this.#attempt,
@@ -598,18 +912,60 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     const reason = reasonFor(code, message)
     this.#authFailures = decision.authFailures
     if (decision.refreshToken) this.#needToken = true
-    if (this.#offline) {
+    if (this.#paused) {
       this.#toDisconnected(reason, null)
       return
     }
     this.#attempt = decision.attempt
-    if (decision.rotate) this.#urlIndex = (this.#urlIndex + 1) % this.#opts.urls.length
+    if (decision.rotate) this.#endpoints.rotate()
     this.#toDisconnected(reason, decision.delayMs)
     if (this.state !== 'disconnected') return
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined
-      if (this.state === 'disconnected' && !this.#offline) this.#startAttempt(reason)
+      if (this.state === 'disconnected' && !this.#paused) this.#startAttempt(reason)
     }, decision.delayMs)
+  }
+
+  /**
+   * A WebSocket that never got a connect reply, or that dropped abnormally before it was stable,
+   * counts towards the fallback; a fallback attempt that failed gives WebSocket its chances again
+   * (the node may be down, not the proxy in the way).
+   */
+  #countLinkOutcome(code: number): void {
+    const kind = this.#linkKind
+    this.#linkKind = undefined
+    if (kind === 'ws' && (this.state === 'connecting' || (code === closeCodes.abnormal.code && !this.#stable))) this.#wsFailures++
+    else if (kind === 'http' && this.state === 'connecting') {
+      this.#wsFailures = 0
+      this.#preferHttp = false
+    }
+  }
+
+  /** While on the fallback, open a bare WebSocket now and then; once one opens, move the connection back to WebSocket. */
+  #scheduleProbe(): void {
+    clearTimeout(this.#probeTimer)
+    const generation = this.#generation
+    this.#probeTimer = setTimeout(() => {
+      this.#probeTimer = undefined
+      void import('./http-stream.js')
+        .then((m) => m.probeWebSocket(this.#opts.WebSocket, this.#url, this.#codec.subprotocol, this.#opts.connectTimeoutMs))
+        .then((ok) => {
+          if (generation !== this.#generation || this.#linkKind !== 'http') return
+          if (!ok) {
+            this.#probeDelayMs = this.#probeDelayMs < this.#opts.webSocketRetryMs ? this.#opts.webSocketRetryMs : Math.min(this.#probeDelayMs * 2, MAX_PROBE_DELAY_MS)
+            this.#scheduleProbe()
+            return
+          }
+          // Reconnect over WebSocket now; the session resumes and the subscriptions recover.
+          this.#preferHttp = false
+          this.#wsFailures = 0
+          this.#probeDelayMs = 0
+          const reason = reasonFor(closeCodes.normal.code, 'WebSocket gets through again: leaving the HTTP fallback')
+          this.#teardown(closeCodes.normal.code, reason.message, false)
+          this.#toDisconnected(reason, 0)
+          this.#startAttempt(reason)
+        })
+    }, this.#probeDelayMs)
   }
 
   #toDisconnected(reason: StateReason, reconnectInMs: number | null): void {
@@ -622,12 +978,18 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (from === 'closed') return
     clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
-    this.#teardown(CloseCodes.normal.code, 'client closed', false)
-    this.#network.stop()
+    this.#teardown(closeCodes.normal.code, 'client closed', false)
+    this.#page.stop()
     this.#offline = false
+    this.#cached = false
     for (const sub of this.#subs.values()) sub._closed()
     this.#machine.transition('closed', reason)
     this.#outbox.rejectAll(() => new HoldfastError('client_closed', `client closed: ${reason.message}`))
+    // Its locks go once the rejected commands' deletes are done: nobody adopts them meanwhile.
+    this.#store?.close()
+    this.#store = undefined
+    this.#storeGeneration++
+    this.#restoring = undefined
     if (from !== 'disconnected') this.emit('disconnected', { reason, reconnectInMs: null })
   }
 
@@ -635,23 +997,76 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     return backoffDelay(attempt, this.#opts.minReconnectDelayMs, this.#opts.maxReconnectDelayMs)
   }
 
-  // ------------------------------------------------------------ browser network events
+  // ------------------------------------------------------------ the page's lifecycle (browsers)
 
-  // Drop at once, and do not burn reconnect attempts until the network is back.
-  #onOffline(): void {
-    this.#offline = true
+  get #paused(): boolean {
+    return this.#offline || this.#cached
+  }
+
+  /** Drop the socket now and schedule nothing: `online` / `pageshow` brings the client back. */
+  #park(code: number, message: string): void {
+    this.#linkKind = undefined
     clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
     const state = this.state
     if (state === 'connecting' || state === 'connected') {
-      this.#teardown(CloseCodes.going_away.code, 'network offline', true)
-      this.#toDisconnected(reasonFor(CloseCodes.abnormal.code, 'network offline'), null)
+      this.#teardown(closeCodes.going_away.code, message, code === closeCodes.abnormal.code)
+      this.#toDisconnected(reasonFor(code, message), null)
     }
   }
 
+  #unpark(message: string): void {
+    if (this.state === 'disconnected' && !this.#paused) this.#startAttempt(reasonFor(closeCodes.abnormal.code, message))
+  }
+
+  // Drop at once, and do not burn reconnect attempts until the network is back.
+  #onOffline(): void {
+    this.#offline = true
+    this.#park(closeCodes.abnormal.code, 'network offline')
+  }
+
   #onOnline(): void {
-    if (!this.#offline) return
+    if (!this.#offline) {
+      // The network changed under a live connection (another interface, a new address): is it still there?
+      this.#wake('network changed')
+      return
+    }
     this.#offline = false
-    if (this.state === 'disconnected') this.#startAttempt(reasonFor(CloseCodes.abnormal.code, 'network back online'))
+    this.#unpark('network back online')
+  }
+
+  // A page with an open WebSocket is not kept in the back/forward cache; close it cleanly.
+  #onSuspend(): void {
+    this.#cached = true
+    this.#park(closeCodes.going_away.code, 'page entered the back/forward cache')
+  }
+
+  #onRestore(): void {
+    if (!this.#cached) return
+    this.#cached = false
+    this.#unpark('page restored from the back/forward cache')
+  }
+
+  /**
+   * The page is back (visible, resumed, online again): whatever the throttled or stopped timers
+   * missed is checked now. Connected: a ping with a short deadline. Waiting to reconnect: now.
+   */
+  #wake(why: string): void {
+    if (this.state === 'connected') this.#checkHealth(why)
+    else if (this.state === 'disconnected' && this.#reconnectTimer !== undefined && !this.#paused) this.#startAttempt(reasonFor(closeCodes.abnormal.code, why))
+  }
+
+  /** Ping the server; no reply within `healthCheckTimeoutMs` means the connection is gone. */
+  #checkHealth(why: string): void {
+    if (!this.#ready || this.#healthTimer !== undefined) return
+    const ms = this.#opts.healthCheckTimeoutMs
+    this.#healthTimer = setTimeout(() => {
+      this.#healthTimer = undefined
+      this.#fail(closeCodes.heartbeat_timeout.code, `${why}: no reply to a ping within ${ms} ms`)
+    }, ms)
+    this.#command({ type: 'ping' }, () => {
+      clearTimeout(this.#healthTimer)
+      this.#healthTimer = undefined
+    })
   }
 }

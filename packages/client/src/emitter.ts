@@ -1,4 +1,4 @@
-import { HoldfastError } from '@holdfast/protocol'
+import { HoldfastError } from '@holdfast/protocol/internal'
 
 type Listener<T> = (payload: T) => void
 

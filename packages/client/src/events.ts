@@ -29,6 +29,47 @@ export interface QueueEvent {
   /** Commands waiting for an ack (queued offline or in flight). */
   size: number
   bytes: number
+  /**
+   * Once, after a client with a `storage` starts (or takes over the commands a closed tab left):
+   * the stored commands put back in the queue, oldest first. They are sent before anything newer.
+   */
+  restored?: readonly RestoredCommand[]
+  /** With `restored`: stored commands that will not be sent, and why. */
+  discarded?: readonly DiscardedCommand[]
+}
+
+/** A publish or rpc found in storage (a previous page or process issued it and never saw its ack). */
+export interface StoredCommandInfo {
+  type: 'publish' | 'rpc'
+  /** publish only. */
+  channel?: string
+  /** rpc only. */
+  method?: string
+  data: unknown
+  msgId: string
+  /** When it was issued (ms since the epoch). */
+  createdAt: number
+  /** It went on the wire before: the server may already have it (its dedupe makes the resend safe). */
+  sent: boolean
+}
+
+export interface RestoredCommand extends StoredCommandInfo {
+  /**
+   * Settles like the original call would have: the publish result or the rpc's data, or a
+   * `HoldfastError`. Rejections nobody listens to are not reported as unhandled.
+   */
+  readonly result: Promise<unknown>
+  /** Take it out of the queue and storage (`result` rejects with `dropped`). If it was sent, the server may still perform it. */
+  drop(): void
+}
+
+export interface DiscardedCommand extends StoredCommandInfo {
+  /**
+   * expired: past its deadline (`timeoutMs` / `commandTimeoutMs`, counted from when it was issued);
+   * unknown_outcome: sent longer ago than `idempotencyWindowMs`, so a resend could be performed twice;
+   * queue_full: the restored commands exceed `maxQueuedCommands` / `maxQueuedBytes` (the newest go).
+   */
+  reason: 'expired' | 'unknown_outcome' | 'queue_full'
 }
 
 export interface ClientEvents {

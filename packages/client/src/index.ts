@@ -5,9 +5,15 @@ export type {
   ConnectedEvent,
   ConnectingEvent,
   DisconnectedEvent,
+  DiscardedCommand,
   HistoryOptions,
   QueueEvent,
+  RestoredCommand,
+  StoredCommandInfo,
 } from './events.js'
+export type { ClientStorage } from './storage.js'
+export { indexedDbStorage } from './indexed-db-storage.js'
+export { fileStorage } from '#file-storage'
 export { Subscription } from './subscription.js'
 export type {
   JoinLeaveEvent,
@@ -22,5 +28,6 @@ export type { ConnectionState, StateChange, StateReason } from './state.js'
 export { backoffDelay } from './backoff.js'
 export { DEFAULTS } from './options.js'
 export type { ClientOptions, WebSocketConstructor, WebSocketLike } from './options.js'
-export { HoldfastError } from '@holdfast/protocol'
-export type { ErrorCodeName, HistoryResult, PresenceResult, PresenceStatsResult, PublishResult, StreamPosition } from '@holdfast/protocol'
+export type { EndpointSource } from './endpoints.js'
+export { HoldfastError } from '@holdfast/protocol/internal'
+export type { ClientInfo, ErrorCodeName, HistoryResult, PresenceResult, PresenceStatsResult, PublishResult, StreamPosition } from '@holdfast/protocol'

@@ -1,4 +1,7 @@
+import type { Codec } from '@holdfast/protocol'
 import { optionChecks } from '@holdfast/protocol/internal'
+import type { EndpointSource } from './endpoints.js'
+import type { ClientStorage } from './storage.js'
 
 /**
  * The minimal WebSocket surface the client uses. Both the browser's `WebSocket` and the `ws`
@@ -32,8 +35,12 @@ export interface ClientOptions {
   getToken?: () => string | Promise<string>
   /** WebSocket constructor; in Node pass the `ws` package's `WebSocket`. @default globalThis.WebSocket */
   WebSocket?: WebSocketConstructor
-  /** Wire encoding, negotiated as a WebSocket subprotocol. @default 'json' */
-  protocol?: 'json' | 'msgpack'
+  /**
+   * Wire encoding, negotiated as a WebSocket subprotocol. `'msgpack'` loads the MessagePack codec
+   * on first connect (a chunk of its own); a `Codec` object (e.g. `msgpackCodec` from
+   * `@holdfast/protocol/msgpack`) is used as given. @default 'json'
+   */
+  protocol?: 'json' | 'msgpack' | Codec
   /** Client name sent with connect (shown in server logs). @default undefined */
   name?: string
   /** Application data sent with connect (given to the server's authenticate hook). @default undefined */
@@ -50,6 +57,12 @@ export interface ClientOptions {
   stableAfterMs?: number
   /** Extra silence allowed beyond the server's ping interval before the connection is presumed dead, in ms. @default 10000 */
   maxServerPingDelayMs?: number
+  /**
+   * Deadline of the health check (a ping) the client runs when the page comes back (visible again,
+   * resumed after a freeze, back online) or when its own timers ran late, in ms. No reply: the
+   * connection is dropped and a new one made. @default 5000
+   */
+  healthCheckTimeoutMs?: number
   /** Time allowed for the socket to open and the connect reply to arrive, in ms. @default 10000 */
   connectTimeoutMs?: number
   /** Overall deadline of publish/rpc/presence/history calls (queued time included), in ms; per-call override. @default 30000 */
@@ -60,6 +73,31 @@ export interface ClientOptions {
   maxQueuedBytes?: number
   /** Most messages batched into one outgoing frame (the server's `maxBatch` must allow it). @default 100 */
   maxBatch?: number
+  /**
+   * Where unacknowledged publish/rpc commands and subscription positions are kept, so that they
+   * survive a reload or a restart (`indexedDbStorage(name)`, `fileStorage(dir)`, or your own).
+   * @default undefined (memory only)
+   */
+  storage?: ClientStorage
+  /**
+   * When WebSocket attempts fail twice in a row (an upgrade refused or cut by a proxy), connect
+   * over HTTP streaming to the same node instead, with the same protocol (`<url>/stream`), and
+   * go back to WebSocket as soon as a probe gets through. @default true
+   */
+  httpFallback?: boolean
+  /** While on the HTTP fallback, the pause between WebSocket probes after a first one at 1 s (doubling up to 10 min), in ms. @default 60000 */
+  webSocketRetryMs?: number
+  /**
+   * With a discovery function (or a discovery answer without `ttl`): how long a resolved list is
+   * used before it is resolved again, in ms. @default 30000
+   */
+  discoveryTtlMs?: number
+  /**
+   * How long the server remembers a message id (its `idempotencyTtlMs`). A stored command that was
+   * sent longer ago than this is not sent again after a reload: the server could no longer tell it
+   * is a repeat. It is reported in the `queue` event as `unknown_outcome` instead. @default 300000
+   */
+  idempotencyWindowMs?: number
 }
 
 export const DEFAULTS = {
@@ -70,19 +108,28 @@ export const DEFAULTS = {
   maxReconnectAttempts: Number.POSITIVE_INFINITY,
   stableAfterMs: 5000,
   maxServerPingDelayMs: 10_000,
+  healthCheckTimeoutMs: 5000,
   connectTimeoutMs: 10_000,
   commandTimeoutMs: 30_000,
   maxQueuedCommands: 1000,
   maxQueuedBytes: 1_048_576,
   maxBatch: 100,
+  idempotencyWindowMs: 300_000,
+  discoveryTtlMs: 30_000,
+  httpFallback: true,
+  webSocketRetryMs: 60_000,
 } as const
 
 export interface ResolvedOptions {
   urls: readonly string[]
+  discovery: string | (() => readonly string[] | Promise<readonly string[]>) | undefined
+  discoveryTtlMs: number
+  httpFallback: boolean
+  webSocketRetryMs: number
   token: string | undefined
   getToken: (() => string | Promise<string>) | undefined
   WebSocket: WebSocketConstructor
-  protocol: 'json' | 'msgpack'
+  protocol: 'json' | 'msgpack' | Codec
   name: string | undefined
   data: unknown
   minReconnectDelayMs: number
@@ -91,29 +138,64 @@ export interface ResolvedOptions {
   maxReconnectAttempts: number
   stableAfterMs: number
   maxServerPingDelayMs: number
+  healthCheckTimeoutMs: number
   connectTimeoutMs: number
   commandTimeoutMs: number
   maxQueuedCommands: number
   maxQueuedBytes: number
   maxBatch: number
+  storage: ClientStorage | undefined
+  idempotencyWindowMs: number
 }
 
 // Shared wording with the server's options: `holdfast client: option "x" must be ...`.
-const { bad, positiveInt, nonNegativeNumber: nonNegative } = optionChecks('holdfast client')
+const { bad, bool, positiveInt, nonNegativeNumber: nonNegative } = optionChecks('holdfast client')
 
-function urlList(urlOrUrls: unknown): string[] {
-  const list = typeof urlOrUrls === 'string' ? [urlOrUrls] : urlOrUrls
-  if (!Array.isArray(list) || list.length === 0) throw bad('url', 'a ws:// or wss:// URL or a non-empty array of them', urlOrUrls)
-  return list.map((u: unknown) => {
+/** A fixed list of ws:// URLs, or a discovery source (an http(s):// URL of `GET /discovery`, or a function). */
+function endpointSource(source: unknown): { urls: string[]; discovery: string | (() => readonly string[] | Promise<readonly string[]>) | undefined } {
+  if (typeof source === 'function') return { urls: [], discovery: source as () => readonly string[] | Promise<readonly string[]> }
+  if (typeof source === 'string' && /^https?:\/\/./i.test(source)) return { urls: [], discovery: source }
+  const list = typeof source === 'string' ? [source] : source
+  const what = 'a ws:// or wss:// URL, a non-empty array of them, an http(s):// discovery URL or a function returning URLs'
+  if (!Array.isArray(list) || list.length === 0) throw bad('url', what, source)
+  const urls = list.map((u: unknown) => {
     if (typeof u !== 'string' || !/^wss?:\/\/./i.test(u)) throw bad('url', 'a ws:// or wss:// URL', u)
     return u
   })
+  return { urls, discovery: undefined }
 }
 
+function isCodec(v: unknown): v is Codec {
+  const c = v as Partial<Record<keyof Codec, unknown>> | null
+  return typeof c === 'object' && c !== null && typeof c.subprotocol === 'string' && typeof c.encode === 'function' && typeof c.frame === 'function' && typeof c.decodeServer === 'function'
+}
+
+function storageOption(storage: unknown): ClientStorage | undefined {
+  if (storage === undefined) return undefined
+  const s = storage as Partial<Record<keyof ClientStorage, unknown>> | null
+  if (typeof s !== 'object' || s === null || (['get', 'set', 'delete', 'keys'] as const).some((m) => typeof s[m] !== 'function')) {
+    throw bad('storage', 'an object with get, set, delete and keys methods', storage)
+  }
+  return storage as ClientStorage
+}
+
+const POSITIVE_INTS = [
+  'discoveryTtlMs',
+  'webSocketRetryMs',
+  'healthCheckTimeoutMs',
+  'connectTimeoutMs',
+  'commandTimeoutMs',
+  'maxQueuedCommands',
+  'maxQueuedBytes',
+  'maxBatch',
+  'idempotencyWindowMs',
+] as const
+const NON_NEGATIVE = ['restartJitterMs', 'stableAfterMs', 'maxServerPingDelayMs'] as const
+
 /** Merge options with DEFAULTS and validate them once; a bad option throws a TypeError naming it. */
-export function resolveOptions(urlOrUrls: string | readonly string[], options: ClientOptions = {}): ResolvedOptions {
+export function resolveOptions(urlOrUrls: EndpointSource, options: ClientOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('holdfast client: options must be an object')
-  const urls = urlList(urlOrUrls)
+  const { urls, discovery } = endpointSource(urlOrUrls)
   const ctor: unknown = options.WebSocket ?? (globalThis as { WebSocket?: unknown }).WebSocket
   if (typeof ctor !== 'function') {
     throw bad('WebSocket', 'a WebSocket constructor (no globalThis.WebSocket here: in Node pass the `ws` package)', ctor)
@@ -121,19 +203,26 @@ export function resolveOptions(urlOrUrls: string | readonly string[], options: C
   if (options.token !== undefined && typeof options.token !== 'string') throw bad('token', 'a string', options.token)
   if (options.getToken !== undefined && typeof options.getToken !== 'function') throw bad('getToken', 'a function', options.getToken)
   const protocol = options.protocol ?? DEFAULTS.protocol
-  if (protocol !== 'json' && protocol !== 'msgpack') throw bad('protocol', '"json" or "msgpack"', protocol)
+  if (protocol !== 'json' && protocol !== 'msgpack' && !isCodec(protocol)) throw bad('protocol', '"json", "msgpack" or a Codec', protocol)
   if (options.name !== undefined && typeof options.name !== 'string') throw bad('name', 'a string', options.name)
   const minReconnectDelayMs = nonNegative('minReconnectDelayMs', options.minReconnectDelayMs ?? DEFAULTS.minReconnectDelayMs)
   const maxReconnectDelayMs = nonNegative('maxReconnectDelayMs', options.maxReconnectDelayMs ?? DEFAULTS.maxReconnectDelayMs)
   if (maxReconnectDelayMs < minReconnectDelayMs) {
     throw bad('maxReconnectDelayMs', `>= minReconnectDelayMs (${minReconnectDelayMs})`, maxReconnectDelayMs)
   }
+  // The plain numeric options: one table, one check each.
+  const numbers = {} as Record<(typeof POSITIVE_INTS)[number] | (typeof NON_NEGATIVE)[number], number>
+  for (const name of POSITIVE_INTS) numbers[name] = positiveInt(name, options[name] ?? DEFAULTS[name])
+  for (const name of NON_NEGATIVE) numbers[name] = nonNegative(name, options[name] ?? DEFAULTS[name])
   const maxReconnectAttempts = options.maxReconnectAttempts ?? DEFAULTS.maxReconnectAttempts
   if (typeof maxReconnectAttempts !== 'number' || maxReconnectAttempts < 0 || !(Number.isSafeInteger(maxReconnectAttempts) || maxReconnectAttempts === Infinity)) {
     throw bad('maxReconnectAttempts', 'a non-negative integer or Infinity', maxReconnectAttempts)
   }
   return {
+    ...numbers,
     urls,
+    discovery,
+    httpFallback: bool('httpFallback', options.httpFallback ?? DEFAULTS.httpFallback),
     token: options.token,
     getToken: options.getToken,
     WebSocket: ctor as WebSocketConstructor,
@@ -142,14 +231,7 @@ export function resolveOptions(urlOrUrls: string | readonly string[], options: C
     data: options.data,
     minReconnectDelayMs,
     maxReconnectDelayMs,
-    restartJitterMs: nonNegative('restartJitterMs', options.restartJitterMs ?? DEFAULTS.restartJitterMs),
     maxReconnectAttempts,
-    stableAfterMs: nonNegative('stableAfterMs', options.stableAfterMs ?? DEFAULTS.stableAfterMs),
-    maxServerPingDelayMs: nonNegative('maxServerPingDelayMs', options.maxServerPingDelayMs ?? DEFAULTS.maxServerPingDelayMs),
-    connectTimeoutMs: positiveInt('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs),
-    commandTimeoutMs: positiveInt('commandTimeoutMs', options.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs),
-    maxQueuedCommands: positiveInt('maxQueuedCommands', options.maxQueuedCommands ?? DEFAULTS.maxQueuedCommands),
-    maxQueuedBytes: positiveInt('maxQueuedBytes', options.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes),
-    maxBatch: positiveInt('maxBatch', options.maxBatch ?? DEFAULTS.maxBatch),
+    storage: storageOption(options.storage),
   }
 }

@@ -1,11 +1,6 @@
-import {
-  HoldfastError,
-  type HistoryCommand,
-  type PresenceCommand,
-  type PresenceStatsCommand,
-  type PublishCommand,
-  type RpcCommand,
-} from '@holdfast/protocol'
+import { HoldfastError } from '@holdfast/protocol/internal'
+import type { HistoryCommand, PresenceCommand, PresenceStatsCommand, PublishCommand, RpcCommand } from '@holdfast/protocol'
+import type { StoredRecord } from './persistence.js'
 
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never
 
@@ -29,6 +24,11 @@ export interface OutboxEntry {
   /** Wire id of the send in flight, if any. */
   wireId: number | undefined
   deadline: Timer | undefined
+  /** With a `storage`: where this command is stored, and its stored form. */
+  key: string | undefined
+  record: StoredRecord | undefined
+  /** A write of `record` is in flight: the command may not leave before it is stored. */
+  writing: boolean
   readonly resolve: (result: unknown) => void
   readonly reject: (err: HoldfastError) => void
 }
@@ -45,13 +45,14 @@ export interface OutboxLimits {
  */
 export class Outbox {
   // A Map iterates in insertion order: the order the application issued the commands.
-  readonly #entries = new Map<number, OutboxEntry>()
+  #entries = new Map<number, OutboxEntry>()
   #bytes = 0
   #seq = 0
 
   constructor(
     private readonly limits: OutboxLimits,
     private readonly onChange: (size: number, bytes: number) => void,
+    private readonly onRemoved: (entry: OutboxEntry) => void = () => {},
   ) {}
 
   get size(): number {
@@ -81,6 +82,9 @@ export class Outbox {
       attempt: 0,
       wireId: undefined,
       deadline: undefined,
+      key: undefined,
+      record: undefined,
+      writing: false,
       resolve,
       reject,
     }
@@ -88,6 +92,13 @@ export class Outbox {
     this.#bytes += bytes
     this.onChange(this.#entries.size, this.#bytes)
     return entry
+  }
+
+  /** Put these entries (already added) first, in the given order: restored commands go before newer ones. */
+  moveToFront(first: readonly OutboxEntry[]): void {
+    const front = new Map(first.filter((e) => this.has(e)).map((e) => [e.seq, e] as const))
+    for (const [seq, e] of this.#entries) if (!front.has(seq)) front.set(seq, e)
+    this.#entries = front
   }
 
   has(entry: OutboxEntry): boolean {
@@ -120,6 +131,7 @@ export class Outbox {
     this.#bytes -= entry.bytes
     clearTimeout(entry.deadline)
     entry.deadline = undefined
+    this.onRemoved(entry)
     this.onChange(this.#entries.size, this.#bytes)
     return true
   }

@@ -1,4 +1,4 @@
-import { adviceFor, CloseCodes } from '@holdfast/protocol'
+import { adviceFor, closeCodes } from '@holdfast/protocol/internal'
 import { backoffDelay } from './backoff.js'
 
 export interface ReconnectInput {
@@ -63,6 +63,6 @@ export function decideReconnect(input: ReconnectInput): ReconnectDecision {
     refreshToken: advice === 'refresh',
     // A failed attempt, a node telling us to go elsewhere, or a node gone silent (a frozen or
     // partitioned node would cost a whole connect timeout before the next endpoint): try the next.
-    rotate: input.wasConnecting || advice === 'reconnect' || input.code === CloseCodes.heartbeat_timeout.code,
+    rotate: input.wasConnecting || advice === 'reconnect' || input.code === closeCodes.heartbeat_timeout.code,
   }
 }

@@ -1,4 +1,5 @@
-import { closeCodeName, type CloseCodeName } from '@holdfast/protocol'
+import { closeCodeName } from '@holdfast/protocol/internal'
+import type { CloseCodeName } from '@holdfast/protocol'
 
 export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'closed'
 

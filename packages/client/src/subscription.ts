@@ -1,14 +1,5 @@
-import {
-  adviceFor,
-  continuesFrom,
-  HoldfastError,
-  type ClientInfo,
-  type PubPush,
-  type StreamPosition,
-  type SubscribePush,
-  type SubscribeResult,
-  type UnsubscribePush,
-} from '@holdfast/protocol'
+import { adviceFor, continuesFrom, HoldfastError } from '@holdfast/protocol/internal'
+import type { ClientInfo, PubPush, StreamPosition, SubscribePush, SubscribeResult, UnsubscribePush } from '@holdfast/protocol'
 import { TypedEmitter } from './emitter.js'
 
 /**
@@ -71,6 +62,8 @@ export interface SubscriptionHost {
   /** Send a subscribe command on the current connection; `onReply` runs unless the connection drops first. */
   sendSubscribe(channel: string, recover: StreamPosition | undefined, onReply: (reply: SubscribeReply) => void): void
   sendUnsubscribe(channel: string): void
+  /** The last delivered position changed (undefined: forgotten, the subscription ended). */
+  moved(channel: string, position: StreamPosition | undefined): void
   /** Remove the subscription from the client's registry (it ended). */
   forget(sub: Subscription): void
   /** Delay before a resubscribe attempt. */
@@ -156,6 +149,11 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
   /** @internal The client was closed: stop timers, keep the position for a later `connect()`. */
   _closed(): void {
     this._disconnected()
+  }
+
+  /** @internal A position stored by an earlier page or process: recover from it, unless one is known already. */
+  _restore(position: StreamPosition): void {
+    if (this.#position === undefined && this.#state === 'subscribing' && !this.#inFlight) this.#position = { ...position }
   }
 
   /** @internal A server-side subscription was created: tell its (just attached) listeners. */
@@ -254,6 +252,7 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
       }
     } else {
       this.#position = { epoch: result.epoch, offset: result.offset }
+      this.host.moved(this.channel, this.#position)
       this.#emitSubscribed(false, wasRecovering)
     }
     if (this.#heldOverflow) {
@@ -290,6 +289,7 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
       return false
     }
     this.#position = { epoch, offset }
+    this.host.moved(this.channel, this.#position)
     const event: PublicationEvent = info === undefined ? { channel: this.channel, offset, epoch, data } : { channel: this.channel, offset, epoch, data, info }
     this.emit('publication', event)
     return true
@@ -349,6 +349,7 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
     clearTimeout(this.#retryTimer)
     this.#retryTimer = undefined
     this.host.forget(this)
+    this.host.moved(this.channel, undefined)
     this.emit('unsubscribed', event)
   }
 }

@@ -3,20 +3,17 @@
 // the connection at once with no reconnect attempts until it comes back, after which the client
 // recovers what it missed and sends what was queued, each exactly once. Needs /usr/bin/chromium.
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { fileURLToPath } from 'node:url'
 import { after, before, test } from 'node:test'
-import { build } from 'esbuild'
 import type { Browser } from 'playwright-core'
 import { launchChromium, skipWithoutChromium } from '../../../test/support/chromium.js'
+import { clientBundle, servePages, type Pages } from './helpers/browser-pages.js'
 import { SharedEngine, startNode, type Node } from './helpers/real-server.js'
 
 const skip = skipWithoutChromium
 
 let engine: SharedEngine
 let node: Node
-let pages: Server
+let pages: Pages
 let pagesUrl = ''
 let browser: Browser
 
@@ -40,31 +37,16 @@ before(async () => {
   if (skip !== false) return
   engine = new SharedEngine()
   node = await startNode(engine)
-  const bundle = await build({
-    entryPoints: [fileURLToPath(new URL('../src/index.ts', import.meta.url))],
-    bundle: true,
-    write: false,
-    format: 'esm',
-    platform: 'browser',
-    conditions: ['source'],
-    logLevel: 'silent',
-  })
-  const js = bundle.outputFiles[0]?.text ?? ''
   const html = PAGE(node.url)
-  pages = createServer((req, res) => {
-    if (req.url === '/client.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(js)
-    else res.writeHead(200, { 'content-type': 'text/html' }).end(html)
-  })
-  pages.listen(0, '127.0.0.1')
-  await new Promise((r) => pages.once('listening', r))
-  pagesUrl = `http://127.0.0.1:${(pages.address() as AddressInfo).port}/`
+  pages = await servePages({ 'client.js': await clientBundle() }, () => html)
+  pagesUrl = pages.url
   browser = await launchChromium()
 })
 
 after(async () => {
   if (skip !== false) return
   await browser?.close()
-  await new Promise<void>((r) => pages?.close(() => r()))
+  await pages?.close()
   await node?.stop()
   await engine?.close()
 })

@@ -15,6 +15,13 @@ test('several URLs are kept in order', () => {
   assert.deepEqual(resolveOptions(['ws://a/ws', 'wss://b/ws'], { WebSocket }).urls, ['ws://a/ws', 'wss://b/ws'])
 })
 
+test('an http(s) URL or a function is a discovery source, with no fixed list', () => {
+  const byUrl = resolveOptions('https://a.example/discovery', { WebSocket })
+  assert.deepEqual([byUrl.urls, byUrl.discovery, byUrl.discoveryTtlMs], [[], 'https://a.example/discovery', 30_000])
+  const fn = () => ['ws://a/ws']
+  assert.equal(resolveOptions(fn, { WebSocket, discoveryTtlMs: 5000 }).discovery, fn)
+})
+
 test('without a WebSocket option and without globalThis.WebSocket it says what to pass', (t) => {
   const g = globalThis as { WebSocket?: unknown }
   const saved = g.WebSocket
@@ -27,7 +34,8 @@ test('without a WebSocket option and without globalThis.WebSocket it says what t
 
 test('a bad option throws a TypeError naming it', () => {
   const cases: Array<[string | string[], ClientOptions, string]> = [
-    ['http://a', {}, 'url'],
+    ['ftp://a', {}, 'url'],
+    ['ws://a', { discoveryTtlMs: 0 }, 'discoveryTtlMs'],
     [[], {}, 'url'],
     [['ws://a', 'nope'], {}, 'url'],
     ['ws://a', { protocol: 'xml' as 'json' }, 'protocol'],

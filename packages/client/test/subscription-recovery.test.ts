@@ -31,6 +31,11 @@ class Host implements SubscriptionHost {
   forget(): void {
     this.forgotten++
   }
+  /** Where the subscription stands (persisted by the client when it has storage). */
+  readonly moves: Array<StreamPosition | undefined> = []
+  moved(_channel: string, position: StreamPosition | undefined): void {
+    this.moves.push(position)
+  }
   retryDelay(attempt: number, advice: 'reconnect' | 'backoff'): number {
     this.delays.push({ attempt, advice })
     return 1000

@@ -11,7 +11,8 @@ import { FakeSocket, microtasks, useFakeClock } from './helpers/fake-socket.js'
 useFakeClock()
 
 function makeClient(options: ClientOptions = {}): { client: HoldfastClient; states: StateChange[]; drops: DisconnectedEvent[] } {
-  const client = new HoldfastClient('ws://test/ws', { WebSocket: FakeSocket, ...options })
+  // An in-memory socket and no HTTP server: the HTTP-streaming fallback has nothing to talk to here.
+  const client = new HoldfastClient('ws://test/ws', { WebSocket: FakeSocket, httpFallback: false, ...options })
   const states: StateChange[] = []
   const drops: DisconnectedEvent[] = []
   client.on('state', (s) => states.push(s))

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { jsonCodec, type ServerMessage } from '@holdfast/protocol'
 import type { WebSocketConstructor } from '../src/options.js'
-import { Transport, type TransportHandlers } from '../src/transport.js'
+import { Transport, webSocketCarrier, type TransportHandlers } from '../src/transport.js'
 import { FakeSocket, microtasks } from './helpers/fake-socket.js'
 
 /** A socket like a browser's: no terminate(), and close() throws on codes or reasons a page may not send. */
@@ -28,7 +28,7 @@ function handlers(log: string[]): TransportHandlers {
 test('local closes use a code and a reason a browser accepts, even for a hard close', () => {
   for (const [code, hard] of [[1001, true], [1006, false], [4005, true]] as const) {
     FakeSocket.reset()
-    const t = new Transport(BrowserSocket as unknown as WebSocketConstructor, 'ws://x', jsonCodec, 100, handlers([]))
+    const t = new Transport(webSocketCarrier(BrowserSocket as unknown as WebSocketConstructor), 'ws://x', jsonCodec, 100, handlers([]))
     FakeSocket.last.open()
     t.close(code, 'é'.repeat(200), hard)
     const closed = FakeSocket.last.closedWith
@@ -40,7 +40,7 @@ test('local closes use a code and a reason a browser accepts, even for a hard cl
 test('after close() the socket events are ignored; sends are dropped', async () => {
   FakeSocket.reset()
   const log: string[] = []
-  const t = new Transport(FakeSocket as unknown as WebSocketConstructor, 'ws://x', jsonCodec, 100, handlers(log))
+  const t = new Transport(webSocketCarrier(FakeSocket as unknown as WebSocketConstructor), 'ws://x', jsonCodec, 100, handlers(log))
   const socket = FakeSocket.last
   socket.open()
   assert.equal(socket.binaryType, 'arraybuffer')
@@ -57,7 +57,7 @@ test('after close() the socket events are ignored; sends are dropped', async () 
 test('an undecodable frame is reported, not thrown', () => {
   FakeSocket.reset()
   const log: string[] = []
-  new Transport(FakeSocket as unknown as WebSocketConstructor, 'ws://x', jsonCodec, 100, handlers(log))
+  new Transport(webSocketCarrier(FakeSocket as unknown as WebSocketConstructor), 'ws://x', jsonCodec, 100, handlers(log))
   const socket = FakeSocket.last
   socket.open()
   ;(socket.onmessage as (ev: { data: string }) => void)({ data: '{not json' })

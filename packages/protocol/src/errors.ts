@@ -1,4 +1,4 @@
-import { ErrorCodes, errorCodeName, type ErrorCodeName } from './codes.js'
+import { errorCodeName, errorCodes, type ErrorCodeName } from './code-core.js'
 import type { ReplyError } from './messages.js'
 
 /**
@@ -14,8 +14,8 @@ export class HoldfastError extends Error {
   constructor(code: ErrorCodeName, message: string, options?: { cause?: unknown; temporary?: boolean }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause })
     this.code = code
-    this.wireCode = ErrorCodes[code].code
-    this.temporary = options?.temporary ?? ErrorCodes[code].temporary
+    this.wireCode = errorCodes[code].code
+    this.temporary = options?.temporary ?? errorCodes[code].temporary
   }
 
   /** The `error` object of a reply frame. */

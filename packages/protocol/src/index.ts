@@ -11,7 +11,11 @@ export {
   type ReconnectAdvice,
 } from './codes.js'
 export { HoldfastError } from './errors.js'
-export { codecFor, jsonCodec, msgpackCodec, type Codec, type DecodeLimits, type FrameData } from './codec.js'
-export { validateClientMessage, validateServerMessage } from './validate.js'
+export { type Codec, type DecodeLimits, type FrameData } from './codec.js'
+export { jsonCodec } from './json-codec.js'
+export { msgpackCodec } from './msgpack-codec.js'
+export { codecFor } from './codec-for.js'
+export { validateClientMessage } from './validate-client.js'
+export { validateServerMessage } from './validate.js'
 export * from './messages.js'
 export { continuesFrom } from './stream-position.js'

@@ -4,7 +4,7 @@ import type { ClientMessage, ServerMessage } from './messages.js'
 // Hand-written shape checks: the protocol package stays dependency-light and browser-safe, and
 // these run on every inbound frame, where a schema library's generality would cost more than it gives.
 
-type Kind =
+export type Kind =
   | 'string'
   | 'id'
   | 'uint'
@@ -17,26 +17,9 @@ type Kind =
   | 'publications'
   | 'replyError'
 
-interface Shape {
+export interface Shape {
   readonly required: Readonly<Record<string, Kind>>
   readonly optional?: Readonly<Record<string, Kind>>
-}
-
-const withId = (required: Record<string, Kind>, optional?: Record<string, Kind>): Shape =>
-  optional === undefined ? { required: { id: 'id', ...required } } : { required: { id: 'id', ...required }, optional }
-
-const clientShapes: Readonly<Record<ClientMessage['type'], Shape>> = {
-  connect: withId({ version: 'uint' }, { token: 'string', session: 'session', name: 'string', data: 'any' }),
-  subscribe: withId({ channel: 'string' }, { recover: 'position' }),
-  unsubscribe: withId({ channel: 'string' }),
-  publish: withId({ channel: 'string', data: 'any', msgId: 'string' }),
-  rpc: withId({ method: 'string', msgId: 'string' }, { data: 'any' }),
-  presence: withId({ channel: 'string' }),
-  presence_stats: withId({ channel: 'string' }),
-  history: withId({ channel: 'string' }, { since: 'position', limit: 'uint', reverse: 'bool' }),
-  ping: withId({}),
-  refresh: withId({ token: 'string' }),
-  pong: { required: {} },
 }
 
 const pushShapes: Readonly<Record<string, Shape>> = {
@@ -50,7 +33,7 @@ const pushShapes: Readonly<Record<string, Shape>> = {
   unsubscribe: { required: { channel: 'string', code: 'uint', reason: 'string' } },
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array)
 }
 
@@ -58,7 +41,7 @@ function isUint(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 }
 
-function check(kind: Kind, v: unknown): boolean {
+export function check(kind: Kind, v: unknown): boolean {
   switch (kind) {
     case 'string':
       return typeof v === 'string'
@@ -86,11 +69,11 @@ function check(kind: Kind, v: unknown): boolean {
 }
 
 // Never String() a decoded value: `{"type":{"toString":1}}` makes that throw a TypeError instead of bad_request.
-function describeType(type: unknown): string {
+export function describeType(type: unknown): string {
   return typeof type === 'string' ? JSON.stringify(type).slice(0, 64) : `of kind ${type === null ? 'null' : typeof type}`
 }
 
-function checkShape(shape: Shape, msg: Record<string, unknown>, what: string): void {
+export function checkShape(shape: Shape, msg: Record<string, unknown>, what: string): void {
   for (const [field, kind] of Object.entries(shape.required)) {
     if (!check(kind, msg[field])) throw new HoldfastError('bad_request', `${what}: field "${field}" is missing or not a valid ${kind}`)
   }
@@ -100,17 +83,6 @@ function checkShape(shape: Shape, msg: Record<string, unknown>, what: string): v
       if (v !== undefined && !check(kind, v)) throw new HoldfastError('bad_request', `${what}: field "${field}" is not a valid ${kind}`)
     }
   }
-}
-
-/** Checks that a decoded value is a well-formed client message; throws `bad_request` otherwise. */
-export function validateClientMessage(value: unknown): ClientMessage {
-  if (!isObject(value)) throw new HoldfastError('bad_request', 'message is not an object')
-  const type = value['type']
-  if (typeof type !== 'string' || !Object.hasOwn(clientShapes, type)) {
-    throw new HoldfastError('bad_request', `unknown message type ${describeType(type)}`)
-  }
-  checkShape(clientShapes[type as ClientMessage['type']], value, type)
-  return value as unknown as ClientMessage
 }
 
 /** Checks that a decoded value is a well-formed server message (reply or push). */

@@ -1,5 +1,5 @@
 import { EventEmitter, once } from 'node:events'
-import type { IncomingMessage, Server as HttpServer } from 'node:http'
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import {
@@ -37,6 +37,7 @@ import { RpcRouter, type RpcHandler } from './rpc-router.js'
 import { SessionSigner } from './session.js'
 import { TimerWheel } from './timer-wheel.js'
 import { rejectUpgrade, WsTransport } from './transport/ws-transport.js'
+import { HttpStreamTransport } from './transport/http-stream-transport.js'
 import { refusal, refusalHeaders, type PendingUpgrade, type TransportSink, type TransportSocket, type UpgradeRequest } from './transport/transport.js'
 
 const HEARTBEAT_TICK_MS = 250
@@ -98,6 +99,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   readonly #ownsEngine: boolean
   /** Created on first use, so a `uws` gateway never builds a ws server. */
   #ws: WsTransport | undefined
+  /** The HTTP-streaming fallback, created on its first request. */
+  #stream: HttpStreamTransport | undefined
   /** The engine reported itself unavailable since it last was ready (for the "ready again" log line). */
   #engineWasDown = false
   /** What listen() opened: closed last by close(). */
@@ -255,7 +258,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       return uws.listen(host, port)
     }
     const { createServer } = await import('node:http')
-    const server = createServer(httpServerOptions(), (_req, res) => res.writeHead(404, { 'content-type': 'application/json' }).end(refusal(404, 'not_found', 'no WebSocket endpoint here').body))
+    const server = createServer(httpServerOptions(), (req, res) => {
+      if (!this.handleHttpStream(req, res, path)) res.writeHead(404, { 'content-type': 'application/json' }).end(refusal(404, 'not_found', 'no WebSocket endpoint here').body)
+    })
     // Timeouts, and the per-address cap on raw TCP connections (docs/security: HTTP limits).
     guardHttpServer(server, { onRefused: () => this.counters.inc('connections_rejected', 'tcp_per_ip') })
     this.attach(server, { path })
@@ -285,6 +290,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       refuse: (status, code, message, headers) => rejectUpgrade(socket, status, code, message, headers),
       upgrade: (accept) => ws.upgrade(req, socket, head, accept),
     })
+  }
+
+  /**
+   * The HTTP-streaming fallback under `path` (`<path>/stream...`, docs/protocol.md), for clients
+   * whose WebSocket upgrade a proxy refuses. true when `req` was one of its requests (answered).
+   */
+  handleHttpStream(req: IncomingMessage, res: ServerResponse, path = '/ws'): boolean {
+    this.#stream ??= new HttpStreamTransport({ maxFrameBytes: this.options.maxPayload + FRAME_OVERHEAD, admit: (p) => this.#handle(p) })
+    return this.#stream.handle(req, res, path)
   }
 
   /** Admission, the same for every transport: every refusal is an HTTP status before any WebSocket exists. */
@@ -761,6 +775,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       channels: this.hub.size,
       startedAt: this.#startedAt,
       updatedAt: Date.now(),
+      ...(this.options.publicUrl === undefined ? {} : { url: this.options.publicUrl }),
+      ...(this.#draining ? { draining: true } : {}),
     }
   }
 
@@ -796,6 +812,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     // A listener of our own (listen()) stops accepting at once: with uws workers sharing a port
     // (SO_REUSEPORT), new connections then go to the other workers instead of being refused here.
     this.#listener?.close()
+    // Discovery stops advertising this node at once, not when its registration expires.
+    this.engine.registerNode(this.nodeInfo(), NODE_REGISTRY_TTL_MS).catch(() => {})
     this.log?.info({ connections: this.connections.size, drainMs }, 'draining')
     const conns = [...this.connections]
     // Shuffle so that a slow tail is not always the same clients.
@@ -828,6 +846,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     }
     this.#wheel.stop()
     this.#ws?.close()
+    this.#stream?.close()
     clearInterval(this.#sweepTimer)
     if (this.#presenceTimer !== undefined) clearInterval(this.#presenceTimer)
     await this.engine.unregisterNode(this.options.nodeId).catch(() => {})

@@ -6,6 +6,7 @@ export type Holdfast = Pick<
   Gateway,
   | 'attach'
   | 'handleUpgrade'
+  | 'handleHttpStream'
   | 'listen'
   | 'publish'
   | 'history'

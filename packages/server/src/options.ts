@@ -95,6 +95,8 @@ export interface HoldfastOptions {
   engine?: Engine
   /** This node's id, shown to clients and in logs. @default `${hostname}-${pid}-${random}` */
   nodeId?: string
+  /** The ws:// or wss:// URL clients reach this node at, advertised by `GET /discovery`. @default undefined (not advertised) */
+  publicUrl?: string
   /** JWT verification of connection tokens (jose). */
   jwt?: JwtAuthOptions
   /** Custom authentication; runs instead of JWT verification when given. */
@@ -243,6 +245,7 @@ export const DEFAULTS = {
 export interface ResolvedOptions {
   engine: Engine | undefined
   nodeId: string
+  publicUrl: string | undefined
   jwt: JwtAuthOptions | undefined
   authenticate: AuthenticateHook | undefined
   allowAnonymous: boolean
@@ -359,6 +362,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
   const pingIntervalMs = positiveInt('pingIntervalMs', options.pingIntervalMs ?? DEFAULTS.pingIntervalMs)
   const nodeId = options.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
   if (typeof nodeId !== 'string' || nodeId.length === 0) throw new TypeError('holdfast: option "nodeId" must be a non-empty string')
+  if (options.publicUrl !== undefined && (typeof options.publicUrl !== 'string' || !/^wss?:\/\/[^/]/i.test(options.publicUrl))) throw checks.bad('publicUrl', 'a ws:// or wss:// URL', options.publicUrl)
   const sessionSecret = options.sessionSecret ?? randomBytes(32).toString('base64url')
   if (typeof sessionSecret !== 'string' || sessionSecret.length < 16) {
     throw new TypeError('holdfast: option "sessionSecret" must be a string of at least 16 characters')
@@ -372,6 +376,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
   return {
     engine: options.engine,
     nodeId,
+    publicUrl: options.publicUrl,
     jwt: options.jwt,
     authenticate: options.authenticate,
     allowAnonymous: bool('allowAnonymous', options.allowAnonymous ?? DEFAULTS.allowAnonymous),

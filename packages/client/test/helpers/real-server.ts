@@ -102,3 +102,21 @@ export async function createNode(engine: SharedEngine, options: HoldfastOptions 
 export async function startNode(engine: SharedEngine, options: HoldfastOptions = {}, port = 0): Promise<Node> {
   return (await createNode(engine, options)).listen(port)
 }
+
+/** A `canPublish` hook that holds every publish until `open()`: a publish the server has but has not acked. */
+export function publishGate(): { options: Pick<HoldfastOptions, 'canPublish'>; attempts(): number; open(): void } {
+  let open!: () => void
+  const opened = new Promise<void>((r) => (open = r))
+  let attempts = 0
+  return {
+    options: {
+      canPublish: async () => {
+        attempts++
+        await opened
+        return true
+      },
+    },
+    attempts: () => attempts,
+    open: () => open(),
+  }
+}

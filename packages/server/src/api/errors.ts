@@ -3,7 +3,7 @@ import { ErrorCodes, HoldfastError, type ErrorCodeName } from '@holdfast/protoco
 /**
  * The HTTP status of every error code. `satisfies` the whole table on purpose: a code added to
  * the protocol fails the typecheck here until someone decides what the API answers with.
- * Client-side codes (timeout, queue_full, client_closed) never come from the gateway; they are
+ * Client-side codes (timeout, queue_full, client_closed, storage_failed, dropped) never come from the gateway; they are
  * mapped only so that the table is total.
  */
 export const HTTP_STATUS = {
@@ -27,6 +27,8 @@ export const HTTP_STATUS = {
   timeout: 504,
   queue_full: 503,
   client_closed: 500,
+  storage_failed: 500,
+  dropped: 500,
 } as const satisfies Record<ErrorCodeName, number>
 
 /** The body of every error response. */

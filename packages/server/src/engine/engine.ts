@@ -150,6 +150,10 @@ export interface NodeInfo {
   startedAt: number
   /** ms since the epoch of this registration. */
   updatedAt: number
+  /** The URL clients reach the node at (its `publicUrl`), when it advertises one (`GET /discovery`). */
+  url?: string
+  /** The node is draining: it takes no new connections. */
+  draining?: boolean
 }
 
 export type IdempotencyClaim = { state: 'new' } | { state: 'pending' } | { state: 'done'; result: unknown }

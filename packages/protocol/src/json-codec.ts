@@ -1,0 +1,35 @@
+import { DEFAULT_MAX_BATCH, decodeJson, decodeServerJson, encodeJson, frameJson, type Codec } from './codec.js'
+import { HoldfastError } from './errors.js'
+import { Subprotocols } from './messages.js'
+import { validateClientMessage } from './validate-client.js'
+
+// MessagePack decoders refuse a `__proto__` map key. If the server took one from a JSON client, a
+// publication carrying it would make the frames of every MessagePack subscriber undecodable, and
+// again on every recovery. So client frames may not hold such a key in either encoding. In JSON
+// the key can only be spelled literally or with a \u escape, which keeps the walk off the hot path.
+function hasProtoKey(line: string, value: unknown): boolean {
+  if (!line.includes('__proto__') && !line.includes('\\u')) return false
+  const stack: unknown[] = [value]
+  while (stack.length > 0) {
+    const v = stack.pop()
+    if (typeof v !== 'object' || v === null) continue
+    if (!Array.isArray(v) && Object.hasOwn(v, '__proto__')) return true
+    for (const child of Object.values(v)) stack.push(child)
+  }
+  return false
+}
+
+function refuseProtoKey(line: string, value: unknown): void {
+  if (hasProtoKey(line, value)) throw new HoldfastError('bad_request', 'the key __proto__ is not allowed')
+}
+
+/** JSON: one message per line, sent as text frames. The default codec. */
+export const jsonCodec: Codec = {
+  name: 'json',
+  subprotocol: Subprotocols.json,
+  binary: false,
+  encode: encodeJson,
+  frame: frameJson,
+  decodeClient: (data, limits) => decodeJson(data, validateClientMessage, limits, DEFAULT_MAX_BATCH, refuseProtoKey),
+  decodeServer: decodeServerJson,
+}

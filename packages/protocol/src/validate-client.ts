@@ -1,0 +1,35 @@
+import { HoldfastError } from './errors.js'
+import type { ClientMessage } from './messages.js'
+import { checkShape, describeType, isObject, type Kind, type Shape } from './validate.js'
+
+// Client frames are validated by servers only; in a module of its own so that a browser client,
+// which never decodes them, does not carry these shapes.
+
+const withId = (required: Record<string, Kind>, optional?: Record<string, Kind>): Shape =>
+  optional === undefined ? { required: { id: 'id', ...required } } : { required: { id: 'id', ...required }, optional }
+
+const clientShapes: Readonly<Record<ClientMessage['type'], Shape>> = {
+  connect: withId({ version: 'uint' }, { token: 'string', session: 'session', name: 'string', data: 'any' }),
+  subscribe: withId({ channel: 'string' }, { recover: 'position' }),
+  unsubscribe: withId({ channel: 'string' }),
+  publish: withId({ channel: 'string', data: 'any', msgId: 'string' }),
+  rpc: withId({ method: 'string', msgId: 'string' }, { data: 'any' }),
+  presence: withId({ channel: 'string' }),
+  presence_stats: withId({ channel: 'string' }),
+  history: withId({ channel: 'string' }, { since: 'position', limit: 'uint', reverse: 'bool' }),
+  ping: withId({}),
+  refresh: withId({ token: 'string' }),
+  pong: { required: {} },
+}
+
+/** Checks that a decoded value is a well-formed client message; throws `bad_request` otherwise. */
+export function validateClientMessage(value: unknown): ClientMessage {
+  if (!isObject(value)) throw new HoldfastError('bad_request', 'message is not an object')
+  const type = value['type']
+  if (typeof type !== 'string' || !Object.hasOwn(clientShapes, type)) {
+    throw new HoldfastError('bad_request', `unknown message type ${describeType(type)}`)
+  }
+  checkShape(clientShapes[type as ClientMessage['type']], value, type)
+  return value as unknown as ClientMessage
+}
+

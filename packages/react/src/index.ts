@@ -1,0 +1,5 @@
+export { HoldfastProvider, useHoldfastClient, type HoldfastProviderProps } from './context.js'
+export { useConnectionState } from './use-connection-state.js'
+export { useSubscription, type Publication, type SubscriptionView, type UseSubscriptionOptions } from './use-subscription.js'
+export { usePublish, type PublishEntry, type PublishView } from './use-publish.js'
+export { usePresence, type PresenceView } from './use-presence.js'

@@ -216,4 +216,12 @@ async def bytes_to_json(ctx):
     assert hist["publications"][0]["data"] == want_json, hist
     hist = await mp.cmd("history", channel=channel)
     assert hist["publications"][0]["data"]["file"] == blob, hist
+    # The same form both ways through the JSON of a WebSocket client and of the server API.
+    await js.cmd("publish", channel=channel, data={"$bytes": "AQI="}, msgId="bin2")
+    assert (await mp.pubs_until(channel, 2))[1]["data"] == b"\x01\x02", mp.pubs(channel)[1]
+    status, body = await ctx.api("publish", {"channel": channel, "data": [{"$bytes": "/w=="}]})
+    assert status == 200, body
+    assert (await mp.pubs_until(channel, 3))[2]["data"] == [b"\xff"], mp.pubs(channel)[2]
+    status, page = await ctx.api("history", {"channel": channel})
+    assert [p["data"] for p in page["publications"]] == [want_json, {"$bytes": "AQI="}, [{"$bytes": "/w=="}]], page
 

@@ -1,5 +1,6 @@
 import { HoldfastError } from './errors.js'
 import { Subprotocols, type ClientMessage, type ServerMessage } from './messages.js'
+import { bytesReplacer, hasBytes, reviveBytes } from './json-bytes.js'
 import { validateServerMessage } from './validate.js'
 
 /** What a WebSocket hands over: a text frame as string, a binary frame as bytes. */
@@ -82,6 +83,8 @@ export function decodeJson<T>(
     throw new HoldfastError('bad_request', 'frame is not valid UTF-8', { cause })
   }
   const max = limits?.maxBatch ?? defaultMax
+  // Bytes travel as {"$bytes": base64} (json-bytes.ts); only a frame that spells the key is walked.
+  const withBytes = text.includes('"$bytes"')
   const out: T[] = []
   let start = 0
   while (start <= text.length) {
@@ -92,7 +95,7 @@ export function decodeJson<T>(
       const line = text.slice(start, end)
       let value: unknown
       try {
-        value = JSON.parse(line)
+        value = JSON.parse(line, withBytes ? reviveBytes : undefined)
       } catch (cause) {
         throw new HoldfastError('bad_request', 'frame is not valid JSON', { cause })
       }
@@ -109,7 +112,8 @@ export function decodeJson<T>(
 export type ClientCodec = Omit<Codec, 'decodeClient'>
 
 /** @internal */
-export const encodeJson = (msg: ServerMessage | ClientMessage): Uint8Array => textEncoder.encode(JSON.stringify(msg))
+export const encodeJson = (msg: ServerMessage | ClientMessage): Uint8Array =>
+  textEncoder.encode(JSON.stringify(msg, hasBytes(msg) ? bytesReplacer : undefined))
 /** @internal */
 export const frameJson = (parts: readonly Uint8Array[]): Uint8Array => concat(parts, NEWLINE)
 /** @internal */

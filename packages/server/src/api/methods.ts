@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { HoldfastError, type CloseCodeName, type StreamPosition } from '@holdfast/protocol'
+import { bytesReplacer, hasBytes, reviveBytes } from '@holdfast/protocol/internal'
 import type { FastifyBaseLogger } from 'fastify'
 import type { NodeInfo } from '../engine/engine.js'
 import type { Holdfast } from '../holdfast.js'
@@ -61,6 +62,19 @@ function assertDeliverable(data: unknown): void {
   measureData(data)
 }
 
+/**
+ * Bytes in the API's JSON, as on a JSON WebSocket (docs/protocol.md): `{"$bytes": base64}` in a
+ * body is published as bytes, and bytes in history are answered that way.
+ */
+function bytesIn(data: unknown): unknown {
+  const text = JSON.stringify(data)
+  return text?.includes('"$bytes"') ? JSON.parse(text, reviveBytes) : data
+}
+
+function bytesOut<T extends { data?: unknown }>(pub: T): T {
+  return hasBytes(pub.data) ? { ...pub, data: JSON.parse(JSON.stringify(pub.data, bytesReplacer)) as unknown } : pub
+}
+
 export const METHODS: readonly ApiMethod[] = [
   method<{ channel: string; data: unknown; idempotencyKey?: string }>({
     name: 'publish',
@@ -74,7 +88,7 @@ export const METHODS: readonly ApiMethod[] = [
     errors: [503],
     async run(holdfast, body, call) {
       const key = idempotencyKeyOf(body.idempotencyKey, call.headers)
-      return holdfast.publish(body.channel, body.data, key === undefined ? {} : { idempotencyKey: key })
+      return holdfast.publish(body.channel, bytesIn(body.data), key === undefined ? {} : { idempotencyKey: key })
     },
   }),
   method<{ channels: string[]; data: unknown; idempotencyKey?: string }>({
@@ -89,12 +103,13 @@ export const METHODS: readonly ApiMethod[] = [
     errors: [],
     async run(holdfast, body, call) {
       const key = idempotencyKeyOf(body.idempotencyKey, call.headers)
+      const data = bytesIn(body.data)
       // One check for the whole request: bad data is the caller's mistake, not a channel's.
-      assertDeliverable(body.data)
+      assertDeliverable(data)
       const results = await Promise.all(
         body.channels.map(async (channel): Promise<{ channel: string } & ({ offset: number; epoch: string; duplicate: boolean } | ApiErrorBody)> => {
           try {
-            return { channel, ...(await holdfast.publish(channel, body.data, key === undefined ? {} : { idempotencyKey: key })) }
+            return { channel, ...(await holdfast.publish(channel, data, key === undefined ? {} : { idempotencyKey: key })) }
           } catch (err) {
             const out = toApiError(err)
             if (out.internal) call.log.error({ err, channel }, 'broadcast to a channel failed')
@@ -177,11 +192,12 @@ export const METHODS: readonly ApiMethod[] = [
     response: s.historyResult,
     errors: [409, 503],
     async run(holdfast, body) {
-      return holdfast.history(body.channel, {
+      const page = await holdfast.history(body.channel, {
         ...(body.since === undefined ? {} : { since: body.since }),
         ...(body.limit === undefined ? {} : { limit: body.limit }),
         ...(body.reverse === undefined ? {} : { reverse: body.reverse }),
       })
+      return { ...page, publications: page.publications.map(bytesOut) }
     },
   }),
   method<Record<string, never>>({
@@ -219,7 +235,7 @@ export const METHODS: readonly ApiMethod[] = [
     errors: [503],
     async run(holdfast, body) {
       assertDeliverable(body.data)
-      await holdfast.send(target(body), body.data)
+      await holdfast.send(target(body), bytesIn(body.data))
       return {}
     },
   }),

@@ -74,7 +74,7 @@ test('the README first screen: clone, install, start, probe, SIGTERM through npm
   assert.equal(clone.status, 0, clone.stderr)
 
   const port = await freePort()
-  const env = { ...process.env, HOLDFAST_PORT: String(port) }
+  const env: NodeJS.ProcessEnv = { ...process.env, HOLDFAST_PORT: String(port) }
   for (const key of Object.keys(env)) if ((key.startsWith('HOLDFAST_') && key !== 'HOLDFAST_PORT') || key.startsWith('npm_')) delete env[key]
   const [install, start] = (commands[0] as string).split(' && ') as [string, string]
   const installed = spawnSync('sh', ['-c', install], { cwd: dir, env, encoding: 'utf8', timeout: 10 * 60_000 })

@@ -19,6 +19,7 @@ import type { Span } from '@opentelemetry/api'
 import type { AuthResult } from './auth/types.js'
 import { parseChannel } from './channel-name.js'
 import { measureData } from './payload.js'
+import { checkChannelData } from './schema.js'
 import { Connection, ConnState, type ConnSubscription } from './connection.js'
 import { TokenBucket } from './limits/token-bucket.js'
 import type { Gateway } from './gateway.js'
@@ -473,6 +474,7 @@ export class CommandHandler {
     if (!opts.allowPublish) throw new HoldfastError('not_available', 'clients may not publish to this namespace')
     if (name.users !== undefined && !name.users.includes(conn.user)) throw new HoldfastError('permission_denied', 'channel is limited to other users')
     const size = this.#measure(cmd.data)
+    if (gw.options.channelSchemas[name.namespace] !== undefined) await checkChannelData(gw.options.channelSchemas, name.namespace, cmd.data)
     if (gw.options.canPublish !== undefined) {
       const ok = await gw.options.canPublish({ client: this.#connInfo(conn), channel: cmd.channel, data: cmd.data })
       if (!ok) throw new HoldfastError('permission_denied', 'publish refused')

@@ -12,9 +12,13 @@ export interface RpcServer {
 
 export async function startRpcServer(): Promise<RpcServer> {
   const holdfast = createHoldfast({ logger: false, processMetrics: false })
-  let calls = 0
+  // Per counter name, so that checks running at once do not share one.
+  const calls = new Map<unknown, number>()
   holdfast.onRpc('echo', (_ctx, data) => data)
-  holdfast.onRpc('count', () => ({ calls: ++calls }))
+  holdfast.onRpc('count', (_ctx, name) => {
+    calls.set(name, (calls.get(name) ?? 0) + 1)
+    return { calls: calls.get(name) }
+  })
   holdfast.onRpc('slow', (_ctx, data) => new Promise((resolve) => setTimeout(resolve, 1000, data)))
   holdfast.onRpc('refuse', () => {
     throw new HoldfastError('permission_denied', 'refused on purpose')

@@ -1,6 +1,7 @@
 """rpc and its idempotency, presence and join/leave (protocol.md: rpc, presence, pushes).
 
-The RPC server (conformance/rpc-server.ts) registers `echo`, `count` (how many times it ran),
+The RPC server (conformance/rpc-server.ts) registers `echo`, `count` (how many times it ran for
+the counter named by its data),
 `slow` (answers after 1 s) and `refuse` (throws permission_denied).
 """
 
@@ -23,11 +24,12 @@ async def rpc(ctx):
 @check("rpc_idempotent", server="rpc", codecs=True)
 async def rpc_idempotent(ctx):
     conn = await ctx.connect(url=ctx.args.rpc_url)
-    first = await conn.cmd("rpc", method="count", data=None, msgId="once")
-    again = await conn.cmd("rpc", method="count", data=None, msgId="once")
-    assert again == first, f"the retry ran the handler again: {first} then {again}"
-    other = await conn.cmd("rpc", method="count", data=None, msgId="twice")
-    assert other["data"]["calls"] == first["data"]["calls"] + 1, (first, other)
+    counter = ctx.channel("counter")
+    first = await conn.cmd("rpc", method="count", data=counter, msgId="once")
+    again = await conn.cmd("rpc", method="count", data=counter, msgId="once")
+    assert first == {"data": {"calls": 1}} and again == first, f"the retry ran the handler again: {first} then {again}"
+    other = await conn.cmd("rpc", method="count", data=counter, msgId="twice")
+    assert other == {"data": {"calls": 2}}, (first, other)
 
 
 @check("rpc_in_progress", server="rpc")

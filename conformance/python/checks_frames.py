@@ -72,12 +72,14 @@ async def bad_frames(ctx):
         "empty frame": b"" if ctx.codec == MSGPACK else "",
         "not decodable": b"\xc1" if ctx.codec == MSGPACK else "{not json",
         "not a map": msgpack.packb([1, 2]) if ctx.codec == MSGPACK else "[1,2]",
-        "__proto__ key": (
-            msgpack.packb({"id": 5, "type": "publish", "channel": "a:b", "msgId": "x", "data": {"__proto__": {"a": 1}}})
-            if ctx.codec == MSGPACK
-            else '{"id":5,"type":"publish","channel":"a:b","msgId":"x","data":{"__proto__":{"a":1}}}'
+        "no readable id": msgpack.packb({"type": "ping"}) if ctx.codec == MSGPACK else '{"type":"ping"}',
+        "id not a positive integer": (
+            msgpack.packb({"id": -1, "type": "ping"}) if ctx.codec == MSGPACK else '{"id":"one","type":"ping"}'
         ),
     }
+    if ctx.codec == MSGPACK:
+        # A MessagePack map with a __proto__ key does not decode: the frame is rejected whole.
+        bad["__proto__ key"] = msgpack.packb({"id": 5, "type": "publish", "channel": "a:b", "msgId": "x", "data": {"__proto__": {"a": 1}}})
     for what, frame in bad.items():
         conn = await connected_raw(ctx, codec=ctx.codec)
         await conn.send_raw(frame)
@@ -127,6 +129,8 @@ async def malformed(ctx):
         {"type": "no_such_command"},
         {"type": "history", "channel": "a:b", "limit": "ten"},
     ]
+    if ctx.codec == JSON:
+        cases.append({"type": "publish", "channel": "a:b", "msgId": "p", "data": {"__proto__": {"a": 1}}})
     for i, fields in enumerate(cases):
         msg, fut = conn.command(fields["type"], **{k: v for k, v in fields.items() if k != "type"})
         await conn.send_messages([msg])

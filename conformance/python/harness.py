@@ -26,8 +26,6 @@ PENDING_CORE = {
     "unsubscribe_not_subscribed",
     "malformed_command_error_reply",
     "invalid_utf8_close_code",
-    "token_other_algorithms_refused",
-    "token_expiry_closes_in_time",
     "refresh_with_other_users_token",
     "rate_limit_pacing_at_the_limits",
 }

@@ -38,6 +38,7 @@ def parse_args(argv):
     p.add_argument("--ping-url", required=True, help="an anonymous server with a short ping interval")
     p.add_argument("--ping-ms", type=int, default=1000, help="that server's ping interval")
     p.add_argument("--pong-timeout-ms", type=int, default=3000, help="that server's pong timeout")
+    p.add_argument("--clock-tolerance-s", type=float, default=5, help="the main server's jwt.clockToleranceSec")
     p.add_argument("--rpc-url", required=True, help="the RPC server of conformance/rpc-server.ts")
     p.add_argument("--cli-token", help="a token minted by `holdfast token --sub conformance-cli`")
     p.add_argument("--protocol-doc", default=os.path.join(ROOT, "docs", "protocol.md"))

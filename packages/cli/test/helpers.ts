@@ -60,6 +60,7 @@ export interface CliProcess {
   stderr(): string
   /** Resolves with the first stdout line matching `re`. */
   waitForLine(re: RegExp, ms?: number): Promise<RegExpExecArray>
+  /** Resolves when the process has exited and its stdout and stderr are read to the end. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
@@ -80,8 +81,10 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Cli
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     err += d
   })
+  // 'close', not 'exit': 'exit' can come before the last output has been read from the pipes, and
+  // a test that checks the last log line after the exit would miss it.
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => resolve({ code, signal }))
+    child.on('close', (code, signal) => resolve({ code, signal }))
   })
   const waitForLine = (re: RegExp, ms = 30_000): Promise<RegExpExecArray> =>
     within(

@@ -65,7 +65,7 @@ export class CommandHandler {
     gw.counters.bytesIn += size
     let messages
     try {
-      messages = conn.codec.decodeClient(data, { maxBatch: gw.options.maxBatch })
+      messages = conn.codec.decodeCommands(data, { maxBatch: gw.options.maxBatch })
       gw.counters.messagesIn += messages.length
     } catch (err) {
       gw.counters.inc('bad_frames')
@@ -103,6 +103,13 @@ export class CommandHandler {
       conn.rateRejects = 0
       // A pong nobody asked for costs a command token and does nothing else.
       if (msg.type === 'pong') continue
+      // A malformed command whose id could be read (a field missing or of the wrong kind, an
+      // unknown type) is answered, in any state: it does nothing, so it holds nothing up.
+      if (msg.type === 'invalid') {
+        conn.log?.info({ err: msg.error.message }, 'malformed command')
+        this.#fail(conn, msg.id, msg.error)
+        continue
+      }
       if (msg.type === 'connect') {
         if (conn.state !== ConnState.Handshake || conn.busy) {
           conn.close('bad_request', 'duplicate connect')
@@ -212,7 +219,8 @@ export class CommandHandler {
           })
           .then(() => undefined)
       case 'unsubscribe':
-        this.#deps.subscriptions.unsubscribe(conn, cmd.channel, undefined, '')
+        parseChannel(cmd.channel)
+        if (!this.#deps.subscriptions.unsubscribe(conn, cmd.channel, undefined, '')) throw new HoldfastError('not_subscribed', `not subscribed to ${cmd.channel}`)
         return {}
       case 'publish':
         return this.#publish(conn, cmd)

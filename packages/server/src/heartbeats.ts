@@ -2,6 +2,12 @@
  * Heartbeats: one timer wheel visits every connection when something is due for it: the connect
  * command (connect timeout), the next ping, the pong deadline, or the token's expiry. The ping is
  * encoded once per codec; a pong is handled here whatever the rate limits say.
+ *
+ * The wheel fires up to one tick late, so pings are aimed one tick early: a ping goes out at most
+ * `pingIntervalMs` after the previous one (or after the connect reply), never later, which is what
+ * a client's watchdog counts on. A silent peer is closed `pongTimeoutMs` after the ping, at most
+ * one tick late: in all, within `pingIntervalMs + pongTimeoutMs + tick` of its last pong
+ * (docs/protocol.md). The tick is 250 ms, or a quarter of a ping interval under a second.
  */
 import { CloseCodes, type Codec } from '@holdfast/protocol'
 import { ConnState, type Connection } from './connection.js'
@@ -12,15 +18,25 @@ import { TimerWheel } from './timer-wheel.js'
 /** The wheel's resolution: a deadline is met at most this late. */
 export const HEARTBEAT_TICK_MS = 250
 
+/** The wheel's tick for a ping interval: 250 ms, finer for intervals under a second (never under 10 ms). */
+export function heartbeatTick(pingIntervalMs: number): number {
+  return Math.max(10, Math.min(HEARTBEAT_TICK_MS, Math.floor(pingIntervalMs / 4)))
+}
+
 export class Heartbeats {
   readonly #ctx: Pick<NodeContext, 'options' | 'counters' | 'log'>
   readonly #wheel: TimerWheel<Connection>
   readonly #pings = new Map<Codec, Uint8Array>()
+  /** The wheel's tick; a ping is aimed this much before it is due, so the wheel's lateness never makes it late. */
+  readonly #early: number
 
-  constructor(ctx: Pick<NodeContext, 'options' | 'counters' | 'log'>) {
+  /** `wheelClock`: the wheel's monotonic clock (tests pass their fake clock). */
+  constructor(ctx: Pick<NodeContext, 'options' | 'counters' | 'log'>, wheelClock: () => number = () => performance.now()) {
     this.#ctx = ctx
+    this.#early = heartbeatTick(ctx.options.pingIntervalMs)
     this.#wheel = new TimerWheel<Connection>({
-      tickMs: HEARTBEAT_TICK_MS,
+      tickMs: this.#early,
+      now: wheelClock,
       onExpire: (conn) => this.#visit(conn),
       onError: (err) => ctx.log?.error({ err }, 'heartbeat failed'),
     })
@@ -78,7 +94,7 @@ export class Heartbeats {
   }
 
   #nextWake(conn: Connection, now: number): number {
-    const due = conn.awaitingPong ? conn.pingSentAt + this.#ctx.options.pongTimeoutMs : conn.nextPingAt
+    const due = conn.awaitingPong ? conn.pingSentAt + this.#ctx.options.pongTimeoutMs : conn.nextPingAt - this.#early
     const at = conn.expiresAt > 0 ? Math.min(due, conn.expiresAt) : due
     return Math.max(0, at - now)
   }
@@ -105,7 +121,7 @@ export class Heartbeats {
         conn.terminate(CloseCodes.heartbeat_timeout.code, 'no pong in time')
         return
       }
-    } else if (now >= conn.nextPingAt) {
+    } else if (now >= conn.nextPingAt - this.#early) {
       // A socket that holds bytes and took none for a whole ping interval is not being read (a
       // client may answer pings without reading): what it holds would be held for good.
       const buffered = conn.socket.bufferedAmount

@@ -318,10 +318,9 @@ export class CommandHandler {
       if (err instanceof HoldfastError && (err.code === 'token_expired' || err.code === 'unauthorized')) throw err
       throw new HoldfastError('unauthorized', 'token refresh failed', { cause: err })
     }
-    if (auth.user !== conn.user) {
-      conn.close('unauthorized', 'refreshed token belongs to another user')
-      return undefined
-    }
+    // A valid token of someone else does not change who the connection is: refused like an
+    // invalid one, and the connection keeps its identity and its current expiry.
+    if (auth.user !== conn.user) throw new HoldfastError('unauthorized', 'the token belongs to another user')
     conn.expiresAt = auth.expiresAt === undefined ? 0 : auth.expiresAt + gw.expiryGraceMs
     this.#deps.heartbeats.reschedule(conn)
     return auth.expiresAt === undefined ? {} : { expiresIn: auth.expiresAt - Date.now() }

@@ -85,7 +85,9 @@ export class CommandHandler {
         this.#deps.heartbeats.pong(conn)
         continue
       }
-      if (limited === undefined && !conn.bucket.take(now)) limited = 'commands'
+      // The connect command is not counted: the budget the connect reply advertises is the whole
+      // bucket, so a client that mirrors it from the reply on is never one command ahead.
+      if (limited === undefined && msg.type !== 'connect' && !conn.bucket.take(now)) limited = 'commands'
       if (limited !== undefined) {
         gw.counters.inc('rate_limited', limited)
         if (++conn.rateRejects > gw.options.commandRate.burst) {

@@ -109,11 +109,12 @@ describe('malformed commands', () => {
       const c = new RawClient(limited.url)
       const replies = recordReplies(c)
       await c.connect()
-      c.ws.send(Array.from({ length: 4 }, (_, i) => `{"id":${70 + i},"type":"explode"}`).join('\n'))
-      await c.until(() => replies.filter((r) => r.id >= 70).length === 4, 3000, 'four replies')
+      c.ws.send(Array.from({ length: 5 }, (_, i) => `{"id":${70 + i},"type":"explode"}`).join('\n'))
+      await c.until(() => replies.filter((r) => r.id >= 70).length === 5, 3000, 'five replies')
       const codes = replies.filter((r) => r.id >= 70).map((r) => r.error?.code)
-      // connect took one token of three: two answered as malformed, then the rate limit.
-      assert.deepEqual(codes, [ErrorCodes.bad_request.code, ErrorCodes.bad_request.code, ErrorCodes.rate_limited.code, ErrorCodes.rate_limited.code])
+      // Three tokens: three answered as malformed, then the rate limit.
+      const [bad, slow] = [ErrorCodes.bad_request.code, ErrorCodes.rate_limited.code]
+      assert.deepEqual(codes, [bad, bad, bad, slow, slow])
       c.close()
     } finally {
       await limited.close()

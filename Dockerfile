@@ -28,9 +28,14 @@ ARG npm_config_cache
 ARG npm_config_offline
 RUN ["npm", "ci", "--omit=dev", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=warn"]
 
-# ---- build: every dependency (TypeScript, esbuild), then the packages' dist/ and the demo and
-# dashboard bundles.
+# ---- build: every dependency of every workspace (TypeScript, esbuild, and what the React
+# binding and the CLI's bench compile against), then the packages' dist/ and the demo and
+# dashboard bundles. The other workspaces' manifests come in here only, so that none of their
+# dependencies reaches the production install above.
 FROM manifests AS build
+COPY packages/react/package.json packages/react/
+COPY bench/package.json bench/
+COPY test/react18/package.json test/react18/
 ARG npm_config_cache
 ARG npm_config_offline
 RUN ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=warn"]

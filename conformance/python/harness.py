@@ -15,20 +15,9 @@ from wire import Closed, Conn, ErrorReply
 
 CHECKS = []
 
-# Assertions that hold once the server fixes of issue #15 (ping interval, unsubscribe errors,
-# malformed-command replies, token algorithms/grace/refresh, rate-limit pacing) are merged. A
-# failure of a check listed here is reported as `pending`, not as a failure; a pass is reported
-# as `ok` with a note so that the entry can be removed. Empty this set once the fixes are in.
-PENDING_CORE = {
-    "heartbeat_ping_interval",
-    "heartbeat_idle_client_survives",
-    "heartbeat_silent_client_closed_in_time",
-    "unsubscribe_not_subscribed",
-    "malformed_command_error_reply",
-    "invalid_utf8_close_code",
-    "refresh_with_other_users_token",
-    "rate_limit_pacing_at_the_limits",
-}
+# Checks waiting for a server fix: a failure of one listed here is reported as `pending`, not as a
+# failure, and a pass as `ok` with a note to remove it. Empty: every documented behaviour holds.
+PENDING_CORE: set = set()
 
 
 def check(name, server="main", codecs=False):

@@ -60,6 +60,7 @@ export interface CliProcess {
   stderr(): string
   /** Resolves with the first stdout line matching `re`. */
   waitForLine(re: RegExp, ms?: number): Promise<RegExpExecArray>
+  /** Resolves when the process has exited and its stdout and stderr are read to the end. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
@@ -80,8 +81,19 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Cli
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     err += d
   })
+  // 'exit' can come before the last output has been read from the pipe, and a test that checks the
+  // last log line after the exit would miss it: wait for the end of stdout too, bounded (a child
+  // process of the CLI's, such as a compiler service, may hold the pipes open a little longer).
+  const stdoutEnded = new Promise<void>((resolve) => child.stdout?.once('end', resolve) ?? resolve())
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => resolve({ code, signal }))
+    child.on('exit', (code, signal) => {
+      const done = (): void => resolve({ code, signal })
+      const timer = setTimeout(done, 2_000)
+      void stdoutEnded.then(() => {
+        clearTimeout(timer)
+        done()
+      })
+    })
   })
   const waitForLine = (re: RegExp, ms = 30_000): Promise<RegExpExecArray> =>
     within(

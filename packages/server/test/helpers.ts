@@ -155,8 +155,11 @@ export class RawClient {
       this.closed = { code, reason: reason.toString() }
       this.#notify()
     })
-    this.ws.on('error', () => {})
+    // Kept for the message of a connection that fails before it opens (ECONNRESET, a bad handshake).
+    this.ws.on('error', (err) => (this.#error = err))
   }
+
+  #error: Error | undefined
 
   #notify(): void {
     for (const l of [...this.#listeners]) l()
@@ -166,7 +169,7 @@ export class RawClient {
     if (this.ws.readyState === WebSocket.OPEN) return Promise.resolve()
     return new Promise((resolve, reject) => {
       this.ws.once('open', () => resolve())
-      this.ws.once('close', (code) => reject(new Error(`closed before open: ${code}`)))
+      this.ws.once('close', (code) => reject(new Error(`closed before open: ${code}${this.#error ? ` (${this.#error.message})` : ''}`)))
       this.ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })))
     })
   }

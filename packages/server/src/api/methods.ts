@@ -57,11 +57,6 @@ function idempotencyKeyOf(fromBody: string | undefined, headers: IncomingHttpHea
   return fromBody ?? fromHeader
 }
 
-/** Data that cannot be delivered to subscribers of both codecs is refused before anything is published. */
-function assertDeliverable(data: unknown): void {
-  measureData(data)
-}
-
 /**
  * Bytes in the API's JSON, as on a JSON WebSocket (docs/protocol.md): `{"$bytes": base64}` in a
  * body is published as bytes, and bytes in history are answered that way.
@@ -104,8 +99,9 @@ export const METHODS: readonly ApiMethod[] = [
     async run(holdfast, body, call) {
       const key = idempotencyKeyOf(body.idempotencyKey, call.headers)
       const data = bytesIn(body.data)
-      // One check for the whole request: bad data is the caller's mistake, not a channel's.
-      assertDeliverable(data)
+      // One check for the whole request, before anything is published: data that cannot be
+      // delivered to subscribers of both codecs is the caller's mistake, not a channel's.
+      measureData(data)
       const results = await Promise.all(
         body.channels.map(async (channel): Promise<{ channel: string } & ({ offset: number; epoch: string; duplicate: boolean } | ApiErrorBody)> => {
           try {
@@ -234,7 +230,6 @@ export const METHODS: readonly ApiMethod[] = [
     response: s.emptyResult,
     errors: [503],
     async run(holdfast, body) {
-      assertDeliverable(body.data)
       await holdfast.send(target(body), bytesIn(body.data))
       return {}
     },

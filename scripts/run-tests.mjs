@@ -9,7 +9,7 @@ import { join, relative } from 'node:path'
 
 const root = new URL('..', import.meta.url).pathname
 const args = process.argv.slice(2)
-const dirs = ['packages/protocol/test', 'packages/server/test', 'packages/client/test', 'packages/react/test', 'packages/cli/test', 'test']
+const dirs = ['packages/protocol/test', 'packages/server/test', 'packages/client/test', 'packages/react/test', 'packages/cli/test', 'test', 'conformance']
 
 function walk(dir, out) {
   let entries

@@ -60,7 +60,7 @@ function assertUwsInstalled(): void {
   const loaded = loadUws()
   if ('error' in loaded) {
     throw new CliError(
-      `--transport uws needs uWebSockets.js, an optional package that is not installed here or has no binary for Node ${process.version}. ` +
+      `--transport uws needs uWebSockets.js, an optional package that is not installed beside holdfast or has no binary for Node ${process.version}. ` +
         `Install it next to holdfast with "npm install ${UWS_PACKAGES[0]}", or use --transport ws. (${loaded.error})`,
     )
   }

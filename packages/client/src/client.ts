@@ -16,7 +16,7 @@ import type {
 import type { ClientCodec } from '@holdfast/protocol/internal'
 import { backoffDelay } from './backoff.js'
 import { TypedEmitter } from './emitter.js'
-import type { CallOptions, ClientEvents, HistoryOptions, RestoredCommand } from './events.js'
+import type { CallOptions, ClientEvents, HistoryOptions, RestoredCommand, SubscribeOptions } from './events.js'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
 import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
 import { Endpoints, type EndpointSource } from './endpoints.js'
@@ -233,15 +233,21 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
 
   // ------------------------------------------------------------ subscriptions
 
-  /** The subscription to `channel`, created (and subscribed as soon as connected) if there is none. */
-  subscribe(channel: string): Subscription {
+  /**
+   * The subscription to `channel`, created (and subscribed as soon as connected) if there is none.
+   * `T` types its publications' data; with a `schema` (any Standard Schema: zod, valibot,
+   * arktype...) each publication is checked before delivery and `T` is the schema's output.
+   */
+  subscribe<T = unknown>(channel: string, options: SubscribeOptions<T> = {}): Subscription<T> {
     if (typeof channel !== 'string' || channel.length === 0) throw new TypeError('holdfast client: channel must be a non-empty string')
-    const existing = this.#subs.get(channel)
-    if (existing !== undefined) return existing
-    const sub = new Subscription(channel, this.#host)
-    this.#subs.set(channel, sub)
-    this.#claimPosition(sub)
-    if (this.#ready) sub._connected()
+    let sub = this.#subs.get(channel) as Subscription<T> | undefined
+    if (sub === undefined) {
+      sub = new Subscription<T>(channel, this.#host)
+      this.#subs.set(channel, sub as Subscription)
+      this.#claimPosition(sub as Subscription)
+      if (this.#ready) sub._connected()
+    }
+    if (options.schema !== undefined) sub._setSchema(options.schema)
     return sub
   }
 
@@ -253,8 +259,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     sub._restore(pos)
   }
 
-  getSubscription(channel: string): Subscription | undefined {
-    return this.#subs.get(channel)
+  getSubscription<T = unknown>(channel: string): Subscription<T> | undefined {
+    return this.#subs.get(channel) as Subscription<T> | undefined
   }
 
   subscriptions(): Subscription[] {
@@ -264,15 +270,15 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   // ------------------------------------------------------------ commands
 
   /** Publish; resolves with the server's ack once the publication is stored. Queued while offline. */
-  publish(channel: string, data: unknown, options?: CallOptions): Promise<PublishResult> {
+  publish<T = unknown>(channel: string, data: T, options?: CallOptions): Promise<PublishResult> {
     return this.#request<PublishResult>({ type: 'publish', channel, data, msgId: newMessageId() }, options)
   }
 
-  /** Call a server RPC handler; resolves with its result data. Queued while offline. */
-  async rpc<T = unknown>(method: string, data?: unknown, options?: CallOptions): Promise<T> {
+  /** Call a server RPC handler with a `Req`; resolves with its result data, a `Res`. Queued while offline. */
+  async rpc<Req = unknown, Res = unknown>(method: string, data?: Req, options?: CallOptions): Promise<Res> {
     const cmd: QueuedCommand = data === undefined ? { type: 'rpc', method, msgId: newMessageId() } : { type: 'rpc', method, data, msgId: newMessageId() }
     const result = await this.#request<RpcResult>(cmd, options)
-    return result.data as T
+    return result.data as Res
   }
 
   presence(channel: string, options?: CallOptions): Promise<PresenceResult> {

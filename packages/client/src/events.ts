@@ -1,4 +1,5 @@
 import type { HoldfastError, StreamPosition } from '@holdfast/protocol'
+import type { StandardSchemaV1 } from '@standard-schema/spec'
 import type { StateChange, StateReason } from './state.js'
 import type { Subscription } from './subscription.js'
 
@@ -88,6 +89,16 @@ export interface ClientEvents {
 export interface CallOptions {
   /** Overall deadline for this call, queued time included. @default the client's `commandTimeoutMs` */
   timeoutMs?: number
+}
+
+export interface SubscribeOptions<T = unknown> {
+  /**
+   * A Standard Schema (zod, valibot, arktype...) that each publication's data must pass before it
+   * is delivered, synchronously; its output is the `data` of the `publication` event. Data that
+   * fails is skipped and reported as an `error` event (`bad_request`) of the subscription.
+   * @default none: data is delivered as it arrives
+   */
+  schema?: StandardSchemaV1<unknown, T>
 }
 
 export interface HistoryOptions extends CallOptions {

@@ -10,6 +10,7 @@ export type {
   QueueEvent,
   RestoredCommand,
   StoredCommandInfo,
+  SubscribeOptions,
 } from './events.js'
 export type { ClientStorage } from './storage.js'
 export { indexedDbStorage } from './indexed-db-storage.js'

@@ -1,5 +1,6 @@
 import { adviceFor, continuesFrom, HoldfastError } from '@holdfast/protocol/internal'
 import type { ClientInfo, PubPush, StreamPosition, SubscribePush, SubscribeResult, UnsubscribePush } from '@holdfast/protocol'
+import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { TypedEmitter } from './emitter.js'
 
 /**
@@ -9,13 +10,17 @@ import { TypedEmitter } from './emitter.js'
  */
 const MAX_HELD = 10_000
 
+/** What `#check` returns for data its schema refused. */
+const INVALID: unique symbol = Symbol('invalid')
+
 export type SubscriptionState = 'unsubscribed' | 'subscribing' | 'subscribed'
 
-export interface PublicationEvent {
+/** `T`: the type of the channel's data, as given to `client.subscribe<T>()` or by its schema. */
+export interface PublicationEvent<T = unknown> {
   channel: string
   offset: number
   epoch: string
-  data: unknown
+  data: T
   /** Publisher, when a client published it. */
   info?: ClientInfo
 }
@@ -45,8 +50,8 @@ export interface JoinLeaveEvent {
   info: ClientInfo
 }
 
-export interface SubscriptionEvents {
-  publication: PublicationEvent
+export interface SubscriptionEvents<T = unknown> {
+  publication: PublicationEvent<T>
   subscribed: SubscribedEvent
   unsubscribed: UnsubscribedEvent
   join: JoinLeaveEvent
@@ -80,8 +85,10 @@ export interface SubscriptionHost {
  *   `recovered: false`). Nothing is buffered on the client for long: the stream is the buffer.
  * - publications that arrive while a subscribe is in flight are held and merged after its reply.
  */
-export class Subscription extends TypedEmitter<SubscriptionEvents> {
+export class Subscription<T = unknown> extends TypedEmitter<SubscriptionEvents<T>> {
   readonly channel: string
+  /** Checks each publication's data before delivery (`subscribe(channel, { schema })`). */
+  #schema: StandardSchemaV1<unknown, T> | undefined
   #state: SubscriptionState = 'subscribing'
   #position: StreamPosition | undefined
   /** Live publications that arrived while a subscribe was in flight. */
@@ -107,6 +114,11 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
       this.#state = 'subscribed'
       this.#position = { ...serverPosition }
     }
+  }
+
+  /** @internal The schema of `client.subscribe(channel, { schema })`; the latest one given counts. */
+  _setSchema(schema: StandardSchemaV1<unknown, T>): void {
+    this.#schema = schema
   }
 
   get state(): SubscriptionState {
@@ -290,9 +302,24 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
     }
     this.#position = { epoch, offset }
     this.host.moved(this.channel, this.#position)
-    const event: PublicationEvent = info === undefined ? { channel: this.channel, offset, epoch, data } : { channel: this.channel, offset, epoch, data, info }
+    const value = this.#check(offset, data)
+    if (value === INVALID) return true
+    const event: PublicationEvent<T> = info === undefined ? { channel: this.channel, offset, epoch, data: value } : { channel: this.channel, offset, epoch, data: value, info }
     this.emit('publication', event)
     return true
+  }
+
+  /**
+   * The data as the schema outputs it, or INVALID: then the publication is skipped (the position
+   * moves past it, so it is not asked for again) and an `error` event says so, with the schema's
+   * result (its issues) as the cause. A schema must validate synchronously.
+   */
+  #check(offset: number, data: unknown): T | typeof INVALID {
+    const result = this.#schema?.['~standard'].validate(data)
+    if (result === undefined) return data as T
+    if (!(result instanceof Promise) && !result.issues) return result.value
+    this.emit('error', new HoldfastError('bad_request', `publication ${offset} of ${this.channel} does not match its schema`, { cause: result }))
+    return INVALID
   }
 
   #gap(): void {

@@ -188,7 +188,7 @@ test('a stop advice (taken over) rejects what is pending: it would never be sent
 test('rpc, presence, presenceStats and history send their commands and resolve with the results', async () => {
   const { client } = makeClient()
   const socket = await connected(client)
-  const rpc = track(client.rpc<{ sum: number }>('add', [1, 2]))
+  const rpc = track(client.rpc<number[], { sum: number }>('add', [1, 2]))
   const pres = track(client.presence('room'))
   const stats = track(client.presenceStats('room'))
   const hist = track(client.history('room', { since: { offset: 3, epoch: 'e' }, limit: 2, reverse: false }))

@@ -1,5 +1,6 @@
 import { HoldfastError } from './errors.js'
 import { Subprotocols, type ClientMessage, type ServerMessage } from './messages.js'
+import { bytesReplacer, hasBytes, reviveBytes } from './json-bytes.js'
 import { validateServerMessage } from './validate.js'
 import type { DecodedClientMessage } from './validate-client.js'
 
@@ -88,6 +89,8 @@ export function decodeJson<T>(
     throw new HoldfastError('bad_request', 'frame is not valid UTF-8', { cause })
   }
   const max = limits?.maxBatch ?? defaultMax
+  // Bytes travel as {"$bytes": base64} (json-bytes.ts); only a frame that spells the key is walked.
+  const withBytes = text.includes('"$bytes"')
   const out: T[] = []
   let start = 0
   while (start <= text.length) {
@@ -98,7 +101,7 @@ export function decodeJson<T>(
       const line = text.slice(start, end)
       let value: unknown
       try {
-        value = JSON.parse(line)
+        value = JSON.parse(line, withBytes ? reviveBytes : undefined)
       } catch (cause) {
         throw new HoldfastError('bad_request', 'frame is not valid JSON', { cause })
       }
@@ -123,7 +126,8 @@ export function strictly(decode: (data: FrameData, limits?: DecodeLimits) => Dec
 }
 
 /** @internal */
-export const encodeJson = (msg: ServerMessage | ClientMessage): Uint8Array => textEncoder.encode(JSON.stringify(msg))
+export const encodeJson = (msg: ServerMessage | ClientMessage): Uint8Array =>
+  textEncoder.encode(JSON.stringify(msg, hasBytes(msg) ? bytesReplacer : undefined))
 /** @internal */
 export const frameJson = (parts: readonly Uint8Array[]): Uint8Array => concat(parts, NEWLINE)
 /** @internal */

@@ -1,16 +1,21 @@
-import type { HoldfastError, PublicationEvent, SubscribedEvent, SubscriptionState } from '@holdfast/client'
+import type { HoldfastError, PublicationEvent, SubscribedEvent, SubscribeOptions, SubscriptionState } from '@holdfast/client'
 import { useEffect, useState } from 'react'
 import { useHoldfastClient } from './context.js'
 import { release, retain } from './shared-subscriptions.js'
 
-/** A publication whose data the application says is a `T` (the SDK does not check it). */
+/** A publication whose data is a `T`: as the application says, or as its `schema` checked. */
 export type Publication<T> = Omit<PublicationEvent, 'data'> & { data: T }
 
-export interface UseSubscriptionOptions {
+export interface UseSubscriptionOptions<T = unknown> {
   /** Publications kept in `publications` (the newest). @default 100 */
   keep?: number
   /** false: not subscribed (yet), e.g. until the user picks a channel. @default true */
   enabled?: boolean
+  /**
+   * A Standard Schema (zod, valibot, arktype...) each publication must pass; `T` is its output. A
+   * publication that fails is skipped and shows as `error` (`bad_request`). @default none
+   */
+  schema?: SubscribeOptions<T>['schema']
 }
 
 export interface SubscriptionView<T> {
@@ -31,10 +36,11 @@ const initial = <T>(status: SubscriptionState): SubscriptionView<T> => ({ status
  * channel shares one subscription (one subscribe on the wire, also under StrictMode); the last
  * one to unmount unsubscribes.
  */
-export function useSubscription<T = unknown>(channel: string, options: UseSubscriptionOptions = {}): SubscriptionView<T> {
+export function useSubscription<T = unknown>(channel: string, options: UseSubscriptionOptions<T> = {}): SubscriptionView<T> {
   const client = useHoldfastClient()
   const keep = options.keep ?? 100
   const enabled = options.enabled ?? true
+  const schema = options.schema
   const [view, setView] = useState<SubscriptionView<T>>(() => initial<T>('unsubscribed'))
 
   useEffect(() => {
@@ -63,6 +69,12 @@ export function useSubscription<T = unknown>(channel: string, options: UseSubscr
       release(client, channel, sub)
     }
   }, [client, channel, enabled, keep])
+
+  // After the subscription effect above: sets the schema of the shared subscription (a schema
+  // made anew at each render only sets it again; it does not resubscribe).
+  useEffect(() => {
+    if (enabled && schema !== undefined) client.subscribe(channel, { schema })
+  }, [client, channel, enabled, schema])
 
   return view
 }

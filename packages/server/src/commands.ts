@@ -13,6 +13,7 @@ import type { Span } from '@opentelemetry/api'
 import type { AuthResult } from './auth/types.js'
 import { checkChannelUser, parseChannel } from './channel-name.js'
 import { measureData } from './payload.js'
+import { checkChannelData } from './schema.js'
 import { ConnState, type Connection, type PendingConnect } from './connection.js'
 import type { Heartbeats } from './heartbeats.js'
 import { connectionInfo } from './hooks.js'
@@ -384,6 +385,7 @@ export class CommandHandler {
     if (!opts.allowPublish) throw new HoldfastError('not_available', 'clients may not publish to this namespace')
     checkChannelUser(name, conn.user)
     const size = this.#measure(cmd.data)
+    if (gw.options.channelSchemas[name.namespace] !== undefined) await checkChannelData(gw.options.channelSchemas, name.namespace, cmd.data)
     if (gw.options.canPublish !== undefined) {
       const ok = await gw.options.canPublish({ client: connectionInfo(conn), channel: cmd.channel, data: cmd.data })
       if (!ok) throw new HoldfastError('permission_denied', 'publish refused')

@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { AuthenticateHook, JwtAuthOptions } from './auth/types.js'
 import { resolveTrustProxy, type TrustedProxies } from './client-address.js'
 import type { Durability, Engine } from './engine/engine.js'
+import { resolveChannelSchemas, type ChannelSchemas } from './schema.js'
 
 /** Per-namespace channel behaviour. A channel `chat:lobby` takes the options of namespace `chat`. */
 export interface ChannelOptions {
@@ -176,6 +177,11 @@ export interface HoldfastOptions {
   transport?: TransportName
   /** Channel options: `default` for channels without a namespace, `namespaces` by name. */
   channels?: { default?: ChannelOptions; namespaces?: Record<string, ChannelOptions> }
+  /**
+   * Schemas of client publications by namespace (`{ chat: schema }` checks `chat:*`), any Standard
+   * Schema (zod, valibot, arktype...); data that fails gets `bad_request`. @default {} (none)
+   */
+  channelSchemas?: ChannelSchemas
   /** Authorize a subscription (after the built-in checks). Return false or throw a HoldfastError to refuse. */
   canSubscribe?: (ctx: ChannelHookContext) => boolean | Promise<boolean>
   /**
@@ -274,6 +280,7 @@ export interface ResolvedOptions {
   transport: TransportName
   defaultChannel: ResolvedChannelOptions
   namespaces: Map<string, ResolvedChannelOptions>
+  channelSchemas: ChannelSchemas
   canSubscribe: HoldfastOptions['canSubscribe']
   canRead: HoldfastOptions['canRead']
   canPublish: HoldfastOptions['canPublish']
@@ -304,7 +311,7 @@ function rate(name: string, v: CommandRate): CommandRate {
 
 const bool = checks.bool
 
-const NAMESPACE_RE = /^[A-Za-z0-9_.-]{1,64}$/
+export const NAMESPACE_RE = /^[A-Za-z0-9_.-]{1,64}$/
 
 function resolveChannel(name: string, base: ResolvedChannelOptions, o: ChannelOptions | undefined): ResolvedChannelOptions {
   if (o === undefined) return base
@@ -408,6 +415,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     transport: transportName(options.transport ?? DEFAULTS.transport),
     defaultChannel,
     namespaces,
+    channelSchemas: resolveChannelSchemas(options.channelSchemas),
     canSubscribe: options.canSubscribe,
     canRead: options.canRead,
     canPublish: options.canPublish,

@@ -1,5 +1,6 @@
 import { encode as msgpackEncode } from '@msgpack/msgpack'
 import { HoldfastError } from '@holdfast/protocol'
+import { bytesReplacer } from '@holdfast/protocol/internal'
 
 /** Deepest nesting of publish/RPC data: below msgpack's encoder limit (100) with room for the envelope. */
 export const MAX_DATA_DEPTH = 64
@@ -20,8 +21,8 @@ function tooDeep(data: unknown, max: number): boolean {
  * Measures publication/RPC data before it is stored, and refuses it (throws HoldfastError) when it
  * could not be delivered: anything stored must encode for subscribers of both codecs, or fan-out
  * would fail after the offset was taken, and must fit `maxPayload` in both, or a subscriber of the
- * other codec would get frames past the limit (bytes from a MessagePack publisher grow several
- * times over in JSON). Returns the larger encoded size, which the engine counts against its
+ * other codec would get frames past the limit (bytes from a MessagePack publisher grow by a
+ * third in JSON, as base64). Returns the larger encoded size, which the engine counts against its
  * history budget.
  */
 export function measureData(data: unknown, maxPayload: number = Number.MAX_SAFE_INTEGER): number {
@@ -29,7 +30,7 @@ export function measureData(data: unknown, maxPayload: number = Number.MAX_SAFE_
   if (tooDeep(data, MAX_DATA_DEPTH)) throw new HoldfastError('bad_request', `data is nested deeper than ${MAX_DATA_DEPTH} levels`)
   let size: number
   try {
-    size = Math.max(msgpackEncode(data).byteLength, Buffer.byteLength(JSON.stringify(data) ?? ''))
+    size = Math.max(msgpackEncode(data).byteLength, Buffer.byteLength(JSON.stringify(data, bytesReplacer) ?? ''))
   } catch (cause) {
     throw new HoldfastError('bad_request', 'data cannot be encoded', { cause })
   }

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { HoldfastError, type CloseCodeName, type StreamPosition } from '@holdfast/protocol'
+import { bytesReplacer, hasBytes, reviveBytes } from '@holdfast/protocol/internal'
 import type { FastifyBaseLogger } from 'fastify'
 import type { NodeInfo } from '../engine/engine.js'
 import type { Holdfast } from '../holdfast.js'
@@ -56,6 +57,19 @@ function idempotencyKeyOf(fromBody: string | undefined, headers: IncomingHttpHea
   return fromBody ?? fromHeader
 }
 
+/**
+ * Bytes in the API's JSON, as on a JSON WebSocket (docs/protocol.md): `{"$bytes": base64}` in a
+ * body is published as bytes, and bytes in history are answered that way.
+ */
+function bytesIn(data: unknown): unknown {
+  const text = JSON.stringify(data)
+  return text?.includes('"$bytes"') ? JSON.parse(text, reviveBytes) : data
+}
+
+function bytesOut<T extends { data?: unknown }>(pub: T): T {
+  return hasBytes(pub.data) ? { ...pub, data: JSON.parse(JSON.stringify(pub.data, bytesReplacer)) as unknown } : pub
+}
+
 export const METHODS: readonly ApiMethod[] = [
   method<{ channel: string; data: unknown; idempotencyKey?: string }>({
     name: 'publish',
@@ -69,7 +83,7 @@ export const METHODS: readonly ApiMethod[] = [
     errors: [503],
     async run(holdfast, body, call) {
       const key = idempotencyKeyOf(body.idempotencyKey, call.headers)
-      return holdfast.publish(body.channel, body.data, key === undefined ? {} : { idempotencyKey: key })
+      return holdfast.publish(body.channel, bytesIn(body.data), key === undefined ? {} : { idempotencyKey: key })
     },
   }),
   method<{ channels: string[]; data: unknown; idempotencyKey?: string }>({
@@ -84,13 +98,14 @@ export const METHODS: readonly ApiMethod[] = [
     errors: [],
     async run(holdfast, body, call) {
       const key = idempotencyKeyOf(body.idempotencyKey, call.headers)
+      const data = bytesIn(body.data)
       // One check for the whole request, before anything is published: data that cannot be
       // delivered to subscribers of both codecs is the caller's mistake, not a channel's.
-      measureData(body.data)
+      measureData(data)
       const results = await Promise.all(
         body.channels.map(async (channel): Promise<{ channel: string } & ({ offset: number; epoch: string; duplicate: boolean } | ApiErrorBody)> => {
           try {
-            return { channel, ...(await holdfast.publish(channel, body.data, key === undefined ? {} : { idempotencyKey: key })) }
+            return { channel, ...(await holdfast.publish(channel, data, key === undefined ? {} : { idempotencyKey: key })) }
           } catch (err) {
             const out = toApiError(err)
             if (out.internal) call.log.error({ err, channel }, 'broadcast to a channel failed')
@@ -173,11 +188,12 @@ export const METHODS: readonly ApiMethod[] = [
     response: s.historyResult,
     errors: [409, 503],
     async run(holdfast, body) {
-      return holdfast.history(body.channel, {
+      const page = await holdfast.history(body.channel, {
         ...(body.since === undefined ? {} : { since: body.since }),
         ...(body.limit === undefined ? {} : { limit: body.limit }),
         ...(body.reverse === undefined ? {} : { reverse: body.reverse }),
       })
+      return { ...page, publications: page.publications.map(bytesOut) }
     },
   }),
   method<Record<string, never>>({
@@ -214,7 +230,7 @@ export const METHODS: readonly ApiMethod[] = [
     response: s.emptyResult,
     errors: [503],
     async run(holdfast, body) {
-      await holdfast.send(target(body), body.data)
+      await holdfast.send(target(body), bytesIn(body.data))
       return {}
     },
   }),

@@ -3,6 +3,9 @@ import { HoldfastError } from '@holdfast/protocol'
 /** Longest channel name accepted. */
 export const MAX_CHANNEL_LENGTH = 255
 
+/** A namespace's name (the part before `:`), as configured in options. */
+export const NAMESPACE_RE = /^[A-Za-z0-9_.-]{1,64}$/
+
 // Letters, digits and a few separators: `:` splits the namespace, `#` the user list, `,` users.
 const CHANNEL_RE = /^[A-Za-z0-9_.:@#,=$/-]+$/
 

@@ -4,6 +4,7 @@ import { hostname } from 'node:os'
 import type { Tracer } from '@opentelemetry/api'
 import type { Logger } from 'pino'
 import type { AuthenticateHook, JwtAuthOptions } from './auth/types.js'
+import { NAMESPACE_RE } from './channel-name.js'
 import { resolveTrustProxy, type TrustedProxies } from './client-address.js'
 import type { Durability, Engine } from './engine/engine.js'
 import { resolveChannelSchemas, type ChannelSchemas } from './schema.js'
@@ -310,8 +311,6 @@ function rate(name: string, v: CommandRate): CommandRate {
 }
 
 const bool = checks.bool
-
-export const NAMESPACE_RE = /^[A-Za-z0-9_.-]{1,64}$/
 
 function resolveChannel(name: string, base: ResolvedChannelOptions, o: ChannelOptions | undefined): ResolvedChannelOptions {
   if (o === undefined) return base

@@ -1,6 +1,6 @@
 import { HoldfastError } from '@holdfast/protocol'
 import type { StandardSchemaV1 } from '@standard-schema/spec'
-import { NAMESPACE_RE } from './options.js'
+import { NAMESPACE_RE } from './channel-name.js'
 
 /**
  * Per-namespace schemas of client publications: `{ chat: ChatMessage }` checks the `data` of

@@ -33,7 +33,7 @@ import { Subscriptions } from './subscriptions.js'
 import { Tracing } from './tracing.js'
 import { rejectUpgrade, WsTransport } from './transport/ws-transport.js'
 import { HttpStreamTransport } from './transport/http-stream-transport.js'
-import { refusal } from './transport/transport.js'
+import { refusal, type UpgradeRequest } from './transport/transport.js'
 
 const NODE_REGISTRY_EVERY_MS = 5000
 const NODE_REGISTRY_TTL_MS = 3 * NODE_REGISTRY_EVERY_MS
@@ -323,7 +323,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   /** Verify a token as a connect command would (the authenticate hook, else the JWT verifier). */
-  authenticate(token: string | undefined, req?: IncomingMessage): ReturnType<NodeContext['authenticate']> {
+  authenticate(token: string | undefined, req?: UpgradeRequest): ReturnType<NodeContext['authenticate']> {
     return this.#ctx.authenticate(token, req)
   }
 

@@ -120,6 +120,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.#ownsEngine = o.engine === undefined
     this.engine = o.engine ?? new MemoryEngine()
     this.sessions = new SessionSigner(o.sessionSecret, o.sessionMaxAgeMs)
+    // The hub is part of the context the subscriptions are built with; its gap callback reaches
+    // them once they exist (no publication arrives before the engine starts, below).
     let subscriptions: Subscriptions | undefined
     this.hub = new Hub(
       this.engine,
@@ -157,7 +159,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.#presence = new Presence(ctx)
     subscriptions = new Subscriptions(ctx, this.#presence)
     const subs = subscriptions
-    const lifecycle = new Lifecycle(ctx, this.#heartbeats, subs, (event, ...args) => (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args))
+    const lifecycle = new Lifecycle(ctx, this.#heartbeats, subs, this)
     const commands = new CommandHandler(ctx, { heartbeats: this.#heartbeats, subscriptions: subs, lifecycle })
     // One owner for every connection (no closures per socket): frames go to the commands, the
     // close to admission (the address's slot) and the lifecycle.

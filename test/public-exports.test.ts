@@ -60,8 +60,9 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
       'validateClientMessage', 'validateServerMessage',
     ],
     '@holdfast/protocol/internal': [
-      'ClientCodec', 'HoldfastError', 'OptionChecks', 'PROTOCOL_VERSION', 'Subprotocols', 'adviceFor', 'batches', 'closeCodeName', 'closeCodes',
-      'continuesFrom', 'errorCodeName', 'errorCodes', 'isErrorReply', 'isReply', 'jsonClientCodec', 'optionChecks',
+      'ClientCodec', 'HoldfastError', 'OptionChecks', 'PROTOCOL_VERSION', 'Subprotocols', 'adviceFor', 'batches', 'bytesReplacer', 'closeCodeName',
+      'closeCodes', 'continuesFrom', 'errorCodeName', 'errorCodes', 'hasBytes', 'isErrorReply', 'isReply', 'jsonClientCodec', 'optionChecks',
+      'reviveBytes',
     ],
     '@holdfast/protocol/msgpack': [
       'msgpackCodec',
@@ -69,12 +70,12 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
   },
   server: {
     '@holdfast/server': [
-      'AuthContext', 'AuthResult', 'AuthenticateHook', 'ChannelHookContext', 'ChannelOptions', 'CloseCodes', 'CloseOptions', 'CommandRate',
-      'ConnectInfo', 'ConnectionInfo', 'ControlMessage', 'DisconnectInfo', 'DisconnectTarget', 'Durability', 'Engine', 'EngineHandler', 'ErrorCodes',
-      'GatewayEvents', 'HistoryPage', 'HistoryQuery', 'Holdfast', 'HoldfastError', 'HoldfastOptions', 'IdempotencyClaim', 'JwtAuthOptions',
-      'MemoryEngine', 'MemoryEngineOptions', 'Metrics', 'NodeInfo', 'PublishApiOptions', 'PublishHookContext', 'PublishOptions', 'PublishOutcome',
-      'ReadHookContext', 'ReadKind', 'RpcContext', 'RpcHandler', 'StreamOptions', 'StreamPublication', 'TransportName', 'UpgradeRequest',
-      'createHoldfast',
+      'AuthContext', 'AuthResult', 'AuthenticateHook', 'ChannelHookContext', 'ChannelOptions', 'ChannelSchemas', 'CloseCodes', 'CloseOptions',
+      'CommandRate', 'ConnectInfo', 'ConnectionInfo', 'ControlMessage', 'DisconnectInfo', 'DisconnectTarget', 'Durability', 'Engine',
+      'EngineHandler', 'ErrorCodes', 'GatewayEvents', 'HistoryPage', 'HistoryQuery', 'Holdfast', 'HoldfastError', 'HoldfastOptions',
+      'IdempotencyClaim', 'JwtAuthOptions', 'MemoryEngine', 'MemoryEngineOptions', 'Metrics', 'NodeInfo', 'PublishApiOptions', 'PublishHookContext',
+      'PublishOptions', 'PublishOutcome', 'ReadHookContext', 'ReadKind', 'RpcContext', 'RpcHandler', 'StreamOptions', 'StreamPublication',
+      'TransportName', 'UpgradeRequest', 'createHoldfast',
     ],
     '@holdfast/server/redis': [
       'RedisEngine', 'RedisEngineOptions',
@@ -104,8 +105,8 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
       'CallOptions', 'ClientEvents', 'ClientInfo', 'ClientOptions', 'ClientStorage', 'ConnectedEvent', 'ConnectingEvent', 'ConnectionState',
       'DiscardedCommand', 'DisconnectedEvent', 'EndpointSource', 'ErrorCodeName', 'HistoryOptions', 'HistoryResult', 'HoldfastClient',
       'HoldfastError', 'JoinLeaveEvent', 'PresenceResult', 'PresenceStatsResult', 'PublicationEvent', 'PublishResult', 'QueueEvent',
-      'RestoredCommand', 'StateChange', 'StateReason', 'StoredCommandInfo', 'StreamPosition', 'SubscribedEvent', 'Subscription', 'SubscriptionEvents',
-      'SubscriptionState', 'UnsubscribedEvent', 'WebSocketConstructor', 'WebSocketLike', 'fileStorage', 'indexedDbStorage',
+      'RestoredCommand', 'StateChange', 'StateReason', 'StoredCommandInfo', 'StreamPosition', 'SubscribeOptions', 'SubscribedEvent', 'Subscription',
+      'SubscriptionEvents', 'SubscriptionState', 'UnsubscribedEvent', 'WebSocketConstructor', 'WebSocketLike', 'fileStorage', 'indexedDbStorage',
     ],
   },
   react: {

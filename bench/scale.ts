@@ -41,7 +41,7 @@ import { track } from './scale/processes.js'
 import { bundleChildren, type Bundles } from './scale/bundle.js'
 import type { GeneratorConfig, GeneratorProgress, GeneratorReport } from './scale/generator.js'
 import { CHANNEL, SERVER_KINDS, startHoldfast, startReference, type RunningServer, type ServerKind } from './scale/servers.js'
-import { childrenOf, loadAverage, readKernel, type KernelSample } from './scale/system.js'
+import { childrenOf, cpuSplit, loadAverage, readKernel, type KernelSample } from './scale/system.js'
 import { RedisServer } from '../packages/server/test/redis-server.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -122,6 +122,7 @@ export interface ScaleResult {
     rssConnectedBytes: number
     rssPerConnectionBytes: number | null
     cpuMicrosPerConnect: number | null
+    kernelCpuMicrosPerConnect: number | null
     heartbeatCpuPercent: number
     pingsAnsweredPerSecond: number
     log: RunningServer['logged']
@@ -136,7 +137,7 @@ export interface ScaleResult {
     latencyMs: Percentiles | null
     toAllMs: number[]
   }
-  generators: { rssPerConnectionBytes: number | null; cpuMicrosPerConnect: number | null; heartbeatCpuPercent: number }
+  generators: { rssPerConnectionBytes: number | null; cpuMicrosPerConnect: number | null; kernelCpuMicrosPerConnect: number | null; heartbeatCpuPercent: number }
   loadAverage: { before: number; after: number }
 }
 
@@ -182,7 +183,7 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
     log(`${kind}: ${WORKERS} server processes on ${srv.wsHost}:${srv.wsPort} (pids ${srv.pids.join(',')}); ${GENERATORS} generators, ${N} connections at ${RATE}/s`)
     await sleep(3000)
     const rssBaseline = sum(srv.pids, 'rssBytes')
-    const cpuBeforeRamp = sum(srv.pids, 'cpuUs')
+    const cpuBeforeRamp = cpuSplit(srv.pids)
 
     // Generators: an even share each, one source address each.
     for (let g = 0; g < GENERATORS; g++) {
@@ -255,8 +256,8 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
       const [t0, r0] = readyAt[i - 5] as [number, number]
       best5s = Math.max(best5s, ((r1 - r0) * 1000) / (t1 - t0))
     }
-    const cpuAfterRamp = sum(srv.pids, 'cpuUs')
-    const genCpuAfterRamp = sum(genPids(), 'cpuUs')
+    const cpuAfterRamp = cpuSplit(srv.pids)
+    const genCpuAfterRamp = cpuSplit(genPids())
     await sleep(2000)
     const rssConnected = sum(srv.pids, 'rssBytes')
     const genRss = sum(genPids(), 'rssBytes') - gens.reduce((n, g) => n + (g.last?.rssBaselineBytes ?? 0), 0)
@@ -312,7 +313,9 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
       for (const p of r.perPublication) toAll.set(p.n, Math.max(toAll.get(p.n) ?? 0, p.lastUs))
     }
     const sumOf = (k: 'delivered' | 'lost' | 'duplicated'): number => reports.reduce((n, r) => n + r[k], 0)
-    const serverCpuRamp = cpuAfterRamp - cpuBeforeRamp
+    const serverCpuRamp = cpuAfterRamp.totalUs - cpuBeforeRamp.totalUs
+    const serverKernelRamp = cpuAfterRamp.systemUs - cpuBeforeRamp.systemUs
+    const perReady = (us: number): number | null => (total('ready') > 0 ? Math.round(us / total('ready')) : null)
     const result: ScaleResult = {
       name: kind,
       engine: kind === 'uws' ? '-' : ENGINE,
@@ -330,7 +333,8 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
         rssBaselineBytes: rssBaseline,
         rssConnectedBytes: rssConnected,
         rssPerConnectionBytes: reached > 0 ? Math.round((rssConnected - rssBaseline) / reached) : null,
-        cpuMicrosPerConnect: reached > 0 ? Math.round(serverCpuRamp / total('ready')) : null,
+        cpuMicrosPerConnect: perReady(serverCpuRamp),
+        kernelCpuMicrosPerConnect: perReady(serverKernelRamp),
         heartbeatCpuPercent: Math.round(heartbeatCpu * 10) / 10,
         pingsAnsweredPerSecond: Math.round(pingsPerSecond),
         log: srv.logged,
@@ -352,7 +356,8 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
       },
       generators: {
         rssPerConnectionBytes: reached > 0 ? Math.round(genRss / reached) : null,
-        cpuMicrosPerConnect: total('ready') > 0 ? Math.round(genCpuAfterRamp / total('ready')) : null,
+        cpuMicrosPerConnect: perReady(genCpuAfterRamp.totalUs),
+        kernelCpuMicrosPerConnect: perReady(genCpuAfterRamp.systemUs),
         heartbeatCpuPercent: Math.round(genHeartbeatCpu * 10) / 10,
       },
       loadAverage: { before: loadBefore, after: loadAverage() },
@@ -379,7 +384,7 @@ function table(results: ScaleResult[]): string {
     ['closed after subscribing', (r) => (Object.keys(r.closedAfterReady).length === 0 ? 'none' : Object.entries(r.closedAfterReady).map(([k, n]) => `${int(n)} ${k}`).join(', '))],
     ['handshakes/s (mean, best 5 s)', (r) => `${int(r.handshakesPerSecond.mean)}, ${int(r.handshakesPerSecond.best5s)} (ramp ${r.rampSeconds} s)`],
     ['handshake p50 / p99', (r) => (r.handshakeMs === null ? '-' : `${r.handshakeMs.p50} / ${r.handshakeMs.p99} ms`)],
-    ['server CPU per connect', (r) => (r.server.cpuMicrosPerConnect === null ? '-' : `${int(r.server.cpuMicrosPerConnect)} µs`)],
+    ['server CPU per connect', (r) => (r.server.cpuMicrosPerConnect === null ? '-' : `${int(r.server.cpuMicrosPerConnect)} µs (kernel ${int(r.server.kernelCpuMicrosPerConnect ?? 0)})`)],
     ['server RSS idle → connected', (r) => `${int(r.server.rssBaselineBytes / 2 ** 20)} → ${int(r.server.rssConnectedBytes / 2 ** 20)} MiB`],
     ['server RSS per connection', (r) => kib(r.server.rssPerConnectionBytes)],
     ['kernel slab per connection (both ends)', (r) => kib(r.kernel.slabPerConnectionBytes)],
@@ -389,7 +394,7 @@ function table(results: ScaleResult[]): string {
     ['lost / duplicated', (r) => `${int(r.broadcast.lost)} / ${int(r.broadcast.duplicated)}`],
     ['delivery p50 / p99 / max', (r) => (r.broadcast.latencyMs === null ? '-' : `${r.broadcast.latencyMs.p50} / ${r.broadcast.latencyMs.p99} / ${r.broadcast.latencyMs.max} ms`)],
     ['time to reach all, per broadcast', (r) => r.broadcast.toAllMs.map((ms) => `${int(ms)}`).join(', ') + ' ms'],
-    ['generators: RSS per conn, CPU per connect', (r) => `${kib(r.generators.rssPerConnectionBytes)}, ${r.generators.cpuMicrosPerConnect ?? '-'} µs`],
+    ['generators: RSS per conn, CPU per connect', (r) => `${kib(r.generators.rssPerConnectionBytes)}, ${r.generators.cpuMicrosPerConnect ?? '-'} µs (kernel ${r.generators.kernelCpuMicrosPerConnect ?? '-'})`],
     ['generators: heartbeat CPU', (r) => `${r.generators.heartbeatCpuPercent}% of a core`],
     ['server log', (r) => `${r.server.log.warn} warnings, ${r.server.log.error} errors`],
     ['load average before → after', (r) => `${r.loadAverage.before} → ${r.loadAverage.after}`],

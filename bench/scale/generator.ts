@@ -46,6 +46,8 @@ export interface GeneratorProgress {
   delivered: number
   pings: number
   cpuUs: number
+  /** The kernel's share of cpuUs (on loopback, much of the TCP work of both ends). */
+  cpuSystemUs: number
   rssBytes: number
   rssBaselineBytes: number
 }
@@ -67,6 +69,7 @@ export interface GeneratorReport {
   /** Per publication number: deliveries, and the latest delivery's latency in µs. */
   perPublication: Array<{ n: number; count: number; lastUs: number }>
   cpuUs: number
+  cpuSystemUs: number
   rssBytes: number
   /** RSS before the first connection. */
   rssBaselineBytes: number
@@ -263,6 +266,7 @@ function progress(): GeneratorProgress {
     delivered: stats.delivered,
     pings: stats.pings,
     cpuUs: cpu.user + cpu.system,
+    cpuSystemUs: cpu.system,
     rssBytes: process.memoryUsage.rss(),
     rssBaselineBytes,
   }
@@ -292,6 +296,7 @@ function report(lastOffset: number): GeneratorReport {
     handshake: hdr.encodeIntoCompressedBase64(handshake),
     perPublication: [...perPubCount].map(([n, c]) => ({ n, count: c, lastUs: perPubLast.get(n) ?? 0 })),
     cpuUs: cpu.user + cpu.system,
+    cpuSystemUs: cpu.system,
     rssBytes: process.memoryUsage.rss(),
     rssBaselineBytes,
   }

@@ -52,3 +52,22 @@ export function readKernel(): KernelSample {
 export function loadAverage(): number {
   return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0])
 }
+
+/** user + system CPU of several processes, and the system part alone, µs (USER_HZ = 100). */
+export function cpuSplit(pids: readonly number[]): { totalUs: number; systemUs: number } {
+  let totalUs = 0
+  let systemUs = 0
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      const user = Number(fields[11]) * 10_000
+      const system = Number(fields[12]) * 10_000
+      totalUs += user + system
+      systemUs += system
+    } catch {
+      // gone
+    }
+  }
+  return { totalUs, systemUs }
+}

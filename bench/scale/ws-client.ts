@@ -61,6 +61,7 @@ setInterval(() => {
     closed: 0,
     delivered: 0,
     cpuUs: cpu.user + cpu.system,
+    cpuSystemUs: cpu.system,
     rssBytes: process.memoryUsage.rss(),
     rssBaselineBytes,
   }

@@ -408,22 +408,31 @@ async function main(): Promise<void> {
   if (!existsSync(join(ROOT, 'packages/cli/dist/bin.js'))) throw new Error('packages/cli/dist is missing: run `npm run build` first')
   const dir = mkdtempSync(join(tmpdir(), 'holdfast-scale-'))
   const results: ScaleResult[] = []
+  const errors: Array<{ server: ServerKind; error: string }> = []
   const startedAt = new Date().toISOString()
+  const out = values.json ?? join(ROOT, 'bench/results', `scale-${startedAt.replace(/[:.]/g, '-')}.json`)
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
+  // Written after every server, so a run cut short keeps what it measured.
+  const save = (): void => writeFileSync(out, `${JSON.stringify({ argv: process.argv.slice(2), startedAt, results, errors }, null, 2)}\n`)
   try {
     const bundles = await bundleChildren(ROOT, dir)
     for (const [i, kind] of SERVERS.entries()) {
-      const r = await runOne(kind, i, bundles, dir)
-      results.push(r)
-      process.stdout.write(`\n${table([r])}\n`)
+      try {
+        const r = await runOne(kind, i, bundles, dir)
+        results.push(r)
+        process.stdout.write(`\n${table([r])}\n`)
+      } catch (err) {
+        errors.push({ server: kind, error: err instanceof Error ? err.message : String(err) })
+        log(`${kind} failed: ${errors.at(-1)?.error}`)
+      }
+      save()
     }
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
-  process.stdout.write(`\n${table(results)}\n`)
-  const out = values.json ?? join(ROOT, 'bench/results', `scale-${startedAt.replace(/[:.]/g, '-')}.json`)
-  mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
-  writeFileSync(out, `${JSON.stringify({ argv: process.argv.slice(2), startedAt, results }, null, 2)}\n`)
+  if (results.length > 0) process.stdout.write(`\n${table(results)}\n`)
   process.stdout.write(`\nwrote ${out}\n`)
+  if (errors.length > 0) throw new Error(`${errors.length} of ${SERVERS.length} servers failed`)
 }
 
 main().then(

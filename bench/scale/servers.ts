@@ -6,6 +6,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { countServerLog, type ServerLog } from './processes.js'
 import { childrenOf } from './system.js'
@@ -119,6 +120,17 @@ export async function startHoldfast(o: HoldfastStart): Promise<RunningServer> {
   }
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
 export interface ReferenceStart {
   root: string
   bundle: string
@@ -140,8 +152,10 @@ export async function startReference(o: ReferenceStart): Promise<RunningServer> 
       child.once('exit', (code) => reject(new Error(`the uWS reference exited (code ${code}) before listening`)))
     })
   }
-  const port = await startOne(0)
-  for (let i = 1; i < o.workers; i++) await startOne(port)
+  // uWS sets SO_REUSEPORT only on a port it is given (not on port 0): pick one first, as
+  // `serve --transport uws --workers N` does.
+  const port = await freePort()
+  for (let i = 0; i < o.workers; i++) await startOne(port)
   let offset = 0
   return {
     kind: 'uws',

@@ -68,7 +68,7 @@ export async function startHoldfast(o: HoldfastStart): Promise<RunningServer> {
   const configFile = join(o.dir, 'limits.json')
   writeFileSync(configFile, JSON.stringify(config))
   const args = ['packages/cli/dist/bin.js', 'serve', '--host', '127.0.0.1', '--port', '0', '--workers', String(o.workers), '--transport', o.transport]
-  if (o.transport === 'uws') args.push('--ws-port', '0')
+  if (o.transport === 'uws') args.push('--ws-port', String(await freePort()))
   args.push('--config', configFile, '--api-key', API_KEY, '--log-level', 'warn', '--drain-ms', '0')
   if (o.redisUrl !== undefined) args.push('--engine', 'redis', '--redis-url', o.redisUrl, '--session-secret', 'scale-bench-session-secret-0123456789')
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HOLDFAST_')))

@@ -121,6 +121,7 @@ export interface ScaleResult {
     rssBaselineBytes: number
     rssConnectedBytes: number
     rssPerConnectionBytes: number | null
+    rssSlopePerConnectionBytes: number | null
     cpuMicrosPerConnect: number | null
     kernelCpuMicrosPerConnect: number | null
     heartbeatCpuPercent: number
@@ -210,10 +211,11 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
     }
     const genPids = (): number[] => gens.map((g) => g.proc.pid as number)
     const total = (key: keyof Omit<GeneratorProgress, 'type'>): number => gens.reduce((n, g) => n + (g.last?.[key] ?? 0), 0)
-    const guard = (): void => {
+    const guard = (ramping: boolean): void => {
       const rss = sum([...srv.pids, ...genPids()], 'rssBytes')
       if (rss > MAX_RSS) throw new Stop(`RSS of server and generators ${(rss / 2 ** 30).toFixed(1)} GiB passed --max-rss-gib`)
-      if (mono() - startedAt > TIME_LIMIT_MS) throw new Stop('--time-limit reached')
+      // Past the time limit the ramp stops; what was reached is still measured (briefly).
+      if (ramping && mono() - startedAt > TIME_LIMIT_MS) throw new Stop('--time-limit reached')
       if (gens.some((g) => g.proc.exitCode !== null)) throw new Stop('a generator process exited')
       if (srv.pids.some((pid) => readProcSample(pid) === undefined)) throw new Stop('a server process exited')
     }
@@ -221,16 +223,19 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
     // Ramp.
     const rampStart = mono()
     const readyAt: Array<[number, number]> = []
+    /** (open connections, server RSS) through the ramp: the slope is the cost of a connection. */
+    const rssAt: Array<[number, number]> = []
     let lastReady = 0
     let lastChange = mono()
     let rampEnd = rampStart
     try {
       for (;;) {
         await sleep(1000)
-        guard()
+        guard(true)
         const ready = total('ready')
         const settled = total('ready') + total('failed') + total('closed')
         readyAt.push([mono(), ready])
+        rssAt.push([ready - total('closed'), sum(srv.pids, 'rssBytes')])
         if (ready !== lastReady) {
           lastReady = ready
           lastChange = mono()
@@ -260,6 +265,10 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
     const genCpuAfterRamp = cpuSplit(genPids())
     await sleep(2000)
     const rssConnected = sum(srv.pids, 'rssBytes')
+    // Start-up garbage still in the idle baseline makes (connected - idle) / n read low; the
+    // slope from the first sample past a fifth of the connections to the end does not see it.
+    const from = rssAt.find(([c]) => c >= reached / 5)
+    const rssSlope = from !== undefined && reached - from[0] > reached / 2 ? Math.round((rssConnected - from[1]) / (reached - from[0])) : null
     const genRss = sum(genPids(), 'rssBytes') - gens.reduce((n, g) => n + (g.last?.rssBaselineBytes ?? 0), 0)
     const kernelConnected: KernelSample = readKernel()
 
@@ -267,7 +276,7 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
     let heartbeatCpu = 0
     let genHeartbeatCpu = 0
     let pingsPerSecond = 0
-    if (stoppedBy === null || stoppedBy.startsWith('the ramp stalled')) {
+    if (stoppedBy === null || !stoppedBy.startsWith('RSS')) {
       log(`${kind}: ${reached} connected; ${IDLE_S} s of heartbeats only`)
       const c0 = sum(srv.pids, 'cpuUs')
       const g0 = sum(genPids(), 'cpuUs')
@@ -286,7 +295,7 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
     const open = reached
     if (reached > 0 && stoppedBy?.startsWith('RSS') !== true) {
       for (let n = 0; n < BROADCASTS; n++) {
-        guard()
+        guard(false)
         const before = total('delivered')
         lastOffset = await srv.publish(n)
         published++
@@ -333,6 +342,7 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
         rssBaselineBytes: rssBaseline,
         rssConnectedBytes: rssConnected,
         rssPerConnectionBytes: reached > 0 ? Math.round((rssConnected - rssBaseline) / reached) : null,
+        rssSlopePerConnectionBytes: rssSlope,
         cpuMicrosPerConnect: perReady(serverCpuRamp),
         kernelCpuMicrosPerConnect: perReady(serverKernelRamp),
         heartbeatCpuPercent: Math.round(heartbeatCpu * 10) / 10,
@@ -386,7 +396,7 @@ function table(results: ScaleResult[]): string {
     ['handshake p50 / p99', (r) => (r.handshakeMs === null ? '-' : `${r.handshakeMs.p50} / ${r.handshakeMs.p99} ms`)],
     ['server CPU per connect', (r) => (r.server.cpuMicrosPerConnect === null ? '-' : `${int(r.server.cpuMicrosPerConnect)} µs (kernel ${int(r.server.kernelCpuMicrosPerConnect ?? 0)})`)],
     ['server RSS idle → connected', (r) => `${int(r.server.rssBaselineBytes / 2 ** 20)} → ${int(r.server.rssConnectedBytes / 2 ** 20)} MiB`],
-    ['server RSS per connection', (r) => kib(r.server.rssPerConnectionBytes)],
+    ['server RSS per connection (growth / n; slope over the ramp)', (r) => `${kib(r.server.rssPerConnectionBytes)}; ${kib(r.server.rssSlopePerConnectionBytes)}`],
     ['kernel slab per connection (both ends)', (r) => kib(r.kernel.slabPerConnectionBytes)],
     ['TCP buffer pages (connected)', (r) => `${int(r.kernel.tcpBufferBytes / 2 ** 20)} MiB`],
     ['heartbeat CPU (server, idle)', (r) => `${r.server.heartbeatCpuPercent}% of a core (${int(r.server.pingsAnsweredPerSecond)} pings/s)`],

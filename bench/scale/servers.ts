@@ -59,8 +59,11 @@ export interface HoldfastStart {
 /** `holdfast serve --workers N` from the built CLI (packages/cli/dist), lean processes. */
 export async function startHoldfast(o: HoldfastStart): Promise<RunningServer> {
   // Per worker: the bench's clients come from a few source addresses at thousands per second.
-  // The HTTP server's own per-address cap guards the ws transport's upgrades too.
+  // The HTTP server's own per-address cap guards the ws transport's upgrades too. Pongs get 60 s
+  // instead of 10: on a busy machine a generator process may not run for longer than 10 s, and a
+  // connection closed for that measures the generator's delay, not the server.
   const config = {
+    pongTimeoutMs: 60_000,
     maxConnectionsPerIp: 1_000_000,
     connectRatePerIp: { perSecond: 1_000_000, burst: 1_000_000 },
     http: { maxConnectionsPerIp: 1_000_000 },

@@ -131,6 +131,7 @@ export interface ScaleResult {
   kernel: { slabPerConnectionBytes: number | null; tcpBufferBytes: number; tcpInUse: number; timeWaitBefore: number }
   broadcast: {
     published: number
+    publishErrors: string[]
     owed: number
     delivered: number
     lost: number
@@ -294,12 +295,19 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
     // Broadcasts to everyone, one at a time.
     let lastOffset = 0
     let published = 0
+    const publishErrors: string[] = []
     const open = reached
     if (reached > 0 && stoppedBy?.startsWith('RSS') !== true) {
       for (let n = 0; n < BROADCASTS; n++) {
         guard(false)
         const before = total('delivered')
-        lastOffset = await srv.publish(n)
+        try {
+          lastOffset = await srv.publish(n)
+        } catch (err) {
+          // A refused publication is owed to nobody; say so and go on to the next.
+          publishErrors.push(err instanceof Error ? err.message : String(err))
+          continue
+        }
         published++
         const deadline = mono() + 30_000
         while (total('delivered') - before < total('ready') - total('closed') && mono() < deadline) await sleep(250)
@@ -359,6 +367,7 @@ async function runOne(kind: ServerKind, run: number, bundles: Bundles, dir: stri
       },
       broadcast: {
         published,
+        publishErrors,
         owed: published * open,
         delivered: sumOf('delivered'),
         lost: sumOf('lost'),
@@ -402,7 +411,7 @@ function table(results: ScaleResult[]): string {
     ['kernel slab per connection (both ends)', (r) => kib(r.kernel.slabPerConnectionBytes)],
     ['TCP buffer pages (connected)', (r) => `${int(r.kernel.tcpBufferBytes / 2 ** 20)} MiB`],
     ['heartbeat CPU (server, idle)', (r) => `${r.server.heartbeatCpuPercent}% of a core (${int(r.server.pingsAnsweredPerSecond)} pings/s)`],
-    ['broadcasts: delivered / owed', (r) => `${int(r.broadcast.delivered)} / ${int(r.broadcast.owed)} (${r.broadcast.published} publications)`],
+    ['broadcasts: delivered / owed', (r) => `${int(r.broadcast.delivered)} / ${int(r.broadcast.owed)} (${r.broadcast.published} publications${r.broadcast.publishErrors.length > 0 ? `; ${r.broadcast.publishErrors.length} refused: ${r.broadcast.publishErrors[0]}` : ''})`],
     ['lost / duplicated', (r) => `${int(r.broadcast.lost)} / ${int(r.broadcast.duplicated)}`],
     ['delivery p50 / p99 / max', (r) => (r.broadcast.latencyMs === null ? '-' : `${r.broadcast.latencyMs.p50} / ${r.broadcast.latencyMs.p99} / ${r.broadcast.latencyMs.max} ms`)],
     ['time to reach all, per broadcast', (r) => r.broadcast.toAllMs.map((ms) => `${int(ms)}`).join(', ') + ' ms'],

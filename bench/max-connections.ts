@@ -28,6 +28,8 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import type { BenchReport } from 'holdfast/bench'
 import { RedisServer } from '../packages/server/test/redis-server.js'
+import { countServerLog, track, type ServerLog } from './scale/processes.js'
+import { childrenOf } from './scale/system.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = ['--conditions=source', '--import', 'tsx', 'packages/cli/src/bin.ts']
@@ -66,33 +68,8 @@ const FD_SAMPLE_MS = 5000
 
 const log = (line: string): void => void process.stderr.write(`[max-connections] ${line}\n`)
 
-/** Every child process, so that Ctrl-C or an error leaves no server or bench behind. */
-const children = new Set<ChildProcess>()
-function track(child: ChildProcess): ChildProcess {
-  children.add(child)
-  child.once('exit', () => children.delete(child))
-  return child
-}
-process.once('exit', () => {
-  for (const child of children) child.kill('SIGKILL')
-})
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130))
-
 /** The processes whose parent is `pid` and that run node (the cluster workers; not tsx's esbuild service). */
-function nodeChildren(pid: number): number[] {
-  const out: number[] = []
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const status = readFileSync(`/proc/${name}/status`, 'utf8')
-      if (/^PPid:\s+(\d+)$/m.exec(status)?.[1] !== String(pid)) continue
-      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes('bin.ts')) out.push(Number(name))
-    } catch {
-      // the process went away while we looked
-    }
-  }
-  return out.sort((a, b) => a - b)
-}
+const nodeChildren = (pid: number): number[] => childrenOf(pid, (cmdline) => cmdline.includes('bin.ts'))
 
 function openFiles(pid: number): number | undefined {
   try {
@@ -106,7 +83,7 @@ interface Server {
   proc: ChildProcess
   url: string
   /** Warnings (level 40) and errors (50+) in the server's JSON log, and the first few of them. */
-  logged: { warn: number; error: number; samples: string[] }
+  logged: ServerLog
 }
 
 function startServer(configFile: string, redisUrl: string | undefined): Promise<Server> {
@@ -115,21 +92,8 @@ function startServer(configFile: string, redisUrl: string | undefined): Promise<
   // HOLDFAST_* from the caller's shell must not change the run behind its back.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HOLDFAST_')))
   const proc = track(spawn(process.execPath, args, { cwd: ROOT, env: { ...env, NODE_ENV: 'development' }, stdio: ['ignore', 'pipe', 'pipe'] }))
-  const logged: Server['logged'] = { warn: 0, error: 0, samples: [] }
-  let pending = ''
-  const onLog = (d: Buffer): void => {
-    pending += d.toString()
-    const lines = pending.split('\n')
-    pending = lines.pop() ?? ''
-    for (const line of lines) {
-      const level = Number(/^\{"level":(\d+)/.exec(line)?.[1])
-      // The no-auth warning is expected here (anonymous bench clients).
-      if (!(level >= 40) || line.includes('NO AUTHENTICATION')) continue
-      if (level >= 50) logged.error++
-      else logged.warn++
-      if (logged.samples.length < 5) logged.samples.push(line.slice(0, 300))
-    }
-  }
+  const logged: ServerLog = { warn: 0, error: 0, samples: [] }
+  const onLog = countServerLog(logged)
   proc.stderr?.on('data', onLog)
   return new Promise((resolve, reject) => {
     let out = ''

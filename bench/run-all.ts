@@ -6,6 +6,7 @@
  *   npm run bench                                  # the table scenario (below)
  *   npm run bench -- --preset channels             # 1,000 publications/s over 100 channels
  *   npm run bench -- --connections 2000 --duration 10 --servers holdfast,ws
+ *   npm run bench -- scale --connections 100000   # one machine's ceiling: bench/scale.ts
  *
  * Presets (any `holdfast bench` flag given after them overrides them):
  *   table     10,000 clients in 2 client processes, 1 channel, 40 broadcasts/s of 64 bytes, 30 s
@@ -55,7 +56,14 @@ async function main(): Promise<void> {
   process.stdout.write(`\nwrote ${base}.json and ${base}.html\n`)
 }
 
-main().catch((err: unknown) => {
+if (process.argv[2] === 'scale') {
+  // bench/scale.ts reads its own flags (it skips the word "scale") and exits when done.
+  await import('./scale.js')
+} else {
+  main().catch(onError)
+}
+
+function onError(err: unknown): void {
   process.stderr.write(`bench/run-all: ${err instanceof Error ? err.message : String(err)}\n`)
   process.exit(err instanceof CliError ? err.exitCode : 1)
-})
+}

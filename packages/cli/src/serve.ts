@@ -8,7 +8,7 @@ import { acceptProxyProtocol, DEFAULTS, IpcEngine, loadUws, redactRedisUrl as re
 import { CliError } from './cli-error.js'
 import type { ServeConfig } from './config.js'
 import { runPrimary } from './cluster/primary.js'
-import { isWorkerDrain, WORKER_ENV, WORKER_SESSION_SECRET_ENV, type WorkerReady } from './cluster/messages.js'
+import { isWorkerDrain, WORKER_ENV, WORKER_SESSION_SECRET_ENV, WORKER_WS_PORT_ENV, type WorkerReady } from './cluster/messages.js'
 import { connectionCap, openFileLimit } from './fd-limit.js'
 import { buildHttpApp, type Holdfast } from './http-app.js'
 import { AdminDashboard } from './admin/index.js'
@@ -270,7 +270,6 @@ export async function runServe(config: ServeConfig): Promise<void> {
     // connections over them. They must agree on the port: decide it here, for all of them.
     assertUwsInstalled()
     const wsPort = config.wsPort !== undefined && config.wsPort !== 0 ? config.wsPort : config.port !== 0 ? config.port + 1 : await freePort(config.host)
-    process.env['HOLDFAST_WS_PORT'] = String(wsPort)
     config = { ...config, wsPort }
   }
   if (config.workers > 1 && cluster.isPrimary) return runPrimary(config)
@@ -283,6 +282,8 @@ export async function runServe(config: ServeConfig): Promise<void> {
   }
   // A worker of `serve --workers N`: without Redis its engine is the primary's, over IPC; without
   // a configured session secret it uses the one its primary drew for all of its workers.
+  const sharedWsPort = process.env[WORKER_WS_PORT_ENV]
+  if (config.transport === 'uws' && sharedWsPort !== undefined) config = { ...config, wsPort: Number(sharedWsPort) }
   const sharedSecret = process.env[WORKER_SESSION_SECRET_ENV]
   if (config.holdfast.sessionSecret === undefined && sharedSecret !== undefined) {
     config = { ...config, holdfast: { ...config.holdfast, sessionSecret: sharedSecret } }

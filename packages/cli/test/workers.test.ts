@@ -358,4 +358,10 @@ describe('holdfast serve --workers 2 --transport uws (real processes)', { skip: 
     await pub.stop()
     await assertExactlyOnce(subs, [pub])
   })
+  test('--ws-port 0: the primary picks one free port and every worker listens on it', async (t) => {
+    const c = await ServeCluster.start(t, { workers: 2, config: CONFIG, args: ['--transport', 'uws', '--ws-port', '0'] })
+    assert.notEqual(new URL(c.wsUrl).port, '0')
+    // Through the announced port only: both workers take connections there.
+    await spreadSubscribers(t, c, 'ws-port-0', 8)
+  })
 })

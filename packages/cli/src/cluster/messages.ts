@@ -34,3 +34,9 @@ export const WORKER_ENV = 'HOLDFAST_WORKER_ID'
  * when none is configured, so that a session resumes on any worker (and across reloads).
  */
 export const WORKER_SESSION_SECRET_ENV = 'HOLDFAST_WORKER_SESSION_SECRET'
+
+/**
+ * Set by the primary in each worker's environment with `--transport uws`: the WebSocket port every
+ * worker listens on (SO_REUSEPORT). It wins over the worker's own `--ws-port`, which may say 0.
+ */
+export const WORKER_WS_PORT_ENV = 'HOLDFAST_WORKER_WS_PORT'

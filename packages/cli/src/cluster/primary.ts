@@ -6,7 +6,7 @@ import type { Logger } from 'pino'
 import { createLogger, warnLoudly } from '../logger.js'
 import { processStartTicks, removeStatus, writeStatus, type PrimaryStatus, type ReloadOutcome } from './status-file.js'
 import type { ServeConfig } from '../config.js'
-import { isWorkerReady, WORKER_ENV, WORKER_SESSION_SECRET_ENV, type WorkerDrain, type WorkerReady } from './messages.js'
+import { isWorkerReady, WORKER_ENV, WORKER_SESSION_SECRET_ENV, WORKER_WS_PORT_ENV, type WorkerDrain, type WorkerReady } from './messages.js'
 
 /** A new worker that is not ready in this time counts as failed (a reload then aborts). */
 const READY_TIMEOUT_MS = 30_000
@@ -63,7 +63,11 @@ export async function runPrimary(config: ServeConfig, io: { stdout: NodeJS.Writa
 
   const fork = (onTrial = false): Managed => {
     const id = nextId++
-    const worker = cluster.fork({ [WORKER_ENV]: String(id), [WORKER_SESSION_SECRET_ENV]: sessionSecret })
+    const worker = cluster.fork({
+      [WORKER_ENV]: String(id),
+      [WORKER_SESSION_SECRET_ENV]: sessionSecret,
+      ...(config.transport === 'uws' ? { [WORKER_WS_PORT_ENV]: String(config.wsPort) } : {}),
+    })
     const pid = worker.process.pid
     const port: IpcPort = {
       send: (m) => worker.send(m as never),

@@ -54,6 +54,10 @@ export interface SubscribeCommand {
   channel: string
   /** The last position the client delivered; the server replays what came after it. */
   recover?: StreamPosition
+  /** Passed to the backend proxy's subscribe (docs/proxy.md). */
+  data?: unknown
+  /** A channel token (JWT with `sub`, `channel`, `exp`): subscribe where the rules alone would refuse. */
+  token?: string
 }
 
 export interface UnsubscribeCommand {

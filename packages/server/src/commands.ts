@@ -24,6 +24,8 @@ import { TokenBucket } from './limits/token-bucket.js'
 import type { Gateway } from './gateway.js'
 import type { ReadKind, ResolvedChannelOptions } from './options.js'
 import { connectionInfo } from './tracing.js'
+import { RpcRouter } from './rpc-router.js'
+import { ConnectRefused } from './backend/backend-proxy.js'
 
 /** Upgrade-time facts a connection keeps until its connect command is handled. */
 export interface PendingConnect {
@@ -213,10 +215,17 @@ export class CommandHandler {
       case 'connect':
         return this.#connect(conn, cmd, pending)
       case 'subscribe':
-        return this.#subscribe(conn, cmd.channel, cmd.recover, (result) => {
-          this.#gw.tracing.subscribed(span, result)
-          conn.reply({ id: cmd.id, result })
-        })
+        return this.#subscribe(
+          conn,
+          cmd.channel,
+          cmd.recover,
+          (result) => {
+            this.#gw.tracing.subscribed(span, result)
+            conn.reply({ id: cmd.id, result })
+          },
+          false,
+          cmd.data,
+        )
       case 'unsubscribe':
         this.serverUnsubscribe(conn, cmd.channel, undefined, '')
         return {}
@@ -246,12 +255,23 @@ export class CommandHandler {
       return undefined
     }
     let auth: AuthResult
+    const proxy = gw.backend.proxy
+    const proxied = proxy?.has('connect') === true
     try {
+      if (proxy !== undefined && pending.req !== undefined) proxy.keepHeaders(conn, pending.req.headers)
       auth =
-        cmd.token === undefined && pending.preAuth !== undefined
-          ? pending.preAuth
-          : await gw.authenticate(cmd.token, pending.req as UpgradeRequest)
+        proxy !== undefined && proxied
+          ? await proxy.connect(conn, cmd.token, cmd.data)
+          : cmd.token === undefined && pending.preAuth !== undefined
+            ? pending.preAuth
+            : await gw.authenticate(cmd.token, pending.req as UpgradeRequest)
     } catch (err) {
+      if (err instanceof ConnectRefused) {
+        conn.log?.info({ close: err.close, reason: err.message }, 'backend refused the connect')
+        if (typeof err.close === 'number') conn.closeWith(err.close, err.message)
+        else conn.close(err.close, err.message)
+        return undefined
+      }
       const e = err instanceof HoldfastError ? err : new HoldfastError('unauthorized', 'authentication failed', { cause: err })
       // Counted as a rejection when the connection closes (gateway #onClosed), like every handshake failure.
       if (!(err instanceof HoldfastError)) gw.log?.error({ err, client: conn.id, trace: conn.traceId }, 'authenticate hook failed')
@@ -264,14 +284,15 @@ export class CommandHandler {
     conn.pending = undefined
     if (conn.state === ConnState.Closed) return undefined
     // The verifier already allowed for clock skew; the grace keeps that allowance here too.
-    const expiresAt = auth.expiresAt === undefined ? 0 : auth.expiresAt + gw.expiryGraceMs
+    const expiresAt = auth.expiresAt === undefined ? 0 : auth.expiresAt + (proxied ? 0 : gw.expiryGraceMs)
     if (expiresAt !== 0 && expiresAt <= Date.now()) {
       conn.close('token_expired', 'token expired')
       return undefined
     }
     conn.user = auth.user
     conn.info = auth.info
-    conn.expiresAt = expiresAt
+    // A backend-given expiry is refreshed by the node through the backend, before it passes.
+    conn.expiresAt = proxied && expiresAt !== 0 ? gw.backend.startExpiry(conn, expiresAt) : expiresAt
     let resumed = false
     let session: { id: string; token: string }
     if (cmd.session !== undefined && gw.sessions.verify(cmd.session.id, conn.user, cmd.session.token)) {
@@ -298,7 +319,7 @@ export class CommandHandler {
         maxBatch: gw.options.maxBatch,
       },
     }
-    if (auth.expiresAt !== undefined) result.expiresIn = auth.expiresAt - Date.now()
+    if (auth.expiresAt !== undefined && !(proxied && proxy?.has('refresh') === true)) result.expiresIn = auth.expiresAt - Date.now()
     conn.reply({ id: cmd.id, result })
     gw.connected(conn, resumed)
     // Channels granted by the token (`channels` claim) are subscribed by the server, announced
@@ -309,6 +330,13 @@ export class CommandHandler {
 
   async #refresh(conn: Connection, token: string): Promise<object | undefined> {
     const gw = this.#gw
+    const proxy = gw.backend.proxy
+    if (proxy?.has('refresh') === true && proxy.has('connect')) {
+      const { expiresAt } = await proxy.refresh(conn)
+      conn.expiresAt = expiresAt === undefined ? 0 : gw.backend.startExpiry(conn, expiresAt)
+      gw.rescheduleHeartbeat(conn)
+      return expiresAt === undefined ? {} : { expiresIn: expiresAt - Date.now() }
+    }
     let auth: AuthResult
     try {
       auth = await gw.authenticate(token, undefined as unknown as UpgradeRequest)
@@ -369,9 +397,10 @@ export class CommandHandler {
     recover: StreamPosition | undefined,
     reply: (r: SubscribeResult) => void,
     byServer = false,
+    data?: unknown,
   ): Promise<undefined> {
     const gw = this.#gw
-    const opts = byServer ? gw.channelOptions(channel) : this.#readable(conn, channel)
+    let opts = byServer ? gw.channelOptions(channel) : this.#readable(conn, channel)
     if (!byServer && !opts.allowSubscribe) throw new HoldfastError('permission_denied', 'clients may not subscribe to this namespace')
     if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
     if ((conn.subs?.size ?? 0) >= gw.options.maxSubscriptionsPerConnection) {
@@ -384,7 +413,18 @@ export class CommandHandler {
       if (conn.state === ConnState.Closed) return undefined
       if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
     }
-    const sub: ConnSubscription = { live: false, presence: opts.presence }
+    const proxy = gw.backend.proxy
+    let info: unknown
+    if (!byServer && proxy?.covers('subscribe', channel) === true) {
+      const grant = await proxy.subscribe(conn, channel, data)
+      if (conn.state === ConnState.Closed) return undefined
+      if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
+      info = grant.info
+      opts = { ...opts, ...grant.overrides }
+      if (opts.joinLeave && !opts.presence) opts.joinLeave = false
+    }
+    const sub: ConnSubscription = info === undefined ? { live: false, presence: opts.presence } : { live: false, presence: opts.presence, info }
+    if (opts.joinLeave !== gw.channelOptions(channel).joinLeave) sub.joinLeave = opts.joinLeave
     ;(conn.subs ??= new Map()).set(channel, sub)
     let ok: boolean
     try {
@@ -406,8 +446,8 @@ export class CommandHandler {
       return undefined
     }
     if (opts.presence) {
-      await gw.engine.addPresence(channel, conn.clientInfo(), gw.options.presenceTtlMs).catch(() => {})
-      if (opts.joinLeave) await gw.engine.publishJoinLeave(channel, 'join', conn.clientInfo()).catch(() => {})
+      await gw.engine.addPresence(channel, conn.clientInfo(sub), gw.options.presenceTtlMs).catch(() => {})
+      if (opts.joinLeave) await gw.engine.publishJoinLeave(channel, 'join', conn.clientInfo(sub)).catch(() => {})
     }
     const onSubscribe = gw.options.onSubscribe
     if (onSubscribe !== undefined && conn.subs?.get(channel) === sub) gw.hook('onSubscribe', () => onSubscribe(connectionInfo(conn), channel), conn)
@@ -429,15 +469,15 @@ export class CommandHandler {
     if (sub === undefined) return
     conn.subs?.delete(channel)
     this.#gw.hub.remove(conn, channel)
-    if (sub.presence) this.leavePresence(conn, channel)
+    if (sub.presence) this.leavePresence(conn, channel, sub)
     if (code !== undefined) conn.send({ type: 'unsubscribe', channel, code: CloseCodes[code].code, reason })
   }
 
-  leavePresence(conn: Connection, channel: string): void {
+  leavePresence(conn: Connection, channel: string, sub?: ConnSubscription): void {
     const gw = this.#gw
-    const info = conn.clientInfo()
+    const info = conn.clientInfo(sub)
     gw.engine.removePresence(channel, conn.id).catch(() => {})
-    if (gw.channelOptions(channel).joinLeave) gw.engine.publishJoinLeave(channel, 'leave', info).catch(() => {})
+    if (sub?.joinLeave ?? gw.channelOptions(channel).joinLeave) gw.engine.publishJoinLeave(channel, 'leave', info).catch(() => {})
   }
 
   // ---------------------------------------------------------------- publish and rpc
@@ -477,6 +517,7 @@ export class CommandHandler {
       const ok = await gw.options.canPublish({ client: this.#connInfo(conn), channel: cmd.channel, data: cmd.data })
       if (!ok) throw new HoldfastError('permission_denied', 'publish refused')
     }
+    if (gw.backend.proxy?.covers('publish', cmd.channel) === true) return this.#proxiedPublish(conn, cmd, opts)
     let out
     try {
       out = await gw.enginePublish(cmd.channel, cmd.data, {
@@ -497,11 +538,94 @@ export class CommandHandler {
     return out.duplicate ? { offset: out.offset, epoch: out.epoch, duplicate: true } : { offset: out.offset, epoch: out.epoch }
   }
 
+  /**
+   * A publish the backend allows, replaces or refuses. The outcome of a stored publication is kept
+   * under the message id, so a retry is answered from it without asking the backend again.
+   */
+  async #proxiedPublish(conn: Connection, cmd: PublishCommand, opts: ResolvedChannelOptions): Promise<object> {
+    const gw = this.#gw
+    const key = dedupeKey('pub', conn, cmd.msgId)
+    const ttl = gw.options.idempotencyTtlMs
+    const claim = await this.#claim(`px:${key}`, ttl)
+    if (claim.state === 'done') {
+      gw.counters.inc('publishes', 'duplicate')
+      return { ...(claim.result as StreamPosition), duplicate: true }
+    }
+    if (claim.state === 'pending') throw new HoldfastError('in_progress', 'this publish is still being handled; retry later')
+    let out
+    try {
+      const verdict = await (gw.backend.proxy as NonNullable<typeof gw.backend.proxy>).publish(conn, cmd.channel, cmd.data)
+      const data = Object.hasOwn(verdict, 'data') ? verdict.data : cmd.data
+      const size = this.#measure(data)
+      try {
+        out = await gw.enginePublish(cmd.channel, data, {
+          historySize: opts.historySize,
+          historyTtlMs: opts.historyTtlMs,
+          streamTtlMs: opts.streamTtlMs,
+          idempotencyKey: key,
+          size,
+          idempotencyTtlMs: ttl,
+          info: conn.clientInfo(),
+        })
+      } catch (err) {
+        throw err instanceof HoldfastError ? err : new HoldfastError('engine_unavailable', 'engine unavailable', { cause: err })
+      }
+    } catch (err) {
+      await gw.engine.releaseIdempotent(`px:${key}`).catch(() => {})
+      throw err
+    }
+    await gw.engine.completeIdempotent(`px:${key}`, { offset: out.offset, epoch: out.epoch }, ttl).catch(() => {})
+    gw.counters.inc('publishes', out.duplicate ? 'duplicate' : 'client')
+    return out.duplicate ? { offset: out.offset, epoch: out.epoch, duplicate: true } : { offset: out.offset, epoch: out.epoch }
+  }
+
+  async #claim(key: string, ttl: number): ReturnType<Gateway['engine']['claimIdempotent']> {
+    try {
+      return await this.#gw.engine.claimIdempotent(key, ttl)
+    } catch (err) {
+      throw err instanceof HoldfastError ? err : new HoldfastError('engine_unavailable', 'engine unavailable', { cause: err })
+    }
+  }
+
+  /**
+   * An RPC no `onRpc` handler serves, answered by the backend. Its outcome, an error included, is
+   * kept under the message id: a retry gets it without a second call. A backend failure keeps
+   * nothing (the retry calls again: the backend sees an RPC at least once).
+   */
+  async #proxiedRpc(conn: Connection, cmd: RpcCommand): Promise<object> {
+    const gw = this.#gw
+    if (!RpcRouter.validName(cmd.method)) throw new HoldfastError('method_not_found', `no RPC method "${cmd.method.slice(0, 128)}"`)
+    const key = `px:${dedupeKey('rpc', conn, cmd.msgId)}`
+    const ttl = gw.options.idempotencyTtlMs
+    const claim = await this.#claim(key, ttl)
+    if (claim.state === 'pending') throw new HoldfastError('in_progress', 'this RPC is still running; retry later')
+    let outcome: { data?: unknown; error?: { code: ReturnType<HoldfastError['toReply']>['code']; message: string } }
+    if (claim.state === 'done') outcome = claim.result as typeof outcome
+    else {
+      try {
+        const data = await (gw.backend.proxy as NonNullable<typeof gw.backend.proxy>).rpc(conn, cmd.method, cmd.data)
+        outcome = data === undefined ? {} : { data }
+      } catch (err) {
+        if (!(err instanceof HoldfastError) || err.temporary) {
+          await gw.engine.releaseIdempotent(key).catch(() => {})
+          throw err
+        }
+        outcome = { error: { code: err.wireCode, message: err.message } }
+      }
+      await gw.engine.completeIdempotent(key, outcome, ttl).catch(() => {})
+      gw.counters.inc('rpcs')
+    }
+    if (outcome.error !== undefined) throw HoldfastError.fromReply({ ...outcome.error, temporary: false })
+    return outcome.data === undefined ? {} : { data: outcome.data }
+  }
+
   async #rpc(conn: Connection, cmd: RpcCommand, span: Span | undefined): Promise<object> {
     const gw = this.#gw
     this.#checkMsgId(conn, cmd.msgId)
     this.#measure(cmd.data)
-    const handler = gw.rpc.get(cmd.method)
+    const found = gw.rpc.find(cmd.method)
+    if (found === undefined && gw.backend.proxy?.has('rpc') === true) return this.#proxiedRpc(conn, cmd)
+    const handler = found ?? gw.rpc.get(cmd.method)
     const key = dedupeKey('rpc', conn, cmd.msgId)
     const ttl = gw.options.idempotencyTtlMs
     const claim = await gw.engine.claimIdempotent(key, ttl)

@@ -34,6 +34,7 @@ import { Metrics } from './metrics.js'
 import { Tracing, connectionInfo, parseTraceparent, runHook, type TraceParent } from './tracing.js'
 import { FRAME_OVERHEAD, resolveOptions, type HoldfastOptions, type ResolvedChannelOptions, type ResolvedOptions } from './options.js'
 import { RpcRouter, type RpcHandler } from './rpc-router.js'
+import { GatewayBackend } from './backend/gateway-backend.js'
 import { SessionSigner } from './session.js'
 import { TimerWheel } from './timer-wheel.js'
 import { rejectUpgrade, WsTransport } from './transport/ws-transport.js'
@@ -87,6 +88,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   readonly counters = new Counters()
   /** Prometheus metrics over `counters`, in the gateway's own registry. */
   readonly metrics: Metrics
+  /** The application backend: proxy and webhooks (backend/), when configured; its metrics always. */
+  readonly backend: GatewayBackend
   readonly tracing: Tracing
   readonly sessions: SessionSigner
   readonly log: Logger | undefined
@@ -140,10 +143,16 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.sessions = new SessionSigner(o.sessionSecret, o.sessionMaxAgeMs)
     this.hub = new Hub(
       this.engine,
-      { onInsufficientState: (conn, channel) => this.#insufficientState(conn, channel), onStalled: (conn) => this.onSlowConsumer(conn) },
+      {
+        onInsufficientState: (conn, channel) => this.#insufficientState(conn, channel),
+        onStalled: (conn) => this.onSlowConsumer(conn),
+        onMember: (conn, channel, joined) => this.backend.onMember(conn, channel, joined),
+        onLocalChannel: (channel, occupied) => this.backend.onLocalChannel(channel, occupied),
+      },
       { maxReplyBytes: o.maxReplyBytes },
     )
     this.metrics = new Metrics(this, { processMetrics: o.processMetrics })
+    this.backend = new GatewayBackend(this, { proxy: o.proxy, webhooks: o.webhooks })
     this.tracing = new Tracing(o.tracer)
     this.#wheel = new TimerWheel<Connection>({
       tickMs: HEARTBEAT_TICK_MS,
@@ -354,7 +363,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     // one gets a plain 401 instead of a WebSocket that closes at once.
     let preAuth: AuthResult | undefined
     const token = tokenFromRequest(req)
-    if (token !== undefined) {
+    // A proxied connect is decided by the backend at the connect command (it sees the token too).
+    if (token !== undefined && this.backend.proxy?.has('connect') !== true) {
       try {
         preAuth = await this.authenticate(token, req)
       } catch (err) {
@@ -492,7 +502,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     if (conn.subs !== undefined) {
       for (const [channel, sub] of conn.subs) {
         this.hub.remove(conn, channel)
-        if (sub.presence) this.#commands.leavePresence(conn, channel)
+        if (sub.presence) this.#commands.leavePresence(conn, channel, sub)
       }
       conn.subs = undefined
     }
@@ -544,6 +554,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     }
     const now = Date.now()
     if (conn.expiresAt > 0 && now >= conn.expiresAt) {
+      // A backend-given expiry: the backend's refresh runs first (the wheel comes back at the expiry).
+      if (this.backend.refreshDue(conn, now, () => this.rescheduleHeartbeat(conn))) {
+        this.#wheel.schedule(conn, this.#nextWake(conn, now))
+        return
+      }
       conn.close('token_expired', 'token expired; refresh it before expiry')
       return
     }
@@ -600,7 +615,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
         if (conn.subs === undefined) continue
         for (const [channel, sub] of conn.subs) {
           if (sub.presence && sub.live) {
-            this.engine.addPresence(channel, conn.clientInfo(), this.options.presenceTtlMs).catch(() => {})
+            this.engine.addPresence(channel, conn.clientInfo(sub), this.options.presenceTtlMs).catch(() => {})
           }
         }
       }
@@ -850,6 +865,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     clearInterval(this.#sweepTimer)
     if (this.#presenceTimer !== undefined) clearInterval(this.#presenceTimer)
     await this.engine.unregisterNode(this.options.nodeId).catch(() => {})
+    // Webhooks of the last disconnects get their delivery (bounded) before the engine goes.
+    await this.backend.close()
     if (this.#ownsEngine) await this.engine.close()
     this.log?.info('closed')
   }

@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { AuthenticateHook, JwtAuthOptions } from './auth/types.js'
 import { resolveTrustProxy, type TrustedProxies } from './client-address.js'
 import type { Durability, Engine } from './engine/engine.js'
+import type { ProxyOptions, WebhookOptions } from './backend/options.js'
 
 /** Per-namespace channel behaviour. A channel `chat:lobby` takes the options of namespace `chat`. */
 export interface ChannelOptions {
@@ -200,6 +201,15 @@ export interface HoldfastOptions {
   tracer?: Tracer
   /** Export Node process metrics (CPU, memory, event loop, GC) with the `holdfast_` prefix. @default true */
   processMetrics?: boolean
+  /**
+   * Proxy `connect`, `refresh`, `subscribe`, `publish` and `rpc` to an application backend over
+   * HTTP (docs/proxy.md). A proxied connect replaces `authenticate`/`jwt`; a proxied subscribe or
+   * publish runs after the built-in checks and `canSubscribe`/`canPublish`; a proxied rpc serves
+   * methods without an `onRpc` handler. @default undefined (nothing proxied)
+   */
+  proxy?: ProxyOptions
+  /** Post connection and channel events to the application, signed, at least once (docs/proxy.md). @default undefined */
+  webhooks?: WebhookOptions
 }
 
 export const CHANNEL_DEFAULTS: ResolvedChannelOptions = {
@@ -284,6 +294,9 @@ export interface ResolvedOptions {
   onPublish: HoldfastOptions['onPublish']
   tracer: Tracer | undefined
   processMetrics: boolean
+  /** Checked and resolved by the gateway's backend (backend/options.ts). */
+  proxy: ProxyOptions | undefined
+  webhooks: WebhookOptions | undefined
 }
 
 /** Extra room for the command envelope around a `maxPayload` of data in one frame. */
@@ -418,5 +431,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     onPublish: options.onPublish,
     tracer: options.tracer,
     processMetrics: bool('processMetrics', options.processMetrics ?? DEFAULTS.processMetrics),
+    proxy: options.proxy,
+    webhooks: options.webhooks,
   }
 }

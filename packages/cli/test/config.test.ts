@@ -354,3 +354,30 @@ describe('parseDuration', () => {
     }
   })
 })
+
+describe('backend proxy and webhook settings', () => {
+  test('--proxy-url sets proxy.url over the file\'s per-event settings, and counts as authentication', () => {
+    const c = resolve(['--proxy-url', 'http://127.0.0.1:9000/holdfast'], { NODE_ENV: 'production' }, { proxy: { timeoutMs: 800, rpc: { timeoutMs: 2000 }, publish: { namespaces: ['chat'] } } })
+    assert.deepEqual(c.holdfast.proxy, { timeoutMs: 800, rpc: { timeoutMs: 2000 }, publish: { namespaces: ['chat'] }, url: 'http://127.0.0.1:9000/holdfast' })
+    assert.equal(c.auth, true)
+    assert.equal(c.warnings.some((w) => w.includes('NO AUTHENTICATION')), false)
+    assert.equal(c.sources.proxyUrl, 'flag')
+  })
+
+  test('a proxy without connect is not authentication', () => {
+    const c = resolve(['--proxy-url', 'http://b/x'], {}, { proxy: { connect: false } })
+    assert.equal(c.auth, false)
+  })
+
+  test('webhooks from flags, env and the file; a URL is required', () => {
+    const c = resolve(['--webhook-url', 'https://app.example/hooks'], { HOLDFAST_WEBHOOK_SECRET: 'sixteen-chars-secret' }, { webhooks: { maxQueue: 50, events: ['join', 'leave'] } })
+    assert.deepEqual(c.holdfast.webhooks, { maxQueue: 50, events: ['join', 'leave'], url: 'https://app.example/hooks', secret: 'sixteen-chars-secret' })
+    throwsCli(() => resolve([], {}, { webhooks: { secret: 'sixteen-chars-secret' } }), '--webhook-url')
+  })
+
+  test('bad URLs and shapes name where they came from', () => {
+    throwsCli(() => resolve(['--proxy-url', 'ftp://x']), '--proxy-url', 'http://')
+    throwsCli(() => resolve([], { HOLDFAST_WEBHOOK_URL: 'not a url' }), 'HOLDFAST_WEBHOOK_URL')
+    throwsCli(() => resolve([], {}, { proxy: 'http://x' }), '"proxy"', 'object')
+  })
+})

@@ -70,7 +70,7 @@ describe('resolveServeConfig defaults', () => {
  * For each setting: three different valid raw values (flag, env, file) and how to read the
  * resolved value back, so one table checks flag > env > file > default for all of them.
  */
-const PRECEDENCE: Record<Exclude<SettingName, 'config' | 'proxyProtocol'>, { raw: [string, string, string | number]; read: (c: ServeConfig) => unknown; want: [unknown, unknown, unknown] }> = {
+const PRECEDENCE: Record<Exclude<SettingName, 'config' | 'proxyProtocol' | 'webhookSecret'>, { raw: [string, string, string | number]; read: (c: ServeConfig) => unknown; want: [unknown, unknown, unknown] }> = {
   port: { raw: ['1111', '2222', 3333], read: (c) => c.port, want: [1111, 2222, 3333] },
   host: { raw: ['10.0.0.1', '0.0.0.0', 'localhost'], read: (c) => c.host, want: ['10.0.0.1', '0.0.0.0', 'localhost'] },
   engine: { raw: ['redis', 'memory', 'redis'], read: (c) => c.engine, want: ['redis', 'memory', 'redis'] },
@@ -104,6 +104,9 @@ const PRECEDENCE: Record<Exclude<SettingName, 'config' | 'proxyProtocol'>, { raw
   metricsPort: { raw: ['9090', '9091', 0], read: (c) => c.metricsPort, want: [9090, 9091, 0] },
   // Two values only ("apikey" needs --api-key, see its own test): the sources still show the order.
   metricsAuth: { raw: ['none', 'none', 'none'], read: (c) => c.metricsAuth, want: ['none', 'none', 'none'] },
+  proxyUrl: { raw: ['http://a/p', 'http://b/p', 'https://c/p'], read: (c) => c.holdfast.proxy?.url, want: ['http://a/p', 'http://b/p', 'https://c/p'] },
+  webhookUrl: { raw: ['http://a/h', 'http://b/h', 'https://c/h'], read: (c) => c.holdfast.webhooks?.url, want: ['http://a/h', 'http://b/h', 'https://c/h'] },
+  // webhookSecret needs a URL beside it: see "backend proxy and webhook settings".
 }
 
 describe('metrics and HTTP limits', () => {
@@ -125,7 +128,7 @@ describe('metrics and HTTP limits', () => {
 })
 
 describe('precedence: flag > env > config file > default', () => {
-  for (const [name, row] of Object.entries(PRECEDENCE) as [Exclude<SettingName, 'config' | 'proxyProtocol'>, (typeof PRECEDENCE)['port']][]) {
+  for (const [name, row] of Object.entries(PRECEDENCE) as [Exclude<SettingName, 'config' | 'proxyProtocol' | 'webhookSecret'>, (typeof PRECEDENCE)['port']][]) {
     const s = SETTINGS[name]
     const flag = ['--' + s.flag, row.raw[0]]
     const env = { [envName(name)]: row.raw[1] }

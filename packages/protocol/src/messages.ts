@@ -116,6 +116,14 @@ export interface RefreshCommand {
   token: string
 }
 
+/** A new channel token for a subscription made with one, before the old one expires. */
+export interface SubRefreshCommand {
+  id: number
+  type: 'sub_refresh'
+  channel: string
+  token: string
+}
+
 export type Command =
   | ConnectCommand
   | SubscribeCommand
@@ -127,6 +135,7 @@ export type Command =
   | HistoryCommand
   | PingCommand
   | RefreshCommand
+  | SubRefreshCommand
 
 export type CommandType = Command['type']
 
@@ -178,6 +187,8 @@ export interface SubscribeResult {
   /** true when the command asked to recover. */
   wasRecovering: boolean
   publications: Publication[]
+  /** Subscribed with a channel token: ms until it expires (send `sub_refresh` before then). */
+  expiresIn?: number
 }
 
 export type UnsubscribeResult = Record<string, never>
@@ -225,6 +236,7 @@ export interface ResultByType {
   history: HistoryResult
   ping: PingResult
   refresh: RefreshResult
+  sub_refresh: RefreshResult
 }
 
 export interface ReplyError {

@@ -19,6 +19,7 @@ const clientShapes: Readonly<Record<ClientMessage['type'], Shape>> = {
   history: withId({ channel: 'string' }, { since: 'position', limit: 'uint', reverse: 'bool' }),
   ping: withId({}),
   refresh: withId({ token: 'string' }),
+  sub_refresh: withId({ channel: 'string', token: 'string' }),
   pong: { required: {} },
 }
 

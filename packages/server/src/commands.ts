@@ -26,6 +26,7 @@ import type { ReadKind, ResolvedChannelOptions } from './options.js'
 import { connectionInfo } from './tracing.js'
 import { RpcRouter } from './rpc-router.js'
 import { ConnectRefused } from './backend/backend-proxy.js'
+import type { ChannelGrant } from './auth/channel-token.js'
 
 /** Upgrade-time facts a connection keeps until its connect command is handled. */
 export interface PendingConnect {
@@ -35,7 +36,7 @@ export interface PendingConnect {
 
 const MAX_MSG_ID = 128
 /** Commands whose effects must apply in the order sent; the rest (rpc, reads) run concurrently. */
-const ORDERED: ReadonlySet<Command['type']> = new Set(['connect', 'subscribe', 'unsubscribe', 'publish', 'refresh'])
+const ORDERED: ReadonlySet<Command['type']> = new Set(['connect', 'subscribe', 'unsubscribe', 'publish', 'refresh', 'sub_refresh'])
 /**
  * Reads run one at a time per connection, in a lane of their own: each is admitted only when the
  * replies before it are no longer buffered (see #admitRead), so pipelined reads cannot pile up
@@ -225,6 +226,7 @@ export class CommandHandler {
           },
           false,
           cmd.data,
+          cmd.token,
         )
       case 'unsubscribe':
         this.serverUnsubscribe(conn, cmd.channel, undefined, '')
@@ -243,6 +245,8 @@ export class CommandHandler {
         return {}
       case 'refresh':
         return this.#refresh(conn, cmd.token)
+      case 'sub_refresh':
+        return this.#subRefresh(conn, cmd.channel, cmd.token)
     }
   }
 
@@ -398,24 +402,28 @@ export class CommandHandler {
     reply: (r: SubscribeResult) => void,
     byServer = false,
     data?: unknown,
+    token?: string,
   ): Promise<undefined> {
     const gw = this.#gw
-    let opts = byServer ? gw.channelOptions(channel) : this.#readable(conn, channel)
-    if (!byServer && !opts.allowSubscribe) throw new HoldfastError('permission_denied', 'clients may not subscribe to this namespace')
+    // A channel token admits where the rules alone would refuse; limits still apply.
+    const grant = !byServer && token !== undefined ? await this.#channelGrant(conn, channel, token) : undefined
+    const trusted = byServer || grant !== undefined
+    let opts = trusted ? gw.channelOptions(channel) : this.#readable(conn, channel)
+    if (!trusted && !opts.allowSubscribe) throw new HoldfastError('permission_denied', 'clients may not subscribe to this namespace')
     if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
     if ((conn.subs?.size ?? 0) >= gw.options.maxSubscriptionsPerConnection) {
       gw.counters.inc('limit_exceeded', 'subscriptions')
       throw new HoldfastError('limit_exceeded', `at most ${gw.options.maxSubscriptionsPerConnection} subscriptions per connection`)
     }
-    if (!byServer && gw.options.canSubscribe !== undefined) {
+    if (!trusted && gw.options.canSubscribe !== undefined) {
       const ok = await gw.options.canSubscribe({ client: this.#connInfo(conn), channel })
       if (!ok) throw new HoldfastError('permission_denied', 'subscription refused')
       if (conn.state === ConnState.Closed) return undefined
       if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
     }
     const proxy = gw.backend.proxy
-    let info: unknown
-    if (!byServer && proxy?.covers('subscribe', channel) === true) {
+    let info: unknown = grant?.info
+    if (!trusted && proxy?.covers('subscribe', channel) === true) {
       const grant = await proxy.subscribe(conn, channel, data)
       if (conn.state === ConnState.Closed) return undefined
       if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
@@ -426,6 +434,11 @@ export class CommandHandler {
     const sub: ConnSubscription = info === undefined ? { live: false, presence: opts.presence } : { live: false, presence: opts.presence, info }
     if (opts.joinLeave !== gw.channelOptions(channel).joinLeave) sub.joinLeave = opts.joinLeave
     ;(conn.subs ??= new Map()).set(channel, sub)
+    if (grant !== undefined) {
+      const answer = reply
+      reply = (r) => answer({ ...r, expiresIn: grant.expiresAt - Date.now() })
+      this.#armTokenTimer(conn, channel, sub, grant.expiresAt)
+    }
     let ok: boolean
     try {
       ok = await gw.hub.subscribe(conn, channel, opts, recover, (result) => {
@@ -454,6 +467,31 @@ export class CommandHandler {
     return undefined
   }
 
+  async #channelGrant(conn: Connection, channel: string, token: string): Promise<ChannelGrant> {
+    const verify = this.#gw.channelToken
+    if (verify === undefined) throw new HoldfastError('unauthorized', 'channel tokens are not accepted by this server')
+    parseChannel(channel)
+    return verify(token, conn.user, channel)
+  }
+
+  /** The subscription ends at the token's expiry (an `unsubscribe` push with token_expired), unless refreshed. */
+  #armTokenTimer(conn: Connection, channel: string, sub: ConnSubscription, expiresAt: number): void {
+    clearTimeout(sub.tokenTimer)
+    sub.tokenTimer = setTimeout(() => {
+      if (conn.subs?.get(channel) === sub) this.serverUnsubscribe(conn, channel, 'token_expired', 'channel token expired')
+    }, Math.max(0, expiresAt - Date.now()))
+    sub.tokenTimer.unref()
+  }
+
+  async #subRefresh(conn: Connection, channel: string, token: string): Promise<object> {
+    const grant = await this.#channelGrant(conn, channel, token)
+    const sub = conn.subs?.get(channel)
+    if (sub === undefined) throw new HoldfastError('not_subscribed', `not subscribed to ${channel}`)
+    if (sub.tokenTimer === undefined) throw new HoldfastError('bad_request', `${channel} was not subscribed with a channel token`)
+    this.#armTokenTimer(conn, channel, sub, grant.expiresAt)
+    return { expiresIn: grant.expiresAt - Date.now() }
+  }
+
   /** Subscribe a connection on the server's initiative; the client learns it from a `subscribe` push. */
   async serverSubscribe(conn: Connection, channel: string): Promise<void> {
     try {
@@ -468,6 +506,7 @@ export class CommandHandler {
     const sub = conn.subs?.get(channel)
     if (sub === undefined) return
     conn.subs?.delete(channel)
+    clearTimeout(sub.tokenTimer)
     this.#gw.hub.remove(conn, channel)
     if (sub.presence) this.leavePresence(conn, channel, sub)
     if (code !== undefined) conn.send({ type: 'unsubscribe', channel, code: CloseCodes[code].code, reason })

@@ -24,6 +24,8 @@ export interface ConnSubscription {
   info?: unknown
   /** The backend proxy's subscribe overrode the namespace's joinLeave for this subscription. */
   joinLeave?: boolean
+  /** Subscribed with a channel token: ends the subscription at the token's expiry. */
+  tokenTimer?: NodeJS.Timeout
 }
 
 /** Hooks the node gives each connection. */

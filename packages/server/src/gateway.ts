@@ -35,6 +35,7 @@ import { Tracing, connectionInfo, parseTraceparent, runHook, type TraceParent } 
 import { FRAME_OVERHEAD, resolveOptions, type HoldfastOptions, type ResolvedChannelOptions, type ResolvedOptions } from './options.js'
 import { RpcRouter, type RpcHandler } from './rpc-router.js'
 import { GatewayBackend } from './backend/gateway-backend.js'
+import { createChannelTokenVerifier, type ChannelGrant } from './auth/channel-token.js'
 import { SessionSigner } from './session.js'
 import { TimerWheel } from './timer-wheel.js'
 import { rejectUpgrade, WsTransport } from './transport/ws-transport.js'
@@ -114,6 +115,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   readonly messageIds: KeyedBuckets
   readonly #originOk: (origin: string | undefined) => boolean
   readonly #verify: ((token: string) => Promise<AuthResult>) | undefined
+  /** Checks channel tokens (subscribe `token`, `sub_refresh`); undefined when no key is configured. */
+  readonly channelToken: ((token: string, user: string, channel: string) => Promise<ChannelGrant>) | undefined
   readonly #commands: CommandHandler
   #started: Promise<void>
   #startError: unknown = undefined
@@ -164,6 +167,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.#ipLimiter = new IpLimiter({ maxConnectionsPerIp: o.maxConnectionsPerIp, connectRate: o.connectRatePerIp })
     this.#originOk = createOriginCheck(o.allowedOrigins)
     this.#verify = o.authenticate === undefined && o.jwt !== undefined ? createJwtVerifier(o.jwt) : undefined
+    this.channelToken = o.channelTokens === undefined ? undefined : createChannelTokenVerifier(o.channelTokens)
     this.#commands = new CommandHandler(this)
     this.#sweepTimer = setInterval(() => {
       const now = performance.now()
@@ -501,6 +505,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     if (this.bySession.get(conn.session) === conn) this.bySession.delete(conn.session)
     if (conn.subs !== undefined) {
       for (const [channel, sub] of conn.subs) {
+        clearTimeout(sub.tokenTimer)
         this.hub.remove(conn, channel)
         if (sub.presence) this.#commands.leavePresence(conn, channel, sub)
       }

@@ -102,6 +102,12 @@ export interface HoldfastOptions {
   jwt?: JwtAuthOptions
   /** Custom authentication; runs instead of JWT verification when given. */
   authenticate?: AuthenticateHook
+  /**
+   * Key and rules for channel tokens (JWT with `sub`, `channel`, `exp`, optional `info`) that let a
+   * client subscribe where the rules alone would refuse; `exp` is always required.
+   * @default the `jwt` options (none: channel tokens are refused)
+   */
+  channelTokens?: JwtAuthOptions
   /** Accept clients without a token when no `jwt` or `authenticate` is configured. @default true */
   allowAnonymous?: boolean
   /** Allowed `Origin` header values (exact, or `*.example.com`); empty allows any. Requests without Origin are allowed. @default [] */
@@ -258,6 +264,7 @@ export interface ResolvedOptions {
   publicUrl: string | undefined
   jwt: JwtAuthOptions | undefined
   authenticate: AuthenticateHook | undefined
+  channelTokens: JwtAuthOptions | undefined
   allowAnonymous: boolean
   allowedOrigins: string[]
   pingIntervalMs: number
@@ -392,6 +399,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     publicUrl: options.publicUrl,
     jwt: options.jwt,
     authenticate: options.authenticate,
+    channelTokens: options.channelTokens ?? options.jwt,
     allowAnonymous: bool('allowAnonymous', options.allowAnonymous ?? DEFAULTS.allowAnonymous),
     allowedOrigins: [...origins],
     pingIntervalMs,

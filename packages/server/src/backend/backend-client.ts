@@ -62,12 +62,11 @@ export class BackendClient {
 
   async call(event: ProxyEvent, target: ResolvedProxyEvent, body: object, traceId: string): Promise<BackendReply> {
     const m = this.#o.metrics
-    const url = new URL(target.url)
-    const backend = this.#backend(url.origin)
+    const backend = this.#backend(target.origin)
     const started = performance.now()
     try {
       const reply = await backend.breaker.fire({
-        path: url.pathname + url.search,
+        path: target.path,
         body: JSON.stringify(body),
         headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${randomHex(8)}-01` },
         timeoutMs: target.timeoutMs,
@@ -78,7 +77,7 @@ export class BackendClient {
       const kind: FailureKind = err instanceof BackendFailure ? err.kind : isOpenBreaker(err) ? 'open' : 'connect'
       m.calls.inc({ event, outcome: 'failed' })
       m.errors.inc({ event, kind })
-      this.#logFailure(event, kind, err, traceId, url.origin)
+      this.#logFailure(event, kind, err, traceId, target.origin)
       throw new HoldfastError('backend_unavailable', kind === 'timeout' ? `backend did not answer ${event} within ${target.timeoutMs} ms` : `backend unavailable for ${event} (${kind})`, { cause: err })
     } finally {
       m.duration.observe({ event }, (performance.now() - started) / 1000)
@@ -138,44 +137,47 @@ function isOpenBreaker(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'EOPENBREAKER'
 }
 
-/** One POST, bounded by `timeoutMs` from start to the last byte of the answer. */
+/**
+ * One POST. undici's own timers bound it (no timer of ours per call): `timeoutMs` for the answer's
+ * headers, and `timeoutMs` between the chunks of its body.
+ */
 async function post(pool: Pool, args: CallArgs): Promise<BackendReply> {
-  const ac = new AbortController()
-  let timedOut = false
-  const timer = setTimeout(() => {
-    timedOut = true
-    ac.abort()
-  }, args.timeoutMs)
+  let res
   try {
-    let res
-    try {
-      res = await pool.request({ path: args.path, method: 'POST', headers: args.headers, body: args.body, signal: ac.signal })
-    } catch (err) {
-      throw new BackendFailure(timedOut ? 'timeout' : 'connect', (err as Error).message)
-    }
-    if (res.statusCode !== 200) {
-      res.body.dump().catch(() => {})
-      throw new BackendFailure('status', `HTTP ${res.statusCode}`)
-    }
-    let text = ''
-    let size = 0
-    try {
-      for await (const chunk of res.body) {
-        size += (chunk as Buffer).length
-        if (size > MAX_REPLY_BYTES) {
-          res.body.destroy()
-          throw new BackendFailure('invalid', `answer larger than ${MAX_REPLY_BYTES} bytes`)
-        }
-        text += (chunk as Buffer).toString('utf8')
-      }
-    } catch (err) {
-      if (err instanceof BackendFailure) throw err
-      throw new BackendFailure(timedOut ? 'timeout' : 'connect', (err as Error).message)
-    }
-    return parseReply(text)
-  } finally {
-    clearTimeout(timer)
+    res = await pool.request({ path: args.path, method: 'POST', headers: args.headers, body: args.body, headersTimeout: args.timeoutMs, bodyTimeout: args.timeoutMs })
+  } catch (err) {
+    throw new BackendFailure(isTimeout(err) ? 'timeout' : 'connect', (err as Error).message)
   }
+  if (res.statusCode !== 200) {
+    res.body.dump().catch(() => {})
+    throw new BackendFailure('status', `HTTP ${res.statusCode}`)
+  }
+  const length = Number(res.headers['content-length'])
+  if (length > MAX_REPLY_BYTES) {
+    res.body.destroy()
+    throw new BackendFailure('invalid', `answer larger than ${MAX_REPLY_BYTES} bytes`)
+  }
+  let text = ''
+  let size = 0
+  try {
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length
+      if (size > MAX_REPLY_BYTES) {
+        res.body.destroy()
+        throw new BackendFailure('invalid', `answer larger than ${MAX_REPLY_BYTES} bytes`)
+      }
+      text += (chunk as Buffer).toString('utf8')
+    }
+  } catch (err) {
+    if (err instanceof BackendFailure) throw err
+    throw new BackendFailure(isTimeout(err) ? 'timeout' : 'connect', (err as Error).message)
+  }
+  return parseReply(text)
+}
+
+function isTimeout(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code
+  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT'
 }
 
 /** The backend's JSON answer, checked; anything else is an `invalid` failure. */

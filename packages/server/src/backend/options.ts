@@ -76,6 +76,9 @@ export interface WebhookOptions {
 
 export interface ResolvedProxyEvent {
   url: string
+  /** `url` split once: the pool is per origin, the request names the path. */
+  origin: string
+  path: string
   timeoutMs: number
   /** Lower-case exact names, and prefixes (from `x-*`). */
   headers: { exact: ReadonlySet<string>; prefixes: readonly string[] }
@@ -165,8 +168,11 @@ export function resolveProxyOptions(o: ProxyOptions | undefined): ResolvedProxy 
       if (!Array.isArray(e.namespaces) || e.namespaces.some((n) => typeof n !== 'string')) throw checks.bad(`proxy.${event}.namespaces`, 'an array of namespace names', e.namespaces)
       namespaces = new Set(e.namespaces)
     }
+    const parsed = new URL(url)
     events[event] = {
       url,
+      origin: parsed.origin,
+      path: parsed.pathname + parsed.search,
       timeoutMs: e?.timeoutMs === undefined ? timeoutMs : checks.positiveInt(`proxy.${event}.timeoutMs`, e.timeoutMs),
       headers: e?.headers === undefined ? headers : headerList(`proxy.${event}.headers`, e.headers),
       namespaces,

@@ -16,6 +16,7 @@ export type {
 export type { UpgradeRequest } from './transport/transport.js'
 export type { AuthContext, AuthResult, AuthenticateHook, JwtAuthOptions } from './auth/types.js'
 export type { RpcContext, RpcHandler } from './rpc-router.js'
+export type { ProxyOptions, ProxyEventOptions, WebhookOptions, WebhookEvent } from './backend/options.js'
 export type {
   ControlMessage,
   Durability,

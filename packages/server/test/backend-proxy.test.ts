@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
+import { Writable } from 'node:stream'
 import { after, afterEach, beforeEach, describe, it } from 'node:test'
+import pino from 'pino'
 import { CloseCodes, ErrorCodes } from '@holdfast/protocol'
 import { parseReply } from '../src/backend/backend-client.js'
 import type { HoldfastOptions } from '../src/options.js'
@@ -239,6 +241,22 @@ describe('backend proxy', () => {
       refuse = true
       await expectClosedWith(c, CloseCodes.unauthorized.code, { ms: 4000 })
     })
+  })
+
+  it('a failed call is logged once a second per event and kind, with the trace id and the backend, never with the cookie', async () => {
+    const chunks: string[] = []
+    const logger = pino({ level: 'info' }, new Writable({ write: (c: Buffer, _e, cb) => (chunks.push(c.toString()), cb()) }))
+    const s = await start({ logger })
+    const c = await login(s)
+    await backend.stop()
+    for (let i = 0; i < 3; i++) await c.request({ type: 'rpc', method: 'x', msgId: `l${i}` })
+    const lines = chunks.join('').split('\n').filter((l) => l.includes('backend call failed')).map((l) => JSON.parse(l) as Record<string, unknown>)
+    assert.equal(lines.length, 1, 'repeats held back')
+    assert.equal(lines[0]?.['event'], 'rpc')
+    assert.equal(lines[0]?.['kind'], 'connect')
+    assert.equal(lines[0]?.['backend'], backend.url)
+    assert.match(String(lines[0]?.['trace']), /^[0-9a-f]{32}$/)
+    assert.doesNotMatch(chunks.join(''), /session=alice/)
   })
 
   it('a backend killed and restarted mid-run: failures are temporary replies, service comes back by itself', async () => {

@@ -25,7 +25,7 @@ import type { Gateway } from './gateway.js'
 import type { ReadKind, ResolvedChannelOptions } from './options.js'
 import { connectionInfo } from './tracing.js'
 import { RpcRouter } from './rpc-router.js'
-import { ConnectRefused } from './backend/backend-proxy.js'
+import { ConnectRefused } from './backend/refusal.js'
 import type { ChannelGrant } from './auth/channel-token.js'
 
 /** Upgrade-time facts a connection keeps until its connect command is handled. */

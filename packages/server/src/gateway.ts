@@ -191,7 +191,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
         if (ready) void this.hub.resync((channel) => this.channelOptions(channel))
       },
     }
-    this.#started = this.engine.start(handler).catch((err: unknown) => {
+    // The backend's code (when configured) is loaded before the first connection is admitted.
+    this.#started = Promise.all([this.engine.start(handler), this.backend.loaded]).then(() => undefined, (err: unknown) => {
       this.#startError = err
       this.counters.inc('engine_errors', 'start')
       this.log?.error({ err }, 'engine failed to start')

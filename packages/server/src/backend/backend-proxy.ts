@@ -1,4 +1,4 @@
-import { HoldfastError, type CloseCodeName } from '@holdfast/protocol'
+import { HoldfastError } from '@holdfast/protocol'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Logger } from 'pino'
 import type { AuthResult } from '../auth/types.js'
@@ -17,15 +17,7 @@ export interface ProxiedConnection {
   closeWith(code: number, reason: string): boolean
 }
 
-/** A connect the backend refused or could not decide: close the connection with `close`. */
-export class ConnectRefused extends Error {
-  constructor(
-    readonly close: CloseCodeName | number,
-    reason: string,
-  ) {
-    super(reason)
-  }
-}
+import { ConnectRefused, connectCloseFor } from './refusal.js'
 
 /** Channel options a subscribe result may override for that one subscription. */
 const SUBSCRIBE_OVERRIDES = ['presence', 'joinLeave'] as const satisfies ReadonlyArray<keyof ChannelOptions>
@@ -188,13 +180,5 @@ function expiry(v: unknown): number | undefined | null {
 
 function invalid(event: ProxyEvent, what: string): HoldfastError {
   return new HoldfastError('backend_unavailable', `backend ${event} result: ${what}`)
-}
-
-/** The close code of a connect the backend answered with an error. */
-export function connectCloseFor(err: HoldfastError): 'try_later' | 'token_expired' | 'forbidden' | 'unauthorized' {
-  if (err.temporary) return 'try_later'
-  if (err.code === 'token_expired') return 'token_expired'
-  if (err.code === 'permission_denied') return 'forbidden'
-  return 'unauthorized'
 }
 

@@ -4,9 +4,10 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import type { Engine } from '../engine/engine.js'
 import { BackendMetrics } from './backend-metrics.js'
-import { BackendProxy, connectCloseFor, type ProxiedConnection } from './backend-proxy.js'
+import type { BackendProxy, ProxiedConnection } from './backend-proxy.js'
 import { resolveProxyOptions, resolveWebhookOptions, type ProxyOptions, type WebhookOptions } from './options.js'
-import { WebhookQueue } from './webhooks.js'
+import { connectCloseFor } from './refusal.js'
+import type { WebhookQueue } from './webhooks.js'
 
 /** An engine that can tell fleet-wide when a channel gains its first or loses its last subscribing node. */
 export interface OccupancyEngine {
@@ -45,12 +46,15 @@ export interface RefreshTarget extends ProxiedConnection {
 /**
  * What a gateway has of the backend: the proxy (when `proxy` is configured), the webhooks (when
  * `webhooks` is), and their metrics (always). The gateway and the command handler call in here
- * at their hook points; everything else about the backend stays in this folder.
+ * at their hook points; everything else about the backend stays in this folder. The HTTP client
+ * (undici) and the circuit breaker (opossum) are loaded only when one of them is configured:
+ * `loaded` resolves then, and the gateway admits no connection before it.
  */
 export class GatewayBackend {
   readonly metrics: BackendMetrics
-  readonly proxy: BackendProxy | undefined
-  readonly webhooks: WebhookQueue | undefined
+  proxy: BackendProxy | undefined
+  webhooks: WebhookQueue | undefined
+  readonly loaded: Promise<void>
   readonly #host: GatewayBackendHost
   readonly #refresh = new WeakMap<object, RefreshState>()
   /** Channels this node holds occupied in the engine, for the periodic refresh. */
@@ -60,17 +64,20 @@ export class GatewayBackend {
   constructor(host: GatewayBackendHost, opts: { proxy?: ProxyOptions | undefined; webhooks?: WebhookOptions | undefined }) {
     this.#host = host
     this.metrics = new BackendMetrics(host.metrics.registry)
+    // Checked now, so that a bad option throws from the constructor; built once the code is loaded.
     const p = resolveProxyOptions(opts.proxy)
-    this.proxy = p === undefined ? undefined : new BackendProxy(p, this.metrics, host.log)
     const w = resolveWebhookOptions(opts.webhooks)
-    this.webhooks = w === undefined ? undefined : new WebhookQueue(w, host.nodeId, this.metrics, host.log)
-    const hooks = this.webhooks
-    if (hooks !== undefined) {
-      if (hooks.wants('connected')) host.on('connect', (i) => hooks.emit('connected', { client: i.client, user: i.user, session: i.session, resumed: i.resumed, remoteAddr: i.ip }))
-      if (hooks.wants('disconnected')) host.on('disconnect', (i) => hooks.emit('disconnected', { client: i.client, user: i.user, session: i.session, code: i.code, reason: i.reason }))
-      if ((hooks.wants('channel_occupied') || hooks.wants('channel_vacated')) && host.engine.occupancy !== undefined) {
-        this.#occupancyTimer = setInterval(() => this.#refreshOccupancy(), OCCUPANCY_TTL_MS / 3).unref()
-      }
+    this.loaded = Promise.all([
+      p === undefined ? undefined : import('./backend-proxy.js').then(({ BackendProxy }) => void (this.proxy = new BackendProxy(p, this.metrics, host.log))),
+      w === undefined ? undefined : import('./webhooks.js').then(({ WebhookQueue }) => this.#listen(host, (this.webhooks = new WebhookQueue(w, host.nodeId, this.metrics, host.log)))),
+    ]).then(() => undefined)
+  }
+
+  #listen(host: GatewayBackendHost, hooks: WebhookQueue): void {
+    if (hooks.wants('connected')) host.on('connect', (i) => hooks.emit('connected', { client: i.client, user: i.user, session: i.session, resumed: i.resumed, remoteAddr: i.ip }))
+    if (hooks.wants('disconnected')) host.on('disconnect', (i) => hooks.emit('disconnected', { client: i.client, user: i.user, session: i.session, code: i.code, reason: i.reason }))
+    if ((hooks.wants('channel_occupied') || hooks.wants('channel_vacated')) && host.engine.occupancy !== undefined) {
+      this.#occupancyTimer = setInterval(() => this.#refreshOccupancy(), OCCUPANCY_TTL_MS / 3).unref()
     }
   }
 
@@ -149,6 +156,7 @@ export class GatewayBackend {
   }
 
   async close(): Promise<void> {
+    await this.loaded.catch(() => {})
     if (this.#occupancyTimer !== undefined) clearInterval(this.#occupancyTimer)
     await Promise.all([this.proxy?.close(), this.webhooks?.close()])
   }

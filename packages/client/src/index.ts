@@ -23,10 +23,7 @@ export type {
   SubscriptionState,
   UnsubscribedEvent,
 } from './subscription.js'
-export { TRANSITIONS, canTransition } from './state.js'
 export type { ConnectionState, StateChange, StateReason } from './state.js'
-export { backoffDelay } from './backoff.js'
-export { DEFAULTS } from './options.js'
 export type { ClientOptions, WebSocketConstructor, WebSocketLike } from './options.js'
 export type { EndpointSource } from './endpoints.js'
 export { HoldfastError } from '@holdfast/protocol/internal'

@@ -1,6 +1,6 @@
 import { HoldfastError } from '@holdfast/protocol/internal'
 import type { HistoryCommand, PresenceCommand, PresenceStatsCommand, PublishCommand, RpcCommand } from '@holdfast/protocol'
-import type { StoredRecord } from './persistence.js'
+import type { StoredRecord } from './stored-record.js'
 
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never
 

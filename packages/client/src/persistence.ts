@@ -3,6 +3,9 @@ import { HoldfastError } from '@holdfast/protocol/internal'
 import type { DiscardedCommand, RestoredCommand, StoredCommandInfo } from './events.js'
 import type { Outbox, OutboxEntry, QueuedCommand } from './outbox.js'
 import { defaultLocks, type ClientStorage, type LockManagerLike } from './storage.js'
+import type { StoredCommand, StoredRecord } from './stored-record.js'
+
+export type { StoredCommand, StoredRecord } from './stored-record.js'
 
 /**
  * Keys: `holdfast:o:<owner>:<seq>` (a stored command), `holdfast:s:<owner>` (the owner's session),
@@ -21,27 +24,6 @@ const LOCK = 'holdfast-owner:'
 const PREDECESSOR_GRACE_MS = 200
 /** Most positions kept; past it the least recently written are deleted at start. */
 export const MAX_STORED_POSITIONS = 1000
-
-/** A publish or rpc as stored: what is needed to send it again after a reload. */
-export interface StoredCommand {
-  type: 'publish' | 'rpc'
-  channel?: string
-  method?: string
-  data?: unknown
-  msgId: string
-}
-
-export interface StoredRecord {
-  v: 1
-  /** Issue order within its owner. */
-  seq: number
-  createdAt: number
-  /** Absolute deadline (ms since the epoch) of the call. */
-  deadline: number
-  /** First time it went on the wire (or was about to); undefined while it never left. */
-  sentAt?: number
-  command: StoredCommand
-}
 
 /** What `restore` needs from the client. */
 export interface RestoreHost {

@@ -1,7 +1,9 @@
 // The client against a scripted server on a real WebSocket (ws, 127.0.0.1, port 0): connection and
-// session resume, heartbeats, codecs, recovery replies, duplicates and gaps, acks after a reset,
-// outbox overflow, close advice per code, failover between URLs, token refresh, listener
-// exceptions, and that close() leaves nothing behind. Real time, short delays, bounded waits.
+// session resume, pongs on the wire, codecs, recovery replies, duplicates and gaps, acks after a
+// reset, outbox overflow, close advice per code, failover between URLs, listener exceptions, and
+// that close() leaves nothing behind. Real time, short delays, bounded waits. What is about timing
+// (token refresh, unauthorized then getToken, the heartbeat watchdog, the connect timeout) is in
+// timers.test.ts, under fake timers.
 import assert from 'node:assert/strict'
 import { afterEach, beforeEach, test } from 'node:test'
 import { WebSocket } from 'ws'
@@ -209,22 +211,6 @@ test('close advice: taken over stops for good, pending calls are rejected', asyn
   assert.equal(server.connections.length, 1)
 })
 
-test('close advice: unauthorized → getToken() then reconnect; unauthorized twice → closed', async () => {
-  let n = 0
-  const client = makeClient({ token: 'expired', getToken: async () => `fresh-${++n}` })
-  const conn = await connect(client)
-  conn.close(4009, 'invalid token')
-  const conn2 = await server.nextConnection()
-  const cmd = await conn2.next('connect')
-  assert.equal(cmd.token, 'fresh-1')
-  const closed = inState(client, 'closed')
-  conn2.replyError(cmd, 101, 'still invalid')
-  conn2.close(4009, 'invalid token')
-  await closed
-  assert.equal(n, 1)
-  assert.equal(server.connections.length, 2)
-})
-
 test('several URLs: a refused endpoint rotates to the next', async () => {
   const dead = `ws://127.0.0.1:${await refusedPort()}/ws`
   const client = makeClient({}, [dead, server.url])
@@ -232,36 +218,6 @@ test('several URLs: a refused endpoint rotates to the next', async () => {
   client.on('connecting', (c) => urls.push(c.url))
   await connect(client)
   assert.deepEqual(urls, [dead, server.url])
-})
-
-test('token refresh: getToken shortly before expiry, sent as a refresh command', async () => {
-  let n = 0
-  const client = makeClient({ token: 't0', getToken: () => `t${++n}` })
-  const conn = await connect(client, { expiresIn: 400 })
-  const refresh = await conn.next('refresh', () => true, 2000)
-  assert.equal(refresh.token, 't1')
-  conn.reply(refresh, { expiresIn: 60_000 })
-  assert.equal(client.state, 'connected')
-})
-
-test('heartbeat: a silent server (half-open) is dropped after ping + maxServerPingDelayMs and the client reconnects', async () => {
-  const client = makeClient({ maxServerPingDelayMs: 150 })
-  await connect(client, { ping: 150 })
-  const dropped = waitFor(client, 'disconnected')
-  const { reason } = await dropped
-  assert.equal(reason.name, 'heartbeat_timeout')
-  await (await server.nextConnection()).acceptConnect()
-  await inState(client, 'connected')
-})
-
-test('connect timeout: a server that never answers connect is left, and retried', async () => {
-  const client = makeClient({ connectTimeoutMs: 200 })
-  client.connect()
-  await server.nextConnection()
-  const { reason } = await waitFor(client, 'disconnected')
-  assert.equal(reason.name, 'connect_timeout')
-  await (await server.nextConnection()).acceptConnect()
-  await inState(client, 'connected')
 })
 
 test('exceptions in application listeners do not break the client', async () => {

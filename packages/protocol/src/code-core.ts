@@ -19,6 +19,7 @@ export const closeCodes = {
   going_away: { code: 1001, advice: 'reconnect' },
   protocol_error: { code: 1002, advice: 'backoff' },
   abnormal: { code: 1006, advice: 'backoff' },
+  invalid_payload: { code: 1007, advice: 'backoff' },
   message_too_big: { code: 1009, advice: 'backoff' },
   internal_error: { code: 1011, advice: 'backoff' },
   restart: { code: 4000, advice: 'reconnect' },

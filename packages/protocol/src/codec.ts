@@ -1,6 +1,7 @@
 import { HoldfastError } from './errors.js'
 import { Subprotocols, type ClientMessage, type ServerMessage } from './messages.js'
 import { validateServerMessage } from './validate.js'
+import type { DecodedClientMessage } from './validate-client.js'
 
 /** What a WebSocket hands over: a text frame as string, a binary frame as bytes. */
 export type FrameData = string | Uint8Array | ArrayBuffer
@@ -31,6 +32,12 @@ export interface Codec {
   frame(parts: readonly Uint8Array[]): Uint8Array
   /** Decode a frame from a client; every message is validated. Throws `HoldfastError('bad_request')`. */
   decodeClient(data: FrameData, limits?: DecodeLimits): ClientMessage[]
+  /**
+   * Decode a client frame as a server does: a malformed command whose `id` can be read comes back
+   * as an `InvalidCommand` in its place (the server answers it with an error reply); anything
+   * else malformed (the frame, a message without a readable id) throws `HoldfastError('bad_request')`.
+   */
+  decodeCommands(data: FrameData, limits?: DecodeLimits): DecodedClientMessage[]
   /** Decode a frame from a server; every message is validated. Throws `HoldfastError('bad_request')`. */
   decodeServer(data: FrameData, limits?: DecodeLimits): ServerMessage[]
 }
@@ -69,11 +76,10 @@ export function tooMany(max: number): HoldfastError {
 /** @internal */
 export function decodeJson<T>(
   data: FrameData,
-  validate: (v: unknown) => T,
+  /** Validates each decoded line (`line` is its text, for checks that need it). */
+  validate: (v: unknown, line: string) => T,
   limits: DecodeLimits | undefined,
   defaultMax: number,
-  /** Extra check of each decoded line (client frames: no `__proto__` key). */
-  checkLine?: (line: string, value: unknown) => void,
 ): T[] {
   let text: string
   try {
@@ -96,8 +102,7 @@ export function decodeJson<T>(
       } catch (cause) {
         throw new HoldfastError('bad_request', 'frame is not valid JSON', { cause })
       }
-      checkLine?.(line, value)
-      out.push(validate(value))
+      out.push(validate(value, line))
     }
     start = end + 1
   }
@@ -106,7 +111,16 @@ export function decodeJson<T>(
 }
 
 /** What a client uses of a codec: it never decodes client frames. */
-export type ClientCodec = Omit<Codec, 'decodeClient'>
+export type ClientCodec = Omit<Codec, 'decodeClient' | 'decodeCommands'>
+
+/** @internal A strict decode from a lenient one: the first malformed command fails the frame. */
+export function strictly(decode: (data: FrameData, limits?: DecodeLimits) => DecodedClientMessage[]): (data: FrameData, limits?: DecodeLimits) => ClientMessage[] {
+  return (data, limits) => {
+    const out = decode(data, limits)
+    for (const m of out) if (m.type === 'invalid') throw m.error
+    return out as ClientMessage[]
+  }
+}
 
 /** @internal */
 export const encodeJson = (msg: ServerMessage | ClientMessage): Uint8Array => textEncoder.encode(JSON.stringify(msg))

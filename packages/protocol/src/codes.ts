@@ -25,6 +25,7 @@ const closeDescriptions: Record<CloseCodeName, string> = {
   going_away: 'The peer is going away without a drain (process exit, page navigation).',
   protocol_error: 'WebSocket-level protocol violation.',
   abnormal: 'Observed locally only: the connection dropped without a close frame.',
+  invalid_payload: 'A text frame was not valid UTF-8 (closed by the WebSocket layer).',
   message_too_big: 'A frame exceeded the server frame limit (max payload plus envelope).',
   internal_error: 'Unexpected server error.',
   restart: 'The node is draining (deploy, reload, shutdown): reconnect now to any node and recover.',

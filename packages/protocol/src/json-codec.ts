@@ -1,7 +1,7 @@
-import { DEFAULT_MAX_BATCH, decodeJson, decodeServerJson, encodeJson, frameJson, type Codec } from './codec.js'
+import { DEFAULT_MAX_BATCH, decodeJson, decodeServerJson, encodeJson, frameJson, strictly, type Codec, type DecodeLimits, type FrameData } from './codec.js'
 import { HoldfastError } from './errors.js'
 import { Subprotocols } from './messages.js'
-import { validateClientMessage } from './validate-client.js'
+import { validateClientCommand, type DecodedClientMessage } from './validate-client.js'
 
 // MessagePack decoders refuse a `__proto__` map key. If the server took one from a JSON client, a
 // publication carrying it would make the frames of every MessagePack subscriber undecodable, and
@@ -23,6 +23,10 @@ function refuseProtoKey(line: string, value: unknown): void {
   if (hasProtoKey(line, value)) throw new HoldfastError('bad_request', 'the key __proto__ is not allowed')
 }
 
+function decodeCommands(data: FrameData, limits?: DecodeLimits): DecodedClientMessage[] {
+  return decodeJson(data, (value, line) => validateClientCommand(value, () => refuseProtoKey(line, value)), limits, DEFAULT_MAX_BATCH)
+}
+
 /** JSON: one message per line, sent as text frames. The default codec. */
 export const jsonCodec: Codec = {
   name: 'json',
@@ -30,6 +34,7 @@ export const jsonCodec: Codec = {
   binary: false,
   encode: encodeJson,
   frame: frameJson,
-  decodeClient: (data, limits) => decodeJson(data, validateClientMessage, limits, DEFAULT_MAX_BATCH, refuseProtoKey),
+  decodeClient: strictly(decodeCommands),
+  decodeCommands,
   decodeServer: decodeServerJson,
 }

@@ -1,8 +1,8 @@
 import { decodeMulti, encode as msgpackEncode } from '@msgpack/msgpack'
-import { concat, DEFAULT_MAX_BATCH, SERVER_MAX_BATCH, toBytes, tooMany, type Codec, type DecodeLimits, type FrameData } from './codec.js'
+import { concat, DEFAULT_MAX_BATCH, SERVER_MAX_BATCH, strictly, toBytes, tooMany, type Codec, type DecodeLimits, type FrameData } from './codec.js'
 import { HoldfastError } from './errors.js'
 import { Subprotocols } from './messages.js'
-import { validateClientMessage } from './validate-client.js'
+import { validateClientCommand, type DecodedClientMessage } from './validate-client.js'
 import { validateServerMessage } from './validate.js'
 
 // Its own module (and the `@holdfast/protocol/msgpack` subpath), so that a browser client speaking
@@ -86,6 +86,10 @@ function decodeMsgpack<T>(data: FrameData, validate: (v: unknown) => T, limits: 
   return out
 }
 
+function decodeCommands(data: FrameData, limits?: DecodeLimits): DecodedClientMessage[] {
+  return decodeMsgpack(data, validateClientCommand, limits, DEFAULT_MAX_BATCH)
+}
+
 /** MessagePack: concatenated values, sent as binary frames; chosen with the `holdfast.v1.msgpack` subprotocol. */
 export const msgpackCodec: Codec = {
   name: 'msgpack',
@@ -93,7 +97,8 @@ export const msgpackCodec: Codec = {
   binary: true,
   encode: (msg) => msgpackEncode(msg, { ignoreUndefined: true }),
   frame: (parts) => concat(parts, undefined),
-  decodeClient: (data, limits) => decodeMsgpack(data, validateClientMessage, limits, DEFAULT_MAX_BATCH),
+  decodeClient: strictly(decodeCommands),
+  decodeCommands,
   decodeServer: (data, limits) => decodeMsgpack(data, validateServerMessage, limits, SERVER_MAX_BATCH),
 }
 

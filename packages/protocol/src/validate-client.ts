@@ -1,6 +1,6 @@
 import { HoldfastError } from './errors.js'
 import type { ClientMessage } from './messages.js'
-import { checkShape, describeType, isObject, type Kind, type Shape } from './validate.js'
+import { check, checkShape, describeType, isObject, type Kind, type Shape } from './validate.js'
 
 // Client frames are validated by servers only; in a module of its own so that a browser client,
 // which never decodes them, does not carry these shapes.
@@ -21,6 +21,35 @@ const clientShapes: Readonly<Record<ClientMessage['type'], Shape>> = {
   refresh: withId({ token: 'string' }),
   sub_refresh: withId({ channel: 'string', token: 'string' }),
   pong: { required: {} },
+}
+
+/**
+ * A client command that is malformed (a field missing or of the wrong kind, an unknown `type`) but
+ * whose `id` could be read: a server answers it with an error reply carrying `error`, instead of
+ * closing the connection. Decoding yields it in the command's place in the frame.
+ */
+export interface InvalidCommand {
+  readonly type: 'invalid'
+  readonly id: number
+  readonly error: HoldfastError
+}
+
+/** What a server decodes from a client frame: well-formed messages, and malformed commands it can still answer. */
+export type DecodedClientMessage = ClientMessage | InvalidCommand
+
+/**
+ * Validates a decoded value as a client message; a malformed one whose `id` is a valid command id
+ * becomes an `InvalidCommand`, anything else throws `bad_request`. `extra` is a further check of
+ * the value (the JSON codec's `__proto__` refusal), treated the same way.
+ */
+export function validateClientCommand(value: unknown, extra?: () => void): DecodedClientMessage {
+  try {
+    extra?.()
+    return validateClientMessage(value)
+  } catch (err) {
+    if (err instanceof HoldfastError && isObject(value) && check('id', value['id'])) return { type: 'invalid', id: value['id'] as number, error: err }
+    throw err
+  }
 }
 
 /** Checks that a decoded value is a well-formed client message; throws `bad_request` otherwise. */

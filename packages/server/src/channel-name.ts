@@ -28,3 +28,8 @@ export function parseChannel(channel: string): ChannelName {
   if (users !== undefined && users.length === 0) throw new HoldfastError('unknown_channel', 'user-limited channel without users')
   return { namespace, users }
 }
+
+/** A user-limited channel (`dialog#42,43`) refuses every user it does not name. */
+export function checkChannelUser(name: ChannelName, user: string): void {
+  if (name.users !== undefined && !name.users.includes(user)) throw new HoldfastError('permission_denied', 'channel is limited to other users')
+}

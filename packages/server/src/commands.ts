@@ -1,11 +1,7 @@
-import type { UpgradeRequest } from './transport/transport.js'
 import {
   CloseCodes,
   HoldfastError,
   PROTOCOL_VERSION,
-  codecFor,
-  type CloseCodeName,
-  type Codec,
   type Command,
   type ConnectCommand,
   type ConnectResult,
@@ -13,25 +9,31 @@ import {
   type PublishCommand,
   type RpcCommand,
   type StreamPosition,
-  type SubscribeResult,
 } from '@holdfast/protocol'
 import type { Span } from '@opentelemetry/api'
 import type { AuthResult } from './auth/types.js'
-import { parseChannel } from './channel-name.js'
+import { checkChannelUser, parseChannel } from './channel-name.js'
 import { measureData } from './payload.js'
-import { Connection, ConnState, type ConnSubscription } from './connection.js'
+import { ConnState, type Connection, type PendingConnect } from './connection.js'
+import type { Heartbeats } from './heartbeats.js'
+import { connectionInfo } from './hooks.js'
 import { TokenBucket } from './limits/token-bucket.js'
-import type { Gateway } from './gateway.js'
+import type { Lifecycle } from './lifecycle.js'
+import type { NodeContext } from './node-context.js'
 import type { ReadKind, ResolvedChannelOptions } from './options.js'
-import { connectionInfo } from './tracing.js'
+import { readHistory, streamOptions } from './streams.js'
+import { readableChannel, type Subscriptions } from './subscriptions.js'
 import { RpcRouter } from './rpc-router.js'
 import { ConnectRefused } from './backend/refusal.js'
-import type { ChannelGrant } from './auth/channel-token.js'
 
-/** Upgrade-time facts a connection keeps until its connect command is handled. */
-export interface PendingConnect {
-  preAuth: AuthResult | undefined
-  req: UpgradeRequest | undefined
+/** What a connection that has connected passes for the connect command's upgrade facts: nothing. */
+const CONNECTED: PendingConnect = { preAuth: undefined, req: undefined }
+
+/** The parts of the node that commands act through, besides the node context. */
+export interface CommandDeps {
+  readonly heartbeats: Heartbeats
+  readonly subscriptions: Subscriptions
+  readonly lifecycle: Lifecycle
 }
 
 const MAX_MSG_ID = 128
@@ -45,38 +47,28 @@ const ORDERED: ReadonlySet<Command['type']> = new Set(['connect', 'subscribe', '
 const READS: ReadonlySet<Command['type']> = new Set(['history', 'presence', 'presence_stats'])
 
 /**
- * Decodes frames and runs commands for the gateway. Every failure becomes an error reply with a
+ * Decodes a connection's frames and runs its commands. Every failure becomes an error reply with a
  * code, or a close with a code; nothing a client sends can throw past this class.
  */
 export class CommandHandler {
-  readonly #gw: Gateway
-  readonly #pings = new Map<Codec, Uint8Array>()
+  readonly #ctx: NodeContext
+  readonly #deps: CommandDeps
 
-  constructor(gw: Gateway) {
-    this.#gw = gw
+  constructor(ctx: NodeContext, deps: CommandDeps) {
+    this.#ctx = ctx
+    this.#deps = deps
   }
 
-  codecFor(protocol: string): Codec {
-    return codecFor(protocol)
-  }
-
-  pingBytes(codec: Codec): Uint8Array {
-    let b = this.#pings.get(codec)
-    if (b === undefined) {
-      b = codec.encode({ type: 'ping' })
-      this.#pings.set(codec, b)
-    }
-    return b
-  }
-
-  onFrame(conn: Connection, data: Uint8Array | string, _isBinary: boolean, pending: PendingConnect): void {
+  /** A frame from the client (its transport's sink is the connection). */
+  onFrame(conn: Connection, data: Uint8Array | string): void {
     if (conn.state === ConnState.Closed) return
-    const gw = this.#gw
+    const pending = conn.pending ?? CONNECTED
+    const gw = this.#ctx
     const size = typeof data === 'string' ? data.length : data.byteLength
     gw.counters.bytesIn += size
     let messages
     try {
-      messages = conn.codec.decodeClient(data, { maxBatch: gw.options.maxBatch })
+      messages = conn.codec.decodeCommands(data, { maxBatch: gw.options.maxBatch })
       gw.counters.messagesIn += messages.length
     } catch (err) {
       gw.counters.inc('bad_frames')
@@ -93,10 +85,12 @@ export class CommandHandler {
     for (const msg of messages) {
       if (msg.type === 'pong' && conn.awaitingPong) {
         // The one pong a ping asks for is free: heartbeats must not starve behind the rate limit.
-        gw.pong(conn)
+        this.#deps.heartbeats.pong(conn)
         continue
       }
-      if (limited === undefined && !conn.bucket.take(now)) limited = 'commands'
+      // The connect command is not counted: the budget the connect reply advertises is the whole
+      // bucket, so a client that mirrors it from the reply on is never one command ahead.
+      if (limited === undefined && msg.type !== 'connect' && !conn.bucket.take(now)) limited = 'commands'
       if (limited !== undefined) {
         gw.counters.inc('rate_limited', limited)
         if (++conn.rateRejects > gw.options.commandRate.burst) {
@@ -114,6 +108,13 @@ export class CommandHandler {
       conn.rateRejects = 0
       // A pong nobody asked for costs a command token and does nothing else.
       if (msg.type === 'pong') continue
+      // A malformed command whose id could be read (a field missing or of the wrong kind, an
+      // unknown type) is answered, in any state: it does nothing, so it holds nothing up.
+      if (msg.type === 'invalid') {
+        conn.log?.info({ err: msg.error.message }, 'malformed command')
+        this.#fail(conn, msg.id, msg.error)
+        continue
+      }
       if (msg.type === 'connect') {
         if (conn.state !== ConnState.Handshake || conn.busy) {
           conn.close('bad_request', 'duplicate connect')
@@ -171,7 +172,7 @@ export class CommandHandler {
    * encoding.
    */
   #admitRead(conn: Connection): void {
-    const gw = this.#gw
+    const gw = this.#ctx
     const max = gw.options.maxReplyBytes
     const now = performance.now()
     const rate = (conn.replies ??= new TokenBucket(max, 2 * max, now))
@@ -181,7 +182,7 @@ export class CommandHandler {
   }
 
   async #run(conn: Connection, cmd: Command, pending: PendingConnect): Promise<void> {
-    const gw = this.#gw
+    const gw = this.#ctx
     const started = performance.now()
     const span = gw.tracing.startCommand(conn, cmd)
     try {
@@ -203,10 +204,10 @@ export class CommandHandler {
     let e: HoldfastError
     if (err instanceof HoldfastError) e = err
     else {
-      this.#gw.log?.error({ err, client: conn.id, trace: conn.traceId }, 'command failed')
+      this.#ctx.log?.error({ err, client: conn.id, trace: conn.traceId }, 'command failed')
       e = new HoldfastError('internal', 'internal error')
     }
-    this.#gw.counters.inc('command_errors', e.code)
+    this.#ctx.counters.inc('command_errors', e.code)
     conn.reply({ id, error: e.toReply() })
   }
 
@@ -216,20 +217,23 @@ export class CommandHandler {
       case 'connect':
         return this.#connect(conn, cmd, pending)
       case 'subscribe':
-        return this.#subscribe(
-          conn,
-          cmd.channel,
-          cmd.recover,
-          (result) => {
-            this.#gw.tracing.subscribed(span, result)
-            conn.reply({ id: cmd.id, result })
-          },
-          false,
-          cmd.data,
-          cmd.token,
-        )
+        return this.#deps.subscriptions
+          .subscribe(
+            conn,
+            cmd.channel,
+            cmd.recover,
+            (result) => {
+              this.#ctx.tracing.subscribed(span, result)
+              conn.reply({ id: cmd.id, result })
+            },
+            false,
+            cmd.data,
+            cmd.token,
+          )
+          .then(() => undefined)
       case 'unsubscribe':
-        this.serverUnsubscribe(conn, cmd.channel, undefined, '')
+        parseChannel(cmd.channel)
+        if (!this.#deps.subscriptions.unsubscribe(conn, cmd.channel, undefined, '')) throw new HoldfastError('not_subscribed', `not subscribed to ${cmd.channel}`)
         return {}
       case 'publish':
         return this.#publish(conn, cmd)
@@ -246,14 +250,14 @@ export class CommandHandler {
       case 'refresh':
         return this.#refresh(conn, cmd.token)
       case 'sub_refresh':
-        return this.#subRefresh(conn, cmd.channel, cmd.token)
+        return this.#deps.subscriptions.refreshToken(conn, cmd.channel, cmd.token)
     }
   }
 
   // ---------------------------------------------------------------- connect and refresh
 
   async #connect(conn: Connection, cmd: ConnectCommand, pending: PendingConnect): Promise<undefined> {
-    const gw = this.#gw
+    const gw = this.#ctx
     if (cmd.version !== PROTOCOL_VERSION) {
       conn.close('unsupported_version', `protocol version ${cmd.version} is not supported (server speaks ${PROTOCOL_VERSION})`)
       return undefined
@@ -268,7 +272,7 @@ export class CommandHandler {
           ? await proxy.connect(conn, cmd.token, cmd.data)
           : cmd.token === undefined && pending.preAuth !== undefined
             ? pending.preAuth
-            : await gw.authenticate(cmd.token, pending.req as UpgradeRequest)
+            : await gw.authenticate(cmd.token, pending.req)
     } catch (err) {
       if (err instanceof ConnectRefused) {
         conn.log?.info({ close: err.close, reason: err.message }, 'backend refused the connect')
@@ -312,7 +316,7 @@ export class CommandHandler {
       session,
       resumed,
       version: PROTOCOL_VERSION,
-      node: gw.nodeId,
+      node: gw.options.nodeId,
       ping: gw.options.pingIntervalMs,
       limits: {
         commandsPerSecond: gw.options.commandRate.perSecond,
@@ -325,49 +329,38 @@ export class CommandHandler {
     }
     if (auth.expiresAt !== undefined && !(proxied && proxy?.has('refresh') === true)) result.expiresIn = auth.expiresAt - Date.now()
     conn.reply({ id: cmd.id, result })
-    gw.connected(conn, resumed)
+    this.#deps.lifecycle.connected(conn, resumed)
     // Channels granted by the token (`channels` claim) are subscribed by the server, announced
     // with `subscribe` pushes after the connect reply.
-    if (auth.channels !== undefined) for (const channel of auth.channels) await this.serverSubscribe(conn, channel)
+    if (auth.channels !== undefined) for (const channel of auth.channels) await this.#deps.subscriptions.serverSubscribe(conn, channel)
     return undefined
   }
 
   async #refresh(conn: Connection, token: string): Promise<object | undefined> {
-    const gw = this.#gw
+    const gw = this.#ctx
     const proxy = gw.backend.proxy
     if (proxy?.has('refresh') === true && proxy.has('connect')) {
       const { expiresAt } = await proxy.refresh(conn)
       conn.expiresAt = expiresAt === undefined ? 0 : gw.backend.startExpiry(conn, expiresAt)
-      gw.rescheduleHeartbeat(conn)
+      this.#deps.heartbeats.reschedule(conn)
       return expiresAt === undefined ? {} : { expiresIn: expiresAt - Date.now() }
     }
     let auth: AuthResult
     try {
-      auth = await gw.authenticate(token, undefined as unknown as UpgradeRequest)
+      auth = await gw.authenticate(token, undefined)
     } catch (err) {
       if (err instanceof HoldfastError && (err.code === 'token_expired' || err.code === 'unauthorized')) throw err
       throw new HoldfastError('unauthorized', 'token refresh failed', { cause: err })
     }
-    if (auth.user !== conn.user) {
-      conn.close('unauthorized', 'refreshed token belongs to another user')
-      return undefined
-    }
+    // A valid token of someone else does not change who the connection is: refused like an
+    // invalid one, and the connection keeps its identity and its current expiry.
+    if (auth.user !== conn.user) throw new HoldfastError('unauthorized', 'the token belongs to another user')
     conn.expiresAt = auth.expiresAt === undefined ? 0 : auth.expiresAt + gw.expiryGraceMs
-    gw.rescheduleHeartbeat(conn)
+    this.#deps.heartbeats.reschedule(conn)
     return auth.expiresAt === undefined ? {} : { expiresIn: auth.expiresAt - Date.now() }
   }
 
   // ---------------------------------------------------------------- channels
-
-  /** Built-in access checks for subscribing to a channel: the name and its user list. */
-  #readable(conn: Connection, channel: string): ResolvedChannelOptions {
-    const name = parseChannel(channel)
-    const opts = this.#gw.channelOptions(channel)
-    if (name.users !== undefined && !name.users.includes(conn.user)) {
-      throw new HoldfastError('permission_denied', 'channel is limited to other users')
-    }
-    return opts
-  }
 
   /**
    * Reads (history, presence, presence stats) show what a subscription would: they pass the same
@@ -375,148 +368,19 @@ export class CommandHandler {
    * `canSubscribe`). A connection subscribed to the channel already passed them.
    */
   async #authorizeRead(conn: Connection, channel: string, read: ReadKind): Promise<ResolvedChannelOptions> {
-    const gw = this.#gw
-    const opts = this.#readable(conn, channel)
+    const gw = this.#ctx
+    const opts = readableChannel(gw, conn, channel)
     if (conn.subs?.get(channel)?.live === true) return opts
     if (!opts.allowSubscribe) throw new HoldfastError('permission_denied', 'clients may not read this namespace')
     const o = gw.options
     const ok =
       o.canRead !== undefined
-        ? await o.canRead({ client: this.#connInfo(conn), channel, read })
+        ? await o.canRead({ client: connectionInfo(conn), channel, read })
         : o.canSubscribe !== undefined
-          ? await o.canSubscribe({ client: this.#connInfo(conn), channel })
+          ? await o.canSubscribe({ client: connectionInfo(conn), channel })
           : true
     if (!ok) throw new HoldfastError('permission_denied', `${read} refused`)
     return opts
-  }
-
-  /**
-   * `byServer`: the application asked (subscribeUser), so the checks that guard
-   * what a *client* may ask for (allowSubscribe, user-limited names, canSubscribe) do not apply;
-   * limits still do.
-   */
-  async #subscribe(
-    conn: Connection,
-    channel: string,
-    recover: StreamPosition | undefined,
-    reply: (r: SubscribeResult) => void,
-    byServer = false,
-    data?: unknown,
-    token?: string,
-  ): Promise<undefined> {
-    const gw = this.#gw
-    // A channel token admits where the rules alone would refuse; limits still apply.
-    const grant = !byServer && token !== undefined ? await this.#channelGrant(conn, channel, token) : undefined
-    const trusted = byServer || grant !== undefined
-    let opts = trusted ? gw.channelOptions(channel) : this.#readable(conn, channel)
-    if (!trusted && !opts.allowSubscribe) throw new HoldfastError('permission_denied', 'clients may not subscribe to this namespace')
-    if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
-    if ((conn.subs?.size ?? 0) >= gw.options.maxSubscriptionsPerConnection) {
-      gw.counters.inc('limit_exceeded', 'subscriptions')
-      throw new HoldfastError('limit_exceeded', `at most ${gw.options.maxSubscriptionsPerConnection} subscriptions per connection`)
-    }
-    if (!trusted && gw.options.canSubscribe !== undefined) {
-      const ok = await gw.options.canSubscribe({ client: this.#connInfo(conn), channel })
-      if (!ok) throw new HoldfastError('permission_denied', 'subscription refused')
-      if (conn.state === ConnState.Closed) return undefined
-      if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
-    }
-    const proxy = gw.backend.proxy
-    let info: unknown = grant?.info
-    if (!trusted && proxy?.covers('subscribe', channel) === true) {
-      const grant = await proxy.subscribe(conn, channel, data)
-      if (conn.state === ConnState.Closed) return undefined
-      if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
-      info = grant.info
-      opts = { ...opts, ...grant.overrides }
-      if (opts.joinLeave && !opts.presence) opts.joinLeave = false
-    }
-    const sub: ConnSubscription = info === undefined ? { live: false, presence: opts.presence } : { live: false, presence: opts.presence, info }
-    if (opts.joinLeave !== gw.channelOptions(channel).joinLeave) sub.joinLeave = opts.joinLeave
-    ;(conn.subs ??= new Map()).set(channel, sub)
-    if (grant !== undefined) {
-      const answer = reply
-      reply = (r) => answer({ ...r, expiresIn: grant.expiresAt - Date.now() })
-      this.#armTokenTimer(conn, channel, sub, grant.expiresAt)
-    }
-    let ok: boolean
-    try {
-      ok = await gw.hub.subscribe(conn, channel, opts, recover, (result) => {
-        sub.live = true
-        if (result.wasRecovering) {
-          gw.counters.inc('recoveries', result.recovered ? 'recovered' : 'not_recovered')
-          if (!result.recovered) gw.counters.inc('recovery_failures', result.epoch !== recover?.epoch ? 'epoch_changed' : 'history_unavailable')
-        }
-        reply(result)
-      })
-    } catch (err) {
-      if (conn.subs?.get(channel) === sub) conn.subs.delete(channel)
-      gw.counters.inc('engine_errors', 'subscribe')
-      throw err instanceof HoldfastError ? err : new HoldfastError('engine_unavailable', 'engine unavailable', { cause: err })
-    }
-    if (!ok) {
-      if (conn.subs?.get(channel) === sub && !sub.live) conn.subs.delete(channel)
-      return undefined
-    }
-    if (opts.presence) {
-      await gw.engine.addPresence(channel, conn.clientInfo(sub), gw.options.presenceTtlMs).catch(() => {})
-      if (opts.joinLeave) await gw.engine.publishJoinLeave(channel, 'join', conn.clientInfo(sub)).catch(() => {})
-    }
-    const onSubscribe = gw.options.onSubscribe
-    if (onSubscribe !== undefined && conn.subs?.get(channel) === sub) gw.hook('onSubscribe', () => onSubscribe(connectionInfo(conn), channel), conn)
-    return undefined
-  }
-
-  async #channelGrant(conn: Connection, channel: string, token: string): Promise<ChannelGrant> {
-    const verify = this.#gw.channelToken
-    if (verify === undefined) throw new HoldfastError('unauthorized', 'channel tokens are not accepted by this server')
-    parseChannel(channel)
-    return verify(token, conn.user, channel)
-  }
-
-  /** The subscription ends at the token's expiry (an `unsubscribe` push with token_expired), unless refreshed. */
-  #armTokenTimer(conn: Connection, channel: string, sub: ConnSubscription, expiresAt: number): void {
-    clearTimeout(sub.tokenTimer)
-    sub.tokenTimer = setTimeout(() => {
-      if (conn.subs?.get(channel) === sub) this.serverUnsubscribe(conn, channel, 'token_expired', 'channel token expired')
-    }, Math.max(0, expiresAt - Date.now()))
-    sub.tokenTimer.unref()
-  }
-
-  async #subRefresh(conn: Connection, channel: string, token: string): Promise<object> {
-    const grant = await this.#channelGrant(conn, channel, token)
-    const sub = conn.subs?.get(channel)
-    if (sub === undefined) throw new HoldfastError('not_subscribed', `not subscribed to ${channel}`)
-    if (sub.tokenTimer === undefined) throw new HoldfastError('bad_request', `${channel} was not subscribed with a channel token`)
-    this.#armTokenTimer(conn, channel, sub, grant.expiresAt)
-    return { expiresIn: grant.expiresAt - Date.now() }
-  }
-
-  /** Subscribe a connection on the server's initiative; the client learns it from a `subscribe` push. */
-  async serverSubscribe(conn: Connection, channel: string): Promise<void> {
-    try {
-      await this.#subscribe(conn, channel, undefined, (r) => conn.send({ type: 'subscribe', channel, epoch: r.epoch, offset: r.offset }), true)
-    } catch (err) {
-      if (!(err instanceof HoldfastError && err.code === 'already_subscribed')) conn.log?.warn({ err, channel }, 'server-side subscribe failed')
-    }
-  }
-
-  /** End a subscription. With a code, the client is told by an `unsubscribe` push (server side). */
-  serverUnsubscribe(conn: Connection, channel: string, code: CloseCodeName | undefined, reason: string): void {
-    const sub = conn.subs?.get(channel)
-    if (sub === undefined) return
-    conn.subs?.delete(channel)
-    clearTimeout(sub.tokenTimer)
-    this.#gw.hub.remove(conn, channel)
-    if (sub.presence) this.leavePresence(conn, channel, sub)
-    if (code !== undefined) conn.send({ type: 'unsubscribe', channel, code: CloseCodes[code].code, reason })
-  }
-
-  leavePresence(conn: Connection, channel: string, sub?: ConnSubscription): void {
-    const gw = this.#gw
-    const info = conn.clientInfo(sub)
-    gw.engine.removePresence(channel, conn.id).catch(() => {})
-    if (sub?.joinLeave ?? gw.channelOptions(channel).joinLeave) gw.engine.publishJoinLeave(channel, 'leave', info).catch(() => {})
   }
 
   // ---------------------------------------------------------------- publish and rpc
@@ -524,7 +388,7 @@ export class CommandHandler {
   /** A well-formed message id, within its user's budget of ids remembered at once. */
   #checkMsgId(conn: Connection, msgId: string): void {
     if (msgId.length === 0 || msgId.length > MAX_MSG_ID) throw new HoldfastError('bad_request', `msgId must be 1-${MAX_MSG_ID} characters`)
-    const gw = this.#gw
+    const gw = this.#ctx
     if (!gw.messageIds.take(dedupeScope(conn), performance.now())) {
       gw.counters.inc('limit_exceeded', 'message_ids')
       throw new HoldfastError('limit_exceeded', `at most ${gw.options.maxMessageIdsPerUser} message ids per user within ${gw.options.idempotencyTtlMs} ms; slow down`, {
@@ -536,35 +400,32 @@ export class CommandHandler {
   /** The data's encoded size, or the refusal (counted) when it is too large or cannot be delivered. */
   #measure(data: unknown): number {
     try {
-      return measureData(data, this.#gw.options.maxPayload)
+      return measureData(data, this.#ctx.options.maxPayload)
     } catch (err) {
-      if (err instanceof HoldfastError && err.code === 'payload_too_large') this.#gw.counters.inc('payload_too_large')
+      if (err instanceof HoldfastError && err.code === 'payload_too_large') this.#ctx.counters.inc('payload_too_large')
       throw err
     }
   }
 
 
   async #publish(conn: Connection, cmd: PublishCommand): Promise<object> {
-    const gw = this.#gw
+    const gw = this.#ctx
     this.#checkMsgId(conn, cmd.msgId)
     const name = parseChannel(cmd.channel)
     const opts = gw.channelOptions(cmd.channel)
     if (!opts.allowPublish) throw new HoldfastError('not_available', 'clients may not publish to this namespace')
-    if (name.users !== undefined && !name.users.includes(conn.user)) throw new HoldfastError('permission_denied', 'channel is limited to other users')
+    checkChannelUser(name, conn.user)
     const size = this.#measure(cmd.data)
     if (gw.options.canPublish !== undefined) {
-      const ok = await gw.options.canPublish({ client: this.#connInfo(conn), channel: cmd.channel, data: cmd.data })
+      const ok = await gw.options.canPublish({ client: connectionInfo(conn), channel: cmd.channel, data: cmd.data })
       if (!ok) throw new HoldfastError('permission_denied', 'publish refused')
     }
     if (gw.backend.proxy?.covers('publish', cmd.channel) === true) return this.#proxiedPublish(conn, cmd, opts)
     let out
     try {
-      out = await gw.enginePublish(cmd.channel, cmd.data, {
-        historySize: opts.historySize,
-        historyTtlMs: opts.historyTtlMs,
-        streamTtlMs: opts.streamTtlMs,
+      out = await gw.publish(cmd.channel, cmd.data, {
+        ...streamOptions(opts, size),
         idempotencyKey: dedupeKey('pub', conn, cmd.msgId),
-        size,
         idempotencyTtlMs: gw.options.idempotencyTtlMs,
         info: conn.clientInfo(),
       })
@@ -582,7 +443,7 @@ export class CommandHandler {
    * under the message id, so a retry is answered from it without asking the backend again.
    */
   async #proxiedPublish(conn: Connection, cmd: PublishCommand, opts: ResolvedChannelOptions): Promise<object> {
-    const gw = this.#gw
+    const gw = this.#ctx
     const key = dedupeKey('pub', conn, cmd.msgId)
     const ttl = gw.options.idempotencyTtlMs
     const claim = await this.#claim(`px:${key}`, ttl)
@@ -597,15 +458,7 @@ export class CommandHandler {
       const data = Object.hasOwn(verdict, 'data') ? verdict.data : cmd.data
       const size = this.#measure(data)
       try {
-        out = await gw.enginePublish(cmd.channel, data, {
-          historySize: opts.historySize,
-          historyTtlMs: opts.historyTtlMs,
-          streamTtlMs: opts.streamTtlMs,
-          idempotencyKey: key,
-          size,
-          idempotencyTtlMs: ttl,
-          info: conn.clientInfo(),
-        })
+        out = await gw.publish(cmd.channel, data, { ...streamOptions(opts, size), idempotencyKey: key, idempotencyTtlMs: ttl, info: conn.clientInfo() })
       } catch (err) {
         throw err instanceof HoldfastError ? err : new HoldfastError('engine_unavailable', 'engine unavailable', { cause: err })
       }
@@ -618,9 +471,9 @@ export class CommandHandler {
     return out.duplicate ? { offset: out.offset, epoch: out.epoch, duplicate: true } : { offset: out.offset, epoch: out.epoch }
   }
 
-  async #claim(key: string, ttl: number): ReturnType<Gateway['engine']['claimIdempotent']> {
+  async #claim(key: string, ttl: number): ReturnType<NodeContext['engine']['claimIdempotent']> {
     try {
-      return await this.#gw.engine.claimIdempotent(key, ttl)
+      return await this.#ctx.engine.claimIdempotent(key, ttl)
     } catch (err) {
       throw err instanceof HoldfastError ? err : new HoldfastError('engine_unavailable', 'engine unavailable', { cause: err })
     }
@@ -632,7 +485,7 @@ export class CommandHandler {
    * nothing (the retry calls again: the backend sees an RPC at least once).
    */
   async #proxiedRpc(conn: Connection, cmd: RpcCommand): Promise<object> {
-    const gw = this.#gw
+    const gw = this.#ctx
     if (!RpcRouter.validName(cmd.method)) throw new HoldfastError('method_not_found', `no RPC method "${cmd.method.slice(0, 128)}"`)
     const key = `px:${dedupeKey('rpc', conn, cmd.msgId)}`
     const ttl = gw.options.idempotencyTtlMs
@@ -659,7 +512,7 @@ export class CommandHandler {
   }
 
   async #rpc(conn: Connection, cmd: RpcCommand, span: Span | undefined): Promise<object> {
-    const gw = this.#gw
+    const gw = this.#ctx
     this.#checkMsgId(conn, cmd.msgId)
     this.#measure(cmd.data)
     const found = gw.rpc.find(cmd.method)
@@ -672,7 +525,7 @@ export class CommandHandler {
     if (claim.state === 'pending') throw new HoldfastError('in_progress', 'this RPC is still running; retry later')
     let data: unknown
     try {
-      data = await gw.tracing.within(span, () => handler({ client: this.#connInfo(conn), method: cmd.method }, cmd.data))
+      data = await gw.tracing.within(span, () => handler({ client: connectionInfo(conn), method: cmd.method }, cmd.data))
     } catch (err) {
       await gw.engine.releaseIdempotent(key).catch(() => {})
       throw err
@@ -688,7 +541,7 @@ export class CommandHandler {
     this.#admitRead(conn)
     const opts = await this.#authorizeRead(conn, channel, stats ? 'presence_stats' : 'presence')
     if (!opts.presence || !opts.allowPresence) throw new HoldfastError('not_available', 'presence is not enabled for this namespace')
-    const gw = this.#gw
+    const gw = this.#ctx
     return stats ? gw.engine.presenceStats(channel) : { clients: await gw.engine.presence(channel) }
   }
 
@@ -696,21 +549,14 @@ export class CommandHandler {
     this.#admitRead(conn)
     const opts = await this.#authorizeRead(conn, cmd.channel, 'history')
     if (!opts.allowHistory) throw new HoldfastError('not_available', 'history is not enabled for this namespace')
-    return this.#gw.history(cmd.channel, {
+    return readHistory(this.#ctx, cmd.channel, {
       limit: cmd.limit ?? opts.historySize,
-      maxBytes: this.#gw.options.maxReplyBytes,
+      maxBytes: this.#ctx.options.maxReplyBytes,
       ...(cmd.since === undefined ? {} : { since: cmd.since }),
       ...(cmd.reverse === undefined ? {} : { reverse: cmd.reverse }),
     })
   }
-
-  #connInfo(conn: Connection): { client: string; user: string; session: string; ip: string; info?: unknown } {
-    return conn.info === undefined
-      ? { client: conn.id, user: conn.user, session: conn.session, ip: conn.ip }
-      : { client: conn.id, user: conn.user, session: conn.session, ip: conn.ip, info: conn.info }
-  }
 }
-
 
 /**
  * The engine key of a client message id. Ids are scoped so one client cannot pre-empt another's:

@@ -3,8 +3,8 @@ import type { Logger } from 'pino'
 import type { TrafficCounters } from './counters.js'
 import { TokenBucket } from './limits/token-bucket.js'
 import { markDirty, type Flushable } from './outbound.js'
-import type { PendingConnect } from './commands.js'
-import type { TransportSink, TransportSocket } from './transport/transport.js'
+import type { AuthResult } from './auth/types.js'
+import type { TransportSink, TransportSocket, UpgradeRequest } from './transport/transport.js'
 
 export const enum ConnState {
   /** Upgraded, waiting for the connect command. */
@@ -12,6 +12,12 @@ export const enum ConnState {
   Connected = 1,
   /** Closing or closed: nothing more is sent or processed. */
   Closed = 2,
+}
+
+/** Upgrade-time facts a connection keeps until its connect command is handled. */
+export interface PendingConnect {
+  preAuth: AuthResult | undefined
+  req: UpgradeRequest | undefined
 }
 
 /** What a connection remembers about one of its subscriptions. */

@@ -2,47 +2,41 @@ import { EventEmitter, once } from 'node:events'
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
-import {
-  CloseCodes,
-  HoldfastError,
-  type ClientMessage,
-  type CloseCodeName,
-  type Command,
-  type Publication,
-  type StreamPosition,
-  closeCodeName,
-} from '@holdfast/protocol'
+import { CloseCodes, type ClientMessage, type CloseCodeName, type Command, type Publication, type StreamPosition } from '@holdfast/protocol'
 import pino, { type Logger } from 'pino'
-import { createOriginCheck } from './auth/origin.js'
-import { createJwtVerifier } from './auth/jwt.js'
-import { tokenFromRequest } from './auth/token-source.js'
-import type { AuthResult } from './auth/types.js'
+import { Admission } from './admission.js'
+import { createAuthenticator } from './auth/authenticate.js'
 import { parseChannel } from './channel-name.js'
-import { measureData } from './payload.js'
-import { CommandHandler, type PendingConnect } from './commands.js'
-import { Connection, ConnState, type ConnectionOwner } from './connection.js'
-import type { ControlMessage, Engine, EngineHandler, NodeInfo, PublishOptions, PublishOutcome } from './engine/engine.js'
-import { MemoryEngine } from './engine/memory-engine.js'
-import { Hub } from './hub.js'
-import { IpLimiter } from './limits/ip-limiter.js'
-import { KeyedBuckets } from './limits/keyed-buckets.js'
-import { clientAddress } from './client-address.js'
-import { guardHttpServer, httpServerOptions } from './limits/http-guard.js'
-import { TokenBucket } from './limits/token-bucket.js'
+import { CommandHandler } from './commands.js'
+import type { Connection, ConnectionOwner } from './connection.js'
+import { handleControl } from './control-messages.js'
 import { Counters } from './counters.js'
+import { drainConnections } from './drain.js'
+import type { Engine, EngineHandler, NodeInfo, PublishOutcome } from './engine/engine.js'
+import { MemoryEngine } from './engine/memory-engine.js'
+import { Heartbeats } from './heartbeats.js'
+import { createHookRunner } from './hooks.js'
+import { Hub } from './hub.js'
+import { Lifecycle, type LifecycleEvents } from './lifecycle.js'
+import { KeyedBuckets } from './limits/keyed-buckets.js'
+import { guardHttpServer, httpServerOptions } from './limits/http-guard.js'
 import { Metrics } from './metrics.js'
-import { Tracing, connectionInfo, parseTraceparent, runHook, type TraceParent } from './tracing.js'
-import { FRAME_OVERHEAD, resolveOptions, type HoldfastOptions, type ResolvedChannelOptions, type ResolvedOptions } from './options.js'
+import type { NodeContext } from './node-context.js'
+import { channelOptionsOf, FRAME_OVERHEAD, resolveOptions, type HoldfastOptions, type ResolvedChannelOptions, type ResolvedOptions } from './options.js'
+import { measureData } from './payload.js'
+import { Presence } from './presence.js'
 import { RpcRouter, type RpcHandler } from './rpc-router.js'
 import { GatewayBackend } from './backend/gateway-backend.js'
-import { createChannelTokenVerifier, type ChannelGrant } from './auth/channel-token.js'
+import { createChannelTokenVerifier } from './auth/channel-token.js'
 import { SessionSigner } from './session.js'
-import { TimerWheel } from './timer-wheel.js'
+import { closeSlowConsumer } from './slow-consumer.js'
+import { publishToEngine, readHistory, streamOptions } from './streams.js'
+import { Subscriptions } from './subscriptions.js'
+import { Tracing } from './tracing.js'
 import { rejectUpgrade, WsTransport } from './transport/ws-transport.js'
 import { HttpStreamTransport } from './transport/http-stream-transport.js'
-import { refusal, refusalHeaders, type PendingUpgrade, type TransportSink, type TransportSocket, type UpgradeRequest } from './transport/transport.js'
+import { refusal } from './transport/transport.js'
 
-const HEARTBEAT_TICK_MS = 250
 const NODE_REGISTRY_EVERY_MS = 5000
 const NODE_REGISTRY_TTL_MS = 3 * NODE_REGISTRY_EVERY_MS
 /**
@@ -72,16 +66,13 @@ export interface DisconnectTarget {
   reason?: string
 }
 
-export interface GatewayEvents {
-  connect: [info: { client: string; user: string; session: string; resumed: boolean; ip: string }]
-  disconnect: [info: { client: string; user: string; session: string; code: number; reason: string }]
-}
+export type GatewayEvents = LifecycleEvents
 
 /**
- * The gateway node: accepts WebSockets, authenticates, runs commands, fans out publications,
- * keeps heartbeats and limits, and drains. `createHoldfast()` returns one.
+ * The gateway node: the wiring of its parts (see node-context.ts for the map) and the public API.
+ * `createHoldfast()` returns one, typed as `Holdfast`.
  */
-export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOwner {
+export class Gateway extends EventEmitter<GatewayEvents> {
   readonly options: ResolvedOptions
   readonly engine: Engine
   readonly hub: Hub
@@ -94,13 +85,17 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   readonly tracing: Tracing
   readonly sessions: SessionSigner
   readonly log: Logger | undefined
-  readonly maxQueueBytes: number
-  /** Clock skew allowed past a token's `exp` (the JWT verifier's tolerance). */
-  readonly expiryGraceMs: number
   readonly connections = new Set<Connection>()
   /** session id → the connection holding it on this node. */
   readonly bySession = new Map<string, Connection>()
+  /** What the node's parts share (node-context.ts). */
+  readonly #ctx: NodeContext
   readonly #ownsEngine: boolean
+  readonly #heartbeats: Heartbeats
+  readonly #presence: Presence
+  readonly #admission: Admission
+  /** The drain deadline dropped a connection: recorded closed now (its socket reports the close later). */
+  readonly #drainTerminated: (conn: Connection) => void
   /** Created on first use, so a `uws` gateway never builds a ws server. */
   #ws: WsTransport | undefined
   /** The HTTP-streaming fallback, created on its first request. */
@@ -109,22 +104,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
   #engineWasDown = false
   /** What listen() opened: closed last by close(). */
   #listener: { close(): void } | undefined
-  readonly #wheel: TimerWheel<Connection>
-  readonly #ipLimiter: IpLimiter
-  /** Message ids per user (or anonymous session) within the idempotency window. */
-  readonly messageIds: KeyedBuckets
-  readonly #originOk: (origin: string | undefined) => boolean
-  readonly #verify: ((token: string) => Promise<AuthResult>) | undefined
-  /** Checks channel tokens (subscribe `token`, `sub_refresh`); undefined when no key is configured. */
-  readonly channelToken: ((token: string, user: string, channel: string) => Promise<ChannelGrant>) | undefined
-  readonly #commands: CommandHandler
   #started: Promise<void>
   #startError: unknown = undefined
   #draining = false
   #closed: Promise<void> | undefined
-  /** Upgrades past the node-limit check that are not connections yet (auth in flight). */
-  #admitting = 0
-  #presenceTimer: NodeJS.Timeout | undefined
   readonly #startedAt = Date.now()
   #sweepTimer: NodeJS.Timeout
 
@@ -138,17 +121,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
         : o.logger === undefined
           ? pino({ level: process.env['HOLDFAST_LOG_LEVEL'] ?? 'info', base: { node: o.nodeId }, redact: LOG_REDACT })
           : o.logger.child({ node: o.nodeId }, { redact: LOG_REDACT })
-    this.maxQueueBytes = o.maxQueueBytes
-    // Only the JWT verifier tolerates skew on exp; an authenticate hook's expiry is taken as is.
-    this.expiryGraceMs = o.authenticate === undefined && o.jwt !== undefined ? (o.jwt.clockToleranceSec ?? 5) * 1000 : 0
     this.#ownsEngine = o.engine === undefined
     this.engine = o.engine ?? new MemoryEngine()
     this.sessions = new SessionSigner(o.sessionSecret, o.sessionMaxAgeMs)
+    let subscriptions: Subscriptions | undefined
     this.hub = new Hub(
       this.engine,
       {
-        onInsufficientState: (conn, channel) => this.#insufficientState(conn, channel),
-        onStalled: (conn) => this.onSlowConsumer(conn),
+        onInsufficientState: (conn, channel) => subscriptions?.insufficientState(conn, channel),
+        onStalled: (conn) => closeSlowConsumer(this.counters, conn),
         onMember: (conn, channel, joined) => this.backend.onMember(conn, channel, joined),
         onLocalChannel: (channel, occupied) => this.backend.onLocalChannel(channel, occupied),
       },
@@ -157,22 +138,59 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     this.metrics = new Metrics(this, { processMetrics: o.processMetrics })
     this.backend = new GatewayBackend(this, { proxy: o.proxy, webhooks: o.webhooks })
     this.tracing = new Tracing(o.tracer)
-    this.#wheel = new TimerWheel<Connection>({
-      tickMs: HEARTBEAT_TICK_MS,
-      onExpire: (conn) => this.#heartbeat(conn),
-      onError: (err) => this.log?.error({ err }, 'heartbeat failed'),
+    const auth = createAuthenticator(o)
+    const channelOptions = (channel: string): ResolvedChannelOptions => channelOptionsOf(o, channel)
+    const ctx: NodeContext = {
+      options: o,
+      counters: this.counters,
+      metrics: this.metrics,
+      log: this.log,
+      tracing: this.tracing,
+      engine: this.engine,
+      hub: this.hub,
+      sessions: this.sessions,
+      rpc: this.rpc,
+      messageIds: new KeyedBuckets((o.maxMessageIdsPerUser * 1000) / o.idempotencyTtlMs, o.maxMessageIdsPerUser),
+      connections: this.connections,
+      bySession: this.bySession,
+      expiryGraceMs: auth.expiryGraceMs,
+      channelOptions,
+      authenticate: auth.authenticate,
+      publish: (channel, data, opts) => publishToEngine(ctx, channel, data, opts),
+      backend: this.backend,
+      channelToken: o.channelTokens === undefined ? undefined : createChannelTokenVerifier(o.channelTokens),
+      hook: createHookRunner(this.counters, this.log),
+    }
+    this.#ctx = ctx
+    this.#heartbeats = new Heartbeats(ctx)
+    this.#presence = new Presence(ctx)
+    subscriptions = new Subscriptions(ctx, this.#presence)
+    const subs = subscriptions
+    const lifecycle = new Lifecycle(ctx, this.#heartbeats, subs, (event, ...args) => (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args))
+    const commands = new CommandHandler(ctx, { heartbeats: this.#heartbeats, subscriptions: subs, lifecycle })
+    // One owner for every connection (no closures per socket): frames go to the commands, the
+    // close to admission (the address's slot) and the lifecycle.
+    const owner: ConnectionOwner = {
+      maxQueueBytes: o.maxQueueBytes,
+      counters: this.counters,
+      onSlowConsumer: (conn) => closeSlowConsumer(this.counters, conn),
+      connectionFrame: (conn, data) => commands.onFrame(conn, data),
+      connectionClosed: (conn, code, reason) => {
+        this.#admission.released(conn)
+        lifecycle.closed(conn, code, reason)
+      },
+    }
+    this.#admission = new Admission(ctx, {
+      owner,
+      heartbeats: this.#heartbeats,
+      started: () => this.#started,
+      closing: () => this.#draining || this.#closed !== undefined,
     })
-    this.#wheel.start()
-    this.messageIds = new KeyedBuckets((o.maxMessageIdsPerUser * 1000) / o.idempotencyTtlMs, o.maxMessageIdsPerUser)
-    this.#ipLimiter = new IpLimiter({ maxConnectionsPerIp: o.maxConnectionsPerIp, connectRate: o.connectRatePerIp })
-    this.#originOk = createOriginCheck(o.allowedOrigins)
-    this.#verify = o.authenticate === undefined && o.jwt !== undefined ? createJwtVerifier(o.jwt) : undefined
-    this.channelToken = o.channelTokens === undefined ? undefined : createChannelTokenVerifier(o.channelTokens)
-    this.#commands = new CommandHandler(this)
+    this.#drainTerminated = (conn) => lifecycle.closed(conn, CloseCodes.restart.code, 'drain deadline')
     this.#sweepTimer = setInterval(() => {
       const now = performance.now()
-      this.#ipLimiter.sweep(now)
-      this.messageIds.sweep(now)
+      this.#admission.sweep(now)
+      ctx.messageIds.sweep(now)
       void this.#register()
     }, NODE_REGISTRY_EVERY_MS).unref()
     const handler: EngineHandler = {
@@ -181,14 +199,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
         this.metrics.delivery.delivered(channel, pub)
       },
       onJoinLeave: (channel, kind, info) => this.hub.onJoinLeave(channel, kind, info),
-      onControl: (msg) => this.#onControl(msg),
+      onControl: (msg) => handleControl(ctx, subs, msg),
       onStateChange: (ready) => {
         // "Ready" right after the start is not news: only a comeback after an outage is.
         if (!ready || this.#engineWasDown) this.log?.warn({ ready }, ready ? 'engine ready again' : 'engine unavailable')
         this.#engineWasDown = !ready
         // Live feeds may have missed publications while the engine was away: compare every
         // channel's stream top with what this node delivered, and send the gapped ones to recovery.
-        if (ready) void this.hub.resync((channel) => this.channelOptions(channel))
+        if (ready) void this.hub.resync(channelOptions)
       },
     }
     // The backend's code (when configured) is loaded before the first connection is admitted.
@@ -199,7 +217,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       throw err
     })
     this.#started.then(() => this.#register()).catch(() => {})
-    this.#schedulePresenceRefresh()
   }
 
   /** Resolves when the engine has started. */
@@ -266,7 +283,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
       const uws = new UwsTransport(path, {
         maxFrameBytes: this.options.maxPayload + FRAME_OVERHEAD,
         compression: this.options.compression,
-        admit: (pending) => this.#handle(pending),
+        admit: (pending) => this.#admission.admit(pending),
       })
       this.#listener = uws
       return uws.listen(host, port)
@@ -298,7 +315,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     // A module-level listener: a closure created here would share this scope's context, which
     // holds the request, and the socket would keep that alive as long as the connection.
     socket.on('error', ignoreError)
-    this.#handle({
+    this.#admission.admit({
       request: req,
       gone: () => socket.destroyed,
       refuse: (status, code, message, headers) => rejectUpgrade(socket, status, code, message, headers),
@@ -311,362 +328,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
    * whose WebSocket upgrade a proxy refuses. true when `req` was one of its requests (answered).
    */
   handleHttpStream(req: IncomingMessage, res: ServerResponse, path = '/ws'): boolean {
-    this.#stream ??= new HttpStreamTransport({ maxFrameBytes: this.options.maxPayload + FRAME_OVERHEAD, admit: (p) => this.#handle(p) })
+    this.#stream ??= new HttpStreamTransport({ maxFrameBytes: this.options.maxPayload + FRAME_OVERHEAD, admit: (p) => this.#admission.admit(p) })
     return this.#stream.handle(req, res, path)
   }
 
-  /** Admission, the same for every transport: every refusal is an HTTP status before any WebSocket exists. */
-  #handle(p: PendingUpgrade): void {
-    void this.#upgrade(p).catch((err: unknown) => {
-      this.log?.error({ err }, 'upgrade failed')
-      p.refuse(500, 'internal', 'internal error', {})
-    })
-  }
-
-  async #upgrade(p: PendingUpgrade): Promise<void> {
-    const o = this.options
-    const req = p.request
-    const refuse = (status: number, reason: string, message: string): void => {
-      this.counters.inc('connections_rejected', reason)
-      this.log?.info({ status, reason, ip: clientAddress(req, o.trustProxy), trace: parseTraceparent(req.headers['traceparent'])?.traceId }, 'connection refused')
-      p.refuse(status, reason, message, refusalHeaders(status))
-    }
-    if (this.#draining || this.#closed !== undefined) return refuse(503, 'draining', 'node is draining; connect to another node')
-    // Upgrades still verifying a token count too, or concurrent ones would all pass this check.
-    if (this.connections.size + this.#admitting >= o.maxConnections) return refuse(503, 'node_full', 'node connection limit reached')
-    this.#admitting++
-    try {
-      await this.#admit(p, refuse)
-    } finally {
-      // transport.upgrade() accepts synchronously: by now the connection is counted in `connections`.
-      this.#admitting--
-    }
-  }
-
-  async #admit(p: PendingUpgrade, refuse: (status: number, reason: string, message: string) => void): Promise<void> {
-    const req = p.request
-    const origin = req.headers.origin
-    if (!this.#originOk(origin)) return refuse(403, 'origin', 'origin not allowed')
-    // Behind trusted proxies, the address they name (client-address.ts); otherwise the socket's.
-    const ip = clientAddress(req, this.options.trustProxy)
-    const verdict = this.#ipLimiter.acquire(ip, performance.now())
-    if (verdict !== 'ok') return refuse(429, verdict, verdict === 'rate_limited' ? 'too many connection attempts from this address' : 'too many connections from this address')
-    let released = false
-    const release = (): void => {
-      if (!released) {
-        released = true
-        this.#ipLimiter.release(ip)
-      }
-    }
-    try {
-      await this.#started
-    } catch {
-      release()
-      return refuse(503, 'engine_unavailable', 'engine unavailable')
-    }
-    // A token in the request itself (non-browser clients) is checked before the upgrade, so a bad
-    // one gets a plain 401 instead of a WebSocket that closes at once.
-    let preAuth: AuthResult | undefined
-    const token = tokenFromRequest(req)
-    // A proxied connect is decided by the backend at the connect command (it sees the token too).
-    if (token !== undefined && this.backend.proxy?.has('connect') !== true) {
-      try {
-        preAuth = await this.authenticate(token, req)
-      } catch (err) {
-        release()
-        const e = err instanceof HoldfastError ? err : new HoldfastError('unauthorized', 'authentication failed')
-        return refuse(401, e.code, e.message)
-      }
-    }
-    if (p.gone()) return release()
-    const parent = parseTraceparent(req.headers['traceparent'])
-    let accepted = false
-    p.upgrade((ts) => {
-      accepted = true
-      return this.#accept(ts, ip, parent, req, preAuth)
-    })
-    // ws answers a bad handshake (version, key, subprotocol header) with 400 and never calls back.
-    if (!accepted) release()
-  }
-
-  // Nothing created here may close over #admit's scope: its context holds the IncomingMessage,
-  // which would then live as long as the connection (kilobytes each). The IP slot is released
-  // from onClose by address instead of through a closure.
-  #accept(socket: TransportSocket, ip: string, parent: TraceParent | undefined, req: UpgradeRequest, preAuth: AuthResult | undefined): TransportSink {
-    const o = this.options
-    const codec = this.#commands.codecFor(socket.protocol)
-    const { span, traceId } = this.tracing.startConnect(parent, { 'client.address': ip, 'holdfast.node': o.nodeId })
-    const now = performance.now()
-    const conn = new Connection(
-      socket,
-      codec,
-      ip,
-      traceId,
-      this,
-      new TokenBucket(o.commandRate.perSecond, o.commandRate.burst, now),
-      new TokenBucket(o.inboundByteRate.perSecond, o.inboundByteRate.burst, now),
-      this.log,
-    )
-    this.tracing.bind(conn, span)
-    this.connections.add(conn)
-    this.#wheel.schedule(conn, o.connectTimeoutMs)
-    conn.pending = { preAuth, req }
-    return conn
-  }
-
-  /** @internal The transport's frames for `conn` (the connection is the sink; see Connection.onFrame). */
-  connectionFrame(conn: Connection, data: Uint8Array | string, isBinary: boolean): void {
-    this.#commands.onFrame(conn, data, isBinary, conn.pending ?? CONNECTED)
-  }
-
-  /** @internal The transport saw `conn` close. The IP slot is released by address. */
-  connectionClosed(conn: Connection, code: number, reason: string): void {
-    this.#ipLimiter.release(conn.ip)
-    this.#onClosed(conn, code, reason)
-  }
-
-  /** Verify a token with the configured `authenticate` hook or JWT verifier. */
-  async authenticate(token: string | undefined, req: UpgradeRequest): Promise<AuthResult> {
-    const o = this.options
-    if (o.authenticate !== undefined) return o.authenticate({ token, request: req })
-    if (this.#verify !== undefined) {
-      if (token === undefined || token === '') throw new HoldfastError('unauthorized', 'a token is required')
-      return this.#verify(token)
-    }
-    if (!o.allowAnonymous) throw new HoldfastError('unauthorized', 'anonymous connections are not allowed')
-    return { user: '' }
-  }
-
-  // ------------------------------------------------------------------ connection lifecycle
-
-  /** Called by the command handler once a connect command succeeded. */
-  connected(conn: Connection, resumed: boolean): void {
-    const o = this.options
-    conn.state = ConnState.Connected
-    const now = Date.now()
-    conn.nextPingAt = now + o.pingIntervalMs
-    this.#wheel.schedule(conn, this.#nextWake(conn, now))
-    const previous = this.bySession.get(conn.session)
-    this.bySession.set(conn.session, conn)
-    if (previous !== undefined && previous !== conn) previous.close('taken_over', 'session resumed by a newer connection')
-    if (resumed) {
-      // Other nodes may hold the older connection of this session.
-      this.engine.publishControl({ type: 'takeover', session: conn.session, client: conn.id, node: o.nodeId }).catch((err: unknown) => {
-        this.log?.warn({ err }, 'takeover broadcast failed')
-      })
-    }
-    this.counters.inc('connections_accepted')
-    this.emit('connect', { client: conn.id, user: conn.user, session: conn.session, resumed, ip: conn.ip })
-    conn.logAt('debug')?.debug({ user: conn.user, resumed }, 'connected')
-    this.tracing.connected(conn, { 'holdfast.client': conn.id, 'enduser.id': conn.user, 'holdfast.session': conn.session, 'holdfast.resumed': resumed })
-    const onConnect = o.onConnect
-    if (onConnect !== undefined) this.hook('onConnect', () => onConnect({ ...connectionInfo(conn), resumed }), conn)
-  }
-
-  /** Run an application hook; what it throws is logged (on the connection's lines) and counted, never propagated. */
-  hook(name: string, call: () => unknown, conn?: Connection): void {
-    runHook(name, call, (hook, err) => {
-      this.counters.inc('hook_errors', hook)
-      ;(conn?.log ?? this.log)?.error({ err, hook }, 'application hook failed')
-    })
-  }
-
-  /** Engine publish, timed to its fan-out on this node (publish-to-delivery latency), failures counted. */
-  async enginePublish(channel: string, data: unknown, opts: PublishOptions): Promise<PublishOutcome> {
-    const pending = this.metrics.delivery.start(channel)
-    let out: PublishOutcome
-    // The namespace's durability applies to every publish path (client, server API).
-    const durability = this.channelOptions(channel).durability
-    if (durability !== 'none' && opts.durability === undefined) opts = { ...opts, durability }
-    try {
-      out = await this.engine.publish(channel, data, opts)
-    } catch (err) {
-      this.metrics.delivery.failed(pending)
-      this.counters.inc('engine_errors', 'publish')
-      throw err
-    }
-    this.metrics.delivery.stored(pending, out, this.hub.subscriberCount(channel) > 0)
-    return out
-  }
-
-  #onClosed(conn: Connection, code: number, reason: string): void {
-    // The drain deadline calls this for the connections it terminates, and their sockets report
-    // the close again later: count and tell the hooks once.
-    if (!this.connections.has(conn)) return
-    const wasConnected = conn.state === ConnState.Connected || conn.closeCode !== 0
-    // Closed by the server (closeWith/terminate ran first) before the handshake completed: a rejection.
-    const rejected = conn.state === ConnState.Closed && conn.session === ''
-    if (conn.state !== ConnState.Closed) {
-      conn.state = ConnState.Closed
-      conn.closeCode = code
-      conn.closeReason = reason
-    }
-    this.#wheel.cancel(conn)
-    this.connections.delete(conn)
-    if (this.bySession.get(conn.session) === conn) this.bySession.delete(conn.session)
-    if (conn.subs !== undefined) {
-      for (const [channel, sub] of conn.subs) {
-        clearTimeout(sub.tokenTimer)
-        this.hub.remove(conn, channel)
-        if (sub.presence) this.#commands.leavePresence(conn, channel, sub)
-      }
-      conn.subs = undefined
-    }
-    this.counters.inc('disconnects', String(conn.closeCode))
-    const codeName = closeCodeName(conn.closeCode) ?? (conn.closeCode === 1005 ? 'no_status' : 'other')
-    if (rejected) this.counters.inc('connections_rejected', codeName)
-    this.tracing.closed(conn, conn.closeCode, codeName)
-    if (wasConnected && conn.user !== undefined) {
-      this.emit('disconnect', { client: conn.id, user: conn.user, session: conn.session, code: conn.closeCode, reason: conn.closeReason })
-    }
-    const onDisconnect = this.options.onDisconnect
-    if (onDisconnect !== undefined && conn.session !== '') {
-      this.hook('onDisconnect', () => onDisconnect({ ...connectionInfo(conn), code: conn.closeCode, codeName, reason: conn.closeReason }), conn)
-    }
-    conn.logAt('debug')?.debug({ code: conn.closeCode, codeName, reason: conn.closeReason }, 'disconnected')
-  }
-
-  /** The send queue overflowed: close; the client reconnects and recovers what it missed. */
-  onSlowConsumer(conn: Connection): void {
-    this.counters.inc('slow_consumer_closes')
-    conn.log?.info({ buffered: conn.socket.bufferedAmount }, 'slow consumer closed')
-    // Its buffers are full, so the closing handshake may never complete: do not hold the socket
-    // (and its megabyte of backlog) for ws's 30 s close timeout.
-    conn.closeAndDrop(CloseCodes.slow_consumer.code, 'send queue overflow', true)
-  }
-
-
-  #insufficientState(conn: Connection, channel: string): void {
-    this.counters.inc('insufficient_state')
-    conn.log?.warn({ channel }, 'gap in channel stream; closing for recovery')
-    conn.close('insufficient_state', `gap in ${channel}`)
-  }
-
-  // ------------------------------------------------------------------ heartbeats
-
-  #nextWake(conn: Connection, now: number): number {
-    const due = conn.awaitingPong ? conn.pingSentAt + this.options.pongTimeoutMs : conn.nextPingAt
-    const at = conn.expiresAt > 0 ? Math.min(due, conn.expiresAt) : due
-    return Math.max(0, at - now)
-  }
-
-  /** One timer-wheel visit: connect timeout, token expiry, pong deadline or the next ping. */
-  #heartbeat(conn: Connection): void {
-    if (conn.state === ConnState.Closed) return
-    if (conn.state === ConnState.Handshake) {
-      this.counters.inc('connect_timeouts')
-      conn.close('connect_timeout', 'no connect command in time')
-      return
-    }
-    const now = Date.now()
-    if (conn.expiresAt > 0 && now >= conn.expiresAt) {
-      // A backend-given expiry: the backend's refresh runs first (the wheel comes back at the expiry).
-      if (this.backend.refreshDue(conn, now, () => this.rescheduleHeartbeat(conn))) {
-        this.#wheel.schedule(conn, this.#nextWake(conn, now))
-        return
-      }
-      conn.close('token_expired', 'token expired; refresh it before expiry')
-      return
-    }
-    if (conn.awaitingPong) {
-      if (now >= conn.pingSentAt + this.options.pongTimeoutMs) {
-        this.counters.inc('heartbeat_timeouts')
-        // The peer is silent (maybe half-open): do not wait for a closing handshake.
-        conn.closeWith(CloseCodes.heartbeat_timeout.code, 'no pong in time')
-        conn.terminate(CloseCodes.heartbeat_timeout.code, 'no pong in time')
-        return
-      }
-    } else if (now >= conn.nextPingAt) {
-      // A socket that holds bytes and took none for a whole ping interval is not being read (a
-      // client may answer pings without reading): what it holds would be held for good.
-      const buffered = conn.socket.bufferedAmount
-      const taken = conn.bytesWritten - buffered
-      if (buffered > 0 && taken <= conn.takenAtPing) {
-        this.onSlowConsumer(conn)
-        return
-      }
-      conn.takenAtPing = taken
-      conn.awaitingPong = true
-      conn.pingSentAt = now
-      conn.enqueue(this.#commands.pingBytes(conn.codec))
-    }
-    this.#wheel.schedule(conn, this.#nextWake(conn, now))
-  }
-
-  /**
-   * A pong arrived. The wheel entry, parked at the pong deadline, moves to the next ping: with a
-   * ping interval shorter than the pong timeout, waiting for the deadline would stretch the ping
-   * period past what the connect reply advertised, and a client watchdog would fire.
-   */
-  pong(conn: Connection): void {
-    if (!conn.awaitingPong) return
-    conn.awaitingPong = false
-    const now = Date.now()
-    this.counters.observe('ping_rtt_ms', now - conn.pingSentAt)
-    conn.nextPingAt = conn.pingSentAt + this.options.pingIntervalMs
-    if (conn.state === ConnState.Connected) this.#wheel.schedule(conn, this.#nextWake(conn, now))
-  }
-
-  /** The token expiry moved (refresh): make sure the wheel wakes for it. */
-  rescheduleHeartbeat(conn: Connection): void {
-    if (conn.state === ConnState.Connected) this.#wheel.schedule(conn, this.#nextWake(conn, Date.now()))
-  }
-
-  // ------------------------------------------------------------------ presence
-
-  #schedulePresenceRefresh(): void {
-    const every = Math.max(1000, Math.floor(this.options.presenceTtlMs / 3))
-    this.#presenceTimer = setInterval(() => {
-      for (const conn of this.connections) {
-        if (conn.subs === undefined) continue
-        for (const [channel, sub] of conn.subs) {
-          if (sub.presence && sub.live) {
-            this.engine.addPresence(channel, conn.clientInfo(sub), this.options.presenceTtlMs).catch(() => {})
-          }
-        }
-      }
-    }, every).unref()
-  }
-
-  // ------------------------------------------------------------------ control messages
-
-  #onControl(msg: ControlMessage): void {
-    switch (msg.type) {
-      case 'takeover': {
-        const conn = this.bySession.get(msg.session)
-        if (conn !== undefined && conn.id !== msg.client) conn.close('taken_over', 'session resumed by a newer connection')
-        return
-      }
-      case 'disconnect': {
-        const code = msg.code
-        for (const conn of [...this.connections]) {
-          if ((msg.client !== undefined && conn.id === msg.client) || (msg.user !== undefined && conn.user === msg.user && conn.state === ConnState.Connected)) {
-            conn.closeWith(code, msg.reason)
-          }
-        }
-        return
-      }
-      case 'subscribe': {
-        for (const conn of this.connections) {
-          if (conn.user === msg.user && conn.state === ConnState.Connected) void this.#commands.serverSubscribe(conn, msg.channel)
-        }
-        return
-      }
-      case 'unsubscribe': {
-        for (const conn of this.connections) {
-          if (conn.user === msg.user && conn.subs?.has(msg.channel) === true) this.#commands.serverUnsubscribe(conn, msg.channel, 'kicked', 'unsubscribed by the server')
-        }
-        return
-      }
-      case 'message': {
-        for (const conn of this.connections) {
-          if (conn.state === ConnState.Connected && ((msg.client !== undefined && conn.id === msg.client) || (msg.user !== undefined && conn.user === msg.user))) {
-            conn.send({ type: 'message', data: msg.data })
-          }
-        }
-        return
-      }
-    }
+  /** Verify a token as a connect command would (the authenticate hook, else the JWT verifier). */
+  authenticate(token: string | undefined, req?: IncomingMessage): ReturnType<NodeContext['authenticate']> {
+    return this.#ctx.authenticate(token, req)
   }
 
   // ------------------------------------------------------------------ server API
@@ -680,11 +348,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     const span = this.tracing.startApiPublish(channel)
     let out: PublishOutcome
     try {
-      out = await this.enginePublish(channel, data, {
-        historySize: ch.historySize,
-        historyTtlMs: ch.historyTtlMs,
-        streamTtlMs: ch.streamTtlMs,
-        size,
+      out = await this.#ctx.publish(channel, data, {
+        ...streamOptions(ch, size),
         ...(opts.idempotencyKey === undefined ? {} : { idempotencyKey: `api:${opts.idempotencyKey}`, idempotencyTtlMs: this.options.idempotencyTtlMs }),
       })
     } catch (err) {
@@ -702,16 +367,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     opts: { since?: StreamPosition; limit?: number; reverse?: boolean; maxBytes?: number } = {},
   ): Promise<{ offset: number; epoch: string; publications: Publication[] }> {
     parseChannel(channel)
-    const ch = this.channelOptions(channel)
-    const page = await this.engine.history(channel, {
-      stream: ch,
-      limit: Math.min(opts.limit ?? ch.historySize, ch.historySize),
-      ...(opts.maxBytes === undefined ? {} : { maxBytes: opts.maxBytes }),
-      ...(opts.since === undefined ? {} : { since: opts.since }),
-      ...(opts.reverse === undefined ? {} : { reverse: opts.reverse }),
-    })
-    if (opts.since !== undefined && !page.continuous) throw new HoldfastError('unrecoverable_position', 'history since that position is not available')
-    return { offset: page.offset, epoch: page.epoch, publications: page.publications }
+    return readHistory(this.#ctx, channel, opts)
   }
 
   presence(channel: string): ReturnType<Engine['presence']> {
@@ -777,12 +433,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
 
   /** Options of the namespace a channel belongs to. */
   channelOptions(channel: string): ResolvedChannelOptions {
-    const colon = channel.indexOf(':')
-    if (colon > 0) {
-      const ns = this.options.namespaces.get(channel.slice(0, colon))
-      if (ns !== undefined) return ns
-    }
-    return this.options.defaultChannel
+    return this.#ctx.channelOptions(channel)
   }
 
   /** This node's registry entry. */
@@ -836,40 +487,12 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
     // Discovery stops advertising this node at once, not when its registration expires.
     this.engine.registerNode(this.nodeInfo(), NODE_REGISTRY_TTL_MS).catch(() => {})
     this.log?.info({ connections: this.connections.size, drainMs }, 'draining')
-    const conns = [...this.connections]
-    // Shuffle so that a slow tail is not always the same clients.
-    for (let i = conns.length - 1; i > 0; i--) {
-      const j = Math.floor(Math.random() * (i + 1))
-      ;[conns[i], conns[j]] = [conns[j] as Connection, conns[i] as Connection]
-    }
-    const start = performance.now()
-    const step = 20
-    let next = 0
-    // After a stall (a busy event loop) the schedule is behind; catching up in one burst would be
-    // the very storm the drain exists to avoid, so no tick closes more than twice its share.
-    const perTick = drainMs <= 0 ? conns.length : Math.max(1, Math.ceil((2 * conns.length * step) / drainMs))
-    await new Promise<void>((resolve) => {
-      const tick = (): void => {
-        const elapsed = performance.now() - start
-        const due = drainMs <= 0 ? conns.length : Math.min(conns.length, Math.ceil(((elapsed + step) / drainMs) * conns.length), next + perTick)
-        for (; next < due; next++) (conns[next] as Connection).close('restart', 'node is draining')
-        if (next >= conns.length) resolve()
-        else setTimeout(tick, step)
-      }
-      tick()
-    })
-    // Wait for the closing handshakes, but not forever.
-    const deadline = performance.now() + 2000
-    while (this.connections.size > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20))
-    for (const conn of [...this.connections]) {
-      conn.terminate(CloseCodes.restart.code, 'drain deadline')
-      this.#onClosed(conn, CloseCodes.restart.code, 'drain deadline')
-    }
-    this.#wheel.stop()
+    await drainConnections(this.connections, drainMs, this.#drainTerminated)
+    this.#heartbeats.stop()
     this.#ws?.close()
     this.#stream?.close()
     clearInterval(this.#sweepTimer)
-    if (this.#presenceTimer !== undefined) clearInterval(this.#presenceTimer)
+    this.#presence.stop()
     await this.engine.unregisterNode(this.options.nodeId).catch(() => {})
     // Webhooks of the last disconnects get their delivery (bounded) before the engine goes.
     await this.backend.close()
@@ -881,6 +504,3 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionOw
 export type { ClientMessage, Command }
 
 function ignoreError(): void {}
-
-/** What a connection that has connected passes for the connect command's upgrade facts: nothing. */
-const CONNECTED: PendingConnect = { preAuth: undefined, req: undefined }

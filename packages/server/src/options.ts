@@ -443,3 +443,13 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     webhooks: options.webhooks,
   }
 }
+
+/** Options of the namespace a channel belongs to (`chat` in `chat:lobby`), else the default channel options. */
+export function channelOptionsOf(o: Pick<ResolvedOptions, 'namespaces' | 'defaultChannel'>, channel: string): ResolvedChannelOptions {
+  const colon = channel.indexOf(':')
+  if (colon > 0) {
+    const ns = o.namespaces.get(channel.slice(0, colon))
+    if (ns !== undefined) return ns
+  }
+  return o.defaultChannel
+}

@@ -1,7 +1,7 @@
 /**
- * What the application sees of a gateway's connections besides its events: OpenTelemetry spans
- * (only through `@opentelemetry/api`, with the app's Tracer: no SDK is a dependency) and the app's
- * lifecycle hooks. Both are off the hot path: nothing here runs per delivered message.
+ * OpenTelemetry spans for connections and commands (only through `@opentelemetry/api`, with the
+ * app's Tracer: no SDK is a dependency). Off the hot path: nothing here runs per delivered message.
+ * The app's lifecycle hooks are in hooks.ts.
  */
 import {
   ROOT_CONTEXT,
@@ -16,7 +16,6 @@ import {
   type Tracer,
 } from '@opentelemetry/api'
 import { HoldfastError, type Command, type SubscribeResult } from '@holdfast/protocol'
-import type { ConnectionInfo } from './options.js'
 import { randomHex } from './random-id.js'
 
 /** The parts of a W3C `traceparent` header. */
@@ -156,31 +155,5 @@ export class Tracing {
       span.setAttribute('holdfast.duplicate', r.duplicate === true)
     }
     span.end()
-  }
-}
-
-// ---------------------------------------------------------------- application hooks
-
-/** What a hook hears about a connection. */
-export function connectionInfo(conn: { id: string; user: string; session: string; ip: string; info: unknown }): ConnectionInfo {
-  return conn.info === undefined
-    ? { client: conn.id, user: conn.user, session: conn.session, ip: conn.ip }
-    : { client: conn.id, user: conn.user, session: conn.session, ip: conn.ip, info: conn.info }
-}
-
-/**
- * Call an application hook without letting it break the gateway: a throw or a rejection goes to
- * `onError`, and the gateway never waits for a returned promise.
- */
-export function runHook(name: string, call: () => unknown, onError: (name: string, err: unknown) => void): void {
-  let out: unknown
-  try {
-    out = call()
-  } catch (err) {
-    onError(name, err)
-    return
-  }
-  if (typeof out === 'object' && out !== null && typeof (out as { then?: unknown }).then === 'function') {
-    ;(out as PromiseLike<unknown>).then(undefined, (err: unknown) => onError(name, err))
   }
 }

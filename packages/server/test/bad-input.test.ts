@@ -67,25 +67,19 @@ describe('bad input', () => {
 
   const ping = (id: number): string => JSON.stringify({ id, type: 'ping' })
 
-  // [name, protocol, connect first?, what to send (as ws.send arguments)]
+  // [name, protocol, connect first?, what to send (as ws.send arguments)]. Malformed commands whose
+  // id can be read are answered instead: malformed-commands.test.ts.
   const closing: Array<[string, 'json' | 'msgpack', boolean, Buffer | string, { binary: boolean }]> = [
     ['garbage bytes in a binary frame', 'json', true, Buffer.from([0xff, 0x00, 0x13, 0x37, 0xfe, 0x80]), { binary: true }],
     ['invalid JSON', 'json', true, '{"id":1,"type":', { binary: false }],
     ['a JSON array', 'json', true, '[{"id":1,"type":"ping"}]', { binary: false }],
     ['a JSON number', 'json', true, '42', { binary: false }],
     ['JSON null', 'json', true, 'null', { binary: false }],
-    ['an unknown type', 'json', true, '{"id":1,"type":"explode"}', { binary: false }],
-    ['type __proto__', 'json', true, '{"id":1,"type":"__proto__"}', { binary: false }],
-    ['type toString', 'json', true, '{"id":1,"type":"toString"}', { binary: false }],
-    ['type that is an object', 'json', true, '{"id":1,"type":{"toString":1}}', { binary: false }],
     ['a command without id', 'json', true, '{"type":"ping"}', { binary: false }],
     ['id 0', 'json', true, '{"id":0,"type":"ping"}', { binary: false }],
     ['id -1', 'json', true, '{"id":-1,"type":"ping"}', { binary: false }],
     ['id as a string', 'json', true, '{"id":"1","type":"ping"}', { binary: false }],
     ['fractional id', 'json', true, '{"id":1.5,"type":"ping"}', { binary: false }],
-    ['subscribe without a channel', 'json', true, '{"id":1,"type":"subscribe"}', { binary: false }],
-    ['publish without msgId', 'json', true, '{"id":1,"type":"publish","channel":"a","data":1}', { binary: false }],
-    ['a malformed recover position', 'json', true, '{"id":1,"type":"subscribe","channel":"a","recover":{"offset":"1"}}', { binary: false }],
     ['an empty frame', 'json', true, '', { binary: false }],
     ['a frame of blank lines', 'json', true, '\n\n\n', { binary: false }],
     ['one bad line in a batch', 'json', true, `${ping(1)}\nnope\n${ping(2)}`, { binary: false }],

@@ -4,12 +4,12 @@
  * with msgId `x:42` are two publications, on every engine.
  */
 import assert from 'node:assert/strict'
-import { after, describe, it } from 'node:test'
+import { after, afterEach, describe, it } from 'node:test'
 import type { Engine } from '../src/engine/engine.js'
 import { RedisEngine } from '../src/engine/redis-engine.js'
 import { dedupeKey } from '../src/commands.js'
 import type { HoldfastOptions } from '../src/options.js'
-import { serverPerTest } from './helpers.js'
+import { RawClient, serverPerTest, startServer, type TestServer } from './helpers.js'
 import { RedisServer } from './redis-server.js'
 
 const tokenIsUser: HoldfastOptions['authenticate'] = ({ token }) => ({ user: token ?? '' })
@@ -57,4 +57,26 @@ describe('dedupe scope', () => {
       })
     })
   }
+})
+
+describe('dedupe scope: anonymous clients', () => {
+  let srv: TestServer | undefined
+  afterEach(async () => {
+    await srv?.close()
+    srv = undefined
+  })
+
+  it('anonymous clients do not share a dedupe space: the same msgId from two sessions publishes twice', async () => {
+    srv = await startServer()
+    const a = new RawClient(srv.url)
+    const b = new RawClient(srv.url)
+    await a.connect()
+    await b.connect()
+    const r1 = await a.call<{ offset: number; duplicate?: boolean }>({ type: 'publish', channel: 'anon', data: 1, msgId: 'same' })
+    const r2 = await b.call<{ offset: number; duplicate?: boolean }>({ type: 'publish', channel: 'anon', data: 2, msgId: 'same' })
+    assert.equal(r2.duplicate, undefined)
+    assert.equal(r2.offset, r1.offset + 1)
+    a.close()
+    b.close()
+  })
 })

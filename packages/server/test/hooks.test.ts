@@ -19,7 +19,8 @@ import {
 } from '@opentelemetry/api'
 import { CloseCodes, ErrorCodes, HoldfastError } from '@holdfast/protocol'
 import type { ConnectInfo, ConnectionInfo, DisconnectInfo, HoldfastOptions } from '../src/options.js'
-import { parseTraceparent, runHook } from '../src/tracing.js'
+import { parseTraceparent } from '../src/tracing.js'
+import { runHook } from '../src/hooks.js'
 import { RawClient, expectClosedWith, waitFor, serverPerTest, type TestServer } from './helpers.js'
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736'

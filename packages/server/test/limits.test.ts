@@ -133,10 +133,10 @@ describe('limits', () => {
     it('the 6th immediate command gets 110 (temporary); the bucket refills', async () => {
       const s = await start({ commandRate: { perSecond: 5, burst: 5 } })
       const c = client(s.url)
-      await c.connect() // command 1
-      const replies = await Promise.all([1, 2, 3, 4, 5].map(() => c.request({ type: 'ping' })))
-      for (const r of replies.slice(0, 4)) resultOf(r)
-      const e = errorOf(replies[4])
+      await c.connect() // not counted: the bucket is full at the connect reply
+      const replies = await Promise.all([1, 2, 3, 4, 5, 6].map(() => c.request({ type: 'ping' })))
+      for (const r of replies.slice(0, 5)) resultOf(r)
+      const e = errorOf(replies[5])
       assert.equal(e.code, ErrorCodes.rate_limited.code)
       assert.equal(e.temporary, true)
       assert.equal(s.gw.counters.get('rate_limited', 'commands'), 1)
@@ -154,7 +154,7 @@ describe('limits', () => {
       await calm.call({ type: 'subscribe', channel: 'calm' })
       for (let i = 0; i < 40; i++) flooder.sendRaw({ id: 100 + i, type: 'ping' })
       await expectClosedWith(flooder, CloseCodes.rate_limited.code)
-      // 4 tokens were left after connect; then burst + 1 consecutive refusals close the connection.
+      // 5 tokens after connect; then burst + 1 consecutive refusals close the connection.
       assert.equal(s.gw.counters.get('rate_limited', 'commands'), 6)
       await calm.call({ type: 'publish', channel: 'calm', data: 1, msgId: 'c1' })
       await calm.until(() => calm.pubs('calm').length === 1)
@@ -166,7 +166,7 @@ describe('limits', () => {
       const heartbeating = client(s.url)
       await heartbeating.connect()
       // Five pings answered with the bucket empty: a ping's pong never takes a token.
-      for (let i = 0; i < 4; i++) heartbeating.sendRaw({ id: 50 + i, type: 'ping' })
+      for (let i = 0; i < 5; i++) heartbeating.sendRaw({ id: 50 + i, type: 'ping' })
       await heartbeating.until(() => heartbeating.pushes.filter((p) => p.type === 'ping').length >= 5, 5000, 'five pings')
       assert.equal(heartbeating.closed, undefined, 'answered pings never close a connection with an empty bucket')
       assert.equal(s.gw.counters.get('rate_limited', 'commands'), 0)
@@ -175,7 +175,7 @@ describe('limits', () => {
       flooder.answerPings = false
       for (let i = 0; i < 50; i++) flooder.sendRaw({ type: 'pong' })
       await expectClosedWith(flooder, CloseCodes.rate_limited.code)
-      // 4 tokens after connect; then burst + 1 unsolicited pongs past the bucket close it.
+      // 5 tokens after connect; then burst + 1 unsolicited pongs past the bucket close it.
       assert.equal(s.gw.counters.get('rate_limited', 'commands'), 6)
       assert.equal(heartbeating.closed, undefined)
     })

@@ -5,6 +5,12 @@
  */
 
 /** Servers the bench can start itself (`--server`, `--compare`). */
+/** A bench server that started (servers/server-process.ts starts them). */
+export interface StartedServer {
+  /** The URL clients connect to. */
+  url: string
+}
+
 export const SERVER_KINDS = ['holdfast', 'holdfast-uws', 'ws', 'socketio', 'uws'] as const
 export type ServerKind = (typeof SERVER_KINDS)[number]
 

@@ -56,11 +56,6 @@ function idempotencyKeyOf(fromBody: string | undefined, headers: IncomingHttpHea
   return fromBody ?? fromHeader
 }
 
-/** Data that cannot be delivered to subscribers of both codecs is refused before anything is published. */
-function assertDeliverable(data: unknown): void {
-  measureData(data)
-}
-
 export const METHODS: readonly ApiMethod[] = [
   method<{ channel: string; data: unknown; idempotencyKey?: string }>({
     name: 'publish',
@@ -89,8 +84,9 @@ export const METHODS: readonly ApiMethod[] = [
     errors: [],
     async run(holdfast, body, call) {
       const key = idempotencyKeyOf(body.idempotencyKey, call.headers)
-      // One check for the whole request: bad data is the caller's mistake, not a channel's.
-      assertDeliverable(body.data)
+      // One check for the whole request, before anything is published: data that cannot be
+      // delivered to subscribers of both codecs is the caller's mistake, not a channel's.
+      measureData(body.data)
       const results = await Promise.all(
         body.channels.map(async (channel): Promise<{ channel: string } & ({ offset: number; epoch: string; duplicate: boolean } | ApiErrorBody)> => {
           try {
@@ -218,7 +214,6 @@ export const METHODS: readonly ApiMethod[] = [
     response: s.emptyResult,
     errors: [503],
     async run(holdfast, body) {
-      assertDeliverable(body.data)
       await holdfast.send(target(body), body.data)
       return {}
     },

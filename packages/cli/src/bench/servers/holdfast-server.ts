@@ -1,7 +1,7 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createHoldfast, type TransportName } from '@holdfast/server'
-import type { StartedServer } from './server-process.js'
+import type { StartedServer } from '../types.js'
 
 /**
  * holdfast as an application embeds it: `createHoldfast` attached to a node:http server (or, with

@@ -4,12 +4,9 @@
  * with HOLDFAST_BENCH_SERVER naming the server; it answers `{type:'listening', url}` once it listens and `gc-done` after
  * a `gc` request, so memory is read with the garbage collected in every server alike.
  */
-import type { ServerKind } from '../types.js'
+import type { ServerKind, StartedServer } from '../types.js'
 
-export interface StartedServer {
-  /** The URL clients connect to. */
-  url: string
-}
+export type { StartedServer } from '../types.js'
 
 export type ToServer = { type: 'gc' }
 export type FromServer = { type: 'listening'; url: string } | { type: 'gc-done' } | { type: 'error'; message: string }

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { StartedServer } from './server-process.js'
+import type { StartedServer } from '../types.js'
 
 /**
  * Socket.IO 4.8 as its documentation recommends for pub/sub: rooms as channels. The websocket

@@ -1,5 +1,5 @@
 import { loadUws } from '@holdfast/server/internal'
-import type { StartedServer } from './server-process.js'
+import type { StartedServer } from '../types.js'
 
 /**
  * uWebSockets.js pub/sub: `ws.subscribe(channel)` and `app.publish(channel, data)`, its native

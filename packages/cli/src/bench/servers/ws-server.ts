@@ -1,6 +1,6 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { StartedServer } from './server-process.js'
+import type { StartedServer } from '../types.js'
 
 /**
  * Raw `ws`, written the way most applications write their first fan-out: a map from channel to

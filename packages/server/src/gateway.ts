@@ -35,7 +35,7 @@ import { Subscriptions } from './subscriptions.js'
 import { Tracing } from './tracing.js'
 import { rejectUpgrade, WsTransport } from './transport/ws-transport.js'
 import { HttpStreamTransport } from './transport/http-stream-transport.js'
-import { refusal } from './transport/transport.js'
+import { refusal, type UpgradeRequest } from './transport/transport.js'
 
 const NODE_REGISTRY_EVERY_MS = 5000
 const NODE_REGISTRY_TTL_MS = 3 * NODE_REGISTRY_EVERY_MS
@@ -124,6 +124,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.#ownsEngine = o.engine === undefined
     this.engine = o.engine ?? new MemoryEngine()
     this.sessions = new SessionSigner(o.sessionSecret, o.sessionMaxAgeMs)
+    // The hub is part of the context the subscriptions are built with; its gap callback reaches
+    // them once they exist (no publication arrives before the engine starts, below).
     let subscriptions: Subscriptions | undefined
     this.hub = new Hub(
       this.engine,
@@ -166,7 +168,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.#presence = new Presence(ctx)
     subscriptions = new Subscriptions(ctx, this.#presence)
     const subs = subscriptions
-    const lifecycle = new Lifecycle(ctx, this.#heartbeats, subs, (event, ...args) => (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args))
+    const lifecycle = new Lifecycle(ctx, this.#heartbeats, subs, this)
     const commands = new CommandHandler(ctx, { heartbeats: this.#heartbeats, subscriptions: subs, lifecycle })
     // One owner for every connection (no closures per socket): frames go to the commands, the
     // close to admission (the address's slot) and the lifecycle.
@@ -333,7 +335,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   /** Verify a token as a connect command would (the authenticate hook, else the JWT verifier). */
-  authenticate(token: string | undefined, req?: IncomingMessage): ReturnType<NodeContext['authenticate']> {
+  authenticate(token: string | undefined, req?: UpgradeRequest): ReturnType<NodeContext['authenticate']> {
     return this.#ctx.authenticate(token, req)
   }
 

@@ -3,6 +3,7 @@
  * connection of the session, the `connect` event and `onConnect` hook) and closed (every table it
  * was in, counts, the `disconnect` event and `onDisconnect` hook).
  */
+import type { EventEmitter } from 'node:events'
 import { closeCodeName } from '@holdfast/protocol'
 import { ConnState, type Connection } from './connection.js'
 import type { Heartbeats } from './heartbeats.js'
@@ -21,18 +22,14 @@ export class Lifecycle {
   readonly #ctx: Ctx
   readonly #heartbeats: Heartbeats
   readonly #subscriptions: Subscriptions
-  readonly #emit: <K extends keyof LifecycleEvents>(event: K, ...args: LifecycleEvents[K]) => void
+  /** Where the `connect` and `disconnect` events go (the gateway, for the application). */
+  readonly #events: Pick<EventEmitter<LifecycleEvents>, 'emit'>
 
-  constructor(
-    ctx: Ctx,
-    heartbeats: Heartbeats,
-    subscriptions: Subscriptions,
-    emit: <K extends keyof LifecycleEvents>(event: K, ...args: LifecycleEvents[K]) => void,
-  ) {
+  constructor(ctx: Ctx, heartbeats: Heartbeats, subscriptions: Subscriptions, events: Pick<EventEmitter<LifecycleEvents>, 'emit'>) {
     this.#ctx = ctx
     this.#heartbeats = heartbeats
     this.#subscriptions = subscriptions
-    this.#emit = emit
+    this.#events = events
   }
 
   /** The connect command succeeded (its reply is queued). */
@@ -51,7 +48,7 @@ export class Lifecycle {
       })
     }
     ctx.counters.inc('connections_accepted')
-    this.#emit('connect', { client: conn.id, user: conn.user, session: conn.session, resumed, ip: conn.ip })
+    this.#events.emit('connect', { client: conn.id, user: conn.user, session: conn.session, resumed, ip: conn.ip })
     conn.logAt('debug')?.debug({ user: conn.user, resumed }, 'connected')
     ctx.tracing.connected(conn, { 'holdfast.client': conn.id, 'enduser.id': conn.user, 'holdfast.session': conn.session, 'holdfast.resumed': resumed })
     const onConnect = o.onConnect
@@ -81,7 +78,7 @@ export class Lifecycle {
     if (rejected) ctx.counters.inc('connections_rejected', codeName)
     ctx.tracing.closed(conn, conn.closeCode, codeName)
     if (wasConnected && conn.user !== undefined) {
-      this.#emit('disconnect', { client: conn.id, user: conn.user, session: conn.session, code: conn.closeCode, reason: conn.closeReason })
+      this.#events.emit('disconnect', { client: conn.id, user: conn.user, session: conn.session, code: conn.closeCode, reason: conn.closeReason })
     }
     const onDisconnect = ctx.options.onDisconnect
     if (onDisconnect !== undefined && conn.session !== '') {

@@ -4,8 +4,10 @@ import { CloseCodes } from '@holdfast/protocol'
 import { RawClient, startServer, waitFor } from './helpers.js'
 
 describe('drain', () => {
-  it('closes connections with restart spread over the window, refuses new ones, and resolves when empty', async () => {
+  it('closes connections with restart spread over the window, refuses new ones, and resolves when empty', async (t) => {
     const srv = await startServer()
+    // A failed assertion must not leave the node open: the test file would never exit.
+    t.after(() => srv.close())
     const n = 200
     const clients = Array.from({ length: n }, () => new RawClient(srv.url))
     await Promise.all(clients.map((c) => c.connect()))

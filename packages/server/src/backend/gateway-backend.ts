@@ -26,7 +26,7 @@ export interface GatewayBackendHost {
   readonly nodeId: string
   readonly engine: Engine & OccupancyEngine
   readonly log: Logger | undefined
-  readonly metrics: { readonly registry: Registry }
+  readonly metrics: { readonly ownRegistry: Registry }
   on(event: 'connect', l: (i: { client: string; user: string; session: string; resumed: boolean; ip: string }) => void): unknown
   on(event: 'disconnect', l: (i: { client: string; user: string; session: string; code: number; reason: string }) => void): unknown
 }
@@ -63,7 +63,8 @@ export class GatewayBackend {
 
   constructor(host: GatewayBackendHost, opts: { proxy?: ProxyOptions | undefined; webhooks?: WebhookOptions | undefined }) {
     this.#host = host
-    this.metrics = new BackendMetrics(host.metrics.registry)
+    // Not `registry`: that would start the process metrics (an event-loop monitor) of a node never scraped.
+    this.metrics = new BackendMetrics(host.metrics.ownRegistry)
     // Checked now, so that a bad option throws from the constructor; built once the code is loaded.
     const p = resolveProxyOptions(opts.proxy)
     const w = resolveWebhookOptions(opts.webhooks)

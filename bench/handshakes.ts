@@ -24,11 +24,13 @@
  *
  * Auth modes: `none` (holdfast anonymous; ws without verifyClient), `hs256` (shared secret),
  * `es256` (PEM public key), `jwks` (ES256 keys from a JWKS URL served by this process, which counts
- * the fetches: one per server run shows that the keys are cached).
+ * the fetches: one per server run shows that the keys are cached), `proxy` (holdfast only: the
+ * connect is proxied to a keep-alive HTTP backend served by this process, which names the user
+ * from the `session` cookie each client sends on its upgrade, as a browser would).
  *
  *   flock /tmp/holdfast-bench.lock node --conditions=source --import tsx bench/handshakes.ts
  *        [--connections 20000] [--processes 4] [--concurrency 50]
- *        [--servers holdfast,ws] [--auth none,hs256,es256,jwks] [--variants connect,subscribe]
+ *        [--servers holdfast,ws] [--auth none,hs256,es256,jwks,proxy] [--variants connect,subscribe]
  *        [--cpu-prof DIR] [--json FILE]
  *
  * `--cpu-prof DIR` runs the holdfast server processes with `--cpu-prof` and writes their profiles
@@ -51,7 +53,7 @@ const LOADER = ['--conditions=source', '--import', 'tsx']
 const CHANNELS = 100
 
 type ServerName = 'holdfast' | 'ws'
-type AuthMode = 'none' | 'hs256' | 'es256' | 'jwks'
+type AuthMode = 'none' | 'hs256' | 'es256' | 'jwks' | 'proxy'
 type Variant = 'connect' | 'subscribe'
 
 /** What a server process needs to verify tokens; the private half stays with the clients. */
@@ -60,6 +62,8 @@ interface ServerAuth {
   secret?: string
   publicKeyPem?: string
   jwksUrl?: string
+  /** The backend of the connect proxy (mode `proxy`). */
+  proxyUrl?: string
 }
 
 /** What a client process needs to mint its tokens. */
@@ -79,6 +83,8 @@ interface ClientSetup {
   concurrency: number
   localAddress: string
   signing: Signing | undefined
+  /** Send a `session` cookie on the upgrade (the connect proxy's credential). */
+  cookie: boolean
   /** Distinguishes the subjects of different processes. */
   prefix: string
   stopStartingAt: number
@@ -109,7 +115,9 @@ async function serverRole(name: ServerName, auth: ServerAuth): Promise<string> {
           ? { jwt: { publicKey: auth.publicKeyPem as string } }
           : auth.mode === 'jwks'
             ? { jwt: { jwksUrl: auth.jwksUrl as string } }
-            : {}
+            : auth.mode === 'proxy'
+              ? { proxy: { connect: { url: `${auth.proxyUrl as string}/connect` } } }
+              : {}
     const holdfast = createHoldfast({ logger: false, maxConnections: 1_000_000, maxConnectionsPerIp: 1_000_000, connectRatePerIp: unlimited, commandRate: unlimited, ...jwt })
     holdfast.attach(http)
     await holdfast.ready()
@@ -174,7 +182,7 @@ function handshake(setup: ClientSetup, token: string | undefined, i: number): Pr
       outcome ??= o
     }
     let ws: WebSocket
-    const opts = { perMessageDeflate: false, localAddress: setup.localAddress }
+    const opts = { perMessageDeflate: false, localAddress: setup.localAddress, ...(setup.cookie ? { headers: { cookie: `session=${setup.prefix}-${i}` } } : {}) }
     if (setup.server === 'holdfast') {
       ws = new WebSocket(setup.url, ['holdfast.v1.json'], opts)
       // The SDK's way: the token rides in the connect command, not in the upgrade request.
@@ -316,11 +324,19 @@ async function runCell(
   auth: AuthMode,
   variant: Variant,
   keys: Keys,
-  jwks: { url: string; fetches: () => number },
+  jwks: { url: string; fetches: () => number; proxyUrl: string },
   opts: { connections: number; processes: number; concurrency: number; maxSeconds: number; cpuProf: string | undefined },
 ): Promise<CellResult> {
   const serverAuth: ServerAuth =
-    auth === 'hs256' ? { mode: auth, secret: keys.secret } : auth === 'es256' ? { mode: auth, publicKeyPem: keys.publicKeyPem } : auth === 'jwks' ? { mode: auth, jwksUrl: jwks.url } : { mode: auth }
+    auth === 'hs256'
+      ? { mode: auth, secret: keys.secret }
+      : auth === 'es256'
+        ? { mode: auth, publicKeyPem: keys.publicKeyPem }
+        : auth === 'jwks'
+          ? { mode: auth, jwksUrl: jwks.url }
+          : auth === 'proxy'
+            ? { mode: auth, proxyUrl: jwks.proxyUrl }
+            : { mode: auth }
   const signing: Signing | undefined =
     auth === 'hs256'
       ? { alg: 'HS256', secret: keys.secret }
@@ -355,6 +371,7 @@ async function runCell(
         concurrency: opts.concurrency,
         localAddress: `127.0.0.${2 + p}`,
         signing,
+        cookie: auth === 'proxy',
         prefix: `p${p}`,
         stopStartingAt: Date.now() + 120_000 + opts.maxSeconds * 1000,
       } satisfies ClientSetup)
@@ -449,7 +466,7 @@ async function main(): Promise<void> {
     },
   })
   const servers = list(values.servers, ['holdfast', 'ws'] as const, 'servers')
-  const auths = list(values.auth, ['none', 'hs256', 'es256', 'jwks'] as const, 'auth')
+  const auths = list(values.auth, ['none', 'hs256', 'es256', 'jwks', 'proxy'] as const, 'auth')
   const variants = list(values.variants, ['connect', 'subscribe'] as const, 'variants')
   const opts = {
     connections: Number(values.connections),
@@ -467,12 +484,32 @@ async function main(): Promise<void> {
   })
   jwksServer.listen(0, '127.0.0.1')
   await once(jwksServer, 'listening')
-  const jwks = { url: `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/.well-known/jwks.json`, fetches: () => fetches }
+  // The connect proxy's backend: who the session cookie names (a real app would look the session up).
+  const backend = createServer((req, res) => {
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (c: string) => (body += c))
+    req.on('end', () => {
+      const cookie = (JSON.parse(body) as { headers: { cookie?: string } }).headers.cookie ?? ''
+      const user = /session=([\w-]+)/.exec(cookie)?.[1]
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(user === undefined ? { error: { code: 101, message: 'no session' } } : { result: { user } }))
+    })
+  })
+  backend.keepAliveTimeout = 60_000
+  backend.listen(0, '127.0.0.1')
+  await once(backend, 'listening')
+  const jwks = {
+    url: `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/.well-known/jwks.json`,
+    fetches: () => fetches,
+    proxyUrl: `http://127.0.0.1:${(backend.address() as AddressInfo).port}`,
+  }
   const rows: CellResult[] = []
   console.log(`${opts.connections} connections per cell, ${opts.processes} client processes × ${opts.concurrency} in flight; Node ${process.version}`)
   for (const variant of variants) {
     for (const auth of auths) {
       for (const server of servers) {
+        // The connect proxy is holdfast's; a bare ws server has no such thing to compare.
+        if (auth === 'proxy' && server === 'ws') continue
         const r = await runCell(server, auth, variant, keys, jwks, opts)
         rows.push(r)
         const fails = r.failed === 0 ? '' : ` failures ${JSON.stringify(r.failures)}`
@@ -484,6 +521,7 @@ async function main(): Promise<void> {
   }
   console.log(`\n${formatTable(rows)}`)
   jwksServer.close()
+  backend.close()
   if (values.json !== undefined) writeFileSync(values.json, `${JSON.stringify({ date: new Date().toISOString().slice(0, 10), node: process.version, ...opts, rows }, null, 2)}\n`)
 }
 

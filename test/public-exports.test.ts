@@ -55,9 +55,9 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
       'PROTOCOL_VERSION', 'PingCommand', 'PingPush', 'PingResult', 'PongMessage', 'PresenceCommand', 'PresenceResult', 'PresenceStatsCommand',
       'PresenceStatsResult', 'PubPush', 'Publication', 'PublishCommand', 'PublishResult', 'Push', 'PushType', 'ReconnectAdvice', 'RefreshCommand',
       'RefreshResult', 'Reply', 'ReplyError', 'ResultByType', 'ResultReply', 'RpcCommand', 'RpcResult', 'ServerMessage', 'StreamPosition',
-      'Subprotocols', 'SubscribeCommand', 'SubscribePush', 'SubscribeResult', 'UnsubscribeCommand', 'UnsubscribePush', 'UnsubscribeResult',
-      'adviceFor', 'closeCodeName', 'codecFor', 'continuesFrom', 'errorCodeName', 'isErrorReply', 'isReply', 'jsonCodec', 'msgpackCodec',
-      'validateClientMessage', 'validateServerMessage',
+      'SubRefreshCommand', 'Subprotocols', 'SubscribeCommand', 'SubscribePush', 'SubscribeResult', 'UnsubscribeCommand', 'UnsubscribePush',
+      'UnsubscribeResult', 'adviceFor', 'closeCodeName', 'codecFor', 'continuesFrom', 'errorCodeName', 'isErrorReply', 'isReply', 'jsonCodec',
+      'msgpackCodec', 'validateClientMessage', 'validateServerMessage',
     ],
     '@holdfast/protocol/internal': [
       'ClientCodec', 'HoldfastError', 'OptionChecks', 'PROTOCOL_VERSION', 'Subprotocols', 'adviceFor', 'batches', 'bytesReplacer', 'closeCodeName',
@@ -73,9 +73,9 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
       'AuthContext', 'AuthResult', 'AuthenticateHook', 'ChannelHookContext', 'ChannelOptions', 'ChannelSchemas', 'CloseCodes', 'CloseOptions',
       'CommandRate', 'ConnectInfo', 'ConnectionInfo', 'ControlMessage', 'DisconnectInfo', 'DisconnectTarget', 'Durability', 'Engine',
       'EngineHandler', 'ErrorCodes', 'GatewayEvents', 'HistoryPage', 'HistoryQuery', 'Holdfast', 'HoldfastError', 'HoldfastOptions',
-      'IdempotencyClaim', 'JwtAuthOptions', 'MemoryEngine', 'MemoryEngineOptions', 'Metrics', 'NodeInfo', 'PublishApiOptions', 'PublishHookContext',
-      'PublishOptions', 'PublishOutcome', 'ReadHookContext', 'ReadKind', 'RpcContext', 'RpcHandler', 'StreamOptions', 'StreamPublication',
-      'TransportName', 'UpgradeRequest', 'createHoldfast',
+      'IdempotencyClaim', 'JwtAuthOptions', 'MemoryEngine', 'MemoryEngineOptions', 'Metrics', 'NodeInfo', 'ProxyEventOptions', 'ProxyOptions',
+      'PublishApiOptions', 'PublishHookContext', 'PublishOptions', 'PublishOutcome', 'ReadHookContext', 'ReadKind', 'RpcContext', 'RpcHandler',
+      'StreamOptions', 'StreamPublication', 'TransportName', 'UpgradeRequest', 'WebhookEvent', 'WebhookOptions', 'createHoldfast',
     ],
     '@holdfast/server/redis': [
       'RedisEngine', 'RedisEngineOptions',
@@ -83,6 +83,10 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
     '@holdfast/server/fastify': [
       'DiscoveryDocument', 'HoldfastDiscoveryOptions', 'HoldfastFastifyOptions', 'default', 'discoveryDocument', 'holdfastDiscovery',
       'holdfastFastify',
+    ],
+    '@holdfast/server/backend': [
+      'BreakerOptions', 'PROXY_EVENTS', 'ProxyEvent', 'ProxyEventOptions', 'ProxyOptions', 'WEBHOOK_EVENTS', 'WebhookEvent', 'WebhookHeaders',
+      'WebhookOptions', 'signWebhook', 'verifyWebhook',
     ],
     '@holdfast/server/api': [
       'API_VERSION', 'ApiErrorBody', 'ApiKeyVerdict', 'HTTP_STATUS', 'HoldfastApiOptions', 'createApiKeyCheck', 'default', 'holdfastApi',

@@ -114,6 +114,13 @@ export const SETTINGS = {
   proxyProtocol: { flag: 'proxy-protocol', file: 'proxyProtocol', help: 'accept PROXY protocol v1/v2 headers from the --trust-proxy hops (TCP load balancers)', boolean: true },
   metricsPort: { flag: 'metrics-port', file: 'metricsPort', help: 'serve /metrics on this port only (not on --port); 0 picks a free one' },
   metricsAuth: { flag: 'metrics-auth', file: 'metricsAuth', help: 'none | apikey: who may scrape /metrics (apikey: Authorization: apikey <--api-key>; default none)' },
+  proxyUrl: {
+    flag: 'proxy-url',
+    file: 'proxyUrl',
+    help: 'application backend: connect, refresh, subscribe, publish and rpc are POSTed to <URL>/<event> (docs/proxy.md; config "proxy" for per-event settings)',
+  },
+  webhookUrl: { flag: 'webhook-url', file: 'webhookUrl', help: 'POST connection and channel events here, at least once (docs/proxy.md; config "webhooks")' },
+  webhookSecret: { flag: 'webhook-secret', file: 'webhookSecret', help: 'HMAC-SHA256 key signing each webhook (X-Holdfast-Signature); at least 16 characters' },
 } as const satisfies Record<string, Setting>
 
 export type SettingName = keyof typeof SETTINGS
@@ -150,6 +157,8 @@ const FILE_SERVER_OPTIONS = new Set<string>([
   'sessionMaxAgeMs',
   'compression',
   'channels',
+  'proxy',
+  'webhooks',
 ])
 
 /**
@@ -220,6 +229,15 @@ function parseChoice<T extends string>(r: Raw, choices: readonly T[]): T {
 function parseNonEmpty(r: Raw): string {
   if (r.value.length === 0) throw new CliError(`${r.label} must not be empty`)
   return r.value
+}
+
+function parseHttpUrl(r: Raw): string {
+  let u: URL | undefined
+  try {
+    u = new URL(r.value.trim())
+  } catch {}
+  if (u === undefined || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new CliError(`${r.label} must be an http:// or https:// URL, got "${r.value}"`)
+  return r.value.trim()
 }
 
 function parseHost(r: Raw): string {
@@ -412,6 +430,9 @@ export function resolveServeConfig(
   const metricsPort = get<number | undefined>('metricsPort', (r) => parseInteger(r, 0, 65535), undefined)
   const metricsAuth = get('metricsAuth', (r) => parseChoice(r, METRICS_AUTH), 'none' as MetricsAuth)
   const http = parseHttpLimits(file['http'], `"http" in ${configFile ?? 'the config file'}`)
+  const proxyUrl = get<string | undefined>('proxyUrl', parseHttpUrl, undefined)
+  const webhookUrl = get<string | undefined>('webhookUrl', parseHttpUrl, undefined)
+  const webhookSecret = get<string | undefined>('webhookSecret', parseNonEmpty, undefined)
   if (metricsAuth === 'apikey' && apiKey === undefined) {
     throw new CliError(`--metrics-auth apikey needs an API key: set --api-key (or ${envName('apiKey')})`)
   }
@@ -430,6 +451,20 @@ export function resolveServeConfig(
   if (transport !== 'ws') holdfast['transport'] = transport
   if (trustProxy !== undefined) holdfast['trustProxy'] = trustProxy
 
+  for (const key of ['proxy', 'webhooks'] as const) {
+    if (holdfast[key] !== undefined && !isPlainObject(holdfast[key])) throw new CliError(`"${key}" in ${configFile ?? 'the config file'} must be an object`)
+  }
+  if (proxyUrl !== undefined) holdfast['proxy'] = { ...(holdfast['proxy'] as object | undefined), url: proxyUrl }
+  if (webhookUrl !== undefined || webhookSecret !== undefined) {
+    holdfast['webhooks'] = {
+      ...(holdfast['webhooks'] as object | undefined),
+      ...(webhookUrl === undefined ? {} : { url: webhookUrl }),
+      ...(webhookSecret === undefined ? {} : { secret: webhookSecret }),
+    }
+  }
+  if (holdfast['webhooks'] !== undefined && (holdfast['webhooks'] as Record<string, unknown>)['url'] === undefined) {
+    throw new CliError(`webhooks need a URL: set --webhook-url (or ${envName('webhookUrl')}), or "url" in "webhooks"`)
+  }
   const fileJwt = holdfast['jwt']
   if (fileJwt !== undefined && !isPlainObject(fileJwt)) {
     throw new CliError(`"jwt" in ${configFile ?? 'the config file'} must be an object`)
@@ -441,7 +476,10 @@ export function resolveServeConfig(
     holdfast['jwt'] = { ...rest, secret: tokenSecret }
   }
   const jwt = holdfast['jwt'] as Record<string, unknown> | undefined
-  const auth = jwt !== undefined && (jwt['secret'] !== undefined || jwt['publicKey'] !== undefined || jwt['jwksUrl'] !== undefined)
+  const proxy = holdfast['proxy'] as Record<string, unknown> | undefined
+  // A connect proxied to the backend is authentication too: the backend decides who connects.
+  const proxiedConnect = proxy !== undefined && proxy['connect'] !== false && (proxy['url'] !== undefined || isPlainObject(proxy['connect']))
+  const auth = proxiedConnect || (jwt !== undefined && (jwt['secret'] !== undefined || jwt['publicKey'] !== undefined || jwt['jwksUrl'] !== undefined))
 
   if (proxyProtocol && trustProxy === undefined) {
     // Believing a PROXY header from anyone would let every client pick its own address.
@@ -455,7 +493,7 @@ export function resolveServeConfig(
     if (env['NODE_ENV'] === 'production') {
       throw new CliError(
         'refusing to start: NODE_ENV=production and no authentication is configured. ' +
-          `Set --token-secret (or ${envName('tokenSecret')}), or "jwt" in the config file.`,
+          `Set --token-secret (or ${envName('tokenSecret')}), "jwt" in the config file, or --proxy-url.`,
       )
     }
     warnings.push(

@@ -23,6 +23,9 @@ const VALUE_NAMES: Readonly<Record<SettingName, string>> = {
   proxyProtocol: '',
   metricsPort: 'PORT',
   metricsAuth: 'MODE',
+  proxyUrl: 'URL',
+  webhookUrl: 'URL',
+  webhookSecret: 'S',
 }
 
 export const MAIN_USAGE = `Usage: holdfast <command> [options]

@@ -70,7 +70,7 @@ describe('resolveServeConfig defaults', () => {
  * For each setting: three different valid raw values (flag, env, file) and how to read the
  * resolved value back, so one table checks flag > env > file > default for all of them.
  */
-const PRECEDENCE: Record<Exclude<SettingName, 'config' | 'proxyProtocol'>, { raw: [string, string, string | number]; read: (c: ServeConfig) => unknown; want: [unknown, unknown, unknown] }> = {
+const PRECEDENCE: Record<Exclude<SettingName, 'config' | 'proxyProtocol' | 'webhookSecret'>, { raw: [string, string, string | number]; read: (c: ServeConfig) => unknown; want: [unknown, unknown, unknown] }> = {
   port: { raw: ['1111', '2222', 3333], read: (c) => c.port, want: [1111, 2222, 3333] },
   host: { raw: ['10.0.0.1', '0.0.0.0', 'localhost'], read: (c) => c.host, want: ['10.0.0.1', '0.0.0.0', 'localhost'] },
   engine: { raw: ['redis', 'memory', 'redis'], read: (c) => c.engine, want: ['redis', 'memory', 'redis'] },
@@ -104,6 +104,9 @@ const PRECEDENCE: Record<Exclude<SettingName, 'config' | 'proxyProtocol'>, { raw
   metricsPort: { raw: ['9090', '9091', 0], read: (c) => c.metricsPort, want: [9090, 9091, 0] },
   // Two values only ("apikey" needs --api-key, see its own test): the sources still show the order.
   metricsAuth: { raw: ['none', 'none', 'none'], read: (c) => c.metricsAuth, want: ['none', 'none', 'none'] },
+  proxyUrl: { raw: ['http://a/p', 'http://b/p', 'https://c/p'], read: (c) => c.holdfast.proxy?.url, want: ['http://a/p', 'http://b/p', 'https://c/p'] },
+  webhookUrl: { raw: ['http://a/h', 'http://b/h', 'https://c/h'], read: (c) => c.holdfast.webhooks?.url, want: ['http://a/h', 'http://b/h', 'https://c/h'] },
+  // webhookSecret needs a URL beside it: see "backend proxy and webhook settings".
 }
 
 describe('metrics and HTTP limits', () => {
@@ -125,7 +128,7 @@ describe('metrics and HTTP limits', () => {
 })
 
 describe('precedence: flag > env > config file > default', () => {
-  for (const [name, row] of Object.entries(PRECEDENCE) as [Exclude<SettingName, 'config' | 'proxyProtocol'>, (typeof PRECEDENCE)['port']][]) {
+  for (const [name, row] of Object.entries(PRECEDENCE) as [Exclude<SettingName, 'config' | 'proxyProtocol' | 'webhookSecret'>, (typeof PRECEDENCE)['port']][]) {
     const s = SETTINGS[name]
     const flag = ['--' + s.flag, row.raw[0]]
     const env = { [envName(name)]: row.raw[1] }
@@ -352,5 +355,32 @@ describe('parseDuration', () => {
     for (const bad of ['', 'ms', '1 h', '-1s', '1e3', 'Infinity', '1hour']) {
       throwsCli(() => parseDuration('--x', bad), '--x')
     }
+  })
+})
+
+describe('backend proxy and webhook settings', () => {
+  test('--proxy-url sets proxy.url over the file\'s per-event settings, and counts as authentication', () => {
+    const c = resolve(['--proxy-url', 'http://127.0.0.1:9000/holdfast'], { NODE_ENV: 'production' }, { proxy: { timeoutMs: 800, rpc: { timeoutMs: 2000 }, publish: { namespaces: ['chat'] } } })
+    assert.deepEqual(c.holdfast.proxy, { timeoutMs: 800, rpc: { timeoutMs: 2000 }, publish: { namespaces: ['chat'] }, url: 'http://127.0.0.1:9000/holdfast' })
+    assert.equal(c.auth, true)
+    assert.equal(c.warnings.some((w) => w.includes('NO AUTHENTICATION')), false)
+    assert.equal(c.sources.proxyUrl, 'flag')
+  })
+
+  test('a proxy without connect is not authentication', () => {
+    const c = resolve(['--proxy-url', 'http://b/x'], {}, { proxy: { connect: false } })
+    assert.equal(c.auth, false)
+  })
+
+  test('webhooks from flags, env and the file; a URL is required', () => {
+    const c = resolve(['--webhook-url', 'https://app.example/hooks'], { HOLDFAST_WEBHOOK_SECRET: 'sixteen-chars-secret' }, { webhooks: { maxQueue: 50, events: ['join', 'leave'] } })
+    assert.deepEqual(c.holdfast.webhooks, { maxQueue: 50, events: ['join', 'leave'], url: 'https://app.example/hooks', secret: 'sixteen-chars-secret' })
+    throwsCli(() => resolve([], {}, { webhooks: { secret: 'sixteen-chars-secret' } }), '--webhook-url')
+  })
+
+  test('bad URLs and shapes name where they came from', () => {
+    throwsCli(() => resolve(['--proxy-url', 'ftp://x']), '--proxy-url', 'http://')
+    throwsCli(() => resolve([], { HOLDFAST_WEBHOOK_URL: 'not a url' }), 'HOLDFAST_WEBHOOK_URL')
+    throwsCli(() => resolve([], {}, { proxy: 'http://x' }), '"proxy"', 'object')
   })
 })

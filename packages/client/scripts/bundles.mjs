@@ -11,7 +11,7 @@ const src = (path) => fileURLToPath(new URL(`../src/${path}`, import.meta.url))
 const protocolSrc = (path) => fileURLToPath(new URL(`../../protocol/src/${path}`, import.meta.url))
 
 /** The most the JSON client may weigh (entry plus the chunks it loads at once, gzip): CI fails past it. */
-export const BUDGET_GZIP_BYTES = 14_450
+export const BUDGET_GZIP_BYTES = 14_650
 
 const common = {
   bundle: true,

@@ -168,13 +168,17 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         return self.#ready
       },
       sendSubscribe: (channel, recover, onReply) => {
-        this.#command({ type: 'subscribe', channel, ...(recover === undefined ? {} : { recover }) }, (reply) => {
-          if (isErrorReply(reply)) onReply({ ok: false, error: HoldfastError.fromReply(reply.error) })
-          else if (isSubscribeResult(reply.result)) {
-            const r = reply.result
-            onReply({ ok: true, result: { ...r, recovered: r.recovered === true, wasRecovering: r.wasRecovering === true, publications: r.publications ?? [] } })
-          } else onReply({ ok: false, error: new HoldfastError('bad_request', `malformed subscribe result for ${channel}`) })
-        })
+        this.#subToken(channel).then((token) => {
+          if (!this.#ready) return
+          this.#command({ type: 'subscribe', channel, ...(recover === undefined ? {} : { recover }), ...(token === undefined ? {} : { token }) }, (reply) => {
+            if (isErrorReply(reply)) onReply({ ok: false, error: HoldfastError.fromReply(reply.error) })
+            else if (isSubscribeResult(reply.result)) {
+              const r = reply.result
+              this.#subRefreshIn(channel, r.expiresIn)
+              onReply({ ok: true, result: { ...r, recovered: r.recovered === true, wasRecovering: r.wasRecovering === true, publications: r.publications ?? [] } })
+            } else onReply({ ok: false, error: new HoldfastError('bad_request', `malformed subscribe result for ${channel}`) })
+          })
+        }, (cause: unknown) => onReply({ ok: false, error: new HoldfastError('unauthorized', 'getSubscriptionToken failed', { cause, temporary: true }) }))
       },
       sendUnsubscribe: (channel) => this.#command({ type: 'unsubscribe', channel }, () => {}),
       moved: (channel, position) => this.#store?.savePosition(channel, position ?? null),
@@ -232,6 +236,29 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   }
 
   // ------------------------------------------------------------ subscriptions
+
+  /** Channel token refresh timers, by channel. */
+  readonly #subTimers = new Map<string, ReturnType<typeof setTimeout>>()
+
+  /** The channel token for a subscribe or sub_refresh (undefined: none needed). */
+  async #subToken(channel: string): Promise<string | undefined> {
+    return this.#opts.getSubscriptionToken?.(channel)
+  }
+
+  /** A channel token expires in `ms`: send a fresh one at 80% of that, while still subscribed. */
+  #subRefreshIn(channel: string, ms: number | undefined): void {
+    if (!(ms! > 0)) return
+    clearTimeout(this.#subTimers.get(channel))
+    this.#subTimers.set(channel, setTimeout(() => {
+      this.#subToken(channel).then((token) => {
+        // Unsubscribed meanwhile: the server answers not_subscribed, and that is the end of it.
+        if (token !== undefined && this.#ready)
+          this.#command({ type: 'sub_refresh', channel, token }, (reply) => {
+            if (!isErrorReply(reply)) this.#subRefreshIn(channel, (reply.result as { expiresIn?: number }).expiresIn)
+          })
+      }, () => {})
+    }, ms! * 0.8))
+  }
 
   /**
    * The subscription to `channel`, created (and subscribed as soon as connected) if there is none.
@@ -526,7 +553,12 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
 
   /** Send a command on the current connection with a fresh wire id; returns the id. */
   #command(
-    body: QueuedCommand | { type: 'subscribe' | 'unsubscribe'; channel: string; recover?: StreamPosition } | { type: 'refresh'; token: string } | { type: 'ping' },
+    body:
+      | QueuedCommand
+      | { type: 'subscribe' | 'unsubscribe'; channel: string; recover?: StreamPosition; token?: string }
+      | { type: 'refresh'; token: string }
+      | { type: 'sub_refresh'; channel: string; token: string }
+      | { type: 'ping' },
     onReply: (reply: Reply) => void): number {
     const id = this.#nextId++
     this.#replies.set(id, onReply)
@@ -989,6 +1021,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     this.#offline = false
     this.#cached = false
     for (const sub of this.#subs.values()) sub._closed()
+    for (const t of this.#subTimers.values()) clearTimeout(t)
     this.#machine.transition('closed', reason)
     this.#outbox.rejectAll(() => new HoldfastError('client_closed', `client closed: ${reason.message}`))
     // Its locks go once the rejected commands' deletes are done: nobody adopts them meanwhile.

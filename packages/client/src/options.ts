@@ -33,6 +33,13 @@ export interface ClientOptions {
    * @default undefined (no refresh: an unauthorized close stops the client)
    */
   getToken?: () => string | Promise<string>
+  /**
+   * Gets a channel token (a JWT with `sub`, `channel`, `exp` from your backend) for a channel the
+   * rules alone would not let this user join: asked before each subscribe, and again before the
+   * token expires (`sub_refresh`). Return undefined for channels that need none.
+   * @default undefined (subscribe without tokens)
+   */
+  getSubscriptionToken?: (channel: string) => string | undefined | Promise<string | undefined>
   /** WebSocket constructor; in Node pass the `ws` package's `WebSocket`. @default globalThis.WebSocket */
   WebSocket?: WebSocketConstructor
   /**
@@ -128,6 +135,7 @@ export interface ResolvedOptions {
   webSocketRetryMs: number
   token: string | undefined
   getToken: (() => string | Promise<string>) | undefined
+  getSubscriptionToken: ClientOptions['getSubscriptionToken']
   WebSocket: WebSocketConstructor
   protocol: 'json' | 'msgpack' | Codec
   name: string | undefined
@@ -202,6 +210,7 @@ export function resolveOptions(urlOrUrls: EndpointSource, options: ClientOptions
   }
   if (options.token !== undefined && typeof options.token !== 'string') throw bad('token', 'a string', options.token)
   if (options.getToken !== undefined && typeof options.getToken !== 'function') throw bad('getToken', 'a function', options.getToken)
+  if (options.getSubscriptionToken !== undefined && typeof options.getSubscriptionToken !== 'function') throw bad('getSubscriptionToken', 'a function', options.getSubscriptionToken)
   const protocol = options.protocol ?? DEFAULTS.protocol
   if (protocol !== 'json' && protocol !== 'msgpack' && !isCodec(protocol)) throw bad('protocol', '"json", "msgpack" or a Codec', protocol)
   if (options.name !== undefined && typeof options.name !== 'string') throw bad('name', 'a string', options.name)
@@ -225,6 +234,7 @@ export function resolveOptions(urlOrUrls: EndpointSource, options: ClientOptions
     httpFallback: bool('httpFallback', options.httpFallback ?? DEFAULTS.httpFallback),
     token: options.token,
     getToken: options.getToken,
+    getSubscriptionToken: options.getSubscriptionToken,
     WebSocket: ctor as WebSocketConstructor,
     protocol,
     name: options.name,

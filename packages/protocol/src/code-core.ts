@@ -62,6 +62,7 @@ export const errorCodes = {
   client_closed: { code: 118, temporary: false },
   storage_failed: { code: 119, temporary: false },
   dropped: { code: 120, temporary: false },
+  backend_unavailable: { code: 121, temporary: true },
 } as const satisfies Record<string, { code: number; temporary: boolean }>
 
 export type ErrorCodeName = keyof typeof errorCodes

@@ -66,6 +66,7 @@ const errorDescriptions: Record<ErrorCodeName, string> = {
   client_closed: 'Client side: the client was closed (or stopped by a close advice) with the command pending.',
   storage_failed: 'Client side: the storage option failed, so the command could not be made durable before sending.',
   dropped: 'Client side: the application dropped a command restored from storage before it was acknowledged.',
+  backend_unavailable: 'The application backend behind the proxy is down, slow or answered garbage; the command was not carried out.',
 }
 
 type Described<T> = { readonly [K in keyof T]: T[K] & { readonly description: string } }

@@ -54,6 +54,10 @@ export interface SubscribeCommand {
   channel: string
   /** The last position the client delivered; the server replays what came after it. */
   recover?: StreamPosition
+  /** Passed to the backend proxy's subscribe (docs/proxy.md). */
+  data?: unknown
+  /** A channel token (JWT with `sub`, `channel`, `exp`): subscribe where the rules alone would refuse. */
+  token?: string
 }
 
 export interface UnsubscribeCommand {
@@ -112,6 +116,14 @@ export interface RefreshCommand {
   token: string
 }
 
+/** A new channel token for a subscription made with one, before the old one expires. */
+export interface SubRefreshCommand {
+  id: number
+  type: 'sub_refresh'
+  channel: string
+  token: string
+}
+
 export type Command =
   | ConnectCommand
   | SubscribeCommand
@@ -123,6 +135,7 @@ export type Command =
   | HistoryCommand
   | PingCommand
   | RefreshCommand
+  | SubRefreshCommand
 
 export type CommandType = Command['type']
 
@@ -174,6 +187,8 @@ export interface SubscribeResult {
   /** true when the command asked to recover. */
   wasRecovering: boolean
   publications: Publication[]
+  /** Subscribed with a channel token: ms until it expires (send `sub_refresh` before then). */
+  expiresIn?: number
 }
 
 export type UnsubscribeResult = Record<string, never>
@@ -221,6 +236,7 @@ export interface ResultByType {
   history: HistoryResult
   ping: PingResult
   refresh: RefreshResult
+  sub_refresh: RefreshResult
 }
 
 export interface ReplyError {

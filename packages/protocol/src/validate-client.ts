@@ -10,7 +10,7 @@ const withId = (required: Record<string, Kind>, optional?: Record<string, Kind>)
 
 const clientShapes: Readonly<Record<ClientMessage['type'], Shape>> = {
   connect: withId({ version: 'uint' }, { token: 'string', session: 'session', name: 'string', data: 'any' }),
-  subscribe: withId({ channel: 'string' }, { recover: 'position' }),
+  subscribe: withId({ channel: 'string' }, { recover: 'position', data: 'any', token: 'string' }),
   unsubscribe: withId({ channel: 'string' }),
   publish: withId({ channel: 'string', data: 'any', msgId: 'string' }),
   rpc: withId({ method: 'string', msgId: 'string' }, { data: 'any' }),
@@ -19,6 +19,7 @@ const clientShapes: Readonly<Record<ClientMessage['type'], Shape>> = {
   history: withId({ channel: 'string' }, { since: 'position', limit: 'uint', reverse: 'bool' }),
   ping: withId({}),
   refresh: withId({ token: 'string' }),
+  sub_refresh: withId({ channel: 'string', token: 'string' }),
   pong: { required: {} },
 }
 

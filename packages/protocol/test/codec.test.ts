@@ -138,7 +138,7 @@ function arbsFor(flavor: Flavor): Arbs {
       { id, type: fc.constant('connect'), version: fc.oneof(fc.constant(1), uint), token: str, session, name: str, data },
       { requiredKeys: ['id', 'type', 'version'], ...opts },
     ),
-    subscribe: fc.record({ id, type: fc.constant('subscribe'), channel, recover: position }, { requiredKeys: ['id', 'type', 'channel'], ...opts }),
+    subscribe: fc.record({ id, type: fc.constant('subscribe'), channel, recover: position, data, token: str }, { requiredKeys: ['id', 'type', 'channel'], ...opts }),
     unsubscribe: fc.record({ id, type: fc.constant('unsubscribe'), channel }, opts),
     publish: fc.record({ id, type: fc.constant('publish'), channel, data, msgId: str }, opts),
     rpc: fc.record({ id, type: fc.constant('rpc'), method: str, data, msgId: str }, { requiredKeys: ['id', 'type', 'method', 'msgId'], ...opts }),
@@ -150,6 +150,7 @@ function arbsFor(flavor: Flavor): Arbs {
     ),
     ping: fc.record({ id, type: fc.constant('ping') }, opts),
     refresh: fc.record({ id, type: fc.constant('refresh'), token: str }, opts),
+    sub_refresh: fc.record({ id, type: fc.constant('sub_refresh'), channel, token: str }, opts),
     pong: fc.constant({ type: 'pong' }),
   }
 
@@ -158,7 +159,7 @@ function arbsFor(flavor: Flavor): Arbs {
       { client: str, session, resumed: fc.boolean(), version: uint, node: str, ping: uint, expiresIn: uint, data },
       { requiredKeys: ['client', 'session', 'resumed', 'version', 'node', 'ping'], ...opts },
     ),
-    subscribe: fc.record({ epoch: str, offset: uint, recovered: fc.boolean(), wasRecovering: fc.boolean(), publications }, opts),
+    subscribe: fc.record({ epoch: str, offset: uint, recovered: fc.boolean(), wasRecovering: fc.boolean(), publications, expiresIn: uint }, { requiredKeys: ['epoch', 'offset', 'recovered', 'wasRecovering', 'publications'], ...opts }),
     unsubscribe: fc.constant({}),
     publish: fc.record({ offset: uint, epoch: str, duplicate: fc.boolean() }, { requiredKeys: ['offset', 'epoch'], ...opts }),
     rpc: fc.record({ data }, { requiredKeys: [], ...opts }),
@@ -167,6 +168,7 @@ function arbsFor(flavor: Flavor): Arbs {
     history: fc.record({ epoch: str, offset: uint, publications }, opts),
     ping: fc.constant({}),
     refresh: fc.record({ expiresIn: uint }, { requiredKeys: [], ...opts }),
+    sub_refresh: fc.record({ expiresIn: uint }, { requiredKeys: [], ...opts }),
   }
 
   const closeCode = fc.oneof(fc.constantFrom(...Object.values(CloseCodes).map((c) => c.code)), fc.integer({ min: 0, max: 65535 }))
@@ -481,7 +483,7 @@ interface FieldSpec {
 
 const clientFields: { [K in ClientMessage['type']]: FieldSpec } = {
   connect: { required: { id: 'id', version: 'uint' }, optional: { token: 'string', session: 'session', name: 'string', data: 'data' } },
-  subscribe: { required: { id: 'id', channel: 'string' }, optional: { recover: 'position' } },
+  subscribe: { required: { id: 'id', channel: 'string' }, optional: { recover: 'position', data: 'data', token: 'string' } },
   unsubscribe: { required: { id: 'id', channel: 'string' } },
   publish: { required: { id: 'id', channel: 'string', data: 'data', msgId: 'string' } },
   rpc: { required: { id: 'id', method: 'string', msgId: 'string' }, optional: { data: 'data' } },
@@ -490,6 +492,7 @@ const clientFields: { [K in ClientMessage['type']]: FieldSpec } = {
   history: { required: { id: 'id', channel: 'string' }, optional: { since: 'position', limit: 'uint', reverse: 'bool' } },
   ping: { required: { id: 'id' } },
   refresh: { required: { id: 'id', token: 'string' } },
+  sub_refresh: { required: { id: 'id', channel: 'string', token: 'string' } },
   pong: { required: {} },
 }
 

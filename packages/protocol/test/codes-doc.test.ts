@@ -23,7 +23,7 @@ const errorsDoc = readFileSync(new URL('errors.md', docsDir), 'utf8')
 const allAdvice = { none: true, reconnect: true, backoff: true, refresh: true, stop: true } satisfies Record<ReconnectAdvice, true>
 const commandTypes = {
   connect: true, subscribe: true, unsubscribe: true, publish: true, rpc: true, presence: true,
-  presence_stats: true, history: true, ping: true, refresh: true, pong: true,
+  presence_stats: true, history: true, ping: true, refresh: true, sub_refresh: true, pong: true,
 } satisfies Record<ClientMessage['type'], true>
 const pushTypes = {
   pub: true, join: true, leave: true, message: true, ping: true, disconnect: true, subscribe: true, unsubscribe: true,

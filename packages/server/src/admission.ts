@@ -16,7 +16,7 @@ import type { NodeContext } from './node-context.js'
 import { parseTraceparent, type TraceParent } from './tracing.js'
 import { refusalHeaders, type PendingUpgrade, type TransportSink, type TransportSocket, type UpgradeRequest } from './transport/transport.js'
 
-type Ctx = Pick<NodeContext, 'options' | 'counters' | 'log' | 'tracing' | 'connections' | 'authenticate'>
+type Ctx = Pick<NodeContext, 'options' | 'counters' | 'log' | 'tracing' | 'connections' | 'authenticate' | 'backend'>
 
 export interface AdmissionDeps {
   /** What each new connection reports to (frames, close, slow consumption). */
@@ -106,7 +106,8 @@ export class Admission {
     // A token in the request itself (non-browser clients) is checked before the upgrade, so a bad
     // one gets a plain 401 instead of a WebSocket that closes at once.
     let preAuth: AuthResult | undefined
-    const token = tokenFromRequest(req)
+    // A proxied connect is decided by the backend at the connect command (it sees the token too).
+    const token = this.#ctx.backend.proxy?.has('connect') === true ? undefined : tokenFromRequest(req)
     if (token !== undefined) {
       try {
         preAuth = await this.#ctx.authenticate(token, req)

@@ -8,6 +8,7 @@ import {
   type HistoryCommand,
   type PublishCommand,
   type RpcCommand,
+  type StreamPosition,
 } from '@holdfast/protocol'
 import type { Span } from '@opentelemetry/api'
 import type { AuthResult } from './auth/types.js'
@@ -23,6 +24,8 @@ import type { NodeContext } from './node-context.js'
 import type { ReadKind, ResolvedChannelOptions } from './options.js'
 import { readHistory, streamOptions } from './streams.js'
 import { readableChannel, type Subscriptions } from './subscriptions.js'
+import { RpcRouter } from './rpc-router.js'
+import { ConnectRefused } from './backend/refusal.js'
 
 /** What a connection that has connected passes for the connect command's upgrade facts: nothing. */
 const CONNECTED: PendingConnect = { preAuth: undefined, req: undefined }
@@ -36,7 +39,7 @@ export interface CommandDeps {
 
 const MAX_MSG_ID = 128
 /** Commands whose effects must apply in the order sent; the rest (rpc, reads) run concurrently. */
-const ORDERED: ReadonlySet<Command['type']> = new Set(['connect', 'subscribe', 'unsubscribe', 'publish', 'refresh'])
+const ORDERED: ReadonlySet<Command['type']> = new Set(['connect', 'subscribe', 'unsubscribe', 'publish', 'refresh', 'sub_refresh'])
 /**
  * Reads run one at a time per connection, in a lane of their own: each is admitted only when the
  * replies before it are no longer buffered (see #admitRead), so pipelined reads cannot pile up
@@ -216,10 +219,18 @@ export class CommandHandler {
         return this.#connect(conn, cmd, pending)
       case 'subscribe':
         return this.#deps.subscriptions
-          .subscribe(conn, cmd.channel, cmd.recover, (result) => {
-            this.#ctx.tracing.subscribed(span, result)
-            conn.reply({ id: cmd.id, result })
-          })
+          .subscribe(
+            conn,
+            cmd.channel,
+            cmd.recover,
+            (result) => {
+              this.#ctx.tracing.subscribed(span, result)
+              conn.reply({ id: cmd.id, result })
+            },
+            false,
+            cmd.data,
+            cmd.token,
+          )
           .then(() => undefined)
       case 'unsubscribe':
         parseChannel(cmd.channel)
@@ -239,6 +250,8 @@ export class CommandHandler {
         return {}
       case 'refresh':
         return this.#refresh(conn, cmd.token)
+      case 'sub_refresh':
+        return this.#deps.subscriptions.refreshToken(conn, cmd.channel, cmd.token)
     }
   }
 
@@ -251,12 +264,23 @@ export class CommandHandler {
       return undefined
     }
     let auth: AuthResult
+    const proxy = gw.backend.proxy
+    const proxied = proxy?.has('connect') === true
     try {
+      if (proxy !== undefined && pending.req !== undefined) proxy.keepHeaders(conn, pending.req.headers)
       auth =
-        cmd.token === undefined && pending.preAuth !== undefined
-          ? pending.preAuth
-          : await gw.authenticate(cmd.token, pending.req)
+        proxy !== undefined && proxied
+          ? await proxy.connect(conn, cmd.token, cmd.data)
+          : cmd.token === undefined && pending.preAuth !== undefined
+            ? pending.preAuth
+            : await gw.authenticate(cmd.token, pending.req)
     } catch (err) {
+      if (err instanceof ConnectRefused) {
+        conn.log?.info({ close: err.close, reason: err.message }, 'backend refused the connect')
+        if (typeof err.close === 'number') conn.closeWith(err.close, err.message)
+        else conn.close(err.close, err.message)
+        return undefined
+      }
       const e = err instanceof HoldfastError ? err : new HoldfastError('unauthorized', 'authentication failed', { cause: err })
       // Counted as a rejection when the connection closes (gateway #onClosed), like every handshake failure.
       if (!(err instanceof HoldfastError)) gw.log?.error({ err, client: conn.id, trace: conn.traceId }, 'authenticate hook failed')
@@ -269,14 +293,15 @@ export class CommandHandler {
     conn.pending = undefined
     if (conn.state === ConnState.Closed) return undefined
     // The verifier already allowed for clock skew; the grace keeps that allowance here too.
-    const expiresAt = auth.expiresAt === undefined ? 0 : auth.expiresAt + gw.expiryGraceMs
+    const expiresAt = auth.expiresAt === undefined ? 0 : auth.expiresAt + (proxied ? 0 : gw.expiryGraceMs)
     if (expiresAt !== 0 && expiresAt <= Date.now()) {
       conn.close('token_expired', 'token expired')
       return undefined
     }
     conn.user = auth.user
     conn.info = auth.info
-    conn.expiresAt = expiresAt
+    // A backend-given expiry is refreshed by the node through the backend, before it passes.
+    conn.expiresAt = proxied && expiresAt !== 0 ? gw.backend.startExpiry(conn, expiresAt) : expiresAt
     let resumed = false
     let session: { id: string; token: string }
     if (cmd.session !== undefined && gw.sessions.verify(cmd.session.id, conn.user, cmd.session.token)) {
@@ -303,7 +328,7 @@ export class CommandHandler {
         maxBatch: gw.options.maxBatch,
       },
     }
-    if (auth.expiresAt !== undefined) result.expiresIn = auth.expiresAt - Date.now()
+    if (auth.expiresAt !== undefined && !(proxied && proxy?.has('refresh') === true)) result.expiresIn = auth.expiresAt - Date.now()
     conn.reply({ id: cmd.id, result })
     this.#deps.lifecycle.connected(conn, resumed)
     // Channels granted by the token (`channels` claim) are subscribed by the server, announced
@@ -314,6 +339,13 @@ export class CommandHandler {
 
   async #refresh(conn: Connection, token: string): Promise<object | undefined> {
     const gw = this.#ctx
+    const proxy = gw.backend.proxy
+    if (proxy?.has('refresh') === true && proxy.has('connect')) {
+      const { expiresAt } = await proxy.refresh(conn)
+      conn.expiresAt = expiresAt === undefined ? 0 : gw.backend.startExpiry(conn, expiresAt)
+      this.#deps.heartbeats.reschedule(conn)
+      return expiresAt === undefined ? {} : { expiresIn: expiresAt - Date.now() }
+    }
     let auth: AuthResult
     try {
       auth = await gw.authenticate(token, undefined)
@@ -390,6 +422,7 @@ export class CommandHandler {
       const ok = await gw.options.canPublish({ client: connectionInfo(conn), channel: cmd.channel, data: cmd.data })
       if (!ok) throw new HoldfastError('permission_denied', 'publish refused')
     }
+    if (gw.backend.proxy?.covers('publish', cmd.channel) === true) return this.#proxiedPublish(conn, cmd, opts)
     let out
     try {
       out = await gw.publish(cmd.channel, cmd.data, {
@@ -407,11 +440,86 @@ export class CommandHandler {
     return out.duplicate ? { offset: out.offset, epoch: out.epoch, duplicate: true } : { offset: out.offset, epoch: out.epoch }
   }
 
+  /**
+   * A publish the backend allows, replaces or refuses. The outcome of a stored publication is kept
+   * under the message id, so a retry is answered from it without asking the backend again.
+   */
+  async #proxiedPublish(conn: Connection, cmd: PublishCommand, opts: ResolvedChannelOptions): Promise<object> {
+    const gw = this.#ctx
+    const key = dedupeKey('pub', conn, cmd.msgId)
+    const ttl = gw.options.idempotencyTtlMs
+    const claim = await this.#claim(`px:${key}`, ttl)
+    if (claim.state === 'done') {
+      gw.counters.inc('publishes', 'duplicate')
+      return { ...(claim.result as StreamPosition), duplicate: true }
+    }
+    if (claim.state === 'pending') throw new HoldfastError('in_progress', 'this publish is still being handled; retry later')
+    let out
+    try {
+      const verdict = await (gw.backend.proxy as NonNullable<typeof gw.backend.proxy>).publish(conn, cmd.channel, cmd.data)
+      const data = Object.hasOwn(verdict, 'data') ? verdict.data : cmd.data
+      const size = this.#measure(data)
+      try {
+        out = await gw.publish(cmd.channel, data, { ...streamOptions(opts, size), idempotencyKey: key, idempotencyTtlMs: ttl, info: conn.clientInfo() })
+      } catch (err) {
+        throw err instanceof HoldfastError ? err : new HoldfastError('engine_unavailable', 'engine unavailable', { cause: err })
+      }
+    } catch (err) {
+      await gw.engine.releaseIdempotent(`px:${key}`).catch(() => {})
+      throw err
+    }
+    await gw.engine.completeIdempotent(`px:${key}`, { offset: out.offset, epoch: out.epoch }, ttl).catch(() => {})
+    gw.counters.inc('publishes', out.duplicate ? 'duplicate' : 'client')
+    return out.duplicate ? { offset: out.offset, epoch: out.epoch, duplicate: true } : { offset: out.offset, epoch: out.epoch }
+  }
+
+  async #claim(key: string, ttl: number): ReturnType<NodeContext['engine']['claimIdempotent']> {
+    try {
+      return await this.#ctx.engine.claimIdempotent(key, ttl)
+    } catch (err) {
+      throw err instanceof HoldfastError ? err : new HoldfastError('engine_unavailable', 'engine unavailable', { cause: err })
+    }
+  }
+
+  /**
+   * An RPC no `onRpc` handler serves, answered by the backend. Its outcome, an error included, is
+   * kept under the message id: a retry gets it without a second call. A backend failure keeps
+   * nothing (the retry calls again: the backend sees an RPC at least once).
+   */
+  async #proxiedRpc(conn: Connection, cmd: RpcCommand): Promise<object> {
+    const gw = this.#ctx
+    if (!RpcRouter.validName(cmd.method)) throw new HoldfastError('method_not_found', `no RPC method "${cmd.method.slice(0, 128)}"`)
+    const key = `px:${dedupeKey('rpc', conn, cmd.msgId)}`
+    const ttl = gw.options.idempotencyTtlMs
+    const claim = await this.#claim(key, ttl)
+    if (claim.state === 'pending') throw new HoldfastError('in_progress', 'this RPC is still running; retry later')
+    let outcome: { data?: unknown; error?: { code: ReturnType<HoldfastError['toReply']>['code']; message: string } }
+    if (claim.state === 'done') outcome = claim.result as typeof outcome
+    else {
+      try {
+        const data = await (gw.backend.proxy as NonNullable<typeof gw.backend.proxy>).rpc(conn, cmd.method, cmd.data)
+        outcome = data === undefined ? {} : { data }
+      } catch (err) {
+        if (!(err instanceof HoldfastError) || err.temporary) {
+          await gw.engine.releaseIdempotent(key).catch(() => {})
+          throw err
+        }
+        outcome = { error: { code: err.wireCode, message: err.message } }
+      }
+      await gw.engine.completeIdempotent(key, outcome, ttl).catch(() => {})
+      gw.counters.inc('rpcs')
+    }
+    if (outcome.error !== undefined) throw HoldfastError.fromReply({ ...outcome.error, temporary: false })
+    return outcome.data === undefined ? {} : { data: outcome.data }
+  }
+
   async #rpc(conn: Connection, cmd: RpcCommand, span: Span | undefined): Promise<object> {
     const gw = this.#ctx
     this.#checkMsgId(conn, cmd.msgId)
     this.#measure(cmd.data)
-    const handler = gw.rpc.get(cmd.method)
+    const found = gw.rpc.find(cmd.method)
+    if (found === undefined && gw.backend.proxy?.has('rpc') === true) return this.#proxiedRpc(conn, cmd)
+    const handler = found ?? gw.rpc.get(cmd.method)
     const key = dedupeKey('rpc', conn, cmd.msgId)
     const ttl = gw.options.idempotencyTtlMs
     const claim = await gw.engine.claimIdempotent(key, ttl)

@@ -26,6 +26,12 @@ export interface ConnSubscription {
   live: boolean
   /** Presence is kept for this subscription (refreshed by the node). */
   presence: boolean
+  /** Channel info granted by the backend proxy's subscribe: shown in presence instead of the connection's. */
+  info?: unknown
+  /** The backend proxy's subscribe overrode the namespace's joinLeave for this subscription. */
+  joinLeave?: boolean
+  /** Subscribed with a channel token: ends the subscription at the token's expiry. */
+  tokenTimer?: NodeJS.Timeout
 }
 
 /** Hooks the node gives each connection. */
@@ -166,8 +172,10 @@ export class Connection implements Flushable, TransportSink {
     return this.#baseLog?.isLevelEnabled(level) === true ? this.log : undefined
   }
 
-  clientInfo(): ClientInfo {
-    return this.info === undefined ? { client: this.id, user: this.user } : { client: this.id, user: this.user, info: this.info }
+  /** Who this connection is in presence and join/leave; a subscription's own info (backend proxy) wins. */
+  clientInfo(sub?: ConnSubscription): ClientInfo {
+    const info = sub?.info ?? this.info
+    return info === undefined ? { client: this.id, user: this.user } : { client: this.id, user: this.user, info }
   }
 
   /** Queue one push (encoded here). */

@@ -26,6 +26,8 @@ import { channelOptionsOf, FRAME_OVERHEAD, resolveOptions, type HoldfastOptions,
 import { measureData } from './payload.js'
 import { Presence } from './presence.js'
 import { RpcRouter, type RpcHandler } from './rpc-router.js'
+import { GatewayBackend } from './backend/gateway-backend.js'
+import { createChannelTokenVerifier } from './auth/channel-token.js'
 import { SessionSigner } from './session.js'
 import { closeSlowConsumer } from './slow-consumer.js'
 import { publishToEngine, readHistory, streamOptions } from './streams.js'
@@ -78,6 +80,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly counters = new Counters()
   /** Prometheus metrics over `counters`, in the gateway's own registry. */
   readonly metrics: Metrics
+  /** The application backend: proxy and webhooks (backend/), when configured; its metrics always. */
+  readonly backend: GatewayBackend
   readonly tracing: Tracing
   readonly sessions: SessionSigner
   readonly log: Logger | undefined
@@ -128,10 +132,13 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       {
         onInsufficientState: (conn, channel) => subscriptions?.insufficientState(conn, channel),
         onStalled: (conn) => closeSlowConsumer(this.counters, conn),
+        onMember: (conn, channel, joined) => this.backend.onMember(conn, channel, joined),
+        onLocalChannel: (channel, occupied) => this.backend.onLocalChannel(channel, occupied),
       },
       { maxReplyBytes: o.maxReplyBytes },
     )
     this.metrics = new Metrics(this, { processMetrics: o.processMetrics })
+    this.backend = new GatewayBackend(this, { proxy: o.proxy, webhooks: o.webhooks })
     this.tracing = new Tracing(o.tracer)
     const auth = createAuthenticator(o)
     const channelOptions = (channel: string): ResolvedChannelOptions => channelOptionsOf(o, channel)
@@ -152,6 +159,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       channelOptions,
       authenticate: auth.authenticate,
       publish: (channel, data, opts) => publishToEngine(ctx, channel, data, opts),
+      backend: this.backend,
+      channelToken: o.channelTokens === undefined ? undefined : createChannelTokenVerifier(o.channelTokens),
       hook: createHookRunner(this.counters, this.log),
     }
     this.#ctx = ctx
@@ -202,7 +211,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         if (ready) void this.hub.resync(channelOptions)
       },
     }
-    this.#started = this.engine.start(handler).catch((err: unknown) => {
+    // The backend's code (when configured) is loaded before the first connection is admitted.
+    this.#started = Promise.all([this.engine.start(handler), this.backend.loaded]).then(() => undefined, (err: unknown) => {
       this.#startError = err
       this.counters.inc('engine_errors', 'start')
       this.log?.error({ err }, 'engine failed to start')
@@ -486,6 +496,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     clearInterval(this.#sweepTimer)
     this.#presence.stop()
     await this.engine.unregisterNode(this.options.nodeId).catch(() => {})
+    // Webhooks of the last disconnects get their delivery (bounded) before the engine goes.
+    await this.backend.close()
     if (this.#ownsEngine) await this.engine.close()
     this.log?.info('closed')
   }

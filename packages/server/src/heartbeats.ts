@@ -24,14 +24,14 @@ export function heartbeatTick(pingIntervalMs: number): number {
 }
 
 export class Heartbeats {
-  readonly #ctx: Pick<NodeContext, 'options' | 'counters' | 'log'>
+  readonly #ctx: Pick<NodeContext, 'options' | 'counters' | 'log'> & Partial<Pick<NodeContext, 'backend'>>
   readonly #wheel: TimerWheel<Connection>
   readonly #pings = new Map<Codec, Uint8Array>()
   /** The wheel's tick; a ping is aimed this much before it is due, so the wheel's lateness never makes it late. */
   readonly #early: number
 
   /** `wheelClock`: the wheel's monotonic clock (tests pass their fake clock). */
-  constructor(ctx: Pick<NodeContext, 'options' | 'counters' | 'log'>, wheelClock: () => number = () => performance.now()) {
+  constructor(ctx: Pick<NodeContext, 'options' | 'counters' | 'log'> & Partial<Pick<NodeContext, 'backend'>>, wheelClock: () => number = () => performance.now()) {
     this.#ctx = ctx
     this.#early = heartbeatTick(ctx.options.pingIntervalMs)
     this.#wheel = new TimerWheel<Connection>({
@@ -110,6 +110,11 @@ export class Heartbeats {
     }
     const now = Date.now()
     if (conn.expiresAt > 0 && now >= conn.expiresAt) {
+      // A backend-given expiry: the backend's refresh runs first (the wheel comes back at the expiry).
+      if (this.#ctx.backend?.refreshDue(conn, now, () => this.reschedule(conn)) === true) {
+        this.#wheel.schedule(conn, this.#nextWake(conn, now))
+        return
+      }
       conn.close('token_expired', 'token expired; refresh it before expiry')
       return
     }

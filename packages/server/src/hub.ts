@@ -38,6 +38,10 @@ export interface HubEvents {
   onInsufficientState(conn: Connection, channel: string): void
   /** A subscriber stopped taking the recovery it asked for: close it as a slow consumer. */
   onStalled(conn: Connection): void
+  /** A subscription went live (`joined`) or a live one ended. */
+  onMember?(conn: Connection, channel: string, joined: boolean): void
+  /** The channel got its first subscriber on this node (`occupied`) or lost its last. */
+  onLocalChannel?(channel: string, occupied: boolean): void
 }
 
 export interface HubOptions {
@@ -112,6 +116,7 @@ export class Hub {
       entry.ready = this.#engine.subscribe(channel)
       this.channels.set(channel, entry)
       e = entry
+      this.#events.onLocalChannel?.(channel, true)
     }
     return e
   }
@@ -205,6 +210,7 @@ export class Hub {
       conn.enqueue(this.#encodePub(conn.codec, channel, pub))
     }
     entry.live.add(conn)
+    this.#events.onMember?.(conn, channel, true)
     return true
   }
 
@@ -241,7 +247,7 @@ export class Hub {
   remove(conn: Connection, channel: string): void {
     const entry = this.channels.get(channel)
     if (entry === undefined) return
-    entry.live.delete(conn)
+    if (entry.live.delete(conn)) this.#events.onMember?.(conn, channel, false)
     if (entry.recovering !== undefined) for (const r of entry.recovering) if (r.conn === conn) unrecover(entry, r)
     this.#dropIfEmpty(entry)
   }
@@ -250,6 +256,7 @@ export class Hub {
     if (entry.live.size > 0 || entry.recovering !== undefined) return
     if (this.channels.get(entry.name) !== entry) return
     this.channels.delete(entry.name)
+    this.#events.onLocalChannel?.(entry.name, false)
     // Fire and forget: a failed unsubscribe only means extra traffic until the engine forgets us.
     this.#engine.unsubscribe(entry.name).catch(() => {})
   }

@@ -17,6 +17,7 @@ export type { UpgradeRequest } from './transport/transport.js'
 export type { AuthContext, AuthResult, AuthenticateHook, JwtAuthOptions } from './auth/types.js'
 export type { RpcContext, RpcHandler } from './rpc-router.js'
 export type { ChannelSchemas } from './schema.js'
+export type { ProxyOptions, ProxyEventOptions, WebhookOptions, WebhookEvent } from './backend/options.js'
 export type {
   ControlMessage,
   Durability,

@@ -347,6 +347,11 @@ export class Metrics {
     return this.#registry
   }
 
+  /** @internal The registry as it is, for parts that add metrics of their own (the backend's): no process metrics started. */
+  get ownRegistry(): Registry {
+    return this.#registry
+  }
+
   /** The Prometheus text exposition of every metric. */
   text(): Promise<string> {
     return this.registry.metrics()

@@ -31,6 +31,8 @@ import type { ResolvedChannelOptions, ResolvedOptions } from './options.js'
 import type { RpcRouter } from './rpc-router.js'
 import type { SessionSigner } from './session.js'
 import type { Tracing } from './tracing.js'
+import type { ChannelGrant } from './auth/channel-token.js'
+import type { GatewayBackend } from './backend/gateway-backend.js'
 import type { UpgradeRequest } from './transport/transport.js'
 
 /** The state and services of one gateway node that its parts need, and nothing else of the gateway. */
@@ -60,4 +62,8 @@ export interface NodeContext {
   publish(channel: string, data: unknown, opts: PublishOptions): Promise<PublishOutcome>
   /** Run an application hook: what it throws is logged and counted, never propagated. */
   readonly hook: HookRunner
+  /** The application backend: proxy and webhooks when configured (backend/gateway-backend.ts). */
+  readonly backend: GatewayBackend
+  /** Checks channel tokens (subscribe `token`, `sub_refresh`); undefined when no key is configured. */
+  readonly channelToken: ((token: string, user: string, channel: string) => Promise<ChannelGrant>) | undefined
 }

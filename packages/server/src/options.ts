@@ -8,6 +8,7 @@ import { NAMESPACE_RE } from './channel-name.js'
 import { resolveTrustProxy, type TrustedProxies } from './client-address.js'
 import type { Durability, Engine } from './engine/engine.js'
 import { resolveChannelSchemas, type ChannelSchemas } from './schema.js'
+import type { ProxyOptions, WebhookOptions } from './backend/options.js'
 
 /** Per-namespace channel behaviour. A channel `chat:lobby` takes the options of namespace `chat`. */
 export interface ChannelOptions {
@@ -103,6 +104,12 @@ export interface HoldfastOptions {
   jwt?: JwtAuthOptions
   /** Custom authentication; runs instead of JWT verification when given. */
   authenticate?: AuthenticateHook
+  /**
+   * Key and rules for channel tokens (JWT with `sub`, `channel`, `exp`, optional `info`) that let a
+   * client subscribe where the rules alone would refuse; `exp` is always required.
+   * @default the `jwt` options (none: channel tokens are refused)
+   */
+  channelTokens?: JwtAuthOptions
   /** Accept clients without a token when no `jwt` or `authenticate` is configured. @default true */
   allowAnonymous?: boolean
   /** Allowed `Origin` header values (exact, or `*.example.com`); empty allows any. Requests without Origin are allowed. @default [] */
@@ -207,6 +214,15 @@ export interface HoldfastOptions {
   tracer?: Tracer
   /** Export Node process metrics (CPU, memory, event loop, GC) with the `holdfast_` prefix. @default true */
   processMetrics?: boolean
+  /**
+   * Proxy `connect`, `refresh`, `subscribe`, `publish` and `rpc` to an application backend over
+   * HTTP (docs/proxy.md). A proxied connect replaces `authenticate`/`jwt`; a proxied subscribe or
+   * publish runs after the built-in checks and `canSubscribe`/`canPublish`; a proxied rpc serves
+   * methods without an `onRpc` handler. @default undefined (nothing proxied)
+   */
+  proxy?: ProxyOptions
+  /** Post connection and channel events to the application, signed, at least once (docs/proxy.md). @default undefined */
+  webhooks?: WebhookOptions
 }
 
 export const CHANNEL_DEFAULTS: ResolvedChannelOptions = {
@@ -255,6 +271,7 @@ export interface ResolvedOptions {
   publicUrl: string | undefined
   jwt: JwtAuthOptions | undefined
   authenticate: AuthenticateHook | undefined
+  channelTokens: JwtAuthOptions | undefined
   allowAnonymous: boolean
   allowedOrigins: string[]
   pingIntervalMs: number
@@ -292,6 +309,9 @@ export interface ResolvedOptions {
   onPublish: HoldfastOptions['onPublish']
   tracer: Tracer | undefined
   processMetrics: boolean
+  /** Checked and resolved by the gateway's backend (backend/options.ts). */
+  proxy: ProxyOptions | undefined
+  webhooks: WebhookOptions | undefined
 }
 
 /** Extra room for the command envelope around a `maxPayload` of data in one frame. */
@@ -385,6 +405,7 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     publicUrl: options.publicUrl,
     jwt: options.jwt,
     authenticate: options.authenticate,
+    channelTokens: options.channelTokens ?? options.jwt,
     allowAnonymous: bool('allowAnonymous', options.allowAnonymous ?? DEFAULTS.allowAnonymous),
     allowedOrigins: [...origins],
     pingIntervalMs,
@@ -425,6 +446,8 @@ export function resolveOptions(options: HoldfastOptions = {}): ResolvedOptions {
     onPublish: options.onPublish,
     tracer: options.tracer,
     processMetrics: bool('processMetrics', options.processMetrics ?? DEFAULTS.processMetrics),
+    proxy: options.proxy,
+    webhooks: options.webhooks,
   }
 }
 

@@ -3,7 +3,7 @@
  * (and announces a join when the namespace publishes join/leave), removes it on unsubscribe or
  * close, and refreshes it every third of the presence TTL while the connection lives.
  */
-import type { Connection } from './connection.js'
+import type { Connection, ConnSubscription } from './connection.js'
 import type { NodeContext } from './node-context.js'
 
 export class Presence {
@@ -17,18 +17,18 @@ export class Presence {
   }
 
   /** The connection's subscription to `channel` is live: it is present there (and announced, with join/leave on). */
-  async join(conn: Connection, channel: string, joinLeave: boolean): Promise<void> {
+  async join(conn: Connection, channel: string, joinLeave: boolean, sub?: ConnSubscription): Promise<void> {
     const { engine, options } = this.#ctx
-    await engine.addPresence(channel, conn.clientInfo(), options.presenceTtlMs).catch(() => {})
-    if (joinLeave) await engine.publishJoinLeave(channel, 'join', conn.clientInfo()).catch(() => {})
+    await engine.addPresence(channel, conn.clientInfo(sub), options.presenceTtlMs).catch(() => {})
+    if (joinLeave) await engine.publishJoinLeave(channel, 'join', conn.clientInfo(sub)).catch(() => {})
   }
 
-  /** The connection left `channel` (unsubscribed or closed). */
-  leave(conn: Connection, channel: string): void {
+  /** The connection left `channel` (unsubscribed or closed); `sub`'s own info and joinLeave (backend proxy, channel token) win. */
+  leave(conn: Connection, channel: string, sub?: ConnSubscription): void {
     const { engine } = this.#ctx
-    const info = conn.clientInfo()
+    const info = conn.clientInfo(sub)
     engine.removePresence(channel, conn.id).catch(() => {})
-    if (this.#ctx.channelOptions(channel).joinLeave) engine.publishJoinLeave(channel, 'leave', info).catch(() => {})
+    if (sub?.joinLeave ?? this.#ctx.channelOptions(channel).joinLeave) engine.publishJoinLeave(channel, 'leave', info).catch(() => {})
   }
 
   stop(): void {
@@ -40,7 +40,7 @@ export class Presence {
     for (const conn of this.#ctx.connections) {
       if (conn.subs === undefined) continue
       for (const [channel, sub] of conn.subs) {
-        if (sub.presence && sub.live) engine.addPresence(channel, conn.clientInfo(), options.presenceTtlMs).catch(() => {})
+        if (sub.presence && sub.live) engine.addPresence(channel, conn.clientInfo(sub), options.presenceTtlMs).catch(() => {})
       }
     }
   }

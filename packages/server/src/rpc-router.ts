@@ -22,6 +22,16 @@ export class RpcRouter {
     this.#handlers.set(method, handler)
   }
 
+  /** The handler of `method`, or undefined (the backend proxy may serve it). */
+  find(method: string): RpcHandler | undefined {
+    return this.#handlers.get(method)
+  }
+
+  /** A method name any handler (or the backend) could have. */
+  static validName(method: string): boolean {
+    return METHOD_RE.test(method)
+  }
+
   get(method: string): RpcHandler {
     const h = this.#handlers.get(method)
     if (h === undefined) throw new HoldfastError('method_not_found', `no RPC method "${method.slice(0, 128)}"`)

@@ -10,8 +10,9 @@ import { connectionInfo } from './hooks.js'
 import type { NodeContext } from './node-context.js'
 import type { ResolvedChannelOptions } from './options.js'
 import type { Presence } from './presence.js'
+import type { ChannelGrant } from './auth/channel-token.js'
 
-type Ctx = Pick<NodeContext, 'options' | 'counters' | 'hub' | 'channelOptions' | 'hook'>
+type Ctx = Pick<NodeContext, 'options' | 'counters' | 'hub' | 'channelOptions' | 'hook' | 'backend' | 'channelToken'>
 
 /** The built-in checks of what a client may read of a channel: a valid name, and the channel's user list. */
 export function readableChannel(ctx: Pick<NodeContext, 'channelOptions'>, conn: Connection, channel: string): ResolvedChannelOptions {
@@ -32,7 +33,8 @@ export class Subscriptions {
    * Subscribe `conn` to `channel`, recovering from `recover`; `reply` gets the result once live.
    * `byServer`: the application asked (subscribeUser, a token's channels), so the checks that
    * guard what a *client* may ask for (allowSubscribe, user-limited names, canSubscribe) do not
-   * apply; limits still do.
+   * apply; limits still do. A client's channel `token` admits it the same way; `data` goes to the
+   * backend proxy's subscribe.
    */
   async subscribe(
     conn: Connection,
@@ -40,23 +42,44 @@ export class Subscriptions {
     recover: StreamPosition | undefined,
     reply: (r: SubscribeResult) => void,
     byServer = false,
+    data?: unknown,
+    token?: string,
   ): Promise<void> {
     const ctx = this.#ctx
     const o = ctx.options
-    const opts = byServer ? ctx.channelOptions(channel) : readableChannel(ctx, conn, channel)
-    if (!byServer && !opts.allowSubscribe) throw new HoldfastError('permission_denied', 'clients may not subscribe to this namespace')
+    // A channel token admits where the rules alone would refuse; limits still apply.
+    const grant = !byServer && token !== undefined ? await this.#channelGrant(conn, channel, token) : undefined
+    const trusted = byServer || grant !== undefined
+    let opts = trusted ? ctx.channelOptions(channel) : readableChannel(ctx, conn, channel)
+    if (!trusted && !opts.allowSubscribe) throw new HoldfastError('permission_denied', 'clients may not subscribe to this namespace')
     if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
     if ((conn.subs?.size ?? 0) >= o.maxSubscriptionsPerConnection) {
       ctx.counters.inc('limit_exceeded', 'subscriptions')
       throw new HoldfastError('limit_exceeded', `at most ${o.maxSubscriptionsPerConnection} subscriptions per connection`)
     }
-    if (!byServer && o.canSubscribe !== undefined) {
+    if (!trusted && o.canSubscribe !== undefined) {
       const ok = await o.canSubscribe({ client: connectionInfo(conn), channel })
       if (!ok) throw new HoldfastError('permission_denied', 'subscription refused')
       if (conn.state === ConnState.Closed) return
       if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
     }
-    const sub: ConnSubscription = { live: false, presence: opts.presence }
+    const proxy = ctx.backend.proxy
+    let info: unknown = grant?.info
+    if (!trusted && proxy?.covers('subscribe', channel) === true) {
+      const granted = await proxy.subscribe(conn, channel, data)
+      if (conn.state === ConnState.Closed) return
+      if (conn.subs?.has(channel) === true) throw new HoldfastError('already_subscribed', `already subscribed to ${channel}`)
+      info = granted.info
+      opts = { ...opts, ...granted.overrides }
+      if (opts.joinLeave && !opts.presence) opts.joinLeave = false
+    }
+    const sub: ConnSubscription = info === undefined ? { live: false, presence: opts.presence } : { live: false, presence: opts.presence, info }
+    if (opts.joinLeave !== ctx.channelOptions(channel).joinLeave) sub.joinLeave = opts.joinLeave
+    if (grant !== undefined) {
+      const answer = reply
+      reply = (r) => answer({ ...r, expiresIn: grant.expiresAt - Date.now() })
+      this.#armTokenTimer(conn, channel, sub, grant.expiresAt)
+    }
     ;(conn.subs ??= new Map()).set(channel, sub)
     let ok: boolean
     try {
@@ -77,9 +100,35 @@ export class Subscriptions {
       if (conn.subs?.get(channel) === sub && !sub.live) conn.subs.delete(channel)
       return
     }
-    if (opts.presence) await this.#presence.join(conn, channel, opts.joinLeave)
+    if (opts.presence) await this.#presence.join(conn, channel, opts.joinLeave, sub)
     const onSubscribe = o.onSubscribe
     if (onSubscribe !== undefined && conn.subs?.get(channel) === sub) ctx.hook('onSubscribe', () => onSubscribe(connectionInfo(conn), channel), conn)
+  }
+
+  async #channelGrant(conn: Connection, channel: string, token: string): Promise<ChannelGrant> {
+    const verify = this.#ctx.channelToken
+    if (verify === undefined) throw new HoldfastError('unauthorized', 'channel tokens are not accepted by this server')
+    parseChannel(channel)
+    return verify(token, conn.user, channel)
+  }
+
+  /** The subscription ends at the token's expiry (an `unsubscribe` push with token_expired), unless refreshed. */
+  #armTokenTimer(conn: Connection, channel: string, sub: ConnSubscription, expiresAt: number): void {
+    clearTimeout(sub.tokenTimer)
+    sub.tokenTimer = setTimeout(() => {
+      if (conn.subs?.get(channel) === sub) this.unsubscribe(conn, channel, 'token_expired', 'channel token expired')
+    }, Math.max(0, expiresAt - Date.now()))
+    sub.tokenTimer.unref()
+  }
+
+  /** `sub_refresh`: a new channel token moves the subscription's expiry. */
+  async refreshToken(conn: Connection, channel: string, token: string): Promise<{ expiresIn: number }> {
+    const grant = await this.#channelGrant(conn, channel, token)
+    const sub = conn.subs?.get(channel)
+    if (sub === undefined) throw new HoldfastError('not_subscribed', `not subscribed to ${channel}`)
+    if (sub.tokenTimer === undefined) throw new HoldfastError('bad_request', `${channel} was not subscribed with a channel token`)
+    this.#armTokenTimer(conn, channel, sub, grant.expiresAt)
+    return { expiresIn: grant.expiresAt - Date.now() }
   }
 
   /** Subscribe a connection on the server's initiative; the client learns it from a `subscribe` push. */
@@ -99,8 +148,9 @@ export class Subscriptions {
     const sub = conn.subs?.get(channel)
     if (sub === undefined) return false
     conn.subs?.delete(channel)
+    clearTimeout(sub.tokenTimer)
     this.#ctx.hub.remove(conn, channel)
-    if (sub.presence) this.#presence.leave(conn, channel)
+    if (sub.presence) this.#presence.leave(conn, channel, sub)
     if (code !== undefined) conn.send({ type: 'unsubscribe', channel, code: CloseCodes[code].code, reason })
     return true
   }
@@ -109,8 +159,9 @@ export class Subscriptions {
   closed(conn: Connection): void {
     if (conn.subs === undefined) return
     for (const [channel, sub] of conn.subs) {
+      clearTimeout(sub.tokenTimer)
       this.#ctx.hub.remove(conn, channel)
-      if (sub.presence) this.#presence.leave(conn, channel)
+      if (sub.presence) this.#presence.leave(conn, channel, sub)
     }
     conn.subs = undefined
   }

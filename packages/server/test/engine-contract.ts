@@ -691,6 +691,29 @@ export function engineContract(name: string, make: () => Promise<EngineFixture>)
       })
     })
 
+    describe('channel occupancy (webhooks)', () => {
+      test('only the first node in and the last node out change it', async ({ engine }) => {
+        const ch = channel()
+        const occupancy = engine.occupancy?.bind(engine)
+        assert.ok(occupancy !== undefined, 'every engine of the product tracks occupancy')
+        assert.equal(await occupancy(ch, 'n1', true, 60_000), true, 'occupied')
+        assert.equal(await occupancy(ch, 'n2', true, 60_000), false)
+        assert.equal(await occupancy(ch, 'n1', true, 60_000), false, 'a refresh changes nothing')
+        assert.equal(await occupancy(ch, 'n1', false, 60_000), false)
+        assert.equal(await occupancy(ch, 'n2', false, 60_000), true, 'vacated')
+        assert.equal(await occupancy(ch, 'n2', false, 60_000), false, 'already vacated')
+        assert.equal(await occupancy(channel(), 'n1', true, 60_000), true, 'channels are independent')
+      })
+
+      timedTest('a node that stops refreshing drops out at its expiry', async ({ engine, advance }) => {
+        const ch = channel()
+        const occupancy = engine.occupancy?.bind(engine) as NonNullable<typeof engine.occupancy>
+        assert.equal(await occupancy(ch, 'crashed', true, 1000), true)
+        await advance(1000)
+        assert.equal(await occupancy(ch, 'n2', true, 1000), true, 'occupied again: the crashed node no longer counts')
+      })
+    })
+
     describe('node registry', () => {
       const node = (id: string, extra: Partial<NodeInfo> = {}): NodeInfo => ({
         id,

@@ -29,6 +29,7 @@ export const HTTP_STATUS = {
   client_closed: 500,
   storage_failed: 500,
   dropped: 500,
+  backend_unavailable: 503,
 } as const satisfies Record<ErrorCodeName, number>
 
 /** The body of every error response. */

@@ -279,19 +279,25 @@ function jwksVerifier(url: URL, allowed: readonly string[]): (token: string) => 
  * only the key lookup may wait, for a fetch.
  */
 export function createJwtVerifier(opts: JwtAuthOptions): (token: string) => Promise<AuthResult> {
+  const verify = createClaimsVerifier(opts)
+  return async (token) => toAuthResult(await verify(token))
+}
+
+/** A token's payload once its signature, algorithm and registered claims passed (connection and channel tokens). */
+export function createClaimsVerifier(opts: JwtAuthOptions): (token: string) => Promise<Record<string, unknown>> {
   const { source, algorithms, claims } = resolveJwtOptions(opts)
   const verifySignature: (token: string) => Verified | Promise<Verified> =
     source.kind === 'jwks'
       ? jwksVerifier(source.url, algorithms)
       : signatureVerifier(source.kind === 'secret' ? source.key : source.pem, source.family, algorithms)
 
-  return async function verifyToken(token: string): Promise<AuthResult> {
+  return async function verifyToken(token: string): Promise<Record<string, unknown>> {
     if (typeof token !== 'string' || token.length === 0) throw new HoldfastError('unauthorized', 'token is missing')
     try {
       const { header, payload } = await verifySignature(token)
       if (!algorithms.includes(header['alg'] as string)) throw new HoldfastError('unauthorized', 'token algorithm is not allowed')
       checkClaims(payload, claims)
-      return toAuthResult(payload)
+      return payload
     } catch (err) {
       throw toHoldfastError(err)
     }

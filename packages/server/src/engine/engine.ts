@@ -58,6 +58,13 @@ export interface Engine {
   completeIdempotent(key: string, result: unknown, ttlMs: number): Promise<void>
   /** Forget a claim whose command failed, so a retry runs it again. */
   releaseIdempotent(key: string): Promise<void>
+
+  /**
+   * Record that `node` has (`occupied`) or no longer has subscribers of `channel`, for `ttlMs`
+   * unless refreshed; resolves true when that changed whether any live node has them (the
+   * channel_occupied/channel_vacated webhooks). Optional: without it, every node is its own fleet.
+   */
+  occupancy?(channel: string, node: string, occupied: boolean, ttlMs: number): Promise<boolean>
 }
 
 export interface EngineHandler {

@@ -29,6 +29,7 @@ const OPS = [
   'claimIdempotent',
   'completeIdempotent',
   'releaseIdempotent',
+  'occupancy',
   'registerNode',
   'unregisterNode',
   'nodes',
@@ -131,7 +132,9 @@ export class EngineHost {
       this.#dropInterest(port, channel)
       return Promise.resolve()
     }
-    const fn = this.#engine[op] as (...a: unknown[]) => Promise<unknown>
+    const fn = this.#engine[op] as ((...a: unknown[]) => Promise<unknown>) | undefined
+    // An engine without occupancy: each worker is its own fleet (every change counts).
+    if (fn === undefined) return Promise.resolve(true)
     return fn.apply(this.#engine, args)
   }
 
@@ -273,6 +276,7 @@ export class IpcEngine implements Engine {
   claimIdempotent: Engine['claimIdempotent'] = (key, ttl) => this.#call('claimIdempotent', key, ttl)
   completeIdempotent: Engine['completeIdempotent'] = (key, result, ttl) => this.#call('completeIdempotent', key, result, ttl)
   releaseIdempotent: Engine['releaseIdempotent'] = (key) => this.#call('releaseIdempotent', key)
+  occupancy = (channel: string, node: string, occupied: boolean, ttl: number): Promise<boolean> => this.#call('occupancy', channel, node, occupied, ttl)
   registerNode: Engine['registerNode'] = (info, ttl) => this.#call('registerNode', info, ttl)
   unregisterNode: Engine['unregisterNode'] = (id) => this.#call('unregisterNode', id)
   nodes: Engine['nodes'] = () => this.#call('nodes')

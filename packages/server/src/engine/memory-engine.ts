@@ -432,6 +432,22 @@ export class MemoryEngine implements Engine {
     this.#ready().onControl(msg)
   }
 
+  /** channel → node → expiry (ms): which gateways sharing this engine have subscribers of it. */
+  readonly #occupancy = new Map<string, Map<string, number>>()
+
+  async occupancy(channel: string, node: string, occupied: boolean, ttlMs: number): Promise<boolean> {
+    this.#ready()
+    const now = this.#opts.now()
+    let nodes = this.#occupancy.get(channel)
+    if (nodes === undefined) this.#occupancy.set(channel, (nodes = new Map()))
+    for (const [n, exp] of nodes) if (exp <= now) nodes.delete(n)
+    const before = nodes.size
+    if (occupied) nodes.set(node, now + ttlMs)
+    else nodes.delete(node)
+    if (nodes.size === 0) this.#occupancy.delete(channel)
+    return (before === 0) !== (nodes.size === 0)
+  }
+
   // One process, so the registry is this process's own nodes (usually one gateway).
   readonly #nodes = new Map<string, Expiring<NodeInfo>>()
 

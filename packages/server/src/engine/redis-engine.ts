@@ -338,6 +338,15 @@ export class RedisEngine implements Engine {
     await link.run('addPresence', (c) => Scripts.presenceAdd.run(c, [k.presence(channel), k.presenceExp(channel)], args))
   }
 
+  /** Fleet-wide channel occupancy for the occupied/vacated webhooks (backend/gateway-backend.ts). */
+  async occupancy(channel: string, node: string, occupied: boolean, ttlMs: number): Promise<boolean> {
+    const link = this.#live()
+    checkChannel(channel)
+    positiveTtl(ttlMs)
+    const reply = await link.run('occupancy', (c) => Scripts.occupancy.run(c, [this.#keys.occupancy(channel)], [this.#now(), ttlMs, node, occupied ? '1' : '0']))
+    return Number(reply) === 1
+  }
+
   async removePresence(channel: string, clientId: string): Promise<void> {
     const link = this.#live()
     checkChannel(channel)

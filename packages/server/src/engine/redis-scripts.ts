@@ -400,6 +400,26 @@ redis.call('SET', KEYS[1], 'd' .. int(now + ttl) .. ':' .. ARGV[3], 'PX', ttl)
 return 1
 `
 
+/**
+ * KEYS: occupancy zset (node → expiry). ARGV: now, ttlMs, node id, '1' occupied / '0' not.
+ * → 1 when this changed whether any live node holds the channel (occupied or vacated), else 0.
+ * A node that stopped refreshing (crashed) drops out at its expiry, before the count is taken.
+ */
+const OCCUPANCY = `
+local now, ttl = now_ms(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now))
+local before = redis.call('ZCARD', KEYS[1])
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[1], int(now + ttl), ARGV[3])
+  extend(KEYS[1], ttl)
+else
+  redis.call('ZREM', KEYS[1], ARGV[3])
+end
+local after = redis.call('ZCARD', KEYS[1])
+if (before == 0) ~= (after == 0) then return 1 end
+return 0
+`
+
 type Arg = string | Buffer | number
 
 /** A pipeline of commands sent together on one connection (ioredis `pipeline()`). */
@@ -477,5 +497,6 @@ export const Scripts = {
   nodeRegister: new LuaScript('nodeRegister', NODE_REGISTER),
   claim: new LuaScript('claim', CLAIM),
   claimComplete: new LuaScript('claimComplete', CLAIM_COMPLETE),
+  occupancy: new LuaScript('occupancy', OCCUPANCY),
 } as const
 

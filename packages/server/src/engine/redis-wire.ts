@@ -52,6 +52,10 @@ export class RedisKeys {
   claim(key: string): string {
     return `${this.#p}:rpc:${key}`
   }
+  /** Zset node id → expiry (ms): the nodes with subscribers of the channel (webhooks' occupied/vacated). */
+  occupancy(ch: string): string {
+    return `${this.#p}:{${ch}}:occupancy`
+  }
 }
 
 /** Pub/sub message kinds, the first byte of a message on a channel's pub/sub channel. */

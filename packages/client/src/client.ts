@@ -168,7 +168,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         return self.#ready
       },
       sendSubscribe: (channel, recover, onReply) => {
-        this.#subToken(channel).then((token) => {
+        const send = (token: string | undefined): void => {
           if (!this.#ready) return
           this.#command({ type: 'subscribe', channel, ...(recover === undefined ? {} : { recover }), ...(token === undefined ? {} : { token }) }, (reply) => {
             if (isErrorReply(reply)) onReply({ ok: false, error: HoldfastError.fromReply(reply.error) })
@@ -178,7 +178,11 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
               onReply({ ok: true, result: { ...r, recovered: r.recovered === true, wasRecovering: r.wasRecovering === true, publications: r.publications ?? [] } })
             } else onReply({ ok: false, error: new HoldfastError('bad_request', `malformed subscribe result for ${channel}`) })
           })
-        }, (cause: unknown) => onReply({ ok: false, error: new HoldfastError('unauthorized', 'getSubscriptionToken failed', { cause, temporary: true }) }))
+        }
+        // Without channel tokens the subscribe goes out at once, in order with what the
+        // application sends next (a publish right after connecting comes after it).
+        if (this.#opts.getSubscriptionToken === undefined) return send(undefined)
+        this.#subToken(channel).then(send, (cause: unknown) => onReply({ ok: false, error: new HoldfastError('unauthorized', 'getSubscriptionToken failed', { cause, temporary: true }) }))
       },
       sendUnsubscribe: (channel) => this.#command({ type: 'unsubscribe', channel }, () => {}),
       moved: (channel, position) => this.#store?.savePosition(channel, position ?? null),

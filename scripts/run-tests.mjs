@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the test suite with node's own test runner: TypeScript through tsx, workspace packages
 // resolved to their sources (the "source" export condition), so no build is needed first.
-// Usage: node scripts/run-tests.mjs [--pattern GLOB]... [--filter=TEXT] [--list] [file.test.ts...]
+// Usage: node scripts/run-tests.mjs [--pattern GLOB]... [--exclude GLOB]... [--filter=TEXT] [--list] [file.test.ts...]
 // Node 20 has no glob support in `node --test`, so files are collected here.
 import { spawn } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
@@ -46,9 +46,19 @@ function globToRegExp(glob) {
 }
 
 const patterns = []
+const excludes = []
+/** Positions of option values (globs), which are not test files even when they end in .test.ts. */
+const optionValues = new Set()
 for (let i = 0; i < args.length; i++) {
   const a = args[i]
-  if (a === '--pattern') {
+  if (a === '--exclude') {
+    if (args[i + 1] === undefined) {
+      console.error('run-tests: --exclude needs a glob, e.g. --exclude "**/browser*.test.ts"')
+      process.exit(2)
+    }
+    optionValues.add(i + 1)
+    excludes.push(globToRegExp(args[++i]))
+  } else if (a === '--pattern') {
     if (args[i + 1] === undefined) {
       console.error('run-tests: --pattern needs a glob, e.g. --pattern "packages/*/test/**/*.test.ts"')
       process.exit(2)
@@ -57,12 +67,13 @@ for (let i = 0; i < args.length; i++) {
   } else if (a.startsWith('--pattern=')) patterns.push(globToRegExp(a.slice('--pattern='.length)))
 }
 
-let files = args.filter((a) => a.endsWith('.test.ts') && !a.includes('*'))
+let files = args.filter((a, i) => a.endsWith('.test.ts') && !a.includes('*') && !optionValues.has(i))
 const filter = args.find((a) => a.startsWith('--filter='))?.slice('--filter='.length)
 if (files.length === 0) {
   files = dirs.flatMap((d) => walk(join(root, d), [])).map((f) => relative(root, f))
   if (filter) files = files.filter((f) => f.includes(filter))
   if (patterns.length > 0) files = files.filter((f) => patterns.some((re) => re.test(f)))
+  if (excludes.length > 0) files = files.filter((f) => !excludes.some((re) => re.test(f)))
   if (files.length === 0) {
     console.error('run-tests: no test file matches')
     process.exit(1)

@@ -44,7 +44,13 @@ const RSS_BOUND_MB = 200
  * not asserted: here the attacker, the node and the measuring clients share the two cores.
  */
 const FACTOR = 10
-const FLOOR_MS = 300
+/**
+ * Wider than the other scenarios' 300 ms: here one attacker process floods with every attack at
+ * once on the same two cores, and CI runs measured a p99 of 260-690 ms under it (docs/reliability.md,
+ * scenario 10). A second is still far inside the clients' heartbeat bounds, so a node that starved
+ * or stalled its well-behaved clients still fails here.
+ */
+const FLOOR_MS = 1000
 
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))

@@ -54,6 +54,12 @@ function headerParameters(headers: JsonSchema | undefined): unknown[] {
 /**
  * The OpenAPI 3.1 document of the server API, built from the route table that Fastify serves,
  * so that every route, body, header and response schema in it is the object in force.
+ *
+ * Written here rather than with @fastify/swagger: the API is a plugin that applications register
+ * inside their own Fastify instance, under a prefix of their choice. @fastify/swagger documents
+ * every route of the instance it is registered on and must be registered before those routes, so
+ * it would either describe the application's own routes as holdfast's or make the application
+ * register it for us. The document here covers exactly the API's routes, from the same schemas.
  */
 export function buildOpenApi(routes: readonly DocumentedRoute[], opts: { version: string }): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {}

@@ -6,6 +6,14 @@ import type { ConnectionLimits } from '@holdfast/protocol'
  * be refused now and then; the retry path handles what slips through.
  */
 const HEADROOM = 0.9
+/**
+ * Share of the server's burst the client plans to spend at once. The server's bucket stops
+ * refilling when full, so when our first frames reach it late (a busy network or node) the
+ * refill of that delay is lost, and the commands sent on time after them arrive together against
+ * a bucket we think fuller than it is. Keeping half the burst in reserve absorbs such clumps: a
+ * refused command would be retried after later ones had gone through, out of order.
+ */
+const BURST_SHARE = 0.5
 /** Bytes of envelope a command adds to its data, as the server's byte budget counts them. */
 const ENVELOPE_BYTES = 128
 
@@ -24,7 +32,7 @@ class Bucket {
       return
     }
     this.#perMs = (perSecond * HEADROOM) / 1000
-    this.#burst = Math.max(1, Math.floor(burst * HEADROOM))
+    this.#burst = Math.max(1, Math.floor(burst * BURST_SHARE))
     this.#level = this.#burst
     this.#last = Date.now()
   }

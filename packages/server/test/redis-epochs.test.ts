@@ -179,8 +179,9 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     await poll('the replica to sync', async () => (await cli(replica.port, 'info', 'replication')).includes('master_link_status:up'), 10_000)
     const endpoint = await FailoverEndpoint.start(primary.port)
     t.after(() => endpoint.close())
-    // A replica on a busy machine can take more than FAST's 300 ms to confirm; still below the command timeout.
-    const { engine, rec } = await startNode(t, endpoint.url, { prefix: 'epr', ...FAST, replicaWaitMs: 800 })
+    // A replica on a busy machine can take more than FAST's 300 ms to confirm (CI runs saw 800 ms
+    // pass by); the wait stays below the command timeout.
+    const { engine, rec } = await startNode(t, endpoint.url, { prefix: 'epr', ...FAST, commandTimeoutMs: 4000, replicaWaitMs: 2500 })
     const ch = `epr:${randomUUID()}`
     const opts = { ...STREAM, durability: 'replicated' as const }
     const acked = []

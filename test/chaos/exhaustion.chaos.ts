@@ -71,8 +71,9 @@ const EXPECTED: Record<string, readonly string[]> = {
   'read-bypass': [`error ${ErrorCodes.permission_denied.code}`],
   // The node closes the stalled socket (4003, seen as 1006 by a client that reads nothing), or refuses reads (110).
   'reply-amplification': ['closed 1006', 'closed 4003', `error ${ErrorCodes.rate_limited.code}`],
-  // 106: past maxSubscriptionsPerConnection (the churn forgets some unsubscribes).
-  churn: ['ok', `error ${ErrorCodes.rate_limited.code}`, `error ${ErrorCodes.limit_exceeded.code}`, 'closed 4002'],
+  // 106: past maxSubscriptionsPerConnection (the churn forgets some unsubscribes); 113: the
+  // unsubscribe of a channel whose subscribe was refused (not_subscribed, docs/protocol.md).
+  churn: ['ok', `error ${ErrorCodes.rate_limited.code}`, `error ${ErrorCodes.limit_exceeded.code}`, `error ${ErrorCodes.not_subscribed.code}`, 'closed 4002'],
   'history-fill': ['ok', `error ${ErrorCodes.rate_limited.code}`, 'closed 4002'],
   'id-flood': ['ok', `error ${ErrorCodes.rate_limited.code}`, `error ${ErrorCodes.limit_exceeded.code}`, 'closed 4002'],
   'pong-flood': ['closed 4002'],

@@ -13,7 +13,7 @@ import type { PublishOutcome, StreamOptions, StreamPublication } from '../src/en
 import { RedisConfigError } from '../src/engine/redis-errors.js'
 import { RedisEngine, type RedisEngineOptions } from '../src/engine/redis-engine.js'
 import { engineContract } from './engine-contract.js'
-import { fakeClock, NodeHandler, startNode, waitFor } from './redis-helpers.js'
+import { fakeClock, NodeHandler, prefixes, sharedOnce, startNode, waitFor } from './redis-helpers.js'
 import { RedisServer } from './redis-server.js'
 import { channelInSlot, cli, firstSlot, RedisCluster } from './redis-topology.js'
 
@@ -21,19 +21,8 @@ const STREAM: StreamOptions = { historySize: 5000, historyTtlMs: 600_000, stream
 const FAST: RedisEngineOptions = { commandTimeoutMs: 1000, healthCheckIntervalMs: 250, reconnectBaseMs: 50, reconnectMaxMs: 300, replicaWaitMs: 300 }
 
 // One cluster for the contract and the cross-node tests; the failover and migration tests start their own.
-let shared: Promise<RedisCluster> | undefined
-function sharedCluster(): Promise<RedisCluster> {
-  shared ??= RedisCluster.start()
-  return shared
-}
-after(async () => {
-  if (shared !== undefined) await (await shared).close()
-})
-
-let seq = 0
-function uniquePrefix(): string {
-  return `c${process.pid}-${seq++}`
-}
+const sharedCluster = sharedOnce(() => RedisCluster.start())
+const uniquePrefix = prefixes('c')
 
 async function ownCluster(t: TestContext): Promise<RedisCluster> {
   const cluster = await RedisCluster.start()

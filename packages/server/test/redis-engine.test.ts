@@ -14,26 +14,15 @@ import type { StreamOptions } from '../src/engine/engine.js'
 import { reconnectDelay, RedisEngine, type RedisEngineOptions } from '../src/engine/redis-engine.js'
 import { engineContract } from './engine-contract.js'
 import { RawClient, startServer } from './helpers.js'
-import { fakeClock, isCode, NodeHandler, startNode, waitFor } from './redis-helpers.js'
+import { fakeClock, isCode, NodeHandler, prefixes, sharedOnce, startNode, waitFor } from './redis-helpers.js'
 import { RedisServer } from './redis-server.js'
 
 const STREAM: StreamOptions = { historySize: 1000, historyTtlMs: 600_000, streamTtlMs: 3_600_000 }
 
 // One server for the contract and the multi-node tests; outage tests start their own.
-let shared: Promise<RedisServer> | undefined
-function sharedServer(): Promise<RedisServer> {
-  shared ??= RedisServer.start()
-  return shared
-}
-after(async () => {
-  if (shared !== undefined) await (await shared).close()
-})
-
-let seq = 0
+const sharedServer = sharedOnce(() => RedisServer.start())
 /** A prefix per test isolates its keys and pub/sub channels on the shared server. */
-function uniquePrefix(): string {
-  return `t${process.pid}-${seq++}`
-}
+const uniquePrefix = prefixes('t')
 
 function channel(): string {
   return `chan:${randomUUID()}`

@@ -9,26 +9,15 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, describe, it, type TestContext } from 'node:test'
 import type { StreamOptions } from '../src/engine/engine.js'
-import { isCode, startNode, waitFor } from './redis-helpers.js'
+import { isCode, prefixes, sharedOnce, startNode, waitFor } from './redis-helpers.js'
 import { RedisServer } from './redis-server.js'
 import { cli, FailoverEndpoint, poll } from './redis-topology.js'
 
 const STREAM: StreamOptions = { historySize: 100, historyTtlMs: 600_000, streamTtlMs: 3_600_000 }
 const FAST = { commandTimeoutMs: 1000, healthCheckIntervalMs: 250, reconnectBaseMs: 50, reconnectMaxMs: 300, replicaWaitMs: 300 }
 
-let shared: Promise<RedisServer> | undefined
-function sharedServer(): Promise<RedisServer> {
-  shared ??= RedisServer.start()
-  return shared
-}
-after(async () => {
-  if (shared !== undefined) await (await shared).close()
-})
-
-let seq = 0
-function prefix(): string {
-  return `e${process.pid}-${seq++}`
-}
+const sharedServer = sharedOnce(() => RedisServer.start())
+const prefix = prefixes('e')
 
 async function keys(server: RedisServer, pattern: string): Promise<string[]> {
   return (await server.cli('--scan', '--pattern', pattern)).sort()

@@ -2,7 +2,7 @@
  * What the Redis engine tests share: a recording handler that also keeps the engine's state
  * changes and errors, an engine started for one test and closed after it, and bounded polls.
  */
-import type { TestContext } from 'node:test'
+import { after, type TestContext } from 'node:test'
 import { HoldfastError } from '@holdfast/protocol'
 import { RedisEngine, type RedisEngineOptions } from '../src/engine/redis-engine.js'
 import { RecordingHandler } from './engine-contract.js'
@@ -72,4 +72,22 @@ export function fakeClock(start = 1_700_000_000_000): { now: () => number; advan
       t += ms
     },
   }
+}
+
+/**
+ * A server (or cluster) the tests of one file share: started on first use, closed after the
+ * file's tests. Call at module level.
+ */
+export function sharedOnce<T extends { close(): Promise<unknown> }>(start: () => Promise<T>): () => Promise<T> {
+  let shared: Promise<T> | undefined
+  after(async () => {
+    if (shared !== undefined) await (await shared).close()
+  })
+  return () => (shared ??= start())
+}
+
+/** Key prefixes, one per call: each test's keys and pub/sub channels stay apart on a shared server. */
+export function prefixes(letter: string): () => string {
+  let seq = 0
+  return () => `${letter}${process.pid}-${seq++}`
 }

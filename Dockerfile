@@ -35,6 +35,7 @@ RUN ["npm", "ci", "--omit=dev", "--omit=optional", "--ignore-scripts", "--no-aud
 FROM manifests AS build
 COPY packages/react/package.json packages/react/
 COPY bench/package.json bench/
+COPY test/package.json test/
 COPY test/react18/package.json test/react18/
 ARG npm_config_cache
 ARG npm_config_offline

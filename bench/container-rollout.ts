@@ -18,10 +18,10 @@
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { LOAD_OPTIONS, num as numberOption } from './load-options.js'
-import { suiteCleanup } from '../test/operations/cluster.js'
-import { describeOutcome } from '../test/operations/load.js'
-import { buildImage } from '../test/deploy/podman.js'
-import { runRollout } from '../test/deploy/rollout.js'
+import { suiteCleanup } from '@holdfast/testkit/operations/cluster'
+import { describeOutcome } from '@holdfast/testkit/operations/load'
+import { buildImage } from '@holdfast/testkit/deploy/podman'
+import { runRollout } from '@holdfast/testkit/deploy/rollout'
 
 const { values } = parseArgs({
   options: {

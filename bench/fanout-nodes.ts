@@ -24,7 +24,7 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { WebSocket } from 'ws'
-import { RedisServer } from '../packages/server/test/redis-server.js'
+import { RedisServer } from '@holdfast/testkit/support/redis-server'
 import { wallNow, type FromWorker, type ToWorker } from './fanout-worker.js'
 
 const { values } = parseArgs({

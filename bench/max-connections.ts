@@ -27,7 +27,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import type { BenchReport } from 'holdfast/bench'
-import { RedisServer } from '../packages/server/test/redis-server.js'
+import { RedisServer } from '@holdfast/testkit/support/redis-server'
 import { countServerLog, track, type ServerLog } from './scale/processes.js'
 import { childrenOf } from './scale/system.js'
 

@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util'
 import { WebSocket } from 'ws'
 import { HoldfastClient, type Subscription } from '@holdfast/client'
-import { createNode, SharedEngine } from '../packages/client/test/helpers/real-server.js'
+import { createNode, SharedEngine } from '@holdfast/testkit/support/real-server'
 
 const { values } = parseArgs({
   options: {

@@ -23,8 +23,8 @@ import calculateSlot from 'cluster-key-slot'
 import { HoldfastError } from '@holdfast/server'
 import { RedisEngine } from '@holdfast/server/redis'
 import type { EngineHandler, PublishOptions, StreamOptions } from '@holdfast/server'
-import { RedisServer } from '../packages/server/test/redis-server.js'
-import { cli, FailoverEndpoint, poll, RedisCluster, SentinelSet, sleep } from '../packages/server/test/redis-topology.js'
+import { RedisServer } from '@holdfast/testkit/support/redis-server'
+import { cli, FailoverEndpoint, poll, RedisCluster, SentinelSet, sleep } from '@holdfast/testkit/support/redis-topology'
 
 const STREAM: StreamOptions = { historySize: 1000, historyTtlMs: 600_000, streamTtlMs: 3_600_000 }
 const SELF = fileURLToPath(import.meta.url)

@@ -16,8 +16,8 @@
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { LOAD_OPTIONS, num as numberOption } from './load-options.js'
-import { suiteCleanup } from '../test/operations/cluster.js'
-import { describeResult, runScenario, type ScenarioResult } from '../test/operations/reload-scenario.js'
+import { suiteCleanup } from '@holdfast/testkit/operations/cluster'
+import { describeResult, runScenario, type ScenarioResult } from '@holdfast/testkit/operations/reload-scenario'
 
 const { values } = parseArgs({
   options: {

@@ -42,7 +42,7 @@ import { bundleChildren, type Bundles } from './scale/bundle.js'
 import type { GeneratorConfig, GeneratorProgress, GeneratorReport } from './scale/generator.js'
 import { CHANNEL, SERVER_KINDS, startHoldfast, startReference, type RunningServer, type ServerKind } from './scale/servers.js'
 import { childrenOf, cpuSplit, loadAverage, readKernel, type KernelSample } from './scale/system.js'
-import { RedisServer } from '../packages/server/test/redis-server.js'
+import { RedisServer } from '@holdfast/testkit/support/redis-server'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 /** Connections per server worker: 20,000 open files, less room for the kernel's uneven spread. */

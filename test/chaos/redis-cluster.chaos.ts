@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict'
 import { describe, it, type TestContext } from 'node:test'
 import calculateSlot from 'cluster-key-slot'
-import { channelInSlot, cli, firstSlot, RedisCluster } from '../../packages/server/test/redis-topology.js'
+import { channelInSlot, cli, firstSlot, RedisCluster } from '../support/redis-topology.js'
 import { REDIS_SERVER, requireBinary, result, round, until } from './harness.js'
 import { assertClean, now, summary } from './history.js'
 import { firstAckAfter, redisFailover, silentAnomalies } from './redis-failover.js'

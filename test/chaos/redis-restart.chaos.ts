@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it, type TestContext } from 'node:test'
-import type { RedisServer } from '../../packages/server/test/redis-server.js'
+import type { RedisServer } from '../support/redis-server.js'
 import { DEEP_HISTORY, makeClient, OPEN_LIMITS, REDIS_SERVER, requireBinary, result, rotate, sleep, startFleet, startRedis, until } from './harness.js'
 import { AppLog, assertClean, checkHistory, drain, now, Publisher, summary, type Ack, type CheckReport } from './history.js'
 

@@ -19,8 +19,8 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it, type TestContext } from 'node:test'
-import { RedisServer } from '../../packages/server/test/redis-server.js'
-import { cli, FailoverEndpoint, poll, SentinelSet } from '../../packages/server/test/redis-topology.js'
+import { RedisServer } from '../support/redis-server.js'
+import { cli, FailoverEndpoint, poll, SentinelSet } from '../support/redis-topology.js'
 import { ChaosProxy, REDIS_SERVER, requireBinary, result, round, sleep } from './harness.js'
 import { now, summary } from './history.js'
 import { firstAckAfter, redisFailover, reusedOffsets, silentAnomalies, type RedisFailoverOutcome } from './redis-failover.js'

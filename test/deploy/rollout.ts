@@ -17,7 +17,7 @@
  * Used by test/deploy/image.podman.ts (small) and bench/container-rollout.ts (2,000 clients).
  */
 import { mintToken } from '@holdfast/server/internal'
-import { RedisServer } from '../../packages/server/test/redis-server.js'
+import { RedisServer } from '../support/redis-server.js'
 import { renderSiteConfig, Nginx } from '../multinode/nginx.js'
 import { until, type Cleanup } from '../operations/cluster.js'
 import { Load, now, type LoadOutcome } from '../operations/load.js'

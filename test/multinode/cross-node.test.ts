@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it, type TestContext } from 'node:test'
-import { RedisCluster } from '../../packages/server/test/redis-topology.js'
+import { RedisCluster } from '../support/redis-topology.js'
 import { apiGet, makeClient, REDIS_SERVER, requireBinary, startFleet, startRedis, until } from './fleet.js'
 import { AppLog, now, range } from '../chaos/history.js'
 

@@ -13,7 +13,7 @@ import type { TestContext } from 'node:test'
 import { WebSocket } from 'ws'
 import { HoldfastClient, type ClientOptions } from '@holdfast/client'
 import { cleanEnv, runCli, until, within, type CliProcess } from '../../packages/cli/test/helpers.js'
-import { RedisServer, type RedisServerOptions } from '../../packages/server/test/redis-server.js'
+import { RedisServer, type RedisServerOptions } from '../support/redis-server.js'
 
 export { until, within }
 

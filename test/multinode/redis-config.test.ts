@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { cleanEnv, runCliToEnd } from '../../packages/cli/test/helpers.js'
-import { SentinelSet } from '../../packages/server/test/redis-topology.js'
+import { SentinelSet } from '../support/redis-topology.js'
 import { freePort } from '../support/ports.js'
 import { REDIS_SERVER, requireBinary, startRedis, ServeNode, until } from './fleet.js'
 

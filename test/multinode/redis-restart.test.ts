@@ -13,7 +13,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it, type TestContext } from 'node:test'
-import type { RedisServer } from '../../packages/server/test/redis-server.js'
+import type { RedisServer } from '../support/redis-server.js'
 import { makeClient, REDIS_SERVER, requireBinary, startFleet, startRedis, until, type ServeNode } from './fleet.js'
 import { AppLog, assertExactlyOnce, now, Publisher, range, type Ack } from '../chaos/history.js'
 

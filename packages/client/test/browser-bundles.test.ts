@@ -13,7 +13,7 @@ import type { Browser } from 'playwright-core'
 import { launchChromium, skipWithoutChromium } from '../../../test/support/chromium.js'
 // @ts-expect-error: a plain .mjs build script without type declarations
 import { buildBrowserBundles } from '../scripts/bundles.mjs'
-import { SharedEngine, startNode, type Node } from './helpers/real-server.js'
+import { SharedEngine, startNode, type Node } from '../../../test/support/real-server.js'
 
 const skip = skipWithoutChromium
 

@@ -14,7 +14,7 @@ import type { CDPSession, Page } from 'playwright-core'
 import { skipWithoutChromium } from '../../../test/support/chromium.js'
 import { launchRealChromium, type RealChromium } from './helpers/cdp-chromium.js'
 import { clientBundle, servePages, type Pages } from './helpers/browser-pages.js'
-import { SharedEngine, startNode, type Node } from './helpers/real-server.js'
+import { SharedEngine, startNode, type Node } from '../../../test/support/real-server.js'
 
 const skip = skipWithoutChromium
 const FREEZE_MS = Number(process.env['HOLDFAST_FREEZE_MS'] ?? 20_000)

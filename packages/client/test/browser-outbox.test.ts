@@ -8,7 +8,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { launchChromium, skipWithoutChromium } from '../../../test/support/chromium.js'
 import { freePort } from '../../../test/support/ports.js'
 import { clientBundle, servePages, type Pages } from './helpers/browser-pages.js'
-import { createNode, publishGate, SharedEngine, type Node } from './helpers/real-server.js'
+import { createNode, publishGate, SharedEngine, type Node } from '../../../test/support/real-server.js'
 
 const skip = skipWithoutChromium
 

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test'
 import type { Browser } from 'playwright-core'
 import { launchChromium, skipWithoutChromium } from '../../../test/support/chromium.js'
 import { clientBundle, servePages, type Pages } from './helpers/browser-pages.js'
-import { SharedEngine, startNode, type Node } from './helpers/real-server.js'
+import { SharedEngine, startNode, type Node } from '../../../test/support/real-server.js'
 
 const skip = skipWithoutChromium
 

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { afterEach, test } from 'node:test'
 import { WebSocket } from 'ws'
 import { HoldfastClient, type PublicationEvent } from '../src/index.js'
-import { SharedEngine, startNode } from './helpers/real-server.js'
+import { SharedEngine, startNode } from '../../../test/support/real-server.js'
 
 const cleanups: Array<() => Promise<void> | void> = []
 afterEach(async () => {

@@ -10,7 +10,7 @@ import { afterEach, test } from 'node:test'
 import { WebSocket } from 'ws'
 import { HoldfastClient, type ClientOptions, type HoldfastError } from '../src/index.js'
 import { waitFor } from './helpers/fake-server.js'
-import { SharedEngine, startNode, type Node } from './helpers/real-server.js'
+import { SharedEngine, startNode, type Node } from '../../../test/support/real-server.js'
 
 const cleanups: Array<() => Promise<void> | void> = []
 afterEach(async () => {

@@ -14,7 +14,7 @@ import { createHoldfast, type Holdfast, type HoldfastOptions } from '@holdfast/s
 import { guardHttpServer } from '@holdfast/server/internal'
 import { HoldfastClient, type ClientOptions, type HoldfastError } from '../src/index.js'
 import { waitFor } from './helpers/fake-server.js'
-import { SharedEngine } from './helpers/real-server.js'
+import { SharedEngine } from '../../../test/support/real-server.js'
 
 const cleanups: Array<() => Promise<void> | void> = []
 afterEach(async () => {

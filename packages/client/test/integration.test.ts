@@ -8,7 +8,7 @@ import { mintToken } from '@holdfast/server/internal'
 import type { ClientOptions } from '../src/options.js'
 import { HoldfastClient, type ConnectionState, type PublicationEvent, type Subscription } from '../src/index.js'
 import { waitFor } from './helpers/fake-server.js'
-import { createNode, SharedEngine, startNode, type Node } from './helpers/real-server.js'
+import { createNode, SharedEngine, startNode, type Node } from '../../../test/support/real-server.js'
 
 const cleanups: Array<() => Promise<void> | void> = []
 

@@ -15,7 +15,7 @@ import { HoldfastClient, fileStorage, type ClientOptions, type QueueEvent } from
 import { MAX_STORED_POSITIONS, Persistence, type LoadedRecord, type StoredRecord } from '../src/persistence.js'
 import { waitFor } from './helpers/fake-server.js'
 import { MemoryStorage } from './helpers/memory-storage.js'
-import { publishGate, SharedEngine, startNode, type Node } from './helpers/real-server.js'
+import { publishGate, SharedEngine, startNode, type Node } from '../../../test/support/real-server.js'
 
 const cleanups: Array<() => Promise<void> | void> = []
 afterEach(async () => {

@@ -5,7 +5,7 @@ import { afterEach, test } from 'node:test'
 import * as v from 'valibot'
 import { WebSocket } from 'ws'
 import { HoldfastClient, type HoldfastError, type PublicationEvent } from '../src/index.js'
-import { SharedEngine, startNode, type Node } from './helpers/real-server.js'
+import { SharedEngine, startNode, type Node } from '../../../test/support/real-server.js'
 
 const cleanups: Array<() => Promise<void> | void> = []
 afterEach(async () => {

@@ -13,7 +13,7 @@ import type { Browser, Page } from 'playwright-core'
 import type { HoldfastOptions } from '@holdfast/server'
 import { launchChromium, skipWithoutChromium } from '../../../test/support/chromium.js'
 import { servePages, type Pages } from '../../client/test/helpers/browser-pages.js'
-import { SharedEngine, startNode, type Node } from '../../client/test/helpers/real-server.js'
+import { SharedEngine, startNode, type Node } from '../../../test/support/real-server.js'
 
 const skip = skipWithoutChromium
 const APP = fileURLToPath(new URL('./app/main.ts', import.meta.url))

@@ -10,7 +10,7 @@ import { RedisEngine } from '../src/engine/redis-engine.js'
 import { dedupeKey } from '../src/commands.js'
 import type { HoldfastOptions } from '../src/options.js'
 import { RawClient, serverPerTest, startServer, type TestServer } from './helpers.js'
-import { RedisServer } from './redis-server.js'
+import { RedisServer } from '../../../test/support/redis-server.js'
 
 const tokenIsUser: HoldfastOptions['authenticate'] = ({ token }) => ({ user: token ?? '' })
 

@@ -6,7 +6,7 @@ import { test } from 'node:test'
 import Fastify from 'fastify'
 import { createHoldfast } from '../src/index.js'
 import { holdfastDiscovery } from '../src/fastify-plugin.js'
-import { SharedEngine } from '../../client/test/helpers/real-server.js'
+import { SharedEngine } from '../../../test/support/real-server.js'
 
 test('lists the nodes with a publicUrl that are not draining; a drain removes the node at once', async (t) => {
   // One engine (registry) for three nodes, as Redis would be.

@@ -14,8 +14,8 @@ import { RedisConfigError } from '../src/engine/redis-errors.js'
 import { RedisEngine, type RedisEngineOptions } from '../src/engine/redis-engine.js'
 import { engineContract } from './engine-contract.js'
 import { fakeClock, NodeHandler, prefixes, sharedOnce, startNode, waitFor } from './redis-helpers.js'
-import { RedisServer } from './redis-server.js'
-import { channelInSlot, cli, firstSlot, RedisCluster } from './redis-topology.js'
+import { RedisServer } from '../../../test/support/redis-server.js'
+import { channelInSlot, cli, firstSlot, RedisCluster } from '../../../test/support/redis-topology.js'
 
 const STREAM: StreamOptions = { historySize: 5000, historyTtlMs: 600_000, streamTtlMs: 3_600_000 }
 const FAST: RedisEngineOptions = { commandTimeoutMs: 1000, healthCheckIntervalMs: 250, reconnectBaseMs: 50, reconnectMaxMs: 300, replicaWaitMs: 300 }

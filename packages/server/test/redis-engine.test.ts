@@ -15,7 +15,7 @@ import { reconnectDelay, RedisEngine, type RedisEngineOptions } from '../src/eng
 import { engineContract } from './engine-contract.js'
 import { RawClient, startServer } from './helpers.js'
 import { fakeClock, isCode, NodeHandler, prefixes, sharedOnce, startNode, waitFor } from './redis-helpers.js'
-import { RedisServer } from './redis-server.js'
+import { RedisServer } from '../../../test/support/redis-server.js'
 
 const STREAM: StreamOptions = { historySize: 1000, historyTtlMs: 600_000, streamTtlMs: 3_600_000 }
 

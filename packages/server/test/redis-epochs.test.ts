@@ -10,8 +10,8 @@ import { randomUUID } from 'node:crypto'
 import { after, describe, it, type TestContext } from 'node:test'
 import type { StreamOptions } from '../src/engine/engine.js'
 import { isCode, prefixes, sharedOnce, startNode, waitFor } from './redis-helpers.js'
-import { RedisServer } from './redis-server.js'
-import { cli, FailoverEndpoint, poll } from './redis-topology.js'
+import { RedisServer } from '../../../test/support/redis-server.js'
+import { cli, FailoverEndpoint, poll } from '../../../test/support/redis-topology.js'
 
 const STREAM: StreamOptions = { historySize: 100, historyTtlMs: 600_000, streamTtlMs: 3_600_000 }
 const FAST = { commandTimeoutMs: 1000, healthCheckIntervalMs: 250, reconnectBaseMs: 50, reconnectMaxMs: 300, replicaWaitMs: 300 }

@@ -19,7 +19,7 @@ import type { StreamOptions, StreamPublication } from '../src/engine/engine.js'
 import { RedisConfigError } from '../src/engine/redis-errors.js'
 import { RedisEngine } from '../src/engine/redis-engine.js'
 import { isCode, NodeHandler, startNode, waitFor } from './redis-helpers.js'
-import { SentinelSet, poll } from './redis-topology.js'
+import { SentinelSet, poll } from '../../../test/support/redis-topology.js'
 import { freePort } from '../../../test/support/ports.js'
 
 const STREAM: StreamOptions = { historySize: 1000, historyTtlMs: 600_000, streamTtlMs: 3_600_000 }

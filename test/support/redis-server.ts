@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { freePort } from '../../../test/support/ports.js'
+import { freePort } from './ports.js'
 
 const REDIS_SERVER = process.env['HOLDFAST_REDIS_SERVER'] ?? '/usr/bin/redis-server'
 const REDIS_CLI = process.env['HOLDFAST_REDIS_CLI'] ?? 'redis-cli'

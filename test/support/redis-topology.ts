@@ -1,4 +1,4 @@
-/// <reference path="../src/engine/cluster-key-slot.d.ts" />
+/// <reference path="../../packages/server/src/engine/cluster-key-slot.d.ts" />
 /**
  * Real Redis topologies for the high-availability tests, all on free ports of 127.0.0.1:
  *
@@ -13,7 +13,7 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import calculateSlot from 'cluster-key-slot'
-import { ChaosProxy } from '../../cli/src/chaos/index.js'
+import { ChaosProxy } from '../../packages/cli/src/chaos/index.js'
 import { RedisServer } from './redis-server.js'
 
 const REDIS_CLI = process.env['HOLDFAST_REDIS_CLI'] ?? 'redis-cli'

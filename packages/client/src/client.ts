@@ -480,6 +480,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         }
         this.emit('queue', { size: this.#outbox.size, bytes: this.#outbox.bytes, restored, discarded })
       },
+      dropped: (message) => new HoldfastError('dropped', message),
     })
     this.#pump()
   }

@@ -1,5 +1,5 @@
 import type { RpcResult, StreamPosition } from '@holdfast/protocol'
-import { HoldfastError } from '@holdfast/protocol/internal'
+import type { HoldfastError } from '@holdfast/protocol'
 import type { DiscardedCommand, RestoredCommand, StoredCommandInfo } from './events.js'
 import type { Outbox, OutboxEntry, QueuedCommand } from './outbox.js'
 import { defaultLocks, type ClientStorage, type LockManagerLike } from './storage.js'
@@ -34,6 +34,11 @@ export interface RestoreHost {
   /** Start the command's deadline timer. */
   arm(entry: OutboxEntry, inMs: number, timeoutMs: number): void
   announce(restored: RestoredCommand[], discarded: DiscardedCommand[]): void
+  /**
+   * The `dropped` error of a command the application dropped. The client makes it, so that this
+   * module (a chunk loaded on demand) imports no protocol code a bundler would split out beside it.
+   */
+  dropped(message: string): HoldfastError
 }
 
 export interface LoadedRecord {
@@ -295,7 +300,7 @@ export class Persistence {
       host.arm(entry, record.deadline - now, record.deadline - record.createdAt)
       entries.push(entry)
       const e = entry
-      restored.push({ ...info, result, drop: () => host.outbox.reject(e, new HoldfastError('dropped', `${c.type} ${c.msgId} dropped by the application`)) })
+      restored.push({ ...info, result, drop: () => host.outbox.reject(e, host.dropped(`${c.type} ${c.msgId} dropped by the application`)) })
     }
     if (front) host.outbox.moveToFront(entries)
     if (restored.length > 0 || discarded.length > 0) host.announce(restored, discarded)

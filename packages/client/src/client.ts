@@ -15,7 +15,7 @@ import type {
 } from '@holdfast/protocol'
 import type { ClientCodec } from '@holdfast/protocol/internal'
 import { backoffDelay } from './backoff.js'
-import { TypedEmitter } from './emitter.js'
+import { messageOf, TypedEmitter } from './emitter.js'
 import type { CallOptions, ClientEvents, HistoryOptions, RestoredCommand, SubscribeOptions } from './events.js'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
 import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
@@ -146,7 +146,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       this.#opts.urls,
       discovery === undefined ? undefined : () => import('./discovery.js').then((m) => m.discover(discovery, this.#opts.discoveryTtlMs, this.#opts.connectTimeoutMs)),
       (cause, haveList) => {
-        const message = `endpoint discovery failed${haveList ? ' (using the last known list)' : ''}: ${cause instanceof Error ? cause.message : String(cause)}`
+        const message = `endpoint discovery failed${haveList ? ' (using the last known list)' : ''}: ${messageOf(cause)}`
         this.emit('error', new HoldfastError('internal', message, { cause, temporary: true }))
       },
     )
@@ -391,7 +391,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       },
       (cause: unknown) => {
         entry.writing = false
-        const message = `${entry.command.type} could not be stored, so it was not sent: ${cause instanceof Error ? cause.message : String(cause)}`
+        const message = `${entry.command.type} could not be stored, so it was not sent: ${messageOf(cause)}`
         this.#outbox.reject(entry, new HoldfastError('storage_failed', message, { cause }))
         this.#pump()
       },
@@ -459,7 +459,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   }
 
   #storageError(cause: unknown, what: string): void {
-    const message = cause instanceof Error ? cause.message : String(cause)
+    const message = messageOf(cause)
     this.emit('error', new HoldfastError('storage_failed', `storage: ${what} failed: ${message}`, { cause }))
   }
 
@@ -614,7 +614,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         },
         (cause: unknown) => {
           if (generation !== this.#generation) return
-          const message = `cannot load the client's code: ${cause instanceof Error ? cause.message : String(cause)}`
+          const message = `cannot load the client's code: ${messageOf(cause)}`
           this.emit('error', new HoldfastError('internal', message, { cause, temporary: true }))
           this.#fail(closeCodes.abnormal.code, message)
         },
@@ -670,7 +670,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         })
         .catch((cause: unknown) => {
           if (generation !== this.#generation) return
-          const message = `getToken() failed: ${cause instanceof Error ? cause.message : String(cause)}`
+          const message = `getToken() failed: ${messageOf(cause)}`
           this.emit('error', new HoldfastError('unauthorized', message, { cause, temporary: true }))
           // Fetching a token is a network call like any other: back off, ask again next attempt.
           this.#fail(closeCodes.abnormal.code, message)
@@ -691,7 +691,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         } catch (cause) {
           // Listener exceptions never get here (the emitter catches them); this is a server
           // message the client could not handle. Treat it as a protocol error, never as a crash.
-          const message = `cannot handle a message from the server: ${cause instanceof Error ? cause.message : String(cause)}`
+          const message = `cannot handle a message from the server: ${messageOf(cause)}`
           this.emit('error', new HoldfastError('bad_request', message, { cause }))
           if (this.#transport === transport) this.#fail(closeCodes.bad_request.code, message)
         }
@@ -711,7 +711,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       this.#linkKind = http === undefined ? 'ws' : 'http'
       transport = new Transport(http ?? webSocketCarrier(this.#opts.WebSocket), this.#url, this.#codec, this.#opts.maxBatch, handlers)
     } catch (cause) {
-      const message = cause instanceof Error ? cause.message : String(cause)
+      const message = messageOf(cause)
       this.emit('error', new HoldfastError('bad_request', `cannot open ${this.#url}: ${message}`, { cause, temporary: true }))
       if (generation === this.#generation) this.#fail(closeCodes.abnormal.code, `cannot open ${this.#url}: ${message}`)
       return
@@ -876,7 +876,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
             if (generation !== this.#generation) return
             // Not fatal yet: when the token does expire the server closes with token_expired and
             // the refresh advice asks getToken() again before reconnecting.
-            const message = cause instanceof Error ? cause.message : String(cause)
+            const message = messageOf(cause)
             this.emit('error', new HoldfastError('unauthorized', `getToken() failed: ${message}`, { cause, temporary: true }))
           },
         )

@@ -112,7 +112,7 @@ export const DEFAULTS = {
   minReconnectDelayMs: 500,
   maxReconnectDelayMs: 20_000,
   restartJitterMs: 1000,
-  maxReconnectAttempts: Number.POSITIVE_INFINITY,
+  maxReconnectAttempts: Infinity,
   stableAfterMs: 5000,
   maxServerPingDelayMs: 10_000,
   healthCheckTimeoutMs: 5000,

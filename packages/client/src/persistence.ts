@@ -101,13 +101,15 @@ export class Persistence {
   /** Cancels the lock requests still waiting for a live owner. */
   readonly #abort = new AbortController()
   #closed = false
+  readonly #onError: (err: unknown, what: string) => void
 
   constructor(
     storage: ClientStorage,
     owner: string,
-    private readonly onError: (err: unknown, what: string) => void,
+    onError: (err: unknown, what: string) => void,
     locks: LockManagerLike = defaultLocks(),
   ) {
+    this.#onError = onError
     this.#storage = storage
     this.#locks = locks
     this.owner = owner
@@ -144,7 +146,7 @@ export class Persistence {
             if (held && !this.#closed) onAdopt(await this.#load(owner))
           })
           .catch((err: unknown) => {
-            if (!this.#closed) this.onError(err, 'adopting stored commands')
+            if (!this.#closed) this.#onError(err, 'adopting stored commands')
           })
         return undefined
       }),
@@ -179,7 +181,7 @@ export class Persistence {
     if (this.#closed) return
     const key = SESSION + this.owner
     this.#op(key, () => this.#storage.set(key, JSON.stringify({ id: session.id, token: session.token, at: Date.now() }))).catch((err: unknown) =>
-      this.onError(err, 'saving the session'),
+      this.#onError(err, 'saving the session'),
     )
   }
 
@@ -215,7 +217,7 @@ export class Persistence {
       }
       if (isRecord(record)) out.push({ key, record })
       else if (text !== undefined) {
-        this.onError(new Error(`unreadable stored command at ${key}`), 'reading stored commands')
+        this.#onError(new Error(`unreadable stored command at ${key}`), 'reading stored commands')
         this.remove(key)
       }
     }
@@ -318,7 +320,7 @@ export class Persistence {
 
   /** Forget a command (acked, failed, expired, dropped). Errors are reported, not thrown. */
   remove(key: string): void {
-    this.#op(key, () => this.#storage.delete(key)).catch((err: unknown) => this.onError(err, 'deleting a stored command'))
+    this.#op(key, () => this.#storage.delete(key)).catch((err: unknown) => this.#onError(err, 'deleting a stored command'))
   }
 
   /**
@@ -340,7 +342,7 @@ export class Persistence {
     const key = POSITION + channel
     const value = pos === null ? undefined : JSON.stringify({ epoch: pos.epoch, offset: pos.offset, at: Date.now() })
     this.#op(key, () => (value === undefined ? this.#storage.delete(key) : this.#storage.set(key, value)))
-      .catch((err: unknown) => this.onError(err, 'saving a subscription position'))
+      .catch((err: unknown) => this.#onError(err, 'saving a subscription position'))
       .finally(() => {
         this.#positionBusy.delete(channel)
         this.#writePosition(channel)

@@ -23,7 +23,7 @@ import { Endpoints, type EndpointSource } from './endpoints.js'
 import { PageWatcher } from './page-lifecycle.js'
 import { loadMsgpack } from './msgpack-loader.js'
 import { Pacer } from './pacer.js'
-import type { LoadedRecord, Persistence } from './persistence.js'
+import type { Persistence } from './persistence.js'
 import { decideReconnect } from './reconnect-policy.js'
 import { isConnectResult, isSubscribeResult } from './results.js'
 import { reasonFor, StateMachine, type ConnectionState, type StateReason } from './state.js'
@@ -113,8 +113,6 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #storeGeneration = 0
   /** Set while the stored outbox and positions are read: nothing is sent, no socket opened, before. */
   #restoring: Promise<void> | undefined
-  /** Commands restored from storage that still wait for their ack (see `restored`). */
-  #restored: RestoredCommand[] = []
   /** Stored positions not yet claimed by a `subscribe()` of this client. */
   #storedPositions = new Map<string, StreamPosition>()
 
@@ -214,7 +212,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
    * for a UI that mounts after that event.
    */
   get restored(): readonly RestoredCommand[] {
-    return this.#restored
+    return this.#store?.restored ?? []
   }
 
   // ------------------------------------------------------------ lifecycle
@@ -363,7 +361,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         // Written while connected: it goes out as soon as it is stored, so count it as sent now.
         entry.record = { v: 1, seq: entry.seq, createdAt: now, deadline: now + timeoutMs, ...(this.#ready ? { sentAt: now } : {}), command }
         // While the storage is still being opened, the write waits for it (and so does the send).
-        this.#persist(entry)
+        this.#store?.persist(entry)
       }
       this.#pump()
     })
@@ -376,41 +374,6 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       const sent = entry.state === 'sent' ? ' (it was sent: the server may or may not have performed it)' : ''
       this.#outbox.reject(entry, new HoldfastError('timeout', `${entry.command.type} timed out after ${timeoutMs} ms${sent}`))
     }, Math.max(0, inMs))
-  }
-
-  /** Write the entry's record; it may be sent once the write is done. A failed write rejects the call. */
-  #persist(entry: OutboxEntry): void {
-    const store = this.#store
-    if (store === undefined || entry.record === undefined) return
-    entry.key ??= store.keyFor(entry.seq)
-    entry.writing = true
-    store.write(entry.key, entry.record).then(
-      () => {
-        entry.writing = false
-        this.#pump()
-      },
-      (cause: unknown) => {
-        entry.writing = false
-        const message = `${entry.command.type} could not be stored, so it was not sent: ${messageOf(cause)}`
-        this.#outbox.reject(entry, new HoldfastError('storage_failed', message, { cause }))
-        this.#pump()
-      },
-    )
-  }
-
-  /**
-   * true when the entry may leave: it is stored, and the storage knows it is being sent (so that a
-   * reload much later does not resend it past the server's dedupe window). Otherwise starts the
-   * write that makes it so; its completion pumps again.
-   */
-  #durable(entry: OutboxEntry): boolean {
-    const record = entry.record
-    if (record === undefined || this.#store === undefined) return true
-    if (entry.writing) return false
-    if (record.sentAt !== undefined) return true
-    record.sentAt = Date.now()
-    this.#persist(entry)
-    return false
   }
 
   // ------------------------------------------------------------ storage
@@ -427,10 +390,18 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     this.#restoring = import('./persistence.js')
       .then(({ Persistence }) => {
         if (!current()) return undefined
-        const store = new Persistence(storage, newMessageId(), (cause, what) => this.#storageError(cause, what))
+        const store = new Persistence(storage, newMessageId(), (cause, what) => this.#storageError(cause, what), {
+          outbox: this.#outbox,
+          idempotencyWindowMs: this.#opts.idempotencyWindowMs,
+          sizeOf: (command) => this.#codec.encode({ id: 1, ...command } as ClientMessage).byteLength,
+          arm: (entry, inMs, timeoutMs) => this.#arm(entry, inMs, timeoutMs),
+          error: (code, message, cause) => new HoldfastError(code, message, { cause }),
+          pump: () => this.#pump(),
+          announce: (event) => this.emit('queue', event),
+        })
         this.#store = store
         return store.start((records) => {
-          if (current()) this.#restore(records, false)
+          if (current()) store.restore(records, false)
         })
       })
       .then(
@@ -443,8 +414,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
           this.#session ??= restored.session
           for (const sub of this.#subs.values()) this.#claimPosition(sub)
           // Calls made while the storage opened are written now, before anything is sent.
-          for (const entry of this.#outbox.entries()) if (entry.key === undefined) this.#persist(entry)
-          this.#restore(restored.records, true)
+          for (const entry of this.#outbox.entries()) if (entry.key === undefined) this.#store?.persist(entry)
+          this.#store?.restore(restored.records, true)
         },
         (cause: unknown) => {
           if (!current()) return
@@ -461,28 +432,6 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #storageError(cause: unknown, what: string): void {
     const message = messageOf(cause)
     this.emit('error', new HoldfastError('storage_failed', `storage: ${what} failed: ${message}`, { cause }))
-  }
-
-  /** Put stored commands back in the outbox and tell the application (see `Persistence.restore`). */
-  #restore(loaded: LoadedRecord[], front: boolean): void {
-    this.#store?.restore(loaded, front, {
-      outbox: this.#outbox,
-      idempotencyWindowMs: this.#opts.idempotencyWindowMs,
-      sizeOf: (command) => this.#codec.encode({ id: 1, ...command } as ClientMessage).byteLength,
-      arm: (entry, inMs, timeoutMs) => this.#arm(entry, inMs, timeoutMs),
-      announce: (restored, discarded) => {
-        this.#restored = [...this.#restored, ...restored]
-        for (const r of restored) {
-          const settled = (): void => {
-            this.#restored = this.#restored.filter((x) => x !== r)
-          }
-          r.result.then(settled, settled)
-        }
-        this.emit('queue', { size: this.#outbox.size, bytes: this.#outbox.bytes, restored, discarded })
-      },
-      dropped: (message) => new HoldfastError('dropped', message),
-    })
-    this.#pump()
   }
 
   /**
@@ -503,7 +452,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       }
       // A retry never overtakes an older command still in flight: that one may be refused too.
       if (entry.attempt > 0 && olderInFlight) return
-      if (!this.#durable(entry)) {
+      if (this.#store?.durable(entry) === false) {
         if (++blocked >= this.#opts.maxBatch) return
         continue
       }

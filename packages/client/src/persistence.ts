@@ -1,6 +1,6 @@
 import type { RpcResult, StreamPosition } from '@holdfast/protocol'
 import type { HoldfastError } from '@holdfast/protocol'
-import type { DiscardedCommand, RestoredCommand, StoredCommandInfo } from './events.js'
+import type { DiscardedCommand, QueueEvent, RestoredCommand, StoredCommandInfo } from './events.js'
 import type { Outbox, OutboxEntry, QueuedCommand } from './outbox.js'
 import { defaultLocks, type ClientStorage, type LockManagerLike } from './storage.js'
 import type { StoredCommand, StoredRecord } from './stored-record.js'
@@ -25,20 +25,23 @@ const PREDECESSOR_GRACE_MS = 200
 /** Most positions kept; past it the least recently written are deleted at start. */
 export const MAX_STORED_POSITIONS = 1000
 
-/** What `restore` needs from the client. */
-export interface RestoreHost {
+/** What the store needs from the client, for the outbox entries it keeps on storage. */
+export interface StoreHost {
   outbox: Outbox
   idempotencyWindowMs: number
   /** Encoded size of a command (counted against the outbox's byte bound). */
   sizeOf(command: QueuedCommand): number
   /** Start the command's deadline timer. */
   arm(entry: OutboxEntry, inMs: number, timeoutMs: number): void
-  announce(restored: RestoredCommand[], discarded: DiscardedCommand[]): void
   /**
-   * The `dropped` error of a command the application dropped. The client makes it, so that this
-   * module (a chunk loaded on demand) imports no protocol code a bundler would split out beside it.
+   * A `HoldfastError`. The client makes it, so that this module (a chunk loaded on demand) imports
+   * no protocol code a bundler would split out beside it.
    */
-  dropped(message: string): HoldfastError
+  error(code: 'dropped' | 'storage_failed', message: string, cause?: unknown): HoldfastError
+  /** The outbox changed: send what may go now. */
+  pump(): void
+  /** The `queue` event that announces restored (and discarded) commands. */
+  announce(event: QueueEvent): void
 }
 
 export interface LoadedRecord {
@@ -103,13 +106,19 @@ export class Persistence {
   #closed = false
   readonly #onError: (err: unknown, what: string) => void
 
+  /** Commands restored from storage that still wait for their ack (the client's `restored`). */
+  restored: readonly RestoredCommand[] = []
+  readonly #host: StoreHost | undefined
+
   constructor(
     storage: ClientStorage,
     owner: string,
     onError: (err: unknown, what: string) => void,
+    host?: StoreHost,
     locks: LockManagerLike = defaultLocks(),
   ) {
     this.#onError = onError
+    this.#host = host
     this.#storage = storage
     this.#locks = locks
     this.owner = owner
@@ -251,7 +260,9 @@ export class Persistence {
    * longer ago than the server remembers message ids (`unknown_outcome`); what does not fit the
    * outbox's bounds (`queue_full`, the newest).
    */
-  restore(loaded: LoadedRecord[], front: boolean, host: RestoreHost): void {
+  restore(loaded: LoadedRecord[], front: boolean): void {
+    const host = this.#host
+    if (host === undefined) return
     const now = Date.now()
     const seen = new Set<string>()
     for (const e of host.outbox.entries()) if (e.record !== undefined) seen.add(e.record.command.msgId)
@@ -302,10 +313,55 @@ export class Persistence {
       host.arm(entry, record.deadline - now, record.deadline - record.createdAt)
       entries.push(entry)
       const e = entry
-      restored.push({ ...info, result, drop: () => host.outbox.reject(e, host.dropped(`${c.type} ${c.msgId} dropped by the application`)) })
+      restored.push({ ...info, result, drop: () => host.outbox.reject(e, host.error('dropped', `${c.type} ${c.msgId} dropped by the application`)) })
     }
     if (front) host.outbox.moveToFront(entries)
-    if (restored.length > 0 || discarded.length > 0) host.announce(restored, discarded)
+    if (restored.length > 0 || discarded.length > 0) {
+      this.restored = [...this.restored, ...restored]
+      for (const r of restored) {
+        const settled = (): void => {
+          this.restored = this.restored.filter((x) => x !== r)
+        }
+        r.result.then(settled, settled)
+      }
+      host.announce({ size: host.outbox.size, bytes: host.outbox.bytes, restored, discarded })
+    }
+    host.pump()
+  }
+
+  /** Write the entry's record; it may be sent once the write is done. A failed write rejects the call. */
+  persist(entry: OutboxEntry): void {
+    const host = this.#host
+    if (host === undefined || entry.record === undefined) return
+    entry.key ??= this.keyFor(entry.seq)
+    entry.writing = true
+    this.write(entry.key, entry.record).then(
+      () => {
+        entry.writing = false
+        host.pump()
+      },
+      (cause: unknown) => {
+        entry.writing = false
+        const message = `${entry.command.type} could not be stored, so it was not sent: ${cause instanceof Error ? cause.message : String(cause)}`
+        host.outbox.reject(entry, host.error('storage_failed', message, cause))
+        host.pump()
+      },
+    )
+  }
+
+  /**
+   * true when the entry may leave: it is stored, and the storage knows it is being sent (so that a
+   * reload much later does not resend it past the server's dedupe window). Otherwise starts the
+   * write that makes it so; its completion pumps again.
+   */
+  durable(entry: OutboxEntry): boolean {
+    const record = entry.record
+    if (record === undefined) return true
+    if (entry.writing) return false
+    if (record.sentAt !== undefined) return true
+    record.sentAt = Date.now()
+    this.persist(entry)
+    return false
   }
 
   /** The key of our command number `seq`. */

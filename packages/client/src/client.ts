@@ -28,6 +28,7 @@ import { decideReconnect } from './reconnect-policy.js'
 import { isConnectResult, isSubscribeResult } from './results.js'
 import { reasonFor, StateMachine, type ConnectionState, type StateReason } from './state.js'
 import { Subscription, type SubscriptionHost } from './subscription.js'
+import type { WebSocketProber } from './http-stream.js'
 import { Transport, webSocketCarrier, type CarrierFactory, type TransportHandlers } from './transport.js'
 import { Watchdog } from './watchdog.js'
 
@@ -35,10 +36,6 @@ type Timer = ReturnType<typeof setTimeout>
 
 /** WebSocket attempts in a row that fail before the client tries the HTTP-streaming fallback. */
 const WS_FAILURES_BEFORE_FALLBACK = 2
-/** The first WebSocket probe after connecting over the fallback. */
-const FIRST_PROBE_MS = 1000
-/** Longest pause between WebSocket probes while on the fallback. */
-const MAX_PROBE_DELAY_MS = 600_000
 
 /**
  * The holdfast client: one logical connection that survives drops, restarts and failover.
@@ -70,9 +67,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #linkKind: 'ws' | 'http' | undefined
   /** The fallback's carrier, loaded the first time it is needed. */
   #httpCarrier: CarrierFactory | undefined
-  /** While on the fallback: when to see whether a WebSocket gets through again. */
-  #probeTimer: Timer | undefined
-  #probeDelayMs = 0
+  /** While on the fallback: sees whether a WebSocket gets through again (loaded with the carrier). */
+  #prober: WebSocketProber | undefined
   /** The connection stayed up `stableAfterMs`. */
   #stable = false
   /** The connect reply arrived on the current transport: commands may flow. */
@@ -582,6 +578,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (!this.#wantsHttp() || this.#httpCarrier !== undefined) return undefined
     return import('./http-stream.js').then((m) => {
       this.#httpCarrier = m.httpStreamCarrier
+      this.#prober = new m.WebSocketProber(this.#opts.webSocketRetryMs)
     })
   }
 
@@ -718,10 +715,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     }, this.#opts.stableAfterMs)
     if (this.#linkKind === 'http') {
       this.#preferHttp = true
-      // The first probe comes soon: a node that was down (not a proxy refusing upgrades) makes
-      // WebSocket attempts fail too, and its clients should not stay on the fallback once it is back.
-      this.#probeDelayMs ||= Math.min(FIRST_PROBE_MS, this.#opts.webSocketRetryMs)
-      this.#scheduleProbe()
+      this.#startProbing()
     }
     if (result.expiresIn !== undefined) this.#scheduleRefresh(result.expiresIn)
     this.#endpoints.connected()
@@ -866,8 +860,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     clearTimeout(this.#holdTimer)
     clearTimeout(this.#healthTimer)
     clearTimeout(this.#discoveryTimer)
-    clearTimeout(this.#probeTimer)
-    this.#probeTimer = undefined
+    this.#prober?.stop()
     this.#healthTimer = undefined
     this.#discoveryTimer = undefined
     this.#connectTimer = undefined
@@ -933,31 +926,22 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     }
   }
 
-  /** While on the fallback, open a bare WebSocket now and then; once one opens, move the connection back to WebSocket. */
-  #scheduleProbe(): void {
-    clearTimeout(this.#probeTimer)
+  /** While on the fallback, probe WebSocket now and then; once one opens, move the connection back to WebSocket. */
+  #startProbing(): void {
     const generation = this.#generation
-    this.#probeTimer = setTimeout(() => {
-      this.#probeTimer = undefined
-      void import('./http-stream.js')
-        .then((m) => m.probeWebSocket(this.#opts.WebSocket, this.#url, this.#codec.subprotocol, this.#opts.connectTimeoutMs))
-        .then((ok) => {
-          if (generation !== this.#generation || this.#linkKind !== 'http') return
-          if (!ok) {
-            this.#probeDelayMs = this.#probeDelayMs < this.#opts.webSocketRetryMs ? this.#opts.webSocketRetryMs : Math.min(this.#probeDelayMs * 2, MAX_PROBE_DELAY_MS)
-            this.#scheduleProbe()
-            return
-          }
-          // Reconnect over WebSocket now; the session resumes and the subscriptions recover.
-          this.#preferHttp = false
-          this.#wsFailures = 0
-          this.#probeDelayMs = 0
-          const reason = reasonFor(closeCodes.normal.code, 'WebSocket gets through again: leaving the HTTP fallback')
-          this.#teardown(closeCodes.normal.code, reason.message, false)
-          this.#toDisconnected(reason, 0)
-          this.#startAttempt(reason)
-        })
-    }, this.#probeDelayMs)
+    this.#prober?.start(
+      () => ({ WebSocket: this.#opts.WebSocket, url: this.#url, subprotocol: this.#codec.subprotocol, timeoutMs: this.#opts.connectTimeoutMs }),
+      () => generation === this.#generation && this.#linkKind === 'http',
+      () => {
+        // Reconnect over WebSocket now; the session resumes and the subscriptions recover.
+        this.#preferHttp = false
+        this.#wsFailures = 0
+        const reason = reasonFor(closeCodes.normal.code, 'WebSocket gets through again: leaving the HTTP fallback')
+        this.#teardown(closeCodes.normal.code, reason.message, false)
+        this.#toDisconnected(reason, 0)
+        this.#startAttempt(reason)
+      },
+    )
   }
 
   #toDisconnected(reason: StateReason, reconnectInMs: number | null): void {

@@ -39,10 +39,6 @@ export class Endpoints {
     return this.#urls[this.#index % Math.max(1, this.#urls.length)]
   }
 
-  get urls(): readonly string[] {
-    return this.#urls
-  }
-
   /** Before an attempt: a promise when the list is re-resolved first (it never rejects). */
   refresh(): Promise<void> | undefined {
     const resolve = this.#resolve

@@ -21,7 +21,7 @@ const rows: Array<[string, number, number, string]> = []
 const appImport = (await measureImport("export { HoldfastClient } from '@holdfast/client'", root, ['source'])) as Measured
 const chunk = (prefix: string): string => kb(own.chunks.find((c) => c.file.startsWith(prefix))?.gzip ?? 0)
 rows.push(['holdfast: `import { HoldfastClient }` (JSON)', appImport.esm.min, appImport.esm.gzip, 'what an app bundles'])
-rows.push(['holdfast: dist/browser/holdfast.js (JSON, every export)', own.esm.min, own.esm.gzip, `on demand: MessagePack ${chunk('msgpack-codec')}, storage ${chunk('persistence')}, HTTP fallback ${chunk('http-stream')}, discovery ${chunk('discovery')}`])
+rows.push(['holdfast: dist/browser/holdfast.js (JSON, every export)', own.esm.min, own.esm.gzip, `on demand: MessagePack ${chunk('msgpack-codec')}, storage ${chunk('persistence')}, IndexedDB ${chunk('indexed-db')}, HTTP fallback ${chunk('http-stream')}, discovery ${chunk('discovery')}`])
 rows.push(['holdfast: holdfast.global.js (script tag)', own.iife.min, own.iife.gzip, `+ ${kb(own.msgpackGlobal.gzip)} holdfast-msgpack.global.js`])
 const io = (await measureImport("export { io } from 'socket.io-client'", root)) as Measured
 rows.push([`socket.io-client ${version('socket.io-client')}: \`import { io }\``, io.esm.min, io.esm.gzip, 'JSON (Engine.IO packets), long-polling fallback included'])

@@ -15,7 +15,7 @@ import type {
 } from '@holdfast/protocol'
 import type { ClientCodec } from '@holdfast/protocol/internal'
 import { backoffDelay } from './backoff.js'
-import { TypedEmitter } from './emitter.js'
+import { messageOf, TypedEmitter } from './emitter.js'
 import type { CallOptions, ClientEvents, HistoryOptions, RestoredCommand, SubscribeOptions } from './events.js'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js'
 import { newMessageId, Outbox, type OutboxEntry, type QueuedCommand } from './outbox.js'
@@ -23,11 +23,12 @@ import { Endpoints, type EndpointSource } from './endpoints.js'
 import { PageWatcher } from './page-lifecycle.js'
 import { loadMsgpack } from './msgpack-loader.js'
 import { Pacer } from './pacer.js'
-import type { LoadedRecord, Persistence } from './persistence.js'
+import type { Persistence } from './persistence.js'
 import { decideReconnect } from './reconnect-policy.js'
 import { isConnectResult, isSubscribeResult } from './results.js'
 import { reasonFor, StateMachine, type ConnectionState, type StateReason } from './state.js'
 import { Subscription, type SubscriptionHost } from './subscription.js'
+import type { WebSocketProber } from './http-stream.js'
 import { Transport, webSocketCarrier, type CarrierFactory, type TransportHandlers } from './transport.js'
 import { Watchdog } from './watchdog.js'
 
@@ -35,10 +36,6 @@ type Timer = ReturnType<typeof setTimeout>
 
 /** WebSocket attempts in a row that fail before the client tries the HTTP-streaming fallback. */
 const WS_FAILURES_BEFORE_FALLBACK = 2
-/** The first WebSocket probe after connecting over the fallback. */
-const FIRST_PROBE_MS = 1000
-/** Longest pause between WebSocket probes while on the fallback. */
-const MAX_PROBE_DELAY_MS = 600_000
 
 /**
  * The holdfast client: one logical connection that survives drops, restarts and failover.
@@ -70,9 +67,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #linkKind: 'ws' | 'http' | undefined
   /** The fallback's carrier, loaded the first time it is needed. */
   #httpCarrier: CarrierFactory | undefined
-  /** While on the fallback: when to see whether a WebSocket gets through again. */
-  #probeTimer: Timer | undefined
-  #probeDelayMs = 0
+  /** While on the fallback: sees whether a WebSocket gets through again (loaded with the carrier). */
+  #prober: WebSocketProber | undefined
   /** The connection stayed up `stableAfterMs`. */
   #stable = false
   /** The connect reply arrived on the current transport: commands may flow. */
@@ -113,8 +109,6 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   #storeGeneration = 0
   /** Set while the stored outbox and positions are read: nothing is sent, no socket opened, before. */
   #restoring: Promise<void> | undefined
-  /** Commands restored from storage that still wait for their ack (see `restored`). */
-  #restored: RestoredCommand[] = []
   /** Stored positions not yet claimed by a `subscribe()` of this client. */
   #storedPositions = new Map<string, StreamPosition>()
 
@@ -146,7 +140,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       this.#opts.urls,
       discovery === undefined ? undefined : () => import('./discovery.js').then((m) => m.discover(discovery, this.#opts.discoveryTtlMs, this.#opts.connectTimeoutMs)),
       (cause, haveList) => {
-        const message = `endpoint discovery failed${haveList ? ' (using the last known list)' : ''}: ${cause instanceof Error ? cause.message : String(cause)}`
+        const message = `endpoint discovery failed${haveList ? ' (using the last known list)' : ''}: ${messageOf(cause)}`
         this.emit('error', new HoldfastError('internal', message, { cause, temporary: true }))
       },
     )
@@ -214,7 +208,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
    * for a UI that mounts after that event.
    */
   get restored(): readonly RestoredCommand[] {
-    return this.#restored
+    return this.#store?.restored ?? []
   }
 
   // ------------------------------------------------------------ lifecycle
@@ -363,7 +357,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         // Written while connected: it goes out as soon as it is stored, so count it as sent now.
         entry.record = { v: 1, seq: entry.seq, createdAt: now, deadline: now + timeoutMs, ...(this.#ready ? { sentAt: now } : {}), command }
         // While the storage is still being opened, the write waits for it (and so does the send).
-        this.#persist(entry)
+        this.#store?.persist(entry)
       }
       this.#pump()
     })
@@ -376,41 +370,6 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       const sent = entry.state === 'sent' ? ' (it was sent: the server may or may not have performed it)' : ''
       this.#outbox.reject(entry, new HoldfastError('timeout', `${entry.command.type} timed out after ${timeoutMs} ms${sent}`))
     }, Math.max(0, inMs))
-  }
-
-  /** Write the entry's record; it may be sent once the write is done. A failed write rejects the call. */
-  #persist(entry: OutboxEntry): void {
-    const store = this.#store
-    if (store === undefined || entry.record === undefined) return
-    entry.key ??= store.keyFor(entry.seq)
-    entry.writing = true
-    store.write(entry.key, entry.record).then(
-      () => {
-        entry.writing = false
-        this.#pump()
-      },
-      (cause: unknown) => {
-        entry.writing = false
-        const message = `${entry.command.type} could not be stored, so it was not sent: ${cause instanceof Error ? cause.message : String(cause)}`
-        this.#outbox.reject(entry, new HoldfastError('storage_failed', message, { cause }))
-        this.#pump()
-      },
-    )
-  }
-
-  /**
-   * true when the entry may leave: it is stored, and the storage knows it is being sent (so that a
-   * reload much later does not resend it past the server's dedupe window). Otherwise starts the
-   * write that makes it so; its completion pumps again.
-   */
-  #durable(entry: OutboxEntry): boolean {
-    const record = entry.record
-    if (record === undefined || this.#store === undefined) return true
-    if (entry.writing) return false
-    if (record.sentAt !== undefined) return true
-    record.sentAt = Date.now()
-    this.#persist(entry)
-    return false
   }
 
   // ------------------------------------------------------------ storage
@@ -427,10 +386,18 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     this.#restoring = import('./persistence.js')
       .then(({ Persistence }) => {
         if (!current()) return undefined
-        const store = new Persistence(storage, newMessageId(), (cause, what) => this.#storageError(cause, what))
+        const store = new Persistence(storage, newMessageId(), (cause, what) => this.#storageError(cause, what), {
+          outbox: this.#outbox,
+          idempotencyWindowMs: this.#opts.idempotencyWindowMs,
+          sizeOf: (command) => this.#codec.encode({ id: 1, ...command } as ClientMessage).byteLength,
+          arm: (entry, inMs, timeoutMs) => this.#arm(entry, inMs, timeoutMs),
+          error: (code, message, cause) => new HoldfastError(code, message, { cause }),
+          pump: () => this.#pump(),
+          announce: (event) => this.emit('queue', event),
+        })
         this.#store = store
         return store.start((records) => {
-          if (current()) this.#restore(records, false)
+          if (current()) store.restore(records, false)
         })
       })
       .then(
@@ -443,8 +410,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
           this.#session ??= restored.session
           for (const sub of this.#subs.values()) this.#claimPosition(sub)
           // Calls made while the storage opened are written now, before anything is sent.
-          for (const entry of this.#outbox.entries()) if (entry.key === undefined) this.#persist(entry)
-          this.#restore(restored.records, true)
+          for (const entry of this.#outbox.entries()) if (entry.key === undefined) this.#store?.persist(entry)
+          this.#store?.restore(restored.records, true)
         },
         (cause: unknown) => {
           if (!current()) return
@@ -459,29 +426,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
   }
 
   #storageError(cause: unknown, what: string): void {
-    const message = cause instanceof Error ? cause.message : String(cause)
+    const message = messageOf(cause)
     this.emit('error', new HoldfastError('storage_failed', `storage: ${what} failed: ${message}`, { cause }))
-  }
-
-  /** Put stored commands back in the outbox and tell the application (see `Persistence.restore`). */
-  #restore(loaded: LoadedRecord[], front: boolean): void {
-    this.#store?.restore(loaded, front, {
-      outbox: this.#outbox,
-      idempotencyWindowMs: this.#opts.idempotencyWindowMs,
-      sizeOf: (command) => this.#codec.encode({ id: 1, ...command } as ClientMessage).byteLength,
-      arm: (entry, inMs, timeoutMs) => this.#arm(entry, inMs, timeoutMs),
-      announce: (restored, discarded) => {
-        this.#restored = [...this.#restored, ...restored]
-        for (const r of restored) {
-          const settled = (): void => {
-            this.#restored = this.#restored.filter((x) => x !== r)
-          }
-          r.result.then(settled, settled)
-        }
-        this.emit('queue', { size: this.#outbox.size, bytes: this.#outbox.bytes, restored, discarded })
-      },
-    })
-    this.#pump()
   }
 
   /**
@@ -502,7 +448,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       }
       // A retry never overtakes an older command still in flight: that one may be refused too.
       if (entry.attempt > 0 && olderInFlight) return
-      if (!this.#durable(entry)) {
+      if (this.#store?.durable(entry) === false) {
         if (++blocked >= this.#opts.maxBatch) return
         continue
       }
@@ -613,7 +559,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         },
         (cause: unknown) => {
           if (generation !== this.#generation) return
-          const message = `cannot load the client's code: ${cause instanceof Error ? cause.message : String(cause)}`
+          const message = `cannot load the client's code: ${messageOf(cause)}`
           this.emit('error', new HoldfastError('internal', message, { cause, temporary: true }))
           this.#fail(closeCodes.abnormal.code, message)
         },
@@ -632,6 +578,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     if (!this.#wantsHttp() || this.#httpCarrier !== undefined) return undefined
     return import('./http-stream.js').then((m) => {
       this.#httpCarrier = m.httpStreamCarrier
+      this.#prober = new m.WebSocketProber(this.#opts.webSocketRetryMs)
     })
   }
 
@@ -669,7 +616,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         })
         .catch((cause: unknown) => {
           if (generation !== this.#generation) return
-          const message = `getToken() failed: ${cause instanceof Error ? cause.message : String(cause)}`
+          const message = `getToken() failed: ${messageOf(cause)}`
           this.emit('error', new HoldfastError('unauthorized', message, { cause, temporary: true }))
           // Fetching a token is a network call like any other: back off, ask again next attempt.
           this.#fail(closeCodes.abnormal.code, message)
@@ -690,7 +637,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
         } catch (cause) {
           // Listener exceptions never get here (the emitter catches them); this is a server
           // message the client could not handle. Treat it as a protocol error, never as a crash.
-          const message = `cannot handle a message from the server: ${cause instanceof Error ? cause.message : String(cause)}`
+          const message = `cannot handle a message from the server: ${messageOf(cause)}`
           this.emit('error', new HoldfastError('bad_request', message, { cause }))
           if (this.#transport === transport) this.#fail(closeCodes.bad_request.code, message)
         }
@@ -710,7 +657,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
       this.#linkKind = http === undefined ? 'ws' : 'http'
       transport = new Transport(http ?? webSocketCarrier(this.#opts.WebSocket), this.#url, this.#codec, this.#opts.maxBatch, handlers)
     } catch (cause) {
-      const message = cause instanceof Error ? cause.message : String(cause)
+      const message = messageOf(cause)
       this.emit('error', new HoldfastError('bad_request', `cannot open ${this.#url}: ${message}`, { cause, temporary: true }))
       if (generation === this.#generation) this.#fail(closeCodes.abnormal.code, `cannot open ${this.#url}: ${message}`)
       return
@@ -768,10 +715,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     }, this.#opts.stableAfterMs)
     if (this.#linkKind === 'http') {
       this.#preferHttp = true
-      // The first probe comes soon: a node that was down (not a proxy refusing upgrades) makes
-      // WebSocket attempts fail too, and its clients should not stay on the fallback once it is back.
-      this.#probeDelayMs ||= Math.min(FIRST_PROBE_MS, this.#opts.webSocketRetryMs)
-      this.#scheduleProbe()
+      this.#startProbing()
     }
     if (result.expiresIn !== undefined) this.#scheduleRefresh(result.expiresIn)
     this.#endpoints.connected()
@@ -875,7 +819,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
             if (generation !== this.#generation) return
             // Not fatal yet: when the token does expire the server closes with token_expired and
             // the refresh advice asks getToken() again before reconnecting.
-            const message = cause instanceof Error ? cause.message : String(cause)
+            const message = messageOf(cause)
             this.emit('error', new HoldfastError('unauthorized', `getToken() failed: ${message}`, { cause, temporary: true }))
           },
         )
@@ -916,8 +860,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     clearTimeout(this.#holdTimer)
     clearTimeout(this.#healthTimer)
     clearTimeout(this.#discoveryTimer)
-    clearTimeout(this.#probeTimer)
-    this.#probeTimer = undefined
+    this.#prober?.stop()
     this.#healthTimer = undefined
     this.#discoveryTimer = undefined
     this.#connectTimer = undefined
@@ -983,31 +926,22 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     }
   }
 
-  /** While on the fallback, open a bare WebSocket now and then; once one opens, move the connection back to WebSocket. */
-  #scheduleProbe(): void {
-    clearTimeout(this.#probeTimer)
+  /** While on the fallback, probe WebSocket now and then; once one opens, move the connection back to WebSocket. */
+  #startProbing(): void {
     const generation = this.#generation
-    this.#probeTimer = setTimeout(() => {
-      this.#probeTimer = undefined
-      void import('./http-stream.js')
-        .then((m) => m.probeWebSocket(this.#opts.WebSocket, this.#url, this.#codec.subprotocol, this.#opts.connectTimeoutMs))
-        .then((ok) => {
-          if (generation !== this.#generation || this.#linkKind !== 'http') return
-          if (!ok) {
-            this.#probeDelayMs = this.#probeDelayMs < this.#opts.webSocketRetryMs ? this.#opts.webSocketRetryMs : Math.min(this.#probeDelayMs * 2, MAX_PROBE_DELAY_MS)
-            this.#scheduleProbe()
-            return
-          }
-          // Reconnect over WebSocket now; the session resumes and the subscriptions recover.
-          this.#preferHttp = false
-          this.#wsFailures = 0
-          this.#probeDelayMs = 0
-          const reason = reasonFor(closeCodes.normal.code, 'WebSocket gets through again: leaving the HTTP fallback')
-          this.#teardown(closeCodes.normal.code, reason.message, false)
-          this.#toDisconnected(reason, 0)
-          this.#startAttempt(reason)
-        })
-    }, this.#probeDelayMs)
+    this.#prober?.start(
+      () => ({ WebSocket: this.#opts.WebSocket, url: this.#url, subprotocol: this.#codec.subprotocol, timeoutMs: this.#opts.connectTimeoutMs }),
+      () => generation === this.#generation && this.#linkKind === 'http',
+      () => {
+        // Reconnect over WebSocket now; the session resumes and the subscriptions recover.
+        this.#preferHttp = false
+        this.#wsFailures = 0
+        const reason = reasonFor(closeCodes.normal.code, 'WebSocket gets through again: leaving the HTTP fallback')
+        this.#teardown(closeCodes.normal.code, reason.message, false)
+        this.#toDisconnected(reason, 0)
+        this.#startAttempt(reason)
+      },
+    )
   }
 
   #toDisconnected(reason: StateReason, reconnectInMs: number | null): void {

@@ -2,6 +2,11 @@ import { HoldfastError } from '@holdfast/protocol/internal'
 
 type Listener<T> = (payload: T) => void
 
+/** What went wrong, for an error message: the message of an `Error`, or the thrown value as text. */
+export function messageOf(cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause)
+}
+
 /**
  * A typed event emitter that isolates the SDK from its listeners: an exception thrown by
  * application code is caught and reported (as an `error` event, or on the console when that is
@@ -64,8 +69,7 @@ export class TypedEmitter<Events extends { error: HoldfastError }> {
       console.error(`holdfast client: a "${String(event)}" listener threw`, cause)
       return
     }
-    const message = cause instanceof Error ? cause.message : String(cause)
-    const err = new HoldfastError('internal', `a "${String(event)}" listener threw: ${message}`, { cause, temporary: false })
+    const err = new HoldfastError('internal', `a "${String(event)}" listener threw: ${messageOf(cause)}`, { cause, temporary: false })
     this.emit('error', err as Events['error'])
   }
 }

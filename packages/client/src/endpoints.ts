@@ -24,13 +24,14 @@ export class Endpoints {
   #expiresAt = 0
   #resolving: Promise<void> | undefined
 
-  constructor(
-    urls: readonly string[],
-    /** Fetches a fresh list; undefined for a fixed list. */
-    private readonly resolve: (() => Promise<Resolved>) | undefined,
-    private readonly onError: (cause: unknown, haveList: boolean) => void,
-  ) {
+  /** Fetches a fresh list; undefined for a fixed list. */
+  readonly #resolve: (() => Promise<Resolved>) | undefined
+  readonly #onError: (cause: unknown, haveList: boolean) => void
+
+  constructor(urls: readonly string[], resolve: (() => Promise<Resolved>) | undefined, onError: (cause: unknown, haveList: boolean) => void) {
     this.#urls = urls
+    this.#resolve = resolve
+    this.#onError = onError
   }
 
   /** The URL of the next attempt; undefined when discovery has never answered. */
@@ -38,13 +39,9 @@ export class Endpoints {
     return this.#urls[this.#index % Math.max(1, this.#urls.length)]
   }
 
-  get urls(): readonly string[] {
-    return this.#urls
-  }
-
   /** Before an attempt: a promise when the list is re-resolved first (it never rejects). */
   refresh(): Promise<void> | undefined {
-    const resolve = this.resolve
+    const resolve = this.#resolve
     if (resolve === undefined) return undefined
     if (this.#urls.length > 0 && Date.now() < this.#expiresAt && this.#tried < this.#urls.length) return undefined
     this.#resolving ??= resolve().then(
@@ -57,7 +54,7 @@ export class Endpoints {
         // The last known list meanwhile; ask again after a pause, or when a cycle through it fails.
         this.#tried = 0
         this.#expiresAt = Date.now() + RETRY_AFTER_FAILURE_MS
-        this.onError(cause, this.#urls.length > 0)
+        this.#onError(cause, this.#urls.length > 0)
       },
     )
     return this.#resolving
@@ -70,7 +67,7 @@ export class Endpoints {
 
   /** With discovery: ms until the list expires (0: already), for refreshing it while connected. */
   expiresInMs(): number | undefined {
-    return this.resolve === undefined ? undefined : Math.max(0, this.#expiresAt - Date.now())
+    return this.#resolve === undefined ? undefined : Math.max(0, this.#expiresAt - Date.now())
   }
 
   /** The attempt failed (or the node said go elsewhere): the next one takes the next URL. */

@@ -15,6 +15,10 @@ const MAX_RECORD_BYTES = 64 * 1024 * 1024
 const JSON_SUBPROTOCOL = 'holdfast.v1.json'
 
 const textDecoder = new TextDecoder()
+/** The first WebSocket probe after connecting over the fallback. */
+const FIRST_PROBE_MS = 1000
+/** Longest pause between WebSocket probes while on the fallback. */
+const MAX_PROBE_DELAY_MS = 600_000
 
 /** `ws://host/ws` → `http://host/ws/stream` (and wss → https): the same node, the same path. */
 export function streamUrl(wsUrl: string): string {
@@ -191,4 +195,54 @@ export function probeWebSocket(ctor: WebSocketConstructor, url: string, subproto
     probe.onopen = () => done(true)
     probe.onclose = () => done(false)
   })
+}
+
+/** Where and how a probe opens its WebSocket. */
+export interface ProbeTarget {
+  WebSocket: WebSocketConstructor
+  url: string
+  subprotocol: string
+  timeoutMs: number
+}
+
+/**
+ * While the fallback carries the connection: open a bare WebSocket now and then, and say when one
+ * gets through. The first probe comes soon after connecting (a node that was down, not a proxy
+ * refusing upgrades, made WebSocket attempts fail too, and its clients should not stay on the
+ * fallback once it is back); after that the pause grows from `retryMs`, doubling, to at most ten
+ * minutes. The pause is kept across connections until a probe gets through.
+ */
+export class WebSocketProber {
+  readonly #retryMs: number
+  #delayMs = 0
+  #timer: ReturnType<typeof setTimeout> | undefined
+
+  constructor(retryMs: number) {
+    this.#retryMs = retryMs
+  }
+
+  /** Start probing; `current()` false: the connection moved on, stop quietly. */
+  start(target: () => ProbeTarget, current: () => boolean, through: () => void): void {
+    this.#delayMs ||= Math.min(FIRST_PROBE_MS, this.#retryMs)
+    this.stop()
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined
+      const t = target()
+      void probeWebSocket(t.WebSocket, t.url, t.subprotocol, t.timeoutMs).then((ok) => {
+        if (!current()) return
+        if (ok) {
+          this.#delayMs = 0
+          through()
+          return
+        }
+        this.#delayMs = this.#delayMs < this.#retryMs ? this.#retryMs : Math.min(this.#delayMs * 2, MAX_PROBE_DELAY_MS)
+        this.start(target, current, through)
+      })
+    }, this.#delayMs)
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+  }
 }

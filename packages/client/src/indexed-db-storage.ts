@@ -1,50 +1,27 @@
 import type { ClientStorage } from './storage.js'
 
-const STORE = 'kv'
-
 /**
  * A `ClientStorage` in the browser's IndexedDB: one database named `name` with one object store.
  * Tabs of one origin that use the same name share it (the client makes sure only one of them sends
  * each stored command). Writes resolve when their transaction commits, so a command is on disk
- * before it is sent.
+ * before it is sent. The IndexedDB code is loaded on the first call, so a page that imports
+ * `indexedDbStorage` but never uses it does not carry it.
  */
 export function indexedDbStorage(name = 'holdfast'): ClientStorage {
-  let db: Promise<IDBDatabase> | undefined
-  const open = (): Promise<IDBDatabase> =>
-    (db ??= new Promise<IDBDatabase>((resolve, reject) => {
-      const idb = (globalThis as { indexedDB?: IDBFactory }).indexedDB
-      if (idb === undefined) throw new Error('indexedDbStorage: this runtime has no indexedDB')
-      const req = idb.open(name, 1)
-      req.onupgradeneeded = () => req.result.createObjectStore(STORE)
-      req.onsuccess = () => {
-        const conn = req.result
-        // Another tab upgrading the schema, or the user clearing site data: reopen on next use.
-        conn.onversionchange = () => {
-          conn.close()
-          db = undefined
-        }
-        conn.onclose = () => (db = undefined)
-        resolve(conn)
-      }
-      req.onerror = () => {
-        db = undefined
-        reject(req.error ?? new Error(`indexedDbStorage: cannot open ${name}`))
-      }
-    }))
-  const run = <T>(mode: IDBTransactionMode, op: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> =>
-    open().then(
-      (conn) =>
-        new Promise<T>((resolve, reject) => {
-          const tx = conn.transaction(STORE, mode)
-          const req = op(tx.objectStore(STORE))
-          tx.oncomplete = () => resolve(req.result)
-          tx.onerror = tx.onabort = () => reject(tx.error ?? req.error ?? new Error('indexedDbStorage: transaction aborted'))
-        }),
-    )
+  let store: Promise<ClientStorage> | undefined
+  const use = (): Promise<ClientStorage> =>
+    (store ??= import('./indexed-db.js').then(
+      (m) => m.openIndexedDb(name),
+      (err: unknown) => {
+        // A failed load (a network error fetching the chunk) is tried again on the next call.
+        store = undefined
+        throw err
+      },
+    ))
   return {
-    get: (key) => run('readonly', (s) => s.get(key)).then((v: unknown) => (typeof v === 'string' ? v : undefined)),
-    set: (key, value) => run('readwrite', (s) => s.put(value, key)).then(() => undefined),
-    delete: (key) => run('readwrite', (s) => s.delete(key)).then(() => undefined),
-    keys: (prefix) => run('readonly', (s) => s.getAllKeys(IDBKeyRange.bound(prefix, `${prefix}\uffff`))).then((keys) => keys.map(String)),
+    get: (key) => use().then((s) => s.get(key)),
+    set: (key, value) => use().then((s) => s.set(key, value)),
+    delete: (key) => use().then((s) => s.delete(key)),
+    keys: (prefix) => use().then((s) => s.keys(prefix)),
   }
 }

@@ -112,7 +112,7 @@ export const DEFAULTS = {
   minReconnectDelayMs: 500,
   maxReconnectDelayMs: 20_000,
   restartJitterMs: 1000,
-  maxReconnectAttempts: Number.POSITIVE_INFINITY,
+  maxReconnectAttempts: Infinity,
   stableAfterMs: 5000,
   maxServerPingDelayMs: 10_000,
   healthCheckTimeoutMs: 5000,
@@ -157,7 +157,11 @@ export interface ResolvedOptions {
 }
 
 // Shared wording with the server's options: `holdfast client: option "x" must be ...`.
-const { bad, bool, positiveInt, nonNegativeNumber: nonNegative } = optionChecks('holdfast client')
+const { bad, bool, fn, positiveInt, nonNegativeNumber } = optionChecks('holdfast client')
+const string = (name: string, v: unknown): string => {
+  if (typeof v !== 'string') throw bad(name, 'a string', v)
+  return v
+}
 
 /** A fixed list of ws:// URLs, or a discovery source (an http(s):// URL of `GET /discovery`, or a function). */
 function endpointSource(source: unknown): { urls: string[]; discovery: string | (() => readonly string[] | Promise<readonly string[]>) | undefined } {
@@ -187,18 +191,28 @@ function storageOption(storage: unknown): ClientStorage | undefined {
   return storage as ClientStorage
 }
 
-const POSITIVE_INTS = [
-  'discoveryTtlMs',
-  'webSocketRetryMs',
-  'healthCheckTimeoutMs',
-  'connectTimeoutMs',
-  'commandTimeoutMs',
-  'maxQueuedCommands',
-  'maxQueuedBytes',
-  'maxBatch',
-  'idempotencyWindowMs',
-] as const
-const NON_NEGATIVE = ['restartJitterMs', 'stableAfterMs', 'maxServerPingDelayMs'] as const
+/** The plain options: one check each, on the value given or else its default (none: stays undefined). */
+const CHECKS = {
+  token: string,
+  getToken: fn,
+  getSubscriptionToken: fn,
+  name: string,
+  httpFallback: bool,
+  minReconnectDelayMs: nonNegativeNumber,
+  maxReconnectDelayMs: nonNegativeNumber,
+  restartJitterMs: nonNegativeNumber,
+  stableAfterMs: nonNegativeNumber,
+  maxServerPingDelayMs: nonNegativeNumber,
+  discoveryTtlMs: positiveInt,
+  webSocketRetryMs: positiveInt,
+  healthCheckTimeoutMs: positiveInt,
+  connectTimeoutMs: positiveInt,
+  commandTimeoutMs: positiveInt,
+  maxQueuedCommands: positiveInt,
+  maxQueuedBytes: positiveInt,
+  maxBatch: positiveInt,
+  idempotencyWindowMs: positiveInt,
+} satisfies { [K in keyof ClientOptions]?: (name: string, v: unknown) => unknown }
 
 /** Merge options with DEFAULTS and validate them once; a bad option throws a TypeError naming it. */
 export function resolveOptions(urlOrUrls: EndpointSource, options: ClientOptions = {}): ResolvedOptions {
@@ -208,39 +222,28 @@ export function resolveOptions(urlOrUrls: EndpointSource, options: ClientOptions
   if (typeof ctor !== 'function') {
     throw bad('WebSocket', 'a WebSocket constructor (no globalThis.WebSocket here: in Node pass the `ws` package)', ctor)
   }
-  if (options.token !== undefined && typeof options.token !== 'string') throw bad('token', 'a string', options.token)
-  if (options.getToken !== undefined && typeof options.getToken !== 'function') throw bad('getToken', 'a function', options.getToken)
-  if (options.getSubscriptionToken !== undefined && typeof options.getSubscriptionToken !== 'function') throw bad('getSubscriptionToken', 'a function', options.getSubscriptionToken)
+  const plain: Record<string, unknown> = {}
+  for (const [name, check] of Object.entries(CHECKS)) {
+    const v = options[name as keyof typeof CHECKS] ?? DEFAULTS[name as keyof typeof DEFAULTS]
+    plain[name] = v === undefined ? undefined : check(name, v)
+  }
+  const resolved = plain as Pick<ResolvedOptions, keyof typeof CHECKS>
+  if (resolved.maxReconnectDelayMs < resolved.minReconnectDelayMs) {
+    throw bad('maxReconnectDelayMs', `>= minReconnectDelayMs (${resolved.minReconnectDelayMs})`, resolved.maxReconnectDelayMs)
+  }
   const protocol = options.protocol ?? DEFAULTS.protocol
   if (protocol !== 'json' && protocol !== 'msgpack' && !isCodec(protocol)) throw bad('protocol', '"json", "msgpack" or a Codec', protocol)
-  if (options.name !== undefined && typeof options.name !== 'string') throw bad('name', 'a string', options.name)
-  const minReconnectDelayMs = nonNegative('minReconnectDelayMs', options.minReconnectDelayMs ?? DEFAULTS.minReconnectDelayMs)
-  const maxReconnectDelayMs = nonNegative('maxReconnectDelayMs', options.maxReconnectDelayMs ?? DEFAULTS.maxReconnectDelayMs)
-  if (maxReconnectDelayMs < minReconnectDelayMs) {
-    throw bad('maxReconnectDelayMs', `>= minReconnectDelayMs (${minReconnectDelayMs})`, maxReconnectDelayMs)
-  }
-  // The plain numeric options: one table, one check each.
-  const numbers = {} as Record<(typeof POSITIVE_INTS)[number] | (typeof NON_NEGATIVE)[number], number>
-  for (const name of POSITIVE_INTS) numbers[name] = positiveInt(name, options[name] ?? DEFAULTS[name])
-  for (const name of NON_NEGATIVE) numbers[name] = nonNegative(name, options[name] ?? DEFAULTS[name])
   const maxReconnectAttempts = options.maxReconnectAttempts ?? DEFAULTS.maxReconnectAttempts
   if (typeof maxReconnectAttempts !== 'number' || maxReconnectAttempts < 0 || !(Number.isSafeInteger(maxReconnectAttempts) || maxReconnectAttempts === Infinity)) {
     throw bad('maxReconnectAttempts', 'a non-negative integer or Infinity', maxReconnectAttempts)
   }
   return {
-    ...numbers,
+    ...resolved,
     urls,
     discovery,
-    httpFallback: bool('httpFallback', options.httpFallback ?? DEFAULTS.httpFallback),
-    token: options.token,
-    getToken: options.getToken,
-    getSubscriptionToken: options.getSubscriptionToken,
     WebSocket: ctor as WebSocketConstructor,
     protocol,
-    name: options.name,
     data: options.data,
-    minReconnectDelayMs,
-    maxReconnectDelayMs,
     maxReconnectAttempts,
     storage: storageOption(options.storage),
   }

@@ -49,11 +49,15 @@ export class Outbox {
   #bytes = 0
   #seq = 0
 
-  constructor(
-    private readonly limits: OutboxLimits,
-    private readonly onChange: (size: number, bytes: number) => void,
-    private readonly onRemoved: (entry: OutboxEntry) => void = () => {},
-  ) {}
+  readonly #limits: OutboxLimits
+  readonly #onChange: (size: number, bytes: number) => void
+  readonly #onRemoved: (entry: OutboxEntry) => void
+
+  constructor(limits: OutboxLimits, onChange: (size: number, bytes: number) => void, onRemoved: (entry: OutboxEntry) => void = () => {}) {
+    this.#limits = limits
+    this.#onChange = onChange
+    this.#onRemoved = onRemoved
+  }
 
   get size(): number {
     return this.#entries.size
@@ -65,13 +69,13 @@ export class Outbox {
 
   /** Add a command; throws `HoldfastError('queue_full')` when it does not fit. */
   add(command: QueuedCommand, bytes: number, resolve: (result: unknown) => void, reject: (err: HoldfastError) => void): OutboxEntry {
-    if (this.#entries.size >= this.limits.maxCommands) {
-      throw new HoldfastError('queue_full', `outbox full: ${this.#entries.size} commands waiting (maxQueuedCommands ${this.limits.maxCommands})`)
+    if (this.#entries.size >= this.#limits.maxCommands) {
+      throw new HoldfastError('queue_full', `outbox full: ${this.#entries.size} commands waiting (maxQueuedCommands ${this.#limits.maxCommands})`)
     }
-    if (this.#bytes + bytes > this.limits.maxBytes) {
+    if (this.#bytes + bytes > this.#limits.maxBytes) {
       throw new HoldfastError(
         'queue_full',
-        `outbox full: ${this.#bytes} + ${bytes} bytes exceeds maxQueuedBytes ${this.limits.maxBytes}`,
+        `outbox full: ${this.#bytes} + ${bytes} bytes exceeds maxQueuedBytes ${this.#limits.maxBytes}`,
       )
     }
     const entry: OutboxEntry = {
@@ -90,7 +94,7 @@ export class Outbox {
     }
     this.#entries.set(entry.seq, entry)
     this.#bytes += bytes
-    this.onChange(this.#entries.size, this.#bytes)
+    this.#onChange(this.#entries.size, this.#bytes)
     return entry
   }
 
@@ -131,8 +135,8 @@ export class Outbox {
     this.#bytes -= entry.bytes
     clearTimeout(entry.deadline)
     entry.deadline = undefined
-    this.onRemoved(entry)
-    this.onChange(this.#entries.size, this.#bytes)
+    this.#onRemoved(entry)
+    this.#onChange(this.#entries.size, this.#bytes)
     return true
   }
 }

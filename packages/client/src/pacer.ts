@@ -19,16 +19,16 @@ const ENVELOPE_BYTES = 128
 
 /** A mirror of one of the server's token buckets. Unbounded until the server states its limits. */
 class Bucket {
-  #perMs = Number.POSITIVE_INFINITY
-  #burst = Number.POSITIVE_INFINITY
-  #level = Number.POSITIVE_INFINITY
+  #perMs = Infinity
+  #burst = Infinity
+  #level = Infinity
   #last = 0
 
   reset(perSecond: number | undefined, burst: number | undefined): void {
     if (perSecond === undefined || burst === undefined || !(perSecond > 0) || !(burst >= 1)) {
-      this.#perMs = Number.POSITIVE_INFINITY
-      this.#burst = Number.POSITIVE_INFINITY
-      this.#level = Number.POSITIVE_INFINITY
+      this.#perMs = Infinity
+      this.#burst = Infinity
+      this.#level = Infinity
       return
     }
     this.#perMs = (perSecond * HEADROOM) / 1000
@@ -55,7 +55,7 @@ class Bucket {
   }
 
   #refill(): void {
-    if (this.#perMs === Number.POSITIVE_INFINITY) return
+    if (this.#perMs === Infinity) return
     const now = Date.now()
     this.#level = Math.min(this.#burst, this.#level + (now - this.#last) * this.#perMs)
     this.#last = now

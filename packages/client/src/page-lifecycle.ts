@@ -27,7 +27,11 @@ export class PageWatcher {
   #window: EventTargetLike | undefined
   #document: (EventTargetLike & { visibilityState?: string }) | undefined
 
-  constructor(private readonly events: PageEvents) {}
+  readonly #events: PageEvents
+
+  constructor(events: PageEvents) {
+    this.#events = events
+  }
 
   start(): void {
     if (this.#window !== undefined) return
@@ -50,14 +54,14 @@ export class PageWatcher {
   }
 
   readonly #windowListeners: ReadonlyArray<[string, (ev: never) => void]> = [
-    ['offline', () => this.events.offline()],
-    ['online', () => this.events.online()],
-    ['pagehide', (ev: { persisted?: boolean }) => ev.persisted === true && this.events.suspend()],
-    ['pageshow', (ev: { persisted?: boolean }) => ev.persisted === true && this.events.restore()],
+    ['offline', () => this.#events.offline()],
+    ['online', () => this.#events.online()],
+    ['pagehide', (ev: { persisted?: boolean }) => ev.persisted === true && this.#events.suspend()],
+    ['pageshow', (ev: { persisted?: boolean }) => ev.persisted === true && this.#events.restore()],
   ]
 
   readonly #documentListeners: ReadonlyArray<[string, (ev: never) => void]> = [
-    ['visibilitychange', () => this.#document?.visibilityState === 'visible' && this.events.wake('page visible again')],
-    ['resume', () => this.events.wake('page resumed after a freeze')],
+    ['visibilitychange', () => this.#document?.visibilityState === 'visible' && this.#events.wake('page visible again')],
+    ['resume', () => this.#events.wake('page resumed after a freeze')],
   ]
 }

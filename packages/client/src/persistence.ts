@@ -1,6 +1,6 @@
 import type { RpcResult, StreamPosition } from '@holdfast/protocol'
-import { HoldfastError } from '@holdfast/protocol/internal'
-import type { DiscardedCommand, RestoredCommand, StoredCommandInfo } from './events.js'
+import type { HoldfastError } from '@holdfast/protocol'
+import type { DiscardedCommand, QueueEvent, RestoredCommand, StoredCommandInfo } from './events.js'
 import type { Outbox, OutboxEntry, QueuedCommand } from './outbox.js'
 import { defaultLocks, type ClientStorage, type LockManagerLike } from './storage.js'
 import type { StoredCommand, StoredRecord } from './stored-record.js'
@@ -25,15 +25,23 @@ const PREDECESSOR_GRACE_MS = 200
 /** Most positions kept; past it the least recently written are deleted at start. */
 export const MAX_STORED_POSITIONS = 1000
 
-/** What `restore` needs from the client. */
-export interface RestoreHost {
+/** What the store needs from the client, for the outbox entries it keeps on storage. */
+export interface StoreHost {
   outbox: Outbox
   idempotencyWindowMs: number
   /** Encoded size of a command (counted against the outbox's byte bound). */
   sizeOf(command: QueuedCommand): number
   /** Start the command's deadline timer. */
   arm(entry: OutboxEntry, inMs: number, timeoutMs: number): void
-  announce(restored: RestoredCommand[], discarded: DiscardedCommand[]): void
+  /**
+   * A `HoldfastError`. The client makes it, so that this module (a chunk loaded on demand) imports
+   * no protocol code a bundler would split out beside it.
+   */
+  error(code: 'dropped' | 'storage_failed', message: string, cause?: unknown): HoldfastError
+  /** The outbox changed: send what may go now. */
+  pump(): void
+  /** The `queue` event that announces restored (and discarded) commands. */
+  announce(event: QueueEvent): void
 }
 
 export interface LoadedRecord {
@@ -96,13 +104,21 @@ export class Persistence {
   /** Cancels the lock requests still waiting for a live owner. */
   readonly #abort = new AbortController()
   #closed = false
+  readonly #onError: (err: unknown, what: string) => void
+
+  /** Commands restored from storage that still wait for their ack (the client's `restored`). */
+  restored: readonly RestoredCommand[] = []
+  readonly #host: StoreHost | undefined
 
   constructor(
     storage: ClientStorage,
     owner: string,
-    private readonly onError: (err: unknown, what: string) => void,
+    onError: (err: unknown, what: string) => void,
+    host?: StoreHost,
     locks: LockManagerLike = defaultLocks(),
   ) {
+    this.#onError = onError
+    this.#host = host
     this.#storage = storage
     this.#locks = locks
     this.owner = owner
@@ -139,7 +155,7 @@ export class Persistence {
             if (held && !this.#closed) onAdopt(await this.#load(owner))
           })
           .catch((err: unknown) => {
-            if (!this.#closed) this.onError(err, 'adopting stored commands')
+            if (!this.#closed) this.#onError(err, 'adopting stored commands')
           })
         return undefined
       }),
@@ -174,7 +190,7 @@ export class Persistence {
     if (this.#closed) return
     const key = SESSION + this.owner
     this.#op(key, () => this.#storage.set(key, JSON.stringify({ id: session.id, token: session.token, at: Date.now() }))).catch((err: unknown) =>
-      this.onError(err, 'saving the session'),
+      this.#onError(err, 'saving the session'),
     )
   }
 
@@ -210,7 +226,7 @@ export class Persistence {
       }
       if (isRecord(record)) out.push({ key, record })
       else if (text !== undefined) {
-        this.onError(new Error(`unreadable stored command at ${key}`), 'reading stored commands')
+        this.#onError(new Error(`unreadable stored command at ${key}`), 'reading stored commands')
         this.remove(key)
       }
     }
@@ -244,7 +260,9 @@ export class Persistence {
    * longer ago than the server remembers message ids (`unknown_outcome`); what does not fit the
    * outbox's bounds (`queue_full`, the newest).
    */
-  restore(loaded: LoadedRecord[], front: boolean, host: RestoreHost): void {
+  restore(loaded: LoadedRecord[], front: boolean): void {
+    const host = this.#host
+    if (host === undefined) return
     const now = Date.now()
     const seen = new Set<string>()
     for (const e of host.outbox.entries()) if (e.record !== undefined) seen.add(e.record.command.msgId)
@@ -295,10 +313,55 @@ export class Persistence {
       host.arm(entry, record.deadline - now, record.deadline - record.createdAt)
       entries.push(entry)
       const e = entry
-      restored.push({ ...info, result, drop: () => host.outbox.reject(e, new HoldfastError('dropped', `${c.type} ${c.msgId} dropped by the application`)) })
+      restored.push({ ...info, result, drop: () => host.outbox.reject(e, host.error('dropped', `${c.type} ${c.msgId} dropped by the application`)) })
     }
     if (front) host.outbox.moveToFront(entries)
-    if (restored.length > 0 || discarded.length > 0) host.announce(restored, discarded)
+    if (restored.length > 0 || discarded.length > 0) {
+      this.restored = [...this.restored, ...restored]
+      for (const r of restored) {
+        const settled = (): void => {
+          this.restored = this.restored.filter((x) => x !== r)
+        }
+        r.result.then(settled, settled)
+      }
+      host.announce({ size: host.outbox.size, bytes: host.outbox.bytes, restored, discarded })
+    }
+    host.pump()
+  }
+
+  /** Write the entry's record; it may be sent once the write is done. A failed write rejects the call. */
+  persist(entry: OutboxEntry): void {
+    const host = this.#host
+    if (host === undefined || entry.record === undefined) return
+    entry.key ??= this.keyFor(entry.seq)
+    entry.writing = true
+    this.write(entry.key, entry.record).then(
+      () => {
+        entry.writing = false
+        host.pump()
+      },
+      (cause: unknown) => {
+        entry.writing = false
+        const message = `${entry.command.type} could not be stored, so it was not sent: ${cause instanceof Error ? cause.message : String(cause)}`
+        host.outbox.reject(entry, host.error('storage_failed', message, cause))
+        host.pump()
+      },
+    )
+  }
+
+  /**
+   * true when the entry may leave: it is stored, and the storage knows it is being sent (so that a
+   * reload much later does not resend it past the server's dedupe window). Otherwise starts the
+   * write that makes it so; its completion pumps again.
+   */
+  durable(entry: OutboxEntry): boolean {
+    const record = entry.record
+    if (record === undefined) return true
+    if (entry.writing) return false
+    if (record.sentAt !== undefined) return true
+    record.sentAt = Date.now()
+    this.persist(entry)
+    return false
   }
 
   /** The key of our command number `seq`. */
@@ -313,7 +376,7 @@ export class Persistence {
 
   /** Forget a command (acked, failed, expired, dropped). Errors are reported, not thrown. */
   remove(key: string): void {
-    this.#op(key, () => this.#storage.delete(key)).catch((err: unknown) => this.onError(err, 'deleting a stored command'))
+    this.#op(key, () => this.#storage.delete(key)).catch((err: unknown) => this.#onError(err, 'deleting a stored command'))
   }
 
   /**
@@ -335,7 +398,7 @@ export class Persistence {
     const key = POSITION + channel
     const value = pos === null ? undefined : JSON.stringify({ epoch: pos.epoch, offset: pos.offset, at: Date.now() })
     this.#op(key, () => (value === undefined ? this.#storage.delete(key) : this.#storage.set(key, value)))
-      .catch((err: unknown) => this.onError(err, 'saving a subscription position'))
+      .catch((err: unknown) => this.#onError(err, 'saving a subscription position'))
       .finally(() => {
         this.#positionBusy.delete(channel)
         this.#writePosition(channel)

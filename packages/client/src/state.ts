@@ -44,10 +44,10 @@ export function reasonFor(code: number, message: string): StateReason {
 export class StateMachine {
   #state: ConnectionState
 
-  constructor(
-    private readonly onChange: (change: StateChange) => void,
-    initial: ConnectionState = 'disconnected',
-  ) {
+  readonly #onChange: (change: StateChange) => void
+
+  constructor(onChange: (change: StateChange) => void, initial: ConnectionState = 'disconnected') {
+    this.#onChange = onChange
     this.#state = initial
   }
 
@@ -60,6 +60,6 @@ export class StateMachine {
     const from = this.#state
     if (!canTransition(from, to)) throw new Error(`holdfast client: illegal state transition ${from} -> ${to}`)
     this.#state = to
-    this.onChange({ from, to, reason })
+    this.#onChange({ from, to, reason })
   }
 }

@@ -87,6 +87,7 @@ export interface SubscriptionHost {
  */
 export class Subscription<T = unknown> extends TypedEmitter<SubscriptionEvents<T>> {
   readonly channel: string
+  readonly #host: SubscriptionHost
   /** Checks each publication's data before delivery (`subscribe(channel, { schema })`). */
   #schema: StandardSchemaV1<unknown, T> | undefined
   #state: SubscriptionState = 'subscribing'
@@ -103,13 +104,10 @@ export class Subscription<T = unknown> extends TypedEmitter<SubscriptionEvents<T
   #positionLost = false
 
   /** @internal Created by `HoldfastClient.subscribe()` or by a server-side subscription. */
-  constructor(
-    channel: string,
-    private readonly host: SubscriptionHost,
-    serverPosition?: StreamPosition,
-  ) {
+  constructor(channel: string, host: SubscriptionHost, serverPosition?: StreamPosition) {
     super()
     this.channel = channel
+    this.#host = host
     if (serverPosition !== undefined) {
       this.#state = 'subscribed'
       this.#position = { ...serverPosition }
@@ -135,7 +133,7 @@ export class Subscription<T = unknown> extends TypedEmitter<SubscriptionEvents<T
     if (this.#state === 'unsubscribed') return
     const onServer = this.#state === 'subscribed' || this.#inFlight
     this.#end({ channel: this.channel, code: 1000, reason: 'unsubscribed by the application' })
-    if (onServer && this.host.connected) this.host.sendUnsubscribe(this.channel)
+    if (onServer && this.#host.connected) this.#host.sendUnsubscribe(this.channel)
   }
 
   // ------------------------------------------------------------ called by the client
@@ -220,13 +218,13 @@ export class Subscription<T = unknown> extends TypedEmitter<SubscriptionEvents<T
   #send(): void {
     clearTimeout(this.#retryTimer)
     this.#retryTimer = undefined
-    if (!this.host.connected) return
+    if (!this.#host.connected) return
     const seq = ++this.#attemptSeq
     const recover = this.#positionLost ? undefined : this.#position
     this.#inFlight = true
     this.#held = []
     this.#heldOverflow = false
-    this.host.sendSubscribe(this.channel, recover === undefined ? undefined : { ...recover }, (reply) => {
+    this.#host.sendSubscribe(this.channel, recover === undefined ? undefined : { ...recover }, (reply) => {
       if (seq !== this.#attemptSeq || this.#state !== 'subscribing') return
       this.#inFlight = false
       if (reply.ok) this.#subscribed(reply.result, recover !== undefined)
@@ -237,9 +235,9 @@ export class Subscription<T = unknown> extends TypedEmitter<SubscriptionEvents<T
   /** A gap or an epoch change on a live subscription: resubscribe from the last delivered position. */
   #resync(): void {
     this.#state = 'subscribing'
-    if (this.host.connected) {
+    if (this.#host.connected) {
       // The server still holds the subscription; drop it first so the subscribe is not `already_subscribed`.
-      this.host.sendUnsubscribe(this.channel)
+      this.#host.sendUnsubscribe(this.channel)
       this.#send()
     }
   }
@@ -264,7 +262,7 @@ export class Subscription<T = unknown> extends TypedEmitter<SubscriptionEvents<T
       }
     } else {
       this.#position = { epoch: result.epoch, offset: result.offset }
-      this.host.moved(this.channel, this.#position)
+      this.#host.moved(this.channel, this.#position)
       this.#emitSubscribed(false, wasRecovering)
     }
     if (this.#heldOverflow) {
@@ -301,7 +299,7 @@ export class Subscription<T = unknown> extends TypedEmitter<SubscriptionEvents<T
       return false
     }
     this.#position = { epoch, offset }
-    this.host.moved(this.channel, this.#position)
+    this.#host.moved(this.channel, this.#position)
     const value = this.#check(offset, data)
     if (value === INVALID) return true
     const event: PublicationEvent<T> = info === undefined ? { channel: this.channel, offset, epoch, data: value } : { channel: this.channel, offset, epoch, data: value, info }
@@ -328,7 +326,7 @@ export class Subscription<T = unknown> extends TypedEmitter<SubscriptionEvents<T
     else {
       // Repeated gaps right after resubscribing: do not spin; back off between attempts.
       this.#state = 'subscribing'
-      if (this.host.connected) this.host.sendUnsubscribe(this.channel)
+      if (this.#host.connected) this.#host.sendUnsubscribe(this.channel)
       this.#scheduleRetry('backoff')
     }
   }
@@ -343,7 +341,7 @@ export class Subscription<T = unknown> extends TypedEmitter<SubscriptionEvents<T
     }
     if (error.code === 'already_subscribed') {
       this.#retries++
-      this.host.sendUnsubscribe(this.channel)
+      this.#host.sendUnsubscribe(this.channel)
       if (this.#retries <= 1) this.#send()
       else this.#scheduleRetry('backoff')
       return
@@ -358,7 +356,7 @@ export class Subscription<T = unknown> extends TypedEmitter<SubscriptionEvents<T
 
   #scheduleRetry(advice: 'reconnect' | 'backoff'): void {
     clearTimeout(this.#retryTimer)
-    const delay = this.host.retryDelay(Math.max(1, this.#retries), advice)
+    const delay = this.#host.retryDelay(Math.max(1, this.#retries), advice)
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined
       if (this.#state === 'subscribing') this.#send()
@@ -375,8 +373,8 @@ export class Subscription<T = unknown> extends TypedEmitter<SubscriptionEvents<T
     this.#retries = 0
     clearTimeout(this.#retryTimer)
     this.#retryTimer = undefined
-    this.host.forget(this)
-    this.host.moved(this.channel, undefined)
+    this.#host.forget(this)
+    this.#host.moved(this.channel, undefined)
     this.emit('unsubscribed', event)
   }
 }

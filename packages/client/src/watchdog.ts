@@ -19,10 +19,13 @@ export class Watchdog {
   #timeoutMs = 0
   #timer: ReturnType<typeof setTimeout> | undefined
 
-  constructor(
-    private readonly onTimeout: (silentForMs: number) => void,
-    private readonly onSuspect: (lateByMs: number) => void = () => {},
-  ) {}
+  readonly #onTimeout: (silentForMs: number) => void
+  readonly #onSuspect: (lateByMs: number) => void
+
+  constructor(onTimeout: (silentForMs: number) => void, onSuspect: (lateByMs: number) => void = () => {}) {
+    this.#onTimeout = onTimeout
+    this.#onSuspect = onSuspect
+  }
 
   get running(): boolean {
     return this.#timer !== undefined
@@ -58,11 +61,11 @@ export class Watchdog {
       if (late > LATE_MS) {
         this.#lastHeard = now
         this.#arm(this.#timeoutMs)
-        this.onSuspect(late)
+        this.#onSuspect(late)
         return
       }
       this.#timer = undefined
-      this.onTimeout(silent)
+      this.#onTimeout(silent)
     }, delayMs)
   }
 }

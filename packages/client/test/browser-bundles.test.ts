@@ -1,6 +1,6 @@
 // The shipped browser builds in real headless Chromium: the ESM build speaks JSON without ever
-// fetching the MessagePack chunk, and fetches it (and speaks MessagePack) only when asked; the
-// script-tag build (window.Holdfast) works from plain <script> tags, with MessagePack from
+// fetching the MessagePack chunk, and fetches it (and speaks MessagePack) only when asked; given
+// `indexedDbStorage`, it fetches the storage and IndexedDB chunks, and only then; the script-tag build (window.Holdfast) works from plain <script> tags, with MessagePack from
 // holdfast-msgpack.global.js.
 import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -19,7 +19,7 @@ const skip = skipWithoutChromium
 
 const ROUND_TRIP = (ws: string) => `
   const t = (window.__t = { got: [], acks: [] })
-  const client = new HoldfastClient(${JSON.stringify(ws)}, { protocol: PROTOCOL })
+  const client = new HoldfastClient(${JSON.stringify(ws)}, { protocol: PROTOCOL, ...(typeof STORAGE === 'undefined' ? {} : { storage: STORAGE }) })
   client.subscribe(CHANNEL).on('publication', (p) => t.got.push(p.data))
   client.on('subscribed', () => {})
   client.connect()
@@ -32,6 +32,9 @@ const PROTOCOL = 'json', PROTOCOL_NAME = 'json', CHANNEL = 'esm-json'
 ${ROUND_TRIP(ws)}</script>`,
   '/esm-msgpack': `<script type="module">import { HoldfastClient } from '/holdfast.js'
 const PROTOCOL = 'msgpack', PROTOCOL_NAME = 'msgpack', CHANNEL = 'esm-msgpack'
+${ROUND_TRIP(ws)}</script>`,
+  '/esm-storage': `<script type="module">import { HoldfastClient, indexedDbStorage } from '/holdfast.js'
+const PROTOCOL = 'json', PROTOCOL_NAME = 'json with storage', CHANNEL = 'esm-storage', STORAGE = indexedDbStorage('bundle-test')
 ${ROUND_TRIP(ws)}</script>`,
   '/global': `<script src="/holdfast.global.js"></script><script src="/holdfast-msgpack.global.js"></script><script>
 const { HoldfastClient } = window.Holdfast
@@ -105,6 +108,15 @@ test('in Chromium: the ESM build speaks JSON and never fetches the MessagePack c
   assert.deepEqual(r.got, [{ hello: 'json' }])
   assert.equal(r.codecs.at(-1), 'json', 'the newest connection on the server')
   assert.equal(r.scripts.filter((s) => s.includes('msgpack')).length, 0, r.scripts.join(' '))
+  assert.equal(r.scripts.filter((s) => s.includes('persistence') || s.includes('indexed-db')).length, 0, r.scripts.join(' '))
+})
+
+test('in Chromium: with indexedDbStorage the ESM build fetches the storage and IndexedDB chunks and works through them', { skip, timeout: 30_000 }, async () => {
+  const r = await roundTrip('/esm-storage')
+  assert.deepEqual(r.got, [{ hello: 'json with storage' }])
+  for (const chunk of ['/chunks/persistence-', '/chunks/indexed-db-']) {
+    assert.equal(r.scripts.filter((s) => s.startsWith(chunk)).length, 1, `${chunk} in ${r.scripts.join(' ')}`)
+  }
 })
 
 test('in Chromium: asked for MessagePack, the ESM build fetches its chunk and speaks it', { skip, timeout: 30_000 }, async () => {

@@ -188,8 +188,10 @@ test('a new client with the same storage sends what the last one left, once, in 
   const q: QueueEvent = await restoredEvent
   assert.deepEqual(q.restored?.map((r) => [r.type, r.channel, r.data, r.sent]), [1, 2, 3].map((i) => ['publish', 'c', { i }, false]))
   assert.deepEqual(q.discarded, [])
+  assert.deepEqual(second.restored, q.restored, 'client.restored lists them while they wait for their acks')
   const results = await Promise.all(q.restored?.map((r) => r.result) ?? [])
   assert.deepEqual(results.map((r) => (r as { offset: number }).offset), [1, 2, 3])
+  assert.deepEqual(second.restored, [], 'and no longer once acked')
   assert.equal((await fourth).offset, 4)
   assert.deepEqual(await historyData(n, 'c'), [{ i: 1 }, { i: 2 }, { i: 3 }, { i: 4 }])
   await until(() => storage.commands().length === 0, 'all deleted after their acks')

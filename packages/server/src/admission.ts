@@ -9,7 +9,6 @@ import { clientAddress } from './client-address.js'
 import { Connection, type ConnectionOwner } from './connection.js'
 import type { Heartbeats } from './heartbeats.js'
 import { IpLimiter } from './limits/ip-limiter.js'
-import { TokenBucket } from './limits/token-bucket.js'
 import { createOriginCheck } from './auth/origin.js'
 import { tokenFromRequest } from './auth/token-source.js'
 import type { NodeContext } from './node-context.js'
@@ -135,17 +134,8 @@ export class Admission {
     const ctx = this.#ctx
     const o = ctx.options
     const { span, traceId } = ctx.tracing.startConnect(parent, { 'client.address': ip, 'holdfast.node': o.nodeId })
-    const now = performance.now()
-    const conn = new Connection(
-      socket,
-      codecFor(socket.protocol),
-      ip,
-      traceId,
-      this.#deps.owner,
-      new TokenBucket(o.commandRate.perSecond, o.commandRate.burst, now),
-      new TokenBucket(o.inboundByteRate.perSecond, o.inboundByteRate.burst, now),
-      ctx.log,
-    )
+    // The rate buckets are created from the options on the connection's first frame.
+    const conn = new Connection(socket, codecFor(socket.protocol), ip, traceId, this.#deps.owner, o, ctx.log)
     ctx.tracing.bind(conn, span)
     ctx.connections.add(conn)
     this.#deps.heartbeats.admitted(conn)

@@ -34,6 +34,20 @@ export interface ConnSubscription {
   tokenTimer?: NodeJS.Timeout
 }
 
+/** A rate as the options give it. */
+export interface Rate {
+  readonly perSecond: number
+  readonly burst: number
+}
+
+/** The per-connection rates: the node's options object itself (nothing per connection). */
+export interface ConnectionRates {
+  /** Commands per second. */
+  readonly commandRate: Rate
+  /** Bytes of client frames per second. */
+  readonly inboundByteRate: Rate
+}
+
 /** Hooks the node gives each connection. */
 export interface ConnectionOwner {
   readonly maxQueueBytes: number
@@ -67,10 +81,10 @@ export class Connection implements Flushable, TransportSink {
   readonly codec: Codec
   readonly ip: string
   readonly traceId: string
-  /** Command rate (one token per command). */
-  readonly bucket: TokenBucket
-  /** Inbound byte rate (one token per byte of client frames). */
-  readonly bytes: TokenBucket
+  /** The command rate and the inbound byte rate (the node's options: shared by every connection). */
+  readonly #rates: ConnectionRates
+  #bucket: TokenBucket | undefined = undefined
+  #bytes: TokenBucket | undefined = undefined
   state: ConnState = ConnState.Handshake
   user = ''
   session = ''
@@ -132,8 +146,7 @@ export class Connection implements Flushable, TransportSink {
     ip: string,
     traceId: string,
     owner: ConnectionOwner,
-    bucket: TokenBucket,
-    bytes: TokenBucket,
+    rates: ConnectionRates,
     log: Logger | undefined,
   ) {
     this.id = `${(++counter).toString(36)}${Math.random().toString(36).slice(2, 8)}`
@@ -142,9 +155,30 @@ export class Connection implements Flushable, TransportSink {
     this.ip = ip
     this.traceId = traceId
     this.#owner = owner
-    this.bucket = bucket
-    this.bytes = bytes
+    this.#rates = rates
     this.#baseLog = log
+  }
+
+  /**
+   * Command rate (one token per command). Created full on first use and dropped again by
+   * `releaseIdle` once full: an idle connection holds no buckets, and a full bucket dropped and
+   * created anew is the same bucket.
+   */
+  get bucket(): TokenBucket {
+    return (this.#bucket ??= new TokenBucket(this.#rates.commandRate.perSecond, this.#rates.commandRate.burst, performance.now()))
+  }
+
+  /** Inbound byte rate (one token per byte of client frames); created and dropped as `bucket`. */
+  get bytes(): TokenBucket {
+    return (this.#bytes ??= new TokenBucket(this.#rates.inboundByteRate.perSecond, this.#rates.inboundByteRate.burst, performance.now()))
+  }
+
+  /** Drop the rate buckets that are full at `now` (performance.now()): they hold nothing a new one would not. */
+  releaseIdle(now: number): void {
+    const b = this.#bucket
+    if (b !== undefined && b.tokens(now) >= b.burst) this.#bucket = undefined
+    const y = this.#bytes
+    if (y !== undefined && y.tokens(now) >= y.burst) this.#bytes = undefined
   }
 
   onFrame(data: Uint8Array | string, isBinary: boolean): void {
@@ -270,7 +304,7 @@ export class Connection implements Flushable, TransportSink {
     // As the socket counts them: with the WebSocket frame header (server frames are unmasked).
     const len = frame.byteLength
     this.bytesWritten += len + (len < 126 ? 2 : len < 65_536 ? 4 : 10)
-    this.socket.send(frame, this.codec.binary)
+    this.socket.write(frame, this.codec.binary)
   }
 
   /**

@@ -136,6 +136,8 @@ export class Heartbeats {
         return
       }
       conn.takenAtPing = taken
+      // Rate buckets refilled since the last command go: an idle connection holds none.
+      conn.releaseIdle(performance.now())
       conn.awaitingPong = true
       conn.pingSentAt = now
       conn.enqueue(this.#pingBytes(conn.codec))

@@ -7,7 +7,6 @@ import { CloseCodes, codecFor } from '@holdfast/protocol'
 import { Connection, ConnState, type ConnectionOwner } from '../src/connection.js'
 import { Counters } from '../src/counters.js'
 import { Heartbeats, heartbeatTick } from '../src/heartbeats.js'
-import { TokenBucket } from '../src/limits/token-bucket.js'
 import { resolveOptions } from '../src/options.js'
 import type { TransportSocket } from '../src/transport/transport.js'
 
@@ -17,7 +16,7 @@ class RecordingSocket implements TransportSocket {
   readonly bufferedAmount = 0
   readonly pings: number[] = []
   terminatedAt: number | undefined
-  send(data: Uint8Array): void {
+  write(data: Uint8Array): void {
     if (new TextDecoder().decode(data).includes('"type":"ping"')) this.pings.push(Date.now())
   }
   close(): void {}
@@ -26,13 +25,13 @@ class RecordingSocket implements TransportSocket {
   }
 }
 
-function setup(pingIntervalMs: number, pongTimeoutMs: number): { hb: Heartbeats; conn: Connection; socket: RecordingSocket; counters: Counters } {
+function setup(pingIntervalMs: number, pongTimeoutMs: number, commandRate = { perSecond: 100, burst: 200 }): { hb: Heartbeats; conn: Connection; socket: RecordingSocket; counters: Counters } {
   const counters = new Counters()
-  const options = resolveOptions({ pingIntervalMs, pongTimeoutMs, logger: false })
+  const options = resolveOptions({ pingIntervalMs, pongTimeoutMs, commandRate, logger: false })
   const hb = new Heartbeats({ options, counters, log: undefined }, () => Date.now())
   const owner: ConnectionOwner = { maxQueueBytes: 1 << 20, counters, onSlowConsumer() {}, connectionFrame() {}, connectionClosed() {} }
   const socket = new RecordingSocket()
-  const conn = new Connection(socket, codecFor(''), '127.0.0.1', 't', owner, new TokenBucket(100, 200, 0), new TokenBucket(1e6, 1e6, 0), undefined)
+  const conn = new Connection(socket, codecFor(''), '127.0.0.1', 't', owner, options, undefined)
   conn.state = ConnState.Connected
   hb.connected(conn)
   return { hb, conn, socket, counters }
@@ -104,5 +103,24 @@ describe('heartbeats (fake timers)', () => {
     assert.ok(s.socket.terminatedAt - start <= ping + pong + heartbeatTick(ping), `closed ${s.socket.terminatedAt - start} ms after the last sign of life`)
     assert.equal(s.conn.closeCode, CloseCodes.heartbeat_timeout.code)
     assert.equal(s.counters.get('heartbeat_timeouts'), 1)
+  })
+  it('a ping drops the rate buckets that refilled, and keeps one still short of its burst', async () => {
+    // One command per second, so a drained bucket stays short for minutes of real time (the
+    // buckets read performance.now(), which the fake timers leave alone).
+    const s = setup(2000, 3000, { perSecond: 1, burst: 200 })
+    hb = s.hb
+    const bytes = s.conn.bytes
+    const commands = s.conn.bucket
+    assert.equal(s.conn.bucket, commands, 'created once, then kept')
+    assert.ok(commands.take(performance.now(), 200))
+    await advance(2000)
+    assert.equal(s.socket.pings.length, 1)
+    assert.equal(s.conn.bucket, commands, 'the drained command bucket is kept')
+    assert.notEqual(s.conn.bytes, bytes, 'the full byte bucket was dropped (a new one is created on use)')
+    assert.equal(s.conn.bytes.tokens(performance.now()), s.conn.bytes.burst, 'and the new one is full')
+    // Long after: refilled, so dropped at the next chance.
+    s.conn.releaseIdle(performance.now() + 300_000)
+    assert.notEqual(s.conn.bucket, commands)
+    assert.equal(s.conn.bucket.tokens(performance.now()), 200)
   })
 })

@@ -64,7 +64,7 @@ class StreamSocket implements TransportSocket {
     return this.#res.writableLength
   }
 
-  send(data: Uint8Array): void {
+  write(data: Uint8Array): void {
     const res = this.#res
     if (this.closed !== undefined || res.writableEnded) return
     res.cork()

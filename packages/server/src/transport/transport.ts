@@ -10,7 +10,7 @@ export interface TransportSocket {
   readonly protocol: string
   /** Bytes accepted by `send` but not yet written to the kernel. */
   readonly bufferedAmount: number
-  send(data: Uint8Array, binary: boolean): void
+  write(data: Uint8Array, binary: boolean): void
   close(code: number, reason: string): void
   /** Destroy at once, without a closing handshake (used when the peer is gone or hostile). */
   terminate(): void

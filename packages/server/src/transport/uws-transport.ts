@@ -46,7 +46,7 @@ class UwsSocket implements TransportSocket {
     return this.ws === undefined ? 0 : this.ws.getBufferedAmount()
   }
 
-  send(data: Uint8Array, binary: boolean): void {
+  write(data: Uint8Array, binary: boolean): void {
     const ws = this.ws
     if (ws === undefined) return
     // maxBackpressure is off, so uWS never drops; should that ever change, a drop must not be

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { WebSocketServer, type WebSocket } from 'ws'
+import { WebSocket, WebSocketServer } from 'ws'
 import { chooseSubprotocol, refusal, type Accept, type TransportSink, type TransportSocket } from './transport.js'
 
 export interface WsTransportOptions {
@@ -11,7 +11,7 @@ export interface WsTransportOptions {
 
 const BINARY = { binary: true } as const
 const TEXT = { binary: false } as const
-const OPEN = 1 // WebSocket.OPEN
+const OPEN = WebSocket.OPEN
 
 /**
  * The RFC 6455 frame of one unmasked, unfragmented server message: header and payload in one
@@ -58,68 +58,45 @@ interface WsInternals {
   _socket: Duplex | null
 }
 
-/** Adapts a `ws` socket to the gateway's TransportSocket (one small object per connection). */
-class WsSocket implements TransportSocket {
-  readonly #ws: WebSocket
+/**
+ * A `ws` socket that is also the gateway's TransportSocket, and hands its events to its sink
+ * without listeners: `ws` creates it (the server's `WebSocket` option), so a connection costs no
+ * adapter object, no listener entries and no closures beside the socket itself.
+ */
+class HoldfastWebSocket extends WebSocket implements TransportSocket {
+  /** The connection, set as soon as `ws` completed the upgrade (before any frame is read). */
+  sink: TransportSink | undefined = undefined
   /**
    * The TCP socket to write pre-framed messages to, when nothing else may sit between `ws`'s
    * sender and the socket (no permessage-deflate, whose sender queues while compressing);
    * undefined otherwise. Everything still goes to one socket in call order, `ws`'s own control
    * frames (pong, close) included.
    */
-  readonly #raw: Duplex | undefined
-  constructor(ws: WebSocket) {
-    this.#ws = ws
-    this.#raw = ws.extensions === '' ? ((ws as unknown as WsInternals)._socket ?? undefined) : undefined
+  raw: Duplex | undefined = undefined
+
+  bind(sink: TransportSink): void {
+    this.sink = sink
+    this.raw = this.extensions === '' ? ((this as unknown as WsInternals)._socket ?? undefined) : undefined
   }
-  get protocol(): string {
-    return this.#ws.protocol
+
+  write(data: Uint8Array, binary: boolean): void {
+    const raw = this.raw
+    if (raw !== undefined && this.readyState === OPEN) raw.write(framed(data, binary))
+    else this.send(data, binary ? BINARY : TEXT)
   }
-  get bufferedAmount(): number {
-    return this.#ws.bufferedAmount
-  }
-  send(data: Uint8Array, binary: boolean): void {
-    const raw = this.#raw
-    if (raw !== undefined && this.#ws.readyState === OPEN) raw.write(framed(data, binary))
-    else this.#ws.send(data, binary ? BINARY : TEXT)
-  }
-  close(code: number, reason: string): void {
-    this.#ws.close(code, reason)
-  }
-  terminate(): void {
-    this.#ws.terminate()
-  }
-  pause(): void {
-    this.#ws.pause()
+
+  /**
+   * `ws` reports everything through emit: messages and the close go straight to the sink.
+   * Errors (bad frames, too big) are followed by 'close' with the right code: nothing to do (and
+   * with no listener, emitting 'error' would throw). Other events have no listeners.
+   */
+  override emit(event: string | symbol, a?: unknown, b?: unknown): boolean {
+    if (event === 'message') this.sink?.onFrame(a as Buffer, b as boolean)
+    else if (event === 'close') this.sink?.onClose(a as number, (b as Buffer).toString())
+    else if (event !== 'error') return super.emit(event, a, b)
+    return true
   }
 }
-
-/** Where a `ws` socket keeps its sink, so that its listeners can be shared functions. */
-const SINK = Symbol('holdfast.sink')
-type Bound = WebSocket & { [SINK]: TransportSink }
-
-function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
-  ;(this as Bound)[SINK].onFrame(data, isBinary)
-}
-
-function onClose(this: WebSocket, code: number, reason: Buffer): void {
-  ;(this as Bound)[SINK].onClose(code, reason.toString())
-}
-
-/**
- * Wire a socket's events to its sink. The listeners are module-level functions that find the sink
- * on the socket (`this`): no closure per connection, and none that could keep the caller's scope
- * — the upgrade request — alive as long as the connection.
- */
-function bind(ws: WebSocket, sink: TransportSink): void {
-  ;(ws as Bound)[SINK] = sink
-  ws.on('message', onMessage)
-  ws.on('close', onClose)
-  // Errors (bad frames, too big) are followed by 'close' with the right code; nothing to do here.
-  ws.on('error', noop)
-}
-
-function noop(): void {}
 
 /**
  * The `ws` transport. It only upgrades; every decision (limits, auth, origin) is made by the
@@ -130,6 +107,7 @@ export class WsTransport {
 
   constructor(opts: WsTransportOptions) {
     this.#wss = new WebSocketServer({
+      WebSocket: HoldfastWebSocket,
       noServer: true,
       clientTracking: false,
       maxPayload: opts.maxFrameBytes,
@@ -140,7 +118,10 @@ export class WsTransport {
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, accept: Accept): void {
-    this.#wss.handleUpgrade(req, socket, head, (ws) => bind(ws, accept(new WsSocket(ws))))
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      const hws = ws as HoldfastWebSocket
+      hws.bind(accept(hws))
+    })
   }
 
   close(): void {

@@ -112,7 +112,7 @@ function readAll(stream: NodeJS.ReadableStream): string {
 }
 
 // HOLDFAST_TRANSPORT=uws: the same on the uWebSockets.js transport, where the heap is holdfast's own state alone.
-const options = { logger: false as const, maxConnectionsPerIp: 1_000_000, connectRatePerIp: { perSecond: 1e6, burst: 1e6 } }
+const options = { logger: false as const, pingIntervalMs: 2000, maxConnectionsPerIp: 1_000_000, connectRatePerIp: { perSecond: 1e6, burst: 1e6 } }
 let port: number
 const raw = process.env['HOLDFAST_TRANSPORT'] === 'raw-ws'
 if (raw) {
@@ -140,7 +140,8 @@ const client = fork(new URL('./idle-memory.ts', import.meta.url).pathname, ['--r
   execArgv: ['--conditions=source', '--import', 'tsx'],
 })
 await once(client, 'message')
-await new Promise((r) => setTimeout(r, 500))
+// Past one ping interval (2 s): what an idle connection holds for good.
+await new Promise((r) => setTimeout(r, 3500))
 const second = snapshot()
 const after = bySize(second)
 const rows = [...after].map(([k, v]) => ({ k, bytes: (v.size - (before.get(k)?.size ?? 0)) / N, count: (v.count - (before.get(k)?.count ?? 0)) / N }))

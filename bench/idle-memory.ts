@@ -7,7 +7,8 @@
  *   BENCH_UWS=1 node --conditions=source --import tsx bench/idle-memory.ts   # + holdfast on uWS, raw uWS
  *
  * The server runs in a child process (`--expose-gc`) and reports `process.memoryUsage()` after a
- * GC before and after the clients connect; the clients run in another child process, spread over
+ * GC before the clients connect and again one ping interval (2 s) after they all did, when every
+ * connection has been pinged: the state an idle connection keeps; the clients run in another child process, spread over
  * source addresses 127.0.0.1-4 so no single address runs short of ephemeral ports.
  */
 import { fork } from 'node:child_process'
@@ -15,20 +16,25 @@ import { once } from 'node:events'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
+import v8 from 'node:v8'
 
 type Kind = 'holdfast' | 'ws' | 'holdfast-uws' | 'uws'
 interface Mem {
   rss: number
   heapUsed: number
+  /** Bytes the V8 new space holds (its size follows the allocation rate, not what is kept). */
+  newSpace: number
 }
 
 const { values } = parseArgs({ options: { connections: { type: 'string', default: '10000' }, role: { type: 'string' }, kind: { type: 'string' }, url: { type: 'string' } } })
 const N = Number(values.connections)
+const PING_MS = 2000
 
 async function serverRole(kind: Kind): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc
   if (gc === undefined) throw new Error('run the server role with --expose-gc')
-  const opts = { logger: false as const, maxConnectionsPerIp: 1_000_000, connectRatePerIp: { perSecond: 1_000_000, burst: 1_000_000 } }
+  // Pings every 2 s, so that by the measurement every connection has had one (the steady state of an idle connection).
+  const opts = { logger: false as const, pingIntervalMs: PING_MS, maxConnectionsPerIp: 1_000_000, connectRatePerIp: { perSecond: 1_000_000, burst: 1_000_000 } }
   let port: number
   if (kind === 'holdfast-uws') {
     const { createHoldfast } = await import('@holdfast/server')
@@ -60,7 +66,8 @@ async function serverRole(kind: Kind): Promise<void> {
     gc()
     gc()
     const m = process.memoryUsage()
-    return { rss: m.rss, heapUsed: m.heapUsed }
+    const newSpace = v8.getHeapSpaceStatistics().find((sp) => sp.space_name === 'new_space')?.physical_space_size ?? 0
+    return { rss: m.rss, heapUsed: m.heapUsed, newSpace }
   }
   process.send?.({ type: 'listening', port, mem: measure() })
   process.on('message', (msg: { type: string }) => {
@@ -107,7 +114,7 @@ async function clientRole(kind: Kind, url: string): Promise<void> {
   await new Promise(() => {}) // hold the sockets until killed
 }
 
-async function run(kind: Kind): Promise<{ kind: Kind; perConnRss: number; perConnHeap: number; base: Mem; loaded: Mem }> {
+async function run(kind: Kind): Promise<{ kind: Kind; perConnRss: number; perConnHeap: number; perConnRssLessNew: number; base: Mem; loaded: Mem }> {
   const server = fork(new URL(import.meta.url).pathname, ['--role', 'server', '--kind', kind], {
     execArgv: ['--expose-gc', '--conditions=source', '--import', 'tsx'],
   })
@@ -117,12 +124,15 @@ async function run(kind: Kind): Promise<{ kind: Kind; perConnRss: number; perCon
   })
   const [done] = (await once(client, 'message')) as [{ count: number }]
   if (done.count !== N) throw new Error(`only ${done.count} connected`)
-  await new Promise((r) => setTimeout(r, 500))
+  // Past one ping interval: each connection has been pinged and answered (what an idle connection holds for good).
+  await new Promise((r) => setTimeout(r, PING_MS + 1500))
   server.send({ type: 'measure' })
   const [m] = (await once(server, 'message')) as [{ mem: Mem }]
   client.kill('SIGKILL')
   server.kill('SIGKILL')
-  return { kind, base: hello.mem, loaded: m.mem, perConnRss: (m.mem.rss - hello.mem.rss) / N, perConnHeap: (m.mem.heapUsed - hello.mem.heapUsed) / N }
+  return { kind, base: hello.mem, loaded: m.mem, perConnRss: (m.mem.rss - hello.mem.rss) / N, perConnHeap: (m.mem.heapUsed - hello.mem.heapUsed) / N,
+    perConnRssLessNew: (m.mem.rss - m.mem.newSpace - (hello.mem.rss - hello.mem.newSpace)) / N,
+  }
 }
 
 if (values.role === 'server') await serverRole(values.kind as Kind)
@@ -134,8 +144,10 @@ else {
   for (const kind of kinds) results.push(await run(kind))
   const kib = (b: number): string => (b / 1024).toFixed(2)
   console.log(`idle connections: ${N} (holdfast: connected + session + 2 subscriptions; ws/uws: open socket)`)
-  console.log('server          RSS/conn KiB   heap/conn KiB')
-  for (const r of results) console.log(`${r.kind.padEnd(15)} ${kib(r.perConnRss).padStart(12)} ${kib(r.perConnHeap).padStart(15)}`)
+  // "less new space": the RSS growth without the V8 new space's growth, which follows how fast the
+  // ramp allocated (up to 32 MiB, a fixed cost per process), not what each connection keeps.
+  console.log('server          RSS/conn KiB   heap/conn KiB   RSS less new space KiB')
+  for (const r of results) console.log(`${r.kind.padEnd(15)} ${kib(r.perConnRss).padStart(12)} ${kib(r.perConnHeap).padStart(15)} ${kib(r.perConnRssLessNew).padStart(24)}`)
   const by = new Map(results.map((r) => [r.kind, r]))
   const ratio = (a: Kind, b: Kind): void => {
     const x = by.get(a)

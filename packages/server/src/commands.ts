@@ -80,7 +80,10 @@ export class CommandHandler {
     const now = performance.now()
     // Bytes are metered per frame: a frame past the byte budget is refused whole, every command
     // in it, the same way as commands past the command rate.
-    let limited: 'bytes' | 'commands' | undefined = conn.bytes.take(now, size) ? undefined : 'bytes'
+    // A frame holding only the pong a ping asked for is free, as that pong is below: an idle
+    // connection then needs no rate buckets (Connection.releaseIdle drops them once full).
+    const askedPong = messages.length === 1 && messages[0]?.type === 'pong' && conn.awaitingPong
+    let limited: 'bytes' | 'commands' | undefined = askedPong || conn.bytes.take(now, size) ? undefined : 'bytes'
     // Once one command of a frame is refused for rate, the rest of the frame is refused too:
     // a later command must not run ahead of an earlier one the client will retry.
     for (const msg of messages) {

@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import type { TrafficCounters } from './counters.js'
 import { TokenBucket } from './limits/token-bucket.js'
 import { markDirty, type Flushable } from './outbound.js'
+import type { SubscriptionList } from './subscription-list.js'
 import type { AuthResult } from './auth/types.js'
 import type { TransportSink, TransportSocket, UpgradeRequest } from './transport/transport.js'
 
@@ -20,8 +21,11 @@ export interface PendingConnect {
   req: UpgradeRequest | undefined
 }
 
-/** What a connection remembers about one of its subscriptions. */
+/** What a connection remembers about one of its subscriptions (filed in its SubscriptionList). */
 export interface ConnSubscription {
+  channel: string
+  /** The connection's next subscription (the list is chained through its records). */
+  next: ConnSubscription | undefined
   /** false while the subscribe command is recovering; publications are buffered by the hub meanwhile. */
   live: boolean
   /** Presence is kept for this subscription (refreshed by the node). */
@@ -91,7 +95,8 @@ export class Connection implements Flushable, TransportSink {
   info: unknown = undefined
   /** Token expiry, ms since the epoch; 0 when the credentials do not expire. */
   expiresAt = 0
-  subs: Map<string, ConnSubscription> | undefined = undefined
+  /** Subscriptions by channel (Map-like; created by the first). */
+  subs: SubscriptionList<ConnSubscription> | undefined = undefined
   /** Consecutive commands refused by the rate limit. */
   rateRejects = 0
   /** Ordered commands waiting while an earlier one runs (see commands.ts). */

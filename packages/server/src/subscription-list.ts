@@ -15,7 +15,7 @@ export interface Listed {
 /** From this many entries on, lookups use an index instead of walking the chain. */
 const INDEX_FROM = 9
 
-export class SubscriptionList<T extends Listed> {
+export class SubscriptionList<T extends Listed> implements ReadonlyMap<string, T> {
   #head: T | undefined = undefined
   #tail: T | undefined = undefined
   #index: Map<string, T> | undefined = undefined
@@ -64,6 +64,22 @@ export class SubscriptionList<T extends Listed> {
       return true
     }
     return false
+  }
+
+  forEach(fn: (record: T, channel: string, list: this) => void, thisArg?: unknown): void {
+    for (const [channel, r] of this) fn.call(thisArg, r, channel, this)
+  }
+
+  entries(): IterableIterator<[string, T]> {
+    return this[Symbol.iterator]()
+  }
+
+  *keys(): IterableIterator<string> {
+    for (const [channel] of this) yield channel
+  }
+
+  *values(): IterableIterator<T> {
+    for (const [, r] of this) yield r
   }
 
   /**

@@ -10,6 +10,7 @@ import { connectionInfo } from './hooks.js'
 import type { NodeContext } from './node-context.js'
 import type { ResolvedChannelOptions } from './options.js'
 import type { Presence } from './presence.js'
+import { SubscriptionList } from './subscription-list.js'
 import type { ChannelGrant } from './auth/channel-token.js'
 
 type Ctx = Pick<NodeContext, 'options' | 'counters' | 'hub' | 'channelOptions' | 'hook' | 'backend' | 'channelToken'>
@@ -73,14 +74,15 @@ export class Subscriptions {
       opts = { ...opts, ...granted.overrides }
       if (opts.joinLeave && !opts.presence) opts.joinLeave = false
     }
-    const sub: ConnSubscription = info === undefined ? { live: false, presence: opts.presence } : { live: false, presence: opts.presence, info }
+    const sub: ConnSubscription =
+      info === undefined ? { channel, next: undefined, live: false, presence: opts.presence } : { channel, next: undefined, live: false, presence: opts.presence, info }
     if (opts.joinLeave !== ctx.channelOptions(channel).joinLeave) sub.joinLeave = opts.joinLeave
     if (grant !== undefined) {
       const answer = reply
       reply = (r) => answer({ ...r, expiresIn: grant.expiresAt - Date.now() })
       this.#armTokenTimer(conn, channel, sub, grant.expiresAt)
     }
-    ;(conn.subs ??= new Map()).set(channel, sub)
+    ;(conn.subs ??= new SubscriptionList()).set(channel, sub)
     let ok: boolean
     try {
       ok = await ctx.hub.subscribe(conn, channel, opts, recover, (result) => {

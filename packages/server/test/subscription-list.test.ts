@@ -85,3 +85,19 @@ describe('SubscriptionList', () => {
     }
   })
 })
+
+describe('SubscriptionList as a ReadonlyMap', () => {
+  it('keys, values, entries and forEach follow the order filed', () => {
+    const list = new SubscriptionList<Rec>()
+    list.set('a', rec(1)).set('b', rec(2))
+    assert.deepEqual([...list.keys()], ['a', 'b'])
+    assert.deepEqual([...list.values()].map((r) => r.n), [1, 2])
+    assert.deepEqual([...list.entries()].map(([ch, r]) => [ch, r.n]), [['a', 1], ['b', 2]])
+    const seen: string[] = []
+    list.forEach((r, ch, l) => {
+      assert.equal(l, list)
+      seen.push(`${ch}${r.n}`)
+    })
+    assert.deepEqual(seen, ['a1', 'b2'])
+  })
+})

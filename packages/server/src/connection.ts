@@ -2,6 +2,7 @@ import { CloseCodes, type ClientInfo, type CloseCodeName, type Codec, type Comma
 import type { Logger } from 'pino'
 import type { TrafficCounters } from './counters.js'
 import { TokenBucket } from './limits/token-bucket.js'
+import { encodeMessage } from './encoded-publications.js'
 import { markDirty, type Flushable } from './outbound.js'
 import type { AuthResult } from './auth/types.js'
 import type { TransportSink, TransportSocket, UpgradeRequest } from './transport/transport.js'
@@ -193,7 +194,7 @@ export class Connection implements Flushable, TransportSink {
    */
   reply(msg: ServerMessage): number {
     if (this.state === ConnState.Closed) return 0
-    const bytes = this.codec.encode(msg)
+    const bytes = encodeMessage(this.codec, msg)
     this.queueReply(bytes)
     return bytes.byteLength
   }

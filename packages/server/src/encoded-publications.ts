@@ -21,6 +21,8 @@ import { STORED_KEY, type StoredPublication } from './engine/engine.js'
 export const ENCODED_CACHE_BYTES = 8 * 1024 * 1024
 /** An entry larger than this is encoded each time rather than evicting a quarter of the cache. */
 const MAX_ENTRY_BYTES = ENCODED_CACHE_BYTES / 4
+/** A message spliced from pieces smaller than this is joined into one buffer (cheaper to write than many small pieces). */
+const JOIN_BELOW = 16 * 1024
 
 const COMMA = 0x2c
 const OPEN_BRACE = 0x7b
@@ -61,6 +63,42 @@ class EncodedCache {
 
 const caches = { json: new EncodedCache(), msgpack: new EncodedCache() }
 
+/**
+ * One encoded message in pieces (a reply spliced from cached publications). It is written to the
+ * socket as it is, piece after piece in one system call: a page of a megabyte is never copied
+ * into one buffer first.
+ */
+export class Pieces {
+  constructor(
+    readonly parts: readonly Uint8Array[],
+    readonly byteLength: number,
+  ) {}
+}
+
+/** What a connection queues: one buffer, or a message in pieces. */
+export type Encoded = Uint8Array | Pieces
+
+/** The pieces as one buffer (for a transport that cannot write pieces). */
+export function joined(parts: readonly Uint8Array[], size: number): Uint8Array {
+  const out = Buffer.allocUnsafe(size)
+  let pos = 0
+  for (const p of parts) {
+    out.set(p, pos)
+    pos += p.byteLength
+  }
+  return out
+}
+
+function pieces(parts: Uint8Array[], size: number): Encoded {
+  return size < JOIN_BELOW ? joined(parts, size) : new Pieces(parts, size)
+}
+
+/** What a codec puts between the messages of one frame (JSON: a newline; MessagePack: nothing). */
+export function separatorOf(codec: Codec): Uint8Array | undefined {
+  return codec.name === 'json' ? NEWLINE : undefined
+}
+const NEWLINE = Uint8Array.of(0x0a)
+
 /** Bytes of encoded publications held now, all codecs together (a gauge for the node's metrics). */
 export function encodedCacheBytes(): number {
   return caches.json.bytes + caches.msgpack.bytes
@@ -85,16 +123,6 @@ function entryBytes(codec: Codec, pub: Publication): Uint8Array {
   return bytes
 }
 
-function join(parts: readonly Uint8Array[], size: number): Uint8Array {
-  const out = Buffer.allocUnsafe(size)
-  let pos = 0
-  for (const p of parts) {
-    out.set(p, pos)
-    pos += p.byteLength
-  }
-  return out
-}
-
 function msgpackArrayHeader(n: number): Uint8Array {
   if (n < 16) return Uint8Array.of(0x90 | n)
   if (n < 65_536) return Uint8Array.of(0xdc, n >>> 8, n & 0xff)
@@ -106,7 +134,7 @@ function msgpackArrayHeader(n: number): Uint8Array {
  * go where that list is. Undefined when the shell does not end that way (then the caller encodes
  * the message whole).
  */
-function spliceList(codec: Codec, shell: Uint8Array, entries: readonly Uint8Array[]): Uint8Array | undefined {
+function spliceList(codec: Codec, shell: Uint8Array, entries: readonly Uint8Array[]): Encoded | undefined {
   const len = shell.byteLength
   const parts: Uint8Array[] = []
   let size = 0
@@ -127,21 +155,21 @@ function spliceList(codec: Codec, shell: Uint8Array, entries: readonly Uint8Arra
       add(e)
     })
     add(shell.subarray(close))
-    return join(parts, size)
+    return pieces(parts, size)
   }
   // MessagePack maps have no end marker: the empty array is the last byte.
   if (shell[len - 1] !== MSGPACK_EMPTY_ARRAY) return undefined
   add(shell.subarray(0, len - 1))
   add(msgpackArrayHeader(entries.length))
   for (const e of entries) add(e)
-  return join(parts, size)
+  return pieces(parts, size)
 }
 
 /**
  * Encode a server message. A reply whose result lists stored publications (a history page, a
  * subscribe's recovery) is built from their cached encodings; anything else is encoded whole.
  */
-export function encodeMessage(codec: Codec, msg: ServerMessage): Uint8Array {
+export function encodeMessage(codec: Codec, msg: ServerMessage): Encoded {
   const result = (msg as { result?: { publications?: unknown } }).result
   const pubs = result?.publications
   if (!Array.isArray(pubs) || pubs.length === 0 || !(pubs as Publication[]).some((p) => keyOf(p) !== undefined)) return codec.encode(msg)
@@ -159,14 +187,10 @@ function msgpackMap(bytes: Uint8Array): { count: number; head: number } | undefi
 }
 
 /** `head`'s keys and then `entry`'s, as one object: undefined when either is not a plain map. */
-function mergeObjects(codec: Codec, head: Uint8Array, entry: Uint8Array): Uint8Array | undefined {
+function mergeObjects(codec: Codec, head: Uint8Array, entry: Uint8Array): Encoded | undefined {
   if (codec.name === 'json') {
     if (head.at(-1) !== CLOSE_BRACE || entry[0] !== OPEN_BRACE || head.byteLength < 3 || entry.byteLength < 3) return undefined
-    const out = Buffer.allocUnsafe(head.byteLength + entry.byteLength - 1)
-    out.set(head.subarray(0, head.byteLength - 1), 0)
-    out[head.byteLength - 1] = COMMA
-    out.set(entry.subarray(1), head.byteLength)
-    return out
+    return pieces([head.subarray(0, head.byteLength - 1), Uint8Array.of(COMMA), entry.subarray(1)], head.byteLength + entry.byteLength - 1)
   }
   const a = msgpackMap(head)
   const b = msgpackMap(entry)
@@ -175,18 +199,21 @@ function mergeObjects(codec: Codec, head: Uint8Array, entry: Uint8Array): Uint8A
   if (count >= 65_536) return undefined
   const header = count < 16 ? Uint8Array.of(0x80 | count) : Uint8Array.of(0xde, count >>> 8, count & 0xff)
   const body = [header, head.subarray(a.head), entry.subarray(b.head)]
-  return join(body, body.reduce((n, p) => n + p.byteLength, 0))
+  return pieces(body, body.reduce((n, p) => n + p.byteLength, 0))
 }
 
 /** A stored publication as a `pub` push (a recovery page past the subscribe reply). */
-export function encodePubPush(codec: Codec, channel: string, epoch: string, pub: Publication): Uint8Array {
+export function encodePubPush(codec: Codec, channel: string, epoch: string, pub: Publication): Encoded {
   if (keyOf(pub) !== undefined) {
     const merged = mergeObjects(codec, codec.encode({ type: 'pub', channel, epoch } as unknown as ServerMessage), entryBytes(codec, pub))
     if (merged !== undefined) return merged
   }
-  return codec.encode(
-    pub.info === undefined
-      ? { type: 'pub', channel, epoch, offset: pub.offset, data: pub.data }
-      : { type: 'pub', channel, epoch, offset: pub.offset, data: pub.data, info: pub.info },
-  )
+  return codec.encode(pubPush(channel, epoch, pub))
+}
+
+/** A publication as a `pub` push message. */
+export function pubPush(channel: string, epoch: string, pub: Publication): ServerMessage {
+  return pub.info === undefined
+    ? { type: 'pub', channel, epoch, offset: pub.offset, data: pub.data }
+    : { type: 'pub', channel, epoch, offset: pub.offset, data: pub.data, info: pub.info }
 }

@@ -1,7 +1,7 @@
 import { continuesFrom, type ClientInfo, type Codec, type Publication, type StreamPosition, type SubscribeResult } from '@holdfast/protocol'
 import { ConnState, type Connection } from './connection.js'
 import type { Engine, StreamPublication } from './engine/engine.js'
-import { encodePubPush } from './encoded-publications.js'
+import { encodePubPush, pubPush } from './encoded-publications.js'
 import type { ResolvedChannelOptions } from './options.js'
 
 /** Most live publications held for one subscriber while it reads history. */
@@ -322,6 +322,6 @@ export class Hub {
   }
 
   #encodePub(codec: Codec, channel: string, pub: StreamPublication): Uint8Array {
-    return encodePubPush(codec, channel, pub.epoch, pub)
+    return codec.encode(pubPush(channel, pub.epoch, pub))
   }
 }

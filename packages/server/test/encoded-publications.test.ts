@@ -7,9 +7,10 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { jsonCodec, msgpackCodec, type Codec, type Publication, type ServerMessage } from '@holdfast/protocol'
-import { encodeMessage, encodePubPush } from '../src/encoded-publications.js'
+import { encodeMessage, encodePubPush, joined, Pieces, type Encoded } from '../src/encoded-publications.js'
 import { STORED_KEY, type StoredPublication } from '../src/engine/engine.js'
 import { MemoryEngine } from '../src/engine/memory-engine.js'
+import { serverPerTest } from './helpers.js'
 
 const STREAM = { historySize: 100, historyTtlMs: 60_000, streamTtlMs: 60_000 }
 
@@ -28,7 +29,10 @@ function counting(codec: Codec): Codec & { encoded: number } {
 }
 
 // As a client gets them: plain bytes (decoded MessagePack bin values are views of the input).
-const decode = (codec: Codec, bytes: Uint8Array): ServerMessage[] => codec.decodeServer(codec.binary ? Uint8Array.from(bytes) : new TextDecoder().decode(bytes))
+function decode(codec: Codec, encoded: Encoded): ServerMessage[] {
+  const bytes = encoded instanceof Pieces ? joined(encoded.parts, encoded.byteLength) : encoded
+  return codec.decodeServer(codec.binary ? Uint8Array.from(bytes) : new TextDecoder().decode(bytes))
+}
 
 const PUBS: Publication[] = [
   { offset: 7, data: { text: 'hé "quoted"\n', n: [1, 2, 3] } },
@@ -45,6 +49,16 @@ for (const codec of [jsonCodec, msgpackCodec]) {
       assert.deepEqual(decode(codec, encodeMessage(codec, msg)), whole)
       // Again, from the cache.
       assert.deepEqual(decode(codec, encodeMessage(codec, msg)), whole)
+    })
+
+    it('a large reply stays in pieces (written as they are), a small one is one buffer', () => {
+      const big = Array.from({ length: 20 }, (_, i) => stored({ offset: i + 1, data: 'y'.repeat(10_000) }))
+      const large = encodeMessage(codec, { id: 1, result: { offset: 20, epoch: 'e', publications: big } } as ServerMessage)
+      assert.ok(large instanceof Pieces && large.byteLength > 200_000)
+      assert.equal(large.byteLength, large.parts.reduce((n, p) => n + p.byteLength, 0))
+      assert.ok(encodeMessage(codec, { id: 2, result: { offset: 1, epoch: 'e', publications: [stored({ offset: 1, data: 1 })] } } as ServerMessage) instanceof Uint8Array)
+      const push = encodePubPush(codec, 'c', 'e', big[0] as Publication)
+      assert.ok(push instanceof Uint8Array, 'a 10 kB push is joined')
     })
 
     it('a subscribe reply with a recovery, and a list of more than fifteen entries', () => {
@@ -95,3 +109,33 @@ for (const codec of [jsonCodec, msgpackCodec]) {
     })
   })
 }
+
+describe('encoded publications through a node', () => {
+  const fx = serverPerTest()
+
+  for (const protocol of ['json', 'msgpack'] as const) {
+    it(`${protocol}: history pages and a paged recovery of large publications arrive whole, twice over (the second time from the cache)`, async () => {
+      const { url, gw } = await fx.start({ maxReplyBytes: 300_000 })
+      const blob = (i: number): string => String(i % 10).repeat(50_000)
+      const bytes = new Uint8Array(40_000).fill(7)
+      for (let i = 1; i <= 12; i++) await gw.publish('big', i === 5 ? { i, bytes } : { i, blob: blob(i) })
+      const c = fx.client(url, { protocol })
+      await c.connect()
+      type Page = { offset: number; epoch: string; publications: Array<{ offset: number; data: { i: number; blob?: string; bytes?: Uint8Array } }> }
+      // Two pages fit the reply budget's burst.
+      for (let round = 0; round < 2; round++) {
+        const page = await c.call<Page>({ type: 'history', channel: 'big', since: { offset: 0, epoch: '' }, limit: 12 })
+        assert.deepEqual(page.publications.map((p) => p.offset), [1, 2, 3, 4, 5], 'the first 300 kB')
+        for (const p of page.publications) {
+          if (p.offset === 5) assert.deepEqual(Uint8Array.from(p.data.bytes as Uint8Array), bytes)
+          else assert.equal(p.data.blob, blob(p.offset))
+        }
+      }
+      const sub = await c.call<{ offset: number; publications: Page['publications'] }>({ type: 'subscribe', channel: 'big', recover: { offset: 0, epoch: '' } })
+      await c.until(() => c.pubs('big').length === 12 - sub.publications.length, 10_000, 'the recovery pages')
+      const all = [...sub.publications, ...c.pubs('big')]
+      assert.deepEqual(all.map((p) => p.offset), Array.from({ length: 12 }, (_, i) => i + 1))
+      for (const p of all) if (p.offset !== 5) assert.equal((p.data as { blob: string }).blob, blob(p.offset))
+    })
+  }
+})

@@ -42,14 +42,14 @@ const RSS_BOUND_MB = 200
 const FACTOR = 2
 /**
  * What the p99 may add beyond that on a shared 2-core machine: the attacker, the node and the
- * measuring clients are three busy processes on two cores, and a delivery that waits for the
- * scheduler waits a few milliseconds whatever the node does. Measured on a quiet machine: 13.5-21
- * ms under attack against 5.7-9.6 ms alone (docs/reliability.md, scenario 10). A node that blocks
- * its loop on hostile work (the 200 ms this scenario measured before replies reused their
- * publications' encodings) fails here. Under heavy load from other work the scenario measures the
- * machine, not the node.
+ * measuring clients are three busy processes on two cores, beside whatever else the machine runs.
+ * Measured (docs/reliability.md, scenario 10): 13.5-21 ms under attack against 5.7-9.6 ms alone on
+ * a quiet machine, 144 ms with other work running (load average 9-11). The node as it was before
+ * replies reused their publications' encodings measured 200-240 ms on a quiet machine and fails
+ * here. Under heavier load from other work (average 15) the scenario measures the machine, not
+ * the node, and fails at any bound that means something.
  */
-const FLOOR_MS = 50
+const FLOOR_MS = 150
 
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))

@@ -29,9 +29,13 @@
  * from the `session` cookie each client sends on its upgrade, as a browser would).
  *
  *   flock /tmp/holdfast-bench.lock node --conditions=source --import tsx bench/handshakes.ts
- *        [--connections 20000] [--processes 4] [--concurrency 50]
+ *        [--connections 20000] [--processes 4] [--concurrency 50] [--warmup 0]
  *        [--servers holdfast,ws] [--auth none,hs256,es256,jwks,proxy] [--variants connect,subscribe]
  *        [--cpu-prof DIR] [--json FILE]
+ *
+ * `--warmup N` first has the clients do N handshakes (in all) that are not measured, after which
+ * the load phase starts: what is measured is then the server's steady state, not also its one-time
+ * costs (compiling its code paths, the backend pool's connections and HTTP parser for `proxy`).
  *
  * `--cpu-prof DIR` runs the holdfast server processes with `--cpu-prof` and writes their profiles
  * to DIR (one per cell). Bounded: a cell stops starting connections after --max-seconds.
@@ -80,6 +84,8 @@ interface ClientSetup {
   variant: Variant
   url: string
   count: number
+  /** Handshakes done before `ready`, not measured: the server's code paths and pools warmed. */
+  warmup: number
   concurrency: number
   localAddress: string
   signing: Signing | undefined
@@ -221,16 +227,14 @@ function handshake(setup: ClientSetup, token: string | undefined, i: number): Pr
   })
 }
 
-async function clientRole(setup: ClientSetup): Promise<void> {
-  const tokens = await mintAll(setup.signing, setup.prefix, setup.count)
-  process.send?.({ type: 'ready' } satisfies FromClient)
-  await new Promise<void>((resolve) => process.once('message', () => resolve()))
+/** Handshakes `from` .. `to` - 1 (each its own token), `concurrency` at a time. */
+async function load(setup: ClientSetup, tokens: Array<string | undefined>, from: number, to: number): Promise<{ totals: ClientTotals; hist: ReturnType<typeof newHistogram> }> {
   const hist = newHistogram()
   const totals: ClientTotals = { done: 0, failed: 0, failures: {}, latency: '' }
-  let next = 0
+  let next = from
   await Promise.all(
     Array.from({ length: setup.concurrency }, async () => {
-      while (next < setup.count && Date.now() < setup.stopStartingAt) {
+      while (next < to && Date.now() < setup.stopStartingAt) {
         const i = next++
         const r = await handshake(setup, tokens[i], i)
         if ('ms' in r) {
@@ -243,6 +247,16 @@ async function clientRole(setup: ClientSetup): Promise<void> {
       }
     }),
   )
+  return { totals, hist }
+}
+
+async function clientRole(setup: ClientSetup): Promise<void> {
+  const tokens = await mintAll(setup.signing, setup.prefix, setup.warmup + setup.count)
+  const warm = await load(setup, tokens, 0, setup.warmup)
+  if (warm.totals.failed > 0) throw new Error(`warm-up: ${warm.totals.failed} handshakes failed ${JSON.stringify(warm.totals.failures)}`)
+  process.send?.({ type: 'ready' } satisfies FromClient)
+  await new Promise<void>((resolve) => process.once('message', () => resolve()))
+  const { totals, hist } = await load(setup, tokens, setup.warmup, setup.warmup + setup.count)
   totals.latency = encodeHistogram(hist)
   process.send?.({ type: 'done', totals } satisfies FromClient, () => process.exit(0))
 }
@@ -325,7 +339,7 @@ async function runCell(
   variant: Variant,
   keys: Keys,
   jwks: { url: string; fetches: () => number; proxyUrl: string },
-  opts: { connections: number; processes: number; concurrency: number; maxSeconds: number; cpuProf: string | undefined },
+  opts: { connections: number; processes: number; concurrency: number; warmup: number; maxSeconds: number; cpuProf: string | undefined },
 ): Promise<CellResult> {
   const serverAuth: ServerAuth =
     auth === 'hs256'
@@ -368,6 +382,7 @@ async function runCell(
         variant,
         url,
         count: Math.max(0, Math.min(per, opts.connections - p * per)),
+        warmup: Math.ceil(opts.warmup / opts.processes),
         concurrency: opts.concurrency,
         localAddress: `127.0.0.${2 + p}`,
         signing,
@@ -457,6 +472,7 @@ async function main(): Promise<void> {
       connections: { type: 'string', default: '20000' },
       processes: { type: 'string', default: '4' },
       concurrency: { type: 'string', default: '50' },
+      warmup: { type: 'string', default: '0' },
       servers: { type: 'string', default: 'holdfast,ws' },
       auth: { type: 'string', default: 'none,hs256,es256,jwks' },
       variants: { type: 'string', default: 'connect,subscribe' },
@@ -472,6 +488,7 @@ async function main(): Promise<void> {
     connections: Number(values.connections),
     processes: Number(values.processes),
     concurrency: Number(values.concurrency),
+    warmup: Number(values.warmup),
     maxSeconds: Number(values['max-seconds']),
     cpuProf: values['cpu-prof'],
   }
@@ -504,7 +521,7 @@ async function main(): Promise<void> {
     proxyUrl: `http://127.0.0.1:${(backend.address() as AddressInfo).port}`,
   }
   const rows: CellResult[] = []
-  console.log(`${opts.connections} connections per cell, ${opts.processes} client processes × ${opts.concurrency} in flight; Node ${process.version}`)
+  console.log(`${opts.connections} connections per cell after ${opts.warmup} unmeasured, ${opts.processes} client processes × ${opts.concurrency} in flight; Node ${process.version}`)
   for (const variant of variants) {
     for (const auth of auths) {
       for (const server of servers) {

@@ -29,12 +29,21 @@
  * from the `session` cookie each client sends on its upgrade, as a browser would).
  *
  *   flock /tmp/holdfast-bench.lock node --conditions=source --import tsx bench/handshakes.ts
- *        [--connections 20000] [--processes 4] [--concurrency 50]
+ *        [--connections 20000] [--processes 4] [--concurrency 50] [--warmup 0] [--rounds 1]
  *        [--servers holdfast,ws] [--auth none,hs256,es256,jwks,proxy] [--variants connect,subscribe]
  *        [--cpu-prof DIR] [--json FILE]
  *
+ * `--warmup N` first has the clients do N handshakes (in all) that are not measured, after which
+ * the load phase starts: what is measured is then the server's steady state, not also its one-time
+ * costs (compiling its code paths, the backend pool's connections and HTTP parser for `proxy`).
+ *
+ * `--rounds R` (R > 1) starts the cells of a variant side by side and measures them in R
+ * interleaved slices (each cell's share of handshakes split in R), summing each cell's server CPU
+ * over its slices: the machine's other load then falls on every cell alike, which makes the ratio
+ * between cells (e.g. proxy / JWT) steadier than cells run one after the other.
+ *
  * `--cpu-prof DIR` runs the holdfast server processes with `--cpu-prof` and writes their profiles
- * to DIR (one per cell). Bounded: a cell stops starting connections after --max-seconds.
+ * to DIR (one per cell). Bounded: a cell stops starting connections after --max-seconds (times R).
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
@@ -80,6 +89,8 @@ interface ClientSetup {
   variant: Variant
   url: string
   count: number
+  /** Handshakes done before `ready`, not measured: the server's code paths and pools warmed. */
+  warmup: number
   concurrency: number
   localAddress: string
   signing: Signing | undefined
@@ -221,16 +232,14 @@ function handshake(setup: ClientSetup, token: string | undefined, i: number): Pr
   })
 }
 
-async function clientRole(setup: ClientSetup): Promise<void> {
-  const tokens = await mintAll(setup.signing, setup.prefix, setup.count)
-  process.send?.({ type: 'ready' } satisfies FromClient)
-  await new Promise<void>((resolve) => process.once('message', () => resolve()))
+/** Handshakes `from` .. `to` - 1 (each its own token), `concurrency` at a time. */
+async function load(setup: ClientSetup, tokens: Array<string | undefined>, from: number, to: number): Promise<{ totals: ClientTotals; hist: ReturnType<typeof newHistogram> }> {
   const hist = newHistogram()
   const totals: ClientTotals = { done: 0, failed: 0, failures: {}, latency: '' }
-  let next = 0
+  let next = from
   await Promise.all(
     Array.from({ length: setup.concurrency }, async () => {
-      while (next < setup.count && Date.now() < setup.stopStartingAt) {
+      while (next < to && Date.now() < setup.stopStartingAt) {
         const i = next++
         const r = await handshake(setup, tokens[i], i)
         if ('ms' in r) {
@@ -243,8 +252,24 @@ async function clientRole(setup: ClientSetup): Promise<void> {
       }
     }),
   )
-  totals.latency = encodeHistogram(hist)
-  process.send?.({ type: 'done', totals } satisfies FromClient, () => process.exit(0))
+  return { totals, hist }
+}
+
+async function clientRole(setup: ClientSetup): Promise<void> {
+  const tokens = await mintAll(setup.signing, setup.prefix, setup.warmup + setup.count)
+  const warm = await load(setup, tokens, 0, setup.warmup)
+  if (warm.totals.failed > 0) throw new Error(`warm-up: ${warm.totals.failed} handshakes failed ${JSON.stringify(warm.totals.failures)}`)
+  process.send?.({ type: 'ready' } satisfies FromClient)
+  // Each `go` runs the next `count` handshakes (a slice; one slice when the cells are not interleaved).
+  let next = setup.warmup
+  process.on('message', (m: { type: 'go'; count: number }) => {
+    const to = Math.min(next + m.count, setup.warmup + setup.count)
+    load(setup, tokens, next, to).then(({ totals, hist }) => {
+      next = to
+      totals.latency = encodeHistogram(hist)
+      process.send?.({ type: 'done', totals } satisfies FromClient)
+    })
+  })
 }
 
 // ------------------------------------------------------------------------------------- main
@@ -319,14 +344,29 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer)
 }
 
-async function runCell(
+/** A cell's server and client processes, started and warmed, and what its slices measured so far. */
+interface Cell {
+  server: ServerName
+  auth: AuthMode
+  variant: Variant
+  srv: ChildProcess
+  clients: ChildProcess[]
+  /** Measured handshakes each client process runs in all. */
+  counts: number[]
+  fetchesBefore: number
+  seconds: number
+  cpuUs: number
+  results: ClientTotals[]
+}
+
+async function startCell(
   server: ServerName,
   auth: AuthMode,
   variant: Variant,
   keys: Keys,
   jwks: { url: string; fetches: () => number; proxyUrl: string },
-  opts: { connections: number; processes: number; concurrency: number; maxSeconds: number; cpuProf: string | undefined },
-): Promise<CellResult> {
+  opts: Options,
+): Promise<Cell> {
   const serverAuth: ServerAuth =
     auth === 'hs256'
       ? { mode: auth, secret: keys.secret }
@@ -347,73 +387,132 @@ async function runCell(
           : undefined
   const profArgs = opts.cpuProf !== undefined && server === 'holdfast' ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf] : []
   const srv = fork(SELF, ['--role', 'server', '--server', server], { execArgv: [...LOADER, ...profArgs], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  const clients: ChildProcess[] = []
+  const cell: Cell = { server, auth, variant, srv, clients: [], counts: [], fetchesBefore: 0, seconds: 0, cpuUs: 0, results: [] }
   try {
     const listening = waitFor<FromServer & { type: 'listening' }>(srv, 'listening', 'server')
     srv.send(serverAuth)
     const { url } = await listening
-    const fetchesBefore = jwks.fetches()
+    cell.fetchesBefore = jwks.fetches()
     const per = Math.ceil(opts.connections / opts.processes)
     const ready: Array<Promise<unknown>> = []
-    const done: Array<Promise<FromClient & { type: 'done' }>> = []
     for (let p = 0; p < opts.processes; p++) {
       const child = fork(SELF, ['--role', 'client'], { execArgv: LOADER, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-      clients.push(child)
+      cell.clients.push(child)
+      cell.counts.push(Math.max(0, Math.min(per, opts.connections - p * per)))
       ready.push(waitFor(child, 'ready', `client ${p}`))
-      done.push(waitFor<FromClient & { type: 'done' }>(child, 'done', `client ${p}`))
       // Started before the load, so no one waits on the other's clock: the deadline is a bound, not a schedule.
       child.send({
         type: 'setup',
         server,
         variant,
         url,
-        count: Math.max(0, Math.min(per, opts.connections - p * per)),
+        count: cell.counts[p] as number,
+        warmup: Math.ceil(opts.warmup / opts.processes),
         concurrency: opts.concurrency,
         localAddress: `127.0.0.${2 + p}`,
         signing,
         cookie: auth === 'proxy',
         prefix: `p${p}`,
-        stopStartingAt: Date.now() + 120_000 + opts.maxSeconds * 1000,
+        stopStartingAt: Date.now() + 120_000 + opts.maxSeconds * opts.rounds * 1000,
       } satisfies ClientSetup)
     }
     await Promise.all(ready)
-    const before = readProcSample(srv.pid as number)
-    const started = performance.now()
-    for (const c of clients) c.send('go')
-    const results = await Promise.all(done)
-    const seconds = (performance.now() - started) / 1000
-    const after = readProcSample(srv.pid as number)
-    const hist = newHistogram()
-    const failures: Record<string, number> = {}
-    let handshakes = 0
-    let failed = 0
-    for (const { totals } of results) {
-      handshakes += totals.done
-      failed += totals.failed
-      addEncoded(hist, totals.latency)
-      for (const [k, n] of Object.entries(totals.failures)) failures[k] = (failures[k] ?? 0) + n
-    }
-    const cpu = before !== undefined && after !== undefined ? (after.cpuUs - before.cpuUs) / 1e6 : Number.NaN
-    const pc = percentiles(hist)
-    return {
-      server,
-      auth,
-      variant,
-      handshakes,
-      failed,
-      failures,
-      seconds: round(seconds, 2),
-      perSecond: Math.round(handshakes / seconds),
-      serverCpuSeconds: round(cpu, 2),
-      perCpuSecond: Math.round(handshakes / cpu),
-      cpuUsPerHandshake: Math.round((cpu * 1e6) / handshakes),
-      p50Ms: pc?.p50 ?? null,
-      p99Ms: pc?.p99 ?? null,
-      jwksFetches: auth === 'jwks' ? jwks.fetches() - fetchesBefore : null,
-    }
-  } finally {
-    await Promise.all([...clients, srv].map(stopChild))
+    return cell
+  } catch (err) {
+    await stopCell(cell)
+    throw err
   }
+}
+
+/** Slice `round` of `rounds`: its share of each client's handshakes, the server's CPU over it counted. */
+async function runSlice(cell: Cell, round: number, rounds: number): Promise<void> {
+  const done = cell.clients.map((c, p) => waitFor<FromClient & { type: 'done' }>(c, 'done', `client ${p}`))
+  const before = readProcSample(cell.srv.pid as number)
+  const started = performance.now()
+  cell.clients.forEach((c, p) => {
+    const total = cell.counts[p] as number
+    const share = Math.ceil(total / rounds)
+    c.send({ type: 'go', count: Math.max(0, Math.min(share, total - round * share)) })
+  })
+  const results = await Promise.all(done)
+  cell.seconds += (performance.now() - started) / 1000
+  const after = readProcSample(cell.srv.pid as number)
+  cell.cpuUs += before !== undefined && after !== undefined ? after.cpuUs - before.cpuUs : Number.NaN
+  for (const { totals } of results) cell.results.push(totals)
+}
+
+function cellResult(cell: Cell, jwks: { fetches: () => number }): CellResult {
+  const hist = newHistogram()
+  const failures: Record<string, number> = {}
+  let handshakes = 0
+  let failed = 0
+  for (const totals of cell.results) {
+    handshakes += totals.done
+    failed += totals.failed
+    addEncoded(hist, totals.latency)
+    for (const [k, n] of Object.entries(totals.failures)) failures[k] = (failures[k] ?? 0) + n
+  }
+  const cpu = cell.cpuUs / 1e6
+  const pc = percentiles(hist)
+  return {
+    server: cell.server,
+    auth: cell.auth,
+    variant: cell.variant,
+    handshakes,
+    failed,
+    failures,
+    seconds: round(cell.seconds, 2),
+    perSecond: Math.round(handshakes / cell.seconds),
+    serverCpuSeconds: round(cpu, 2),
+    perCpuSecond: Math.round(handshakes / cpu),
+    cpuUsPerHandshake: Math.round((cpu * 1e6) / handshakes),
+    p50Ms: pc?.p50 ?? null,
+    p99Ms: pc?.p99 ?? null,
+    jwksFetches: cell.auth === 'jwks' ? jwks.fetches() - cell.fetchesBefore : null,
+  }
+}
+
+function stopCell(cell: Cell): Promise<unknown> {
+  return Promise.all([...cell.clients, cell.srv].map(stopChild))
+}
+
+/**
+ * The cells of `group`, measured: one after the other (`rounds` 1), or side by side in `rounds`
+ * interleaved slices, so that the machine's other load falls on every cell alike.
+ */
+async function runCells(group: Array<Parameters<typeof startCell>>, opts: Options): Promise<CellResult[]> {
+  const out: CellResult[] = []
+  if (opts.rounds === 1) {
+    for (const args of group) {
+      const cell = await startCell(...args)
+      try {
+        await runSlice(cell, 0, 1)
+        out.push(cellResult(cell, args[4]))
+      } finally {
+        await stopCell(cell)
+      }
+    }
+    return out
+  }
+  const cells: Cell[] = []
+  try {
+    for (const args of group) cells.push(await startCell(...args))
+    for (let r = 0; r < opts.rounds; r++) for (const cell of cells) await runSlice(cell, r, opts.rounds)
+    cells.forEach((cell, i) => out.push(cellResult(cell, (group[i] as Parameters<typeof startCell>)[4])))
+  } finally {
+    await Promise.all(cells.map(stopCell))
+  }
+  return out
+}
+
+interface Options {
+  connections: number
+  processes: number
+  concurrency: number
+  warmup: number
+  rounds: number
+  maxSeconds: number
+  cpuProf: string | undefined
 }
 
 function round(x: number, digits: number): number {
@@ -457,6 +556,8 @@ async function main(): Promise<void> {
       connections: { type: 'string', default: '20000' },
       processes: { type: 'string', default: '4' },
       concurrency: { type: 'string', default: '50' },
+      warmup: { type: 'string', default: '0' },
+      rounds: { type: 'string', default: '1' },
       servers: { type: 'string', default: 'holdfast,ws' },
       auth: { type: 'string', default: 'none,hs256,es256,jwks' },
       variants: { type: 'string', default: 'connect,subscribe' },
@@ -468,13 +569,16 @@ async function main(): Promise<void> {
   const servers = list(values.servers, ['holdfast', 'ws'] as const, 'servers')
   const auths = list(values.auth, ['none', 'hs256', 'es256', 'jwks', 'proxy'] as const, 'auth')
   const variants = list(values.variants, ['connect', 'subscribe'] as const, 'variants')
-  const opts = {
+  const opts: Options = {
     connections: Number(values.connections),
     processes: Number(values.processes),
     concurrency: Number(values.concurrency),
+    warmup: Number(values.warmup),
+    rounds: Number(values.rounds),
     maxSeconds: Number(values['max-seconds']),
     cpuProf: values['cpu-prof'],
   }
+  if (!Number.isInteger(opts.rounds) || opts.rounds < 1) throw new TypeError('--rounds must be a positive integer')
   if (opts.processes < 1 || opts.processes > 8) throw new TypeError('--processes must be 1..8 (source addresses 127.0.0.2-9)')
   const keys = makeKeys()
   let fetches = 0
@@ -504,19 +608,23 @@ async function main(): Promise<void> {
     proxyUrl: `http://127.0.0.1:${(backend.address() as AddressInfo).port}`,
   }
   const rows: CellResult[] = []
-  console.log(`${opts.connections} connections per cell, ${opts.processes} client processes × ${opts.concurrency} in flight; Node ${process.version}`)
+  console.log(
+    `${opts.connections} connections per cell after ${opts.warmup} unmeasured, ${opts.rounds === 1 ? 'cells one after the other' : `cells interleaved in ${opts.rounds} slices`}, ${opts.processes} client processes × ${opts.concurrency} in flight; Node ${process.version}`,
+  )
   for (const variant of variants) {
+    const group: Array<Parameters<typeof startCell>> = []
     for (const auth of auths) {
       for (const server of servers) {
         // The connect proxy is holdfast's; a bare ws server has no such thing to compare.
-        if (auth === 'proxy' && server === 'ws') continue
-        const r = await runCell(server, auth, variant, keys, jwks, opts)
-        rows.push(r)
-        const fails = r.failed === 0 ? '' : ` failures ${JSON.stringify(r.failures)}`
-        console.log(
-          `${server.padEnd(8)} ${auth.padEnd(5)} ${variant.padEnd(9)} ${r.handshakes} ok in ${r.seconds} s = ${r.perSecond}/s; server CPU ${r.serverCpuSeconds} s = ${r.perCpuSecond}/CPU-s (${r.cpuUsPerHandshake} µs each); p50 ${r.p50Ms} ms p99 ${r.p99Ms} ms${r.jwksFetches === null ? '' : `; JWKS fetches ${r.jwksFetches}`}${fails}`,
-        )
+        if (auth !== 'proxy' || server !== 'ws') group.push([server, auth, variant, keys, jwks, opts])
       }
+    }
+    for (const r of await runCells(group, opts)) {
+      rows.push(r)
+      const fails = r.failed === 0 ? '' : ` failures ${JSON.stringify(r.failures)}`
+      console.log(
+        `${r.server.padEnd(8)} ${r.auth.padEnd(5)} ${variant.padEnd(9)} ${r.handshakes} ok in ${r.seconds} s = ${r.perSecond}/s; server CPU ${r.serverCpuSeconds} s = ${r.perCpuSecond}/CPU-s (${r.cpuUsPerHandshake} µs each); p50 ${r.p50Ms} ms p99 ${r.p99Ms} ms${r.jwksFetches === null ? '' : `; JWKS fetches ${r.jwksFetches}`}${fails}`,
+      )
     }
   }
   console.log(`\n${formatTable(rows)}`)

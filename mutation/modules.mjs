@@ -28,7 +28,7 @@ export const MODULES = [
     name: 'memory-engine',
     minutes: 8,
     mutate: ['packages/server/src/engine/memory-engine.ts'],
-    tests: ['packages/server/test/memory-engine.test.ts', 'packages/server/test/memory-engine-footprint.test.ts'],
+    tests: ['packages/server/test/memory-engine.test.ts', 'packages/server/test/memory-engine-footprint.test.ts', 'packages/server/test/engine-budgets.test.ts'],
   },
   {
     name: 'codec',

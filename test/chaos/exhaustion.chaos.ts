@@ -10,8 +10,8 @@
  *
  * Every attack must end the way docs/security.md says; the node's resident memory must stay
  * within the documented bound above its baseline; the well-behaved clients must lose nothing, never
- * be disconnected, and keep their delivery p99 within the suite's bound for a shared machine (see
- * FACTOR below; the 2x target is measured and reported).
+ * be disconnected, and keep their delivery p99 within 2x their p99 alone, or that plus FLOOR_MS
+ * (the scheduling of three busy processes on a shared 2-core machine; see below).
  */
 import assert from 'node:assert/strict'
 import { fork } from 'node:child_process'
@@ -38,19 +38,18 @@ const ATTACK_MS = 15_000
  * collector has not yet returned.
  */
 const RSS_BOUND_MB = 200
+/** The issue's target: p99 under attack at most twice the p99 alone. */
+const FACTOR = 2
 /**
- * The bound the suite holds on a shared 2-core machine, as the hostile-client scenario does; the
- * issue's target (2x the baseline) is measured and reported (docs/reliability.md, scenario 10),
- * not asserted: here the attacker, the node and the measuring clients share the two cores.
+ * What the p99 may add beyond that on a shared 2-core machine: the attacker, the node and the
+ * measuring clients are three busy processes on two cores, beside whatever else the machine runs.
+ * Measured (docs/reliability.md, scenario 10): 13.5-21 ms under attack against 5.7-9.6 ms alone on
+ * a quiet machine, 144 ms with other work running (load average 9-11). The node as it was before
+ * replies reused their publications' encodings measured 200-240 ms on a quiet machine and fails
+ * here. Under heavier load from other work (average 15) the scenario measures the machine, not
+ * the node, and fails at any bound that means something.
  */
-const FACTOR = 10
-/**
- * Wider than the other scenarios' 300 ms: here one attacker process floods with every attack at
- * once on the same two cores, and CI runs measured a p99 of 260-690 ms under it (docs/reliability.md,
- * scenario 10). A second is still far inside the clients' heartbeat bounds, so a node that starved
- * or stalled its well-behaved clients still fails here.
- */
-const FLOOR_MS = 1000
+const FLOOR_MS = 150
 
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))

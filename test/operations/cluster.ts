@@ -160,7 +160,7 @@ export class ServeCluster {
   /** The worker processes now (children of the primary running the CLI; tsx's esbuild helper is a child too). */
   workerPids(): number[] {
     return childPids(this.pid)
-      .filter((p) => cmdline(p).includes('bin.ts serve') && alive(p))
+      .filter((p) => /bin\.[jt]s serve/.test(cmdline(p)) && alive(p))
       .sort((a, b) => a - b)
   }
 

@@ -8,7 +8,11 @@ import type { LogFormat, ServeConfig } from './config.js'
  */
 export async function createLogger(config: Pick<ServeConfig, 'logLevel' | 'logFormat'>, base: Record<string, unknown>): Promise<Logger> {
   const pretty = config.logFormat === 'pretty' || (config.logFormat === 'auto' && process.stdout.isTTY === true)
-  if (!pretty) return pino({ level: config.logLevel, base })
+  // Synchronous writes: the lines come out in the order they were logged and none is lost when the
+  // process exits right after its last one ("stopped"); an asynchronous destination's write in
+  // flight runs on libuv's thread pool and can be overtaken by the flush at exit. serve logs little
+  // at info level (lifecycle, warnings, errors), so a write per line costs nothing that matters.
+  if (!pretty) return pino({ level: config.logLevel, base }, pino.destination({ dest: 1, sync: true }))
   const { default: prettyStream } = await import('pino-pretty')
   const stream = prettyStream({ colorize: process.stdout.isTTY === true, ignore: 'pid,hostname,service', translateTime: 'SYS:HH:MM:ss.l', sync: true })
   return pino({ level: config.logLevel, base }, stream)

@@ -1,12 +1,15 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import WebSocket from 'ws'
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
-const BIN = 'packages/cli/src/bin.ts'
+const BIN_SOURCE = 'packages/cli/src/bin.ts'
+const BIN_BUILT = 'packages/cli/dist/bin.js'
+/** The packages the CLI's build is made of: each must have been built after its src/ last changed. */
+const CLI_PACKAGES = ['protocol', 'server', 'client', 'cli']
 
 /** Where browser tests leave their screenshots. */
 export const ARTIFACTS = join(ROOT, 'test-artifacts')
@@ -64,9 +67,51 @@ export interface CliProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
-/** Run the CLI from its TypeScript source, as `npm run dev` does. */
+/** The newest modification time of the files under `dir` (0 when it does not exist). */
+function newestIn(dir: string): number {
+  let newest = 0
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return 0
+  }
+  for (const name of names) {
+    const full = join(dir, name)
+    const st = statSync(full)
+    newest = Math.max(newest, st.isDirectory() ? newestIn(full) : st.mtimeMs)
+  }
+  return newest
+}
+
+function mtimeOf(file: string): number {
+  try {
+    return statSync(file).mtimeMs
+  } catch {
+    return 0
+  }
+}
+
+let builtIsCurrent: boolean | undefined
+/**
+ * How the CLI runs: from the build (`packages/cli/dist/bin.js`, what ships, and a second or more
+ * faster to start than through tsx) when every package it is built from was built after its src/
+ * last changed, as after `npm run build` (CI builds before it tests); from the TypeScript sources otherwise,
+ * so an edit is tested without a build. HOLDFAST_TEST_CLI=src or =dist chooses.
+ */
+export function cliCommand(): string[] {
+  const mode = process.env['HOLDFAST_TEST_CLI']
+  if (mode !== undefined && mode !== 'src' && mode !== 'dist') throw new Error(`HOLDFAST_TEST_CLI must be src or dist, got ${mode}`)
+  if (mode === 'dist' && !existsSync(join(ROOT, BIN_BUILT))) throw new Error(`HOLDFAST_TEST_CLI=dist, but ${BIN_BUILT} is missing: run npm run build`)
+  // `tsc -b` leaves up-to-date outputs alone but writes the project's build info on every build.
+  builtIsCurrent ??= CLI_PACKAGES.every((p) => newestIn(join(ROOT, 'packages', p, 'src')) <= mtimeOf(join(ROOT, 'packages', p, 'tsconfig.tsbuildinfo')))
+  const built = mode === 'dist' || (mode === undefined && builtIsCurrent)
+  return built ? [BIN_BUILT] : ['--conditions=source', '--import', 'tsx', BIN_SOURCE]
+}
+
+/** Run the CLI: built when the build is current, from its TypeScript source otherwise (cliCommand). */
 export function runCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): CliProcess {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', BIN, ...args], {
+  const child = spawn(process.execPath, [...cliCommand(), ...args], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -48,12 +48,24 @@ const ORDERED: ReadonlySet<Command['type']> = new Set(['connect', 'subscribe', '
 const READS: ReadonlySet<Command['type']> = new Set(['history', 'presence', 'presence_stats'])
 
 /**
+ * Refusals a flood meets thousands of times a second, each built once: constructing an error
+ * captures a stack, which cost more than the rest of a refusal.
+ */
+const REFUSED = {
+  bytes: new HoldfastError('rate_limited', 'inbound byte rate exceeded; slow down'),
+  commands: new HoldfastError('rate_limited', 'command rate limit exceeded; slow down'),
+  replies: new HoldfastError('rate_limited', 'earlier replies are still unread, or read too fast; read them before asking for more'),
+} as const
+
+/**
  * Decodes a connection's frames and runs its commands. Every failure becomes an error reply with a
  * code, or a close with a code; nothing a client sends can throw past this class.
  */
 export class CommandHandler {
   readonly #ctx: NodeContext
   readonly #deps: CommandDeps
+  /** The refusal of a message id past the user's budget (built once, as REFUSED). */
+  #idsRefused: HoldfastError | undefined
 
   constructor(ctx: NodeContext, deps: CommandDeps) {
     this.#ctx = ctx
@@ -103,10 +115,7 @@ export class CommandHandler {
           return
         }
         // An unsolicited pong has no id to answer; it only counts.
-        if (msg.type !== 'pong') {
-          const what = limited === 'bytes' ? 'inbound byte rate exceeded' : 'command rate limit exceeded'
-          this.#fail(conn, msg.id, new HoldfastError('rate_limited', `${what}; slow down`))
-        }
+        if (msg.type !== 'pong') this.#fail(conn, msg.id, REFUSED[limited])
         continue
       }
       conn.rateRejects = 0
@@ -182,7 +191,7 @@ export class CommandHandler {
     const rate = (conn.replies ??= new TokenBucket(max, 2 * max, now))
     if (conn.replyBacklog() < max && rate.tokens(now) > 0) return
     gw.counters.inc('rate_limited', 'replies')
-    throw new HoldfastError('rate_limited', 'earlier replies are still unread, or read too fast; read them before asking for more')
+    throw REFUSED.replies
   }
 
   async #run(conn: Connection, cmd: Command, pending: PendingConnect): Promise<void> {
@@ -395,9 +404,11 @@ export class CommandHandler {
     const gw = this.#ctx
     if (!gw.messageIds.take(dedupeScope(conn), performance.now())) {
       gw.counters.inc('limit_exceeded', 'message_ids')
-      throw new HoldfastError('limit_exceeded', `at most ${gw.options.maxMessageIdsPerUser} message ids per user within ${gw.options.idempotencyTtlMs} ms; slow down`, {
-        temporary: true,
-      })
+      throw (this.#idsRefused ??= new HoldfastError(
+        'limit_exceeded',
+        `at most ${gw.options.maxMessageIdsPerUser} message ids per user within ${gw.options.idempotencyTtlMs} ms; slow down`,
+        { temporary: true },
+      ))
     }
   }
 

@@ -2,6 +2,7 @@ import { CloseCodes, type ClientInfo, type CloseCodeName, type Codec, type Comma
 import type { Logger } from 'pino'
 import type { TrafficCounters } from './counters.js'
 import { TokenBucket } from './limits/token-bucket.js'
+import { encodeMessage, joined, Pieces, separatorOf, type Encoded } from './encoded-publications.js'
 import { markDirty, type Flushable } from './outbound.js'
 import type { SubscriptionList } from './subscription-list.js'
 import type { AuthResult } from './auth/types.js'
@@ -74,6 +75,26 @@ function terminateSocket(socket: TransportSocket): void {
 
 /** How far past maxQueueBytes one turn's burst may queue before the connection counts as slow. */
 const BURST_FACTOR = 4
+/** A frame larger than this is written in pieces (one system call) rather than joined into one buffer first. */
+const PIECES_ABOVE = 64 * 1024
+
+/** A turn's messages as the pieces of one frame, with the codec's separator between messages. */
+function framePieces(codec: Codec, out: readonly Encoded[]): Pieces {
+  const sep = separatorOf(codec)
+  const parts: Uint8Array[] = []
+  let size = 0
+  for (let i = 0; i < out.length; i++) {
+    if (i > 0 && sep !== undefined) {
+      parts.push(sep)
+      size += sep.byteLength
+    }
+    const m = out[i] as Encoded
+    if (m instanceof Pieces) parts.push(...m.parts)
+    else parts.push(m)
+    size += m.byteLength
+  }
+  return new Pieces(parts, size)
+}
 
 /**
  * One client connection: identity, subscriptions, the coalescing send queue and heartbeat state.
@@ -123,7 +144,7 @@ export class Connection implements Flushable, TransportSink {
   // outbound queue
   queuedForFlush = false
   /** What this turn queued: one message, or several (joined into one frame at the flush). */
-  #out: Uint8Array | Uint8Array[] | undefined = undefined
+  #out: Encoded | Encoded[] | undefined = undefined
   /** Bytes of pushes (unrequested) queued this turn: the burst bound applies to these. */
   #pushBytes = 0
   /** Bytes of replies queued this turn (added to #requested when they are written). */
@@ -232,13 +253,13 @@ export class Connection implements Flushable, TransportSink {
    */
   reply(msg: ServerMessage): number {
     if (this.state === ConnState.Closed) return 0
-    const bytes = this.codec.encode(msg)
+    const bytes = encodeMessage(this.codec, msg)
     this.queueReply(bytes)
     return bytes.byteLength
   }
 
   /** Queue already-encoded bytes the client asked for (a recovery page sent as `pub` pushes). */
-  queueReply(bytes: Uint8Array): void {
+  queueReply(bytes: Encoded): void {
     if (this.state === ConnState.Closed) return
     this.#replyBytes += bytes.byteLength
     this.#queue(bytes)
@@ -281,7 +302,7 @@ export class Connection implements Flushable, TransportSink {
     this.#queue(bytes)
   }
 
-  #queue(bytes: Uint8Array): void {
+  #queue(bytes: Encoded): void {
     const out = this.#out
     if (out === undefined) this.#out = bytes
     else if (Array.isArray(out)) out.push(bytes)
@@ -297,9 +318,15 @@ export class Connection implements Flushable, TransportSink {
     this.#requested += this.#replyBytes
     this.#replyBytes = 0
     const traffic = this.#owner.counters
-    let frame: Uint8Array
+    let frame: Encoded
     if (Array.isArray(out)) {
-      frame = this.codec.frame(out)
+      let size = 0
+      let whole = true
+      for (const m of out) {
+        size += m.byteLength
+        if (m instanceof Pieces) whole = false
+      }
+      frame = whole && size <= PIECES_ABOVE ? this.codec.frame(out as Uint8Array[]) : framePieces(this.codec, out)
       traffic.messagesOut += out.length
     } else {
       frame = out
@@ -309,7 +336,9 @@ export class Connection implements Flushable, TransportSink {
     // As the socket counts them: with the WebSocket frame header (server frames are unmasked).
     const len = frame.byteLength
     this.bytesWritten += len + (len < 126 ? 2 : len < 65_536 ? 4 : 10)
-    this.socket.write(frame, this.codec.binary)
+    if (!(frame instanceof Pieces)) this.socket.write(frame, this.codec.binary)
+    else if (this.socket.writePieces !== undefined) this.socket.writePieces(frame.parts, len, this.codec.binary)
+    else this.socket.write(joined(frame.parts, len), this.codec.binary)
   }
 
   /**

@@ -1,6 +1,7 @@
 import { continuesFrom, type ClientInfo, type Codec, type Publication, type StreamPosition, type SubscribeResult } from '@holdfast/protocol'
 import { ConnState, type Connection } from './connection.js'
 import type { Engine, StreamPublication } from './engine/engine.js'
+import { encodePubPush, pubPush } from './encoded-publications.js'
 import type { ResolvedChannelOptions } from './options.js'
 
 /** Most live publications held for one subscriber while it reads history. */
@@ -193,7 +194,7 @@ export class Hub {
         return false
       }
       for (const pub of next.publications) {
-        conn.queueReply(this.#encodePub(conn.codec, channel, { ...pub, epoch: at.epoch }))
+        conn.queueReply(encodePubPush(conn.codec, channel, at.epoch, pub))
         at.offset = pub.offset
       }
     }
@@ -321,10 +322,6 @@ export class Hub {
   }
 
   #encodePub(codec: Codec, channel: string, pub: StreamPublication): Uint8Array {
-    return codec.encode(
-      pub.info === undefined
-        ? { type: 'pub', channel, epoch: pub.epoch, offset: pub.offset, data: pub.data }
-        : { type: 'pub', channel, epoch: pub.epoch, offset: pub.offset, data: pub.data, info: pub.info },
-    )
+    return codec.encode(pubPush(channel, pub.epoch, pub))
   }
 }

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module'
 import { closeCodeName } from '@holdfast/protocol'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client'
 import { Distribution, type Counters } from './counters.js'
+import { encodedCacheBytes } from './encoded-publications.js'
 import type { Engine, PublishOutcome, StreamPublication } from './engine/engine.js'
 
 export const METRIC_PREFIX = 'holdfast_'
@@ -430,6 +431,7 @@ export class Metrics {
     })
     gauge('engine_ready', '1 while the engine can serve publishes and history, 0 while it cannot.', () => (src.engine.isReady() ? 1 : 0))
     gauge('draining', '1 while the node drains (refuses new connections and closes the existing ones).', () => (src.draining ? 1 : 0))
+    gauge('encoded_publications_bytes', "Bytes of stored publications' encodings kept for replies (at most 8 MiB per codec; per process).", encodedCacheBytes)
 
     new Gauge({
       name: `${P}engine_circuit_state`,

@@ -76,6 +76,18 @@ export interface EngineHandler {
   onStateChange?(ready: boolean): void
 }
 
+/**
+ * Optional on a publication an engine returns from `history`: a value (not enumerable) that is the
+ * same for the same stored publication for as long as it is stored. The node then encodes that
+ * publication once per codec and reuses the bytes in later replies (encoded-publications.ts).
+ * Engines whose publications are decoded afresh for every read leave it out.
+ */
+export const STORED_KEY: unique symbol = Symbol('holdfast.stored')
+
+export interface StoredPublication extends Publication {
+  [STORED_KEY]?: object
+}
+
 /** A publication as the engine delivers it: with the epoch of the stream it belongs to. */
 export interface StreamPublication extends Publication {
   epoch: string

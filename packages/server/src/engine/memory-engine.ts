@@ -14,6 +14,7 @@ import type {
   StreamOptions,
   StreamPublication,
 } from './engine.js'
+import { STORED_KEY } from './engine.js'
 
 export interface MemoryEngineOptions {
   /** Clock used for every TTL (history, streams, presence, idempotency); tests inject a fake one. @default Date.now */
@@ -139,8 +140,10 @@ function newEpoch(): string {
     .padStart(8, '0')
 }
 
+/** A fresh object for the caller, keyed to its entry: the node reuses the entry's encoding (STORED_KEY). */
 function toPublication(e: Entry): Publication {
-  return e.info === undefined ? { offset: e.offset, data: e.data } : { offset: e.offset, data: e.data, info: e.info }
+  const pub = e.info === undefined ? { offset: e.offset, data: e.data } : { offset: e.offset, data: e.data, info: e.info }
+  return Object.defineProperty(pub, STORED_KEY, { value: e })
 }
 
 /** A rough size of data the caller did not measure (engine used without a gateway). */

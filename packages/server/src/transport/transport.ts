@@ -11,6 +11,11 @@ export interface TransportSocket {
   /** Bytes accepted by `send` but not yet written to the kernel. */
   readonly bufferedAmount: number
   write(data: Uint8Array, binary: boolean): void
+  /**
+   * Write one message given in pieces (`byteLength` in all), without joining them first. Optional:
+   * without it the pieces are joined and written with `write`.
+   */
+  writePieces?(parts: readonly Uint8Array[], byteLength: number, binary: boolean): void
   close(code: number, reason: string): void
   /** Destroy at once, without a closing handshake (used when the peer is gone or hostile). */
   terminate(): void

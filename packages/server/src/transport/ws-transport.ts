@@ -20,8 +20,18 @@ const OPEN = WebSocket.OPEN
  */
 function frameOf(data: Uint8Array, binary: boolean): Buffer {
   const n = data.byteLength
-  const head = n < 126 ? 2 : n < 65_536 ? 4 : 10
-  const frame = Buffer.allocUnsafe(head + n)
+  const frame = Buffer.allocUnsafe(headerBytes(n) + n)
+  frame.set(data, writeHeader(frame, n, binary))
+  return frame
+}
+
+function headerBytes(n: number): number {
+  return n < 126 ? 2 : n < 65_536 ? 4 : 10
+}
+
+/** Write the header of an `n`-byte message at the start of `frame`; returns its length. */
+function writeHeader(frame: Buffer, n: number, binary: boolean): number {
+  const head = headerBytes(n)
   frame[0] = binary ? 0x82 : 0x81 // FIN + opcode
   if (head === 2) frame[1] = n
   else if (head === 4) {
@@ -32,8 +42,7 @@ function frameOf(data: Uint8Array, binary: boolean): Buffer {
     frame.writeUInt32BE(Math.floor(n / 2 ** 32), 2)
     frame.writeUInt32BE(n >>> 0, 6)
   }
-  frame.set(data, head)
-  return frame
+  return head
 }
 
 /**
@@ -83,6 +92,21 @@ class HoldfastWebSocket extends WebSocket implements TransportSocket {
     const raw = this.raw
     if (raw !== undefined && this.readyState === OPEN) raw.write(framed(data, binary))
     else this.send(data, binary ? BINARY : TEXT)
+  }
+
+  /** The header, then each piece, corked: one `writev` to the kernel, no copy of the pieces. */
+  writePieces(parts: readonly Uint8Array[], byteLength: number, binary: boolean): void {
+    const raw = this.raw
+    if (raw === undefined || this.readyState !== OPEN) {
+      this.send(Buffer.concat(parts, byteLength), binary ? BINARY : TEXT)
+      return
+    }
+    const header = Buffer.allocUnsafe(headerBytes(byteLength))
+    writeHeader(header, byteLength, binary)
+    raw.cork()
+    raw.write(header)
+    for (const p of parts) raw.write(p)
+    raw.uncork()
   }
 
   /**

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ErrorCodes, HoldfastError } from '@holdfast/protocol'
-import type { StreamOptions } from '../src/engine/engine.js'
+import { STORED_KEY, type StoredPublication, type StreamOptions } from '../src/engine/engine.js'
 import { MemoryEngine, type MemoryEngineOptions } from '../src/engine/memory-engine.js'
 import { RecordingHandler } from './engine-contract.js'
 import { serverPerTest } from './helpers.js'
@@ -136,6 +136,112 @@ describe('engine budgets', () => {
     assert.deepEqual(engine.state().presence, 2)
     assert.equal(engine.state().refused.presence, 1)
     await engine.close()
+  })
+
+  describe('accounting: what the budgets count is what the engine holds', () => {
+    /** A clock the test moves. */
+    function clock(): { now: () => number; advance: (ms: number) => void } {
+      let t = 1_000_000
+      return { now: () => t, advance: (ms) => void (t += ms) }
+    }
+
+    it('history bytes go down by what historySize trims, and by nothing else', async () => {
+      const engine = await started()
+      const two: StreamOptions = { ...STREAM, historySize: 2 }
+      for (let i = 1; i <= 5; i++) await engine.publish('c', i, { ...two, size: 100 })
+      assert.equal(engine.state().historyBytes, 200)
+      await engine.close()
+    })
+
+    it('data without a measured size counts its JSON bytes; data JSON has no text for counts none', async () => {
+      const engine = await started()
+      await engine.publish('c', { a: 'xyz' }, STREAM)
+      assert.equal(engine.state().historyBytes, Buffer.byteLength('{"a":"xyz"}'))
+      await engine.publish('d', undefined, STREAM)
+      assert.equal(engine.state().historyBytes, Buffer.byteLength('{"a":"xyz"}'))
+      await engine.close()
+    })
+
+    it('eviction goes on into the next cold stream until the budget holds, and stops as soon as it does', async () => {
+      const engine = await started({ maxHistoryBytes: 1000 })
+      await engine.publish('a', 'a1', { ...STREAM, size: 300 })
+      await engine.publish('b', 'b1', { ...STREAM, size: 300 })
+      await engine.publish('c', 'c1', { ...STREAM, size: 800 }) // 1,400: a and b must both go
+      assert.equal(engine.state().historyBytes, 800)
+      assert.equal(engine.state().evicted.publications, 2)
+      assert.deepEqual((await engine.history('c', { stream: STREAM, limit: 10 })).publications.map((p) => p.data), ['c1'])
+      await engine.close()
+    })
+
+    it('eviction stops exactly at the budget: a stream that brings the total to it is kept', async () => {
+      const engine = await started({ maxHistoryBytes: 1000 })
+      await engine.publish('a', 'a1', { ...STREAM, size: 100 })
+      await engine.publish('a', 'a2', { ...STREAM, size: 300 })
+      await engine.publish('c', 'c1', { ...STREAM, size: 700 }) // 1,100: a1 goes, 1,000 is within
+      assert.equal(engine.state().historyBytes, 1000)
+      assert.deepEqual((await engine.history('a', { stream: STREAM, limit: 10 })).publications.map((p) => p.data), ['a2'])
+      await engine.close()
+    })
+
+    it('a history page cut by bytes takes publications up to exactly maxBytes', async () => {
+      const engine = await started()
+      for (let i = 1; i <= 3; i++) await engine.publish('c', i, { ...STREAM, size: 100 })
+      const page = await engine.history('c', { stream: STREAM, since: { offset: 0, epoch: '' }, limit: 10, maxBytes: 200 })
+      assert.deepEqual(page.publications.map((p) => p.data), [1, 2])
+      await engine.close()
+    })
+
+    it('a publish without a message id is never refused for want of room for ids', async () => {
+      const engine = await started({ maxIdempotencyKeys: 1 })
+      await engine.publish('c', 1, { ...STREAM, idempotencyKey: 'k1' })
+      assert.equal((await engine.publish('c', 2, STREAM)).offset, 2)
+      await engine.close()
+    })
+
+    it('a message id published again after it expired takes no second slot', async () => {
+      const t = clock()
+      const engine = await started({ maxIdempotencyKeys: 2, now: t.now })
+      const short = { ...STREAM, idempotencyTtlMs: 1000 }
+      await engine.publish('c', 1, { ...short, idempotencyKey: 'k1' })
+      t.advance(2000)
+      assert.equal((await engine.publish('c', 1, { ...short, idempotencyKey: 'k1' })).duplicate, false, 'expired: published again')
+      assert.equal(engine.state().idempotency, 1)
+      assert.equal((await engine.publish('c', 2, { ...short, idempotencyKey: 'k2' })).offset, 3, 'room for a second id')
+      await engine.close()
+    })
+
+    it('a claim taken again after it expired reuses its slot, even with the budget spent', async () => {
+      const t = clock()
+      const engine = await started({ maxIdempotencyKeys: 1, now: t.now })
+      assert.equal((await engine.claimIdempotent('r1', 1000)).state, 'new')
+      t.advance(2000)
+      assert.equal((await engine.claimIdempotent('r1', 1000)).state, 'new')
+      assert.equal(engine.state().idempotency, 1)
+      await engine.close()
+    })
+
+    it('an expired presence entry read away gives its place back', async () => {
+      const t = clock()
+      const engine = await started({ maxPresenceEntries: 1, now: t.now })
+      await engine.addPresence('room', { client: 'c1', user: 'u1' }, 1000)
+      t.advance(2000)
+      assert.deepEqual(await engine.presence('room'), {})
+      assert.equal(engine.state().presence, 0)
+      await engine.addPresence('room', { client: 'c2', user: 'u2' }, 1000)
+      assert.equal(engine.state().presence, 1)
+      await engine.close()
+    })
+
+    it('a stored publication carries the same entry key on every read (the node reuses its encoding)', async () => {
+      const engine = await started()
+      await engine.publish('c', 'x', STREAM)
+      const first = (await engine.history('c', { stream: STREAM, limit: 1 })).publications[0] as StoredPublication
+      const again = (await engine.history('c', { stream: STREAM, limit: 1 })).publications[0] as StoredPublication
+      assert.notEqual(first, again, 'a fresh object per read')
+      assert.equal(typeof first[STORED_KEY], 'object')
+      assert.equal(first[STORED_KEY], again[STORED_KEY])
+      await engine.close()
+    })
   })
 
   describe('through the gateway', () => {

@@ -36,7 +36,7 @@ FROM manifests AS build
 COPY packages/react/package.json packages/react/
 COPY bench/package.json bench/
 COPY test/package.json test/
-COPY test/react18/package.json test/react18/
+COPY fixtures/react18/package.json fixtures/react18/
 ARG npm_config_cache
 ARG npm_config_offline
 RUN ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=warn"]

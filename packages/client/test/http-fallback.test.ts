@@ -131,7 +131,7 @@ test('once upgrades get through again, a probe moves the connection back to WebS
   assert.deepEqual(got, Array.from({ length: 20 }, (_, i) => i + 1))
   assert.ok(states.includes('disconnected:WebSocket gets through again: leaving the HTTP fallback'), states.join(' | '))
   assert.equal(node.hf.connectionCount, 1)
-  assert.deepEqual(carriers(node.hf), ['WsSocket'], 'the connection is a WebSocket again')
+  assert.deepEqual(carriers(node.hf), ['HoldfastWebSocket'], 'the connection is a WebSocket again')
 })
 
 test('a drain reaches stream clients like any other: restart, then they come back (over the stream) and recover', async () => {

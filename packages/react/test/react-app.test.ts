@@ -17,7 +17,7 @@ import { SharedEngine, startNode, type Node } from '../../../test/support/real-s
 
 const skip = skipWithoutChromium
 const APP = fileURLToPath(new URL('./app/main.ts', import.meta.url))
-const react18 = createRequire(fileURLToPath(new URL('../../../test/react18/package.json', import.meta.url)))
+const react18 = createRequire(fileURLToPath(new URL('../../../fixtures/react18/package.json', import.meta.url)))
 
 /** Every `react` and `react-dom` import (the app's, @holdfast/react's, react-dom's own) goes to React 18. */
 const useReact18: Plugin = {

@@ -443,6 +443,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     let olderInFlight = false
     for (const entry of this.#outbox.entries()) {
       if (entry.state !== 'queued') {
+        // Nothing overtakes a command that may yet be refused (see OutboxEntry.suspect).
+        if (entry.suspect === true) return
         olderInFlight = true
         continue
       }
@@ -475,6 +477,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
 
   #onEntryReply(entry: OutboxEntry, reply: Reply): void {
     entry.wireId = undefined
+    entry.suspect = false
     if (!this.#outbox.has(entry)) return
     if (!isErrorReply(reply)) {
       this.#retryRound = 0
@@ -493,6 +496,8 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     // refuses the rest of a frame after a rate refusal for the same reason).
     entry.attempt++
     entry.state = 'queued'
+    // The commands still in flight were sent before this refusal was known: any may be refused too.
+    for (const e of this.#outbox.entries()) if (e.state === 'sent') e.suspect = true
     if (this.#holdTimer !== undefined) return
     this.#retryRound++
     this.#holdTimer = setTimeout(() => {
@@ -871,6 +876,7 @@ export class HoldfastClient extends TypedEmitter<ClientEvents> {
     this.#holdTimer = undefined
     for (const entry of this.#outbox.entries()) {
       entry.wireId = undefined
+      entry.suspect = false
       // Unacked: resent after reconnect with the same msgId; the server's dedupe makes that safe.
       if (entry.state === 'sent') entry.state = 'queued'
     }

@@ -23,6 +23,11 @@ export interface OutboxEntry {
   attempt: number
   /** Wire id of the send in flight, if any. */
   wireId: number | undefined
+  /**
+   * In flight when a temporary refusal of another command came back: it may be refused too, so
+   * nothing behind it is sent until its own reply is in (a later command must not overtake it).
+   */
+  suspect?: boolean
   deadline: Timer | undefined
   /** With a `storage`: where this command is stored, and its stored form. */
   key: string | undefined

@@ -301,6 +301,43 @@ test('a retry never overtakes an older command still in flight: it goes after th
   client.close()
 })
 
+test('after a temporary refusal, a new publish waits behind the older ones still in flight: they may be refused too', async () => {
+  const { client } = makeClient()
+  const socket = await connected(client)
+  const calls = [1, 2].map((n) => track(client.publish('c', n)))
+  await microtasks()
+  const [p1, p2] = socket.allOf('publish')
+  const unavailable = { code: 112, message: 'engine unavailable', temporary: true }
+  // 1 is refused while 2 is in flight; the retry hold ends before 2's reply comes back.
+  socket.receive({ id: p1!.id, error: unavailable })
+  await microtasks()
+  mock.timers.tick(5000)
+  await microtasks()
+  calls.push(track(client.publish('c', 3)))
+  await microtasks()
+  mock.timers.tick(5000)
+  await microtasks()
+  assert.deepEqual(
+    socket.allOf('publish').slice(2).map((p) => p.data),
+    [1],
+    'the retry of 1 may go (it is older than 2), 3 may not overtake 2',
+  )
+  // 2 is refused too; the retry of 1 is stored: 2 goes again before 3.
+  socket.receive({ id: p2!.id, error: unavailable })
+  await microtasks()
+  const [r1] = socket.allOf('publish').slice(2)
+  socket.receive({ id: r1!.id, result: { offset: 1, epoch: 'e' } })
+  await microtasks()
+  mock.timers.tick(5000)
+  await microtasks()
+  const later = socket.allOf('publish').slice(3)
+  assert.deepEqual(later.map((p) => p.data), [2, 3], 'then 2, then 3: issue order')
+  socket.receive(...later.map((p, i) => ({ id: p.id, result: { offset: i + 2, epoch: 'e' } })))
+  await microtasks()
+  assert.deepEqual(calls.map((c) => (c.value as { offset: number }).offset), [1, 2, 3])
+  client.close()
+})
+
 test('an offline queue of large publishes is paced by the server-announced byte budget too, in order', async () => {
   const { client } = makeClient()
   const big = 'x'.repeat(9000)

@@ -5,7 +5,6 @@ import {
   type Command,
   type ConnectCommand,
   type ConnectResult,
-  type ErrorCodeName,
   type HistoryCommand,
   type PublishCommand,
   type RpcCommand,
@@ -39,18 +38,6 @@ export interface CommandDeps {
 }
 
 const MAX_MSG_ID = 128
-/** How long a temporary refusal of a publish holds back the connection's later publishes to that channel (see #publish). */
-export const ORDER_HOLD_MS = 2_000
-/** Most channels one connection has publishes held for; the oldest hold is dropped past it. */
-const MAX_PUBLISH_HOLDS = 16
-
-/** Hold back `conn`'s later publishes to the channel of `cmd`, refused with the temporary `code`. */
-function holdPublishes(conn: Connection, cmd: PublishCommand, code: ErrorCodeName): void {
-  const holds = (conn.publishHolds ??= new Map())
-  holds.delete(cmd.channel)
-  if (holds.size >= MAX_PUBLISH_HOLDS) holds.delete(holds.keys().next().value as string)
-  holds.set(cmd.channel, { msgId: cmd.msgId, code, until: performance.now() + ORDER_HOLD_MS })
-}
 /** Commands whose effects must apply in the order sent; the rest (rpc, reads) run concurrently. */
 const ORDERED: ReadonlySet<Command['type']> = new Set(['connect', 'subscribe', 'unsubscribe', 'publish', 'refresh', 'sub_refresh'])
 /**
@@ -436,29 +423,7 @@ export class CommandHandler {
   }
 
 
-  /**
-   * A publish, kept in order with the connection's earlier ones to the same channel. When the engine
-   * (or the backend) refuses one with a temporary error, the client retries it later; a publish to
-   * that channel it had already sent behind it must not be stored first, or the channel would hold
-   * them out of the order they were published in. So, until the refused message id comes again (the
-   * SDK resends its outbox in order) or ORDER_HOLD_MS pass, later publishes to that channel are
-   * refused with the same temporary code, and the client retries them after it.
-   */
   async #publish(conn: Connection, cmd: PublishCommand): Promise<object> {
-    const held = conn.publishHolds?.get(cmd.channel)
-    if (held !== undefined) {
-      if (held.msgId === cmd.msgId || performance.now() >= held.until) conn.publishHolds?.delete(cmd.channel)
-      else throw new HoldfastError(held.code, `an earlier publish to this channel was refused (${held.code}); it goes first: retry in order`, { temporary: true })
-    }
-    try {
-      return await this.#publishNow(conn, cmd)
-    } catch (err) {
-      if (err instanceof HoldfastError && err.temporary) holdPublishes(conn, cmd, err.code)
-      throw err
-    }
-  }
-
-  async #publishNow(conn: Connection, cmd: PublishCommand): Promise<object> {
     const gw = this.#ctx
     this.#checkMsgId(conn, cmd.msgId)
     const name = parseChannel(cmd.channel)

@@ -1,4 +1,4 @@
-import { CloseCodes, type ClientInfo, type CloseCodeName, type Codec, type Command, type ErrorCodeName, type ServerMessage } from '@holdfast/protocol'
+import { CloseCodes, type ClientInfo, type CloseCodeName, type Codec, type Command, type ServerMessage } from '@holdfast/protocol'
 import type { Logger } from 'pino'
 import type { TrafficCounters } from './counters.js'
 import { TokenBucket } from './limits/token-bucket.js'
@@ -122,8 +122,6 @@ export class Connection implements Flushable, TransportSink {
   rateRejects = 0
   /** Ordered commands waiting while an earlier one runs (see commands.ts). */
   inbox: Command[] | undefined = undefined
-  /** Channels whose publishes wait for the retry of a temporarily refused one (commands.ts #publish); at most 16. */
-  publishHolds: Map<string, { msgId: string; code: ErrorCodeName; until: number }> | undefined = undefined
   busy = false
   /** Bytes of read replies per second (created by the first read; see commands.ts #admitRead). */
   replies: TokenBucket | undefined = undefined

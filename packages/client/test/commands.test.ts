@@ -276,18 +276,25 @@ test('temporary refusals keep their place: later calls wait behind the retry, th
   client.close()
 })
 
-test('a retry never overtakes an older command still in flight: it goes after that one is settled', async () => {
+const unavailable = { code: 112, message: 'engine unavailable', temporary: true }
+
+/** Publishes 1 and 2 in flight; publish `refused` gets a temporary refusal, and its retry hold runs out. */
+async function refusedWhileOtherInFlight(refused: 1 | 2) {
   const { client } = makeClient()
   const socket = await connected(client)
   const calls = [1, 2].map((n) => track(client.publish('c', n)))
   await microtasks()
   const [p1, p2] = socket.allOf('publish')
-  const unavailable = { code: 112, message: 'engine unavailable', temporary: true }
-  // 2 is refused while 1 is still in flight: 1 may be refused too, and its retry must land first.
-  socket.receive({ id: p2!.id, error: unavailable })
+  socket.receive({ id: (refused === 1 ? p1 : p2)!.id, error: unavailable })
   await microtasks()
   mock.timers.tick(5000)
   await microtasks()
+  return { client, socket, calls, p1, p2 }
+}
+
+test('a retry never overtakes an older command still in flight: it goes after that one is settled', async () => {
+  // 2 is refused while 1 is still in flight: 1 may be refused too, and its retry must land first.
+  const { client, socket, calls, p1, p2 } = await refusedWhileOtherInFlight(2)
   assert.equal(socket.allOf('publish').length, 2, 'the retry of 2 waits while 1 is in flight')
   socket.receive({ id: p1!.id, error: unavailable })
   await microtasks()
@@ -302,17 +309,8 @@ test('a retry never overtakes an older command still in flight: it goes after th
 })
 
 test('after a temporary refusal, a new publish waits behind the older ones still in flight: they may be refused too', async () => {
-  const { client } = makeClient()
-  const socket = await connected(client)
-  const calls = [1, 2].map((n) => track(client.publish('c', n)))
-  await microtasks()
-  const [p1, p2] = socket.allOf('publish')
-  const unavailable = { code: 112, message: 'engine unavailable', temporary: true }
   // 1 is refused while 2 is in flight; the retry hold ends before 2's reply comes back.
-  socket.receive({ id: p1!.id, error: unavailable })
-  await microtasks()
-  mock.timers.tick(5000)
-  await microtasks()
+  const { client, socket, calls, p1, p2 } = await refusedWhileOtherInFlight(1)
   calls.push(track(client.publish('c', 3)))
   await microtasks()
   mock.timers.tick(5000)

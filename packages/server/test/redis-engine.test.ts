@@ -469,6 +469,42 @@ describe('RedisEngine', () => {
       await recB.until('the publication after the freeze', () => recB.of(ch).some((p) => p.offset === after.offset))
     })
 
+    it("a publish in flight holds its channel's next ones: when it fails they are refused unsent, and their retries are stored in order", async (t) => {
+      const { server, a, recA } = await outageSetup(t, false)
+      const ch = channel()
+      const idem = (key: string): StreamOptions & { idempotencyKey: string; idempotencyTtlMs: number } => ({ ...STREAM, idempotencyKey: key, idempotencyTtlMs: 60_000 })
+      await a.publish(ch, 'warm', STREAM)
+      server.pause()
+      t.after(() => server.resume())
+      const outcomes = await Promise.allSettled(['a', 'b', 'c'].map((k) => a.publish(ch, k, idem(k))))
+      const messages = outcomes.map((o) => (o.status === 'rejected' && o.reason instanceof HoldfastError ? `${o.reason.code}: ${o.reason.message}` : o.status))
+      assert.ok(messages.every((m) => m.startsWith('engine_unavailable')), messages.join('; '))
+      // b and c waited behind a: they never reached Redis, and say why they were refused.
+      assert.doesNotMatch(messages[0] as string, /earlier publication/)
+      assert.match(messages[1] as string, /an earlier publication to this channel failed/)
+      assert.match(messages[2] as string, /an earlier publication to this channel failed/)
+
+      const thawed = performance.now()
+      server.resume()
+      await recA.untilState(true, thawed, 5000)
+      // a was on the wire when Redis froze and may have been stored by now; b and c were not sent.
+      const page = await a.history(ch, { stream: STREAM, limit: 10 })
+      assert.deepEqual(
+        page.publications.map((p) => p.data).filter((d) => d !== 'warm' && d !== 'a'),
+        [],
+      )
+      // The publisher retries in order; each lands after the one it was sent after.
+      const retried = []
+      for (const k of ['a', 'b', 'c']) retried.push(await a.publish(ch, k, idem(k)))
+      assert.ok(retried[0] !== undefined && retried[1] !== undefined && retried[2] !== undefined)
+      assert.ok(retried[0].offset < retried[1].offset && retried[1].offset < retried[2].offset, JSON.stringify(retried))
+      const all = await a.history(ch, { stream: STREAM, limit: 10 })
+      assert.deepEqual(
+        all.publications.map((p) => p.data),
+        ['warm', 'a', 'b', 'c'],
+      )
+    })
+
     it('Redis killed and restarted on the same port: the engine reconnects and resubscribes by itself', async (t) => {
       const { server, a, b, recA, recB, prefix } = await outageSetup(t, false)
       // Enough channels to need several SUBSCRIBE slices on the way back.

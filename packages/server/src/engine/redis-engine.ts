@@ -50,19 +50,20 @@ export function reconnectDelay(attempt: number, baseMs: number, maxMs: number): 
 /** A regression may not move a stream to a new epoch more often than this (a client can claim one). */
 const REGRESSION_COOLDOWN_MS = 10_000
 
-/** Most replicated publications of one channel sent in one pipeline with one WAIT. */
-const REPLICATED_BATCH = 64
+/** Most publications of one channel sent in one pipeline (with one WAIT when replicated). */
+const PUBLISH_BATCH = 64
 
-interface ReplicatedJob {
+interface PublishJob {
   key: string | undefined
   keys: string[]
   args: (string | number | Buffer)[]
+  replicated: boolean
   resolve: (o: PublishOutcome) => void
   reject: (err: unknown) => void
 }
 
-interface ReplicatedQueue {
-  waiting: ReplicatedJob[]
+interface PublishQueue {
+  waiting: PublishJob[]
   busy: boolean
 }
 
@@ -148,8 +149,8 @@ export class RedisEngine implements Engine {
   #publishCommand: 'publish' | 'spublish' = 'publish'
   /** Keeps publications in their publishers' order across a failed publish (redis-publish-order.ts). */
   readonly #order = new PublishOrder()
-  /** Replicated publishes per channel, sent one batch at a time (see #replicated). */
-  readonly #queues = new Map<string, ReplicatedQueue>()
+  /** Publishes per channel, sent one batch at a time (see #enqueue). */
+  readonly #queues = new Map<string, PublishQueue>()
 
   constructor(options: RedisEngineOptions = {}) {
     this.#opts = resolveOptions(options)
@@ -250,7 +251,7 @@ export class RedisEngine implements Engine {
   }
 
   async publish(channel: string, data: unknown, opts: PublishOptions): Promise<PublishOutcome> {
-    const link = this.#live()
+    this.#live()
     checkChannel(channel)
     validateStream(opts)
     const replicated = opts.durability === 'replicated'
@@ -282,16 +283,7 @@ export class RedisEngine implements Engine {
     ]
     const key = opts.idempotencyKey
     this.#order.admit(channel, key)
-    if (replicated) return this.#replicated(channel, keys, args, key)
-    let reply: unknown[]
-    try {
-      reply = asArray(await link.run('publish', (c) => Scripts.publish.run(c, keys, args)), 'publish')
-    } catch (err) {
-      if (err instanceof HoldfastError && err.temporary) this.#order.failed(channel, [key])
-      throw err
-    }
-    this.#order.stored(channel, key)
-    return { offset: asInt(reply[0], 'publish'), epoch: asString(reply[1], 'publish'), duplicate: asInt(reply[2], 'publish') === 1 }
+    return this.#enqueue(channel, { key, keys, args, replicated })
   }
 
   async history(channel: string, q: HistoryQuery): Promise<HistoryPage> {
@@ -494,7 +486,7 @@ export class RedisEngine implements Engine {
     const durable = await this.#durableConnection()
     const { replies, replicas } = (await link.run(
       'history',
-      (c) => Scripts.sync.runAllAndWait(c, [{ keys: [this.#keys.meta(channel)], args: [this.#now(), newEpoch(), this.#trust] }], 1, this.#opts.replicaWaitMs),
+      (c) => Scripts.sync.runAll(c, [{ keys: [this.#keys.meta(channel)], args: [this.#now(), newEpoch(), this.#trust] }], { numReplicas: 1, timeoutMs: this.#opts.replicaWaitMs }),
       durable,
     )) as { replies: Array<[Error | null, unknown]>; replicas: number }
     const [err, raw] = replies[0] ?? [new Error('no reply'), undefined]
@@ -506,15 +498,20 @@ export class RedisEngine implements Engine {
   }
 
   /**
-   * A replicated publish: stored, then acknowledged by a replica (WAIT), then committed, which
-   * fans it out. No client sees an offset that a failover to that replica could take back.
+   * One channel's publishes go to Redis in batches, one batch at a time: each batch is one
+   * pipeline, so one round trip serves many, and Redis runs them in the order they came. A batch
+   * in flight holds the next back: were they sent side by side, a failover could refuse an
+   * earlier publication and store a later one (sent a moment after, once the new primary
+   * answered), and the earlier one's retry would land behind it. When a publication fails with a
+   * temporary error, so does everything behind it (the rest of its batch, and what is queued,
+   * unsent), and the channel's publish order gate closes (see PublishOrder): a publisher's
+   * retries then come back in the order it issued them.
    *
-   * One channel's replicated publishes go in batches, one at a time: each batch is one pipeline
-   * (its scripts, then one WAIT), so a replica round trip serves many. When a batch fails, so
-   * does everything queued behind it, unsent, and the channel's publish order gate closes (see
-   * PublishOrder): a publisher's retries then come back in the order it issued them.
+   * A replicated publish is stored, then acknowledged by a replica (one WAIT per batch), then
+   * committed, which fans it out: no client sees an offset that a failover to that replica could
+   * take back.
    */
-  #replicated(channel: string, keys: string[], args: (string | number | Buffer)[], key: string | undefined): Promise<PublishOutcome> {
+  #enqueue(channel: string, job: Omit<PublishJob, 'resolve' | 'reject'>): Promise<PublishOutcome> {
     let q = this.#queues.get(channel)
     if (q === undefined) {
       q = { waiting: [], busy: false }
@@ -522,43 +519,64 @@ export class RedisEngine implements Engine {
     }
     const queue = q
     return new Promise((resolve, reject) => {
-      queue.waiting.push({ key, keys, args, resolve, reject })
+      queue.waiting.push({ ...job, resolve, reject })
       if (!queue.busy) void this.#flush(channel, queue)
     })
   }
 
-  async #flush(channel: string, q: ReplicatedQueue): Promise<void> {
+  async #flush(channel: string, q: PublishQueue): Promise<void> {
     q.busy = true
-    const batch = q.waiting.splice(0, REPLICATED_BATCH)
+    // One kind per batch: a WAIT covers the connection's every write, the unreplicated ones too.
+    const replicated = (q.waiting[0] as PublishJob).replicated
+    let n = 1
+    while (n < q.waiting.length && n < PUBLISH_BATCH && (q.waiting[n] as PublishJob).replicated === replicated) n++
+    const batch = q.waiting.splice(0, n)
+    let done = 0
     try {
       const link = this.#live()
-      const durable = await this.#durableConnection()
-      const { replies, replicas } = (await link.run('publish', (c) => Scripts.publish.runAllAndWait(c, batch, 1, this.#opts.replicaWaitMs), durable)) as {
+      const durable = replicated ? await this.#durableConnection() : undefined
+      const wait = replicated ? { numReplicas: 1, timeoutMs: this.#opts.replicaWaitMs } : undefined
+      const { replies, replicas } = (await link.run('publish', (c) => Scripts.publish.runAll(c, batch, wait), durable)) as {
         replies: Array<[Error | null, unknown]>
         replicas: number
       }
-      const outcomes: Array<{ offset: number; epoch: string; duplicate: boolean } | Error> = replies.map(([err, raw]) => {
+      const outcomes: Array<PublishOutcome | HoldfastError> = replies.map(([err, raw]) => {
         if (err !== null) return toEngineError('publish', err)
         const r = asArray(raw, 'publish')
         return { offset: asInt(r[0], 'publish'), epoch: asString(r[1], 'publish'), duplicate: asInt(r[2], 'publish') === 1 }
       })
-      const failed = outcomes.find((o): o is Error => o instanceof Error)
-      if (failed !== undefined || replicas < 1) throw failed ?? this.#notReplicated()
-      let top = 0
-      for (const o of outcomes) if (!(o instanceof Error)) top = Math.max(top, o.offset)
-      const epoch = await this.#commit(channel, top)
+      if (replicated) {
+        const failed = outcomes.find((o): o is HoldfastError => o instanceof Error)
+        if (failed !== undefined || replicas < 1) throw failed ?? this.#notReplicated()
+        let top = 0
+        for (const o of outcomes) top = Math.max(top, (o as PublishOutcome).offset)
+        const epoch = await this.#commit(channel, top)
+        for (const [i, job] of batch.entries()) {
+          const o = outcomes[i] as PublishOutcome
+          this.#order.stored(channel, job.key)
+          job.resolve({ offset: o.offset, epoch: epoch === '' ? o.epoch : epoch, duplicate: o.duplicate })
+        }
+        return
+      }
       for (const [i, job] of batch.entries()) {
-        const o = outcomes[i] as { offset: number; epoch: string; duplicate: boolean }
-        this.#order.stored(channel, job.key)
-        job.resolve({ offset: o.offset, epoch: epoch === '' ? o.epoch : epoch, duplicate: o.duplicate })
+        const o = outcomes[i] as PublishOutcome | HoldfastError
+        if (o instanceof Error && o.temporary) throw o
+        done = i + 1
+        if (o instanceof Error) job.reject(o)
+        else {
+          this.#order.stored(channel, job.key)
+          job.resolve(o)
+        }
       }
     } catch (err) {
       const error = err instanceof HoldfastError ? err : toEngineError('publish', err)
-      // Everything of this batch fails, and so does everything queued behind it, unsent.
+      // This publication fails, and so does everything behind it: the rest of its batch (a later
+      // one stored there is found by its retry's dedupe) and what is queued, unsent.
+      const failed = batch.slice(done)
       const behind = q.waiting.splice(0)
-      if (error.temporary) this.#order.failed(channel, [...batch, ...behind].map((j) => j.key))
-      for (const job of batch) job.reject(error)
-      const held = new HoldfastError('engine_unavailable', `an earlier replicated publication to this channel failed (${error.message}): retry in order`)
+      if (error.temporary) this.#order.failed(channel, [...failed, ...behind].map((j) => j.key))
+      for (const job of failed) job.reject(error)
+      const held = new HoldfastError('engine_unavailable', `an earlier publication to this channel failed (${error.message}): retry in order`)
       for (const job of behind) job.reject(held)
     } finally {
       q.busy = false

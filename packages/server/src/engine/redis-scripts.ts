@@ -461,21 +461,31 @@ export class LuaScript {
   }
 
   /**
-   * Run the script once per argument list, then `WAIT numReplicas timeoutMs`, all in one pipeline
-   * on one connection (in a Cluster every call must be for keys of one slot, and the WAIT goes to
-   * that node). WAIT answers how many replicas acknowledged every write the connection made so
-   * far, the scripts' included. → each script's reply or error, and the replica count.
+   * Run the script once per argument list, all in one pipeline on one connection (in a Cluster
+   * every call must be for keys of one slot), then, when asked, `WAIT numReplicas timeoutMs` (it
+   * goes to that node and answers how many replicas acknowledged every write the connection made
+   * so far, the scripts' included). Redis runs a pipeline's commands in order, so a later call
+   * never takes effect before an earlier one. → each script's reply or error, and the replica
+   * count (0 without a WAIT).
    */
-  async runAllAndWait(client: ScriptRunner, calls: ReadonlyArray<{ keys: readonly string[]; args: readonly Arg[] }>, numReplicas: number, timeoutMs: number): Promise<{ replies: Array<[Error | null, unknown]>; replicas: number }> {
+  async runAll(
+    client: ScriptRunner,
+    calls: ReadonlyArray<{ keys: readonly string[]; args: readonly Arg[] }>,
+    wait?: { numReplicas: number; timeoutMs: number },
+  ): Promise<{ replies: Array<[Error | null, unknown]>; replicas: number }> {
     const once = async (how: 'evalsha' | 'eval'): Promise<{ replies: Array<[Error | null, unknown]>; replicas: number }> => {
       const p = client.pipeline()
       for (const c of calls) p.callBuffer(how, how === 'evalsha' ? this.sha : this.source, c.keys.length, ...c.keys, ...c.args)
-      p.call('wait', numReplicas, timeoutMs)
+      if (wait !== undefined) p.call('wait', wait.numReplicas, wait.timeoutMs)
       const replies = (await p.exec()) ?? []
-      const wait = replies.pop()
-      if (wait === undefined || replies.length !== calls.length) throw new Error(`no reply to ${this.name}`)
-      if (wait[0] !== null) throw wait[0]
-      return { replies, replicas: Number(wait[1]) }
+      if (wait === undefined) {
+        if (replies.length !== calls.length) throw new Error(`no reply to ${this.name}`)
+        return { replies, replicas: 0 }
+      }
+      const waited = replies.pop()
+      if (waited === undefined || replies.length !== calls.length) throw new Error(`no reply to ${this.name}`)
+      if (waited[0] !== null) throw waited[0]
+      return { replies, replicas: Number(waited[1]) }
     }
     const first = await once('evalsha')
     // Scripts are not replicated: a promoted replica has none cached yet. NOSCRIPT did nothing.

@@ -183,6 +183,21 @@ describe('engine budgets', () => {
       await engine.close()
     })
 
+    it('the stream budget forgets an expired stream first, even one whose history is still kept', async () => {
+      const time = clock()
+      const engine = await started({ maxStreams: 2, now: time.now })
+      // History kept longer than the stream: its publications are still there when the stream expires.
+      const long: StreamOptions = { historySize: 100, historyTtlMs: 700_000, streamTtlMs: 600_000 }
+      await engine.publish('old', 1, long)
+      time.advance(300_000)
+      await engine.publish('recent', 1, long)
+      time.advance(300_001) // `old` expired, `recent` did not
+      assert.equal((await engine.publish('new', 1, long)).offset, 1)
+      assert.deepEqual([engine.state().evicted.streams, engine.state().refused.streams], [1, 0])
+      assert.equal((await engine.history('recent', { stream: long, limit: 10 })).publications.length, 1, 'recent is kept')
+      await engine.close()
+    })
+
     it('a history page cut by bytes takes publications up to exactly maxBytes', async () => {
       const engine = await started()
       for (let i = 1; i <= 3; i++) await engine.publish('c', i, { ...STREAM, size: 100 })

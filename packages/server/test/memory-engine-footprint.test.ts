@@ -129,6 +129,21 @@ describe('MemoryEngine footprint', () => {
     assert.equal(engine.footprint().presenceMaps, 0)
   })
 
+  it('a channel no node occupies any more holds no occupancy entry, whether its node left or expired', async (t) => {
+    const { engine, advance } = await started(t)
+    assert.equal(await engine.occupancy('left', 'n1', true, 60_000), true)
+    assert.equal(await engine.occupancy('left', 'n2', true, 60_000), false)
+    await engine.occupancy('expired', 'n1', true, 1000)
+    assert.equal(engine.footprint().occupancyMaps, 2)
+    assert.equal(await engine.occupancy('left', 'n1', false, 60_000), false, 'n2 still occupies it')
+    assert.equal(await engine.occupancy('left', 'n2', false, 60_000), true, 'vacated')
+    assert.equal(engine.footprint().occupancyMaps, 1)
+    advance(1000)
+    // A node that leaves a channel whose only other occupant expired vacates it too.
+    assert.equal(await engine.occupancy('expired', 'n2', false, 60_000), false, 'already vacated when n1 expired')
+    assert.equal(engine.footprint().occupancyMaps, 0)
+  })
+
   it('the sweep frees the maps of channels whose presence all expired, and keeps the others', async (t) => {
     const { engine, advance } = await started(t)
     for (let i = 0; i < 50; i++) await engine.addPresence(`room-${i}`, { client: `c${i}`, user: 'u' }, 1000)

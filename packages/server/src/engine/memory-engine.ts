@@ -267,13 +267,14 @@ export class MemoryEngine implements Engine {
 
   /**
    * Memory held around what `counts()` reports, for leak tests: history buffer slots (dead ones
-   * not yet compacted included) and the per-channel maps of idempotency keys and of presence.
+   * not yet compacted included) and the per-channel maps of idempotency keys, of presence and of
+   * occupancy.
    * @internal
    */
-  footprint(): { historySlots: number; keyMaps: number; presenceMaps: number } {
+  footprint(): { historySlots: number; keyMaps: number; presenceMaps: number; occupancyMaps: number } {
     let historySlots = 0
     for (const s of this.#streams.values()) historySlots += s.buf.length
-    return { historySlots, keyMaps: this.#published.size, presenceMaps: this.#presence.size }
+    return { historySlots, keyMaps: this.#published.size, presenceMaps: this.#presence.size, occupancyMaps: this.#occupancy.size }
   }
 
   async subscribe(channel: string): Promise<void> {

@@ -16,6 +16,7 @@
 import assert from 'node:assert/strict'
 import { fork } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { setPriority } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { describe, it } from 'node:test'
 import { ErrorCodes } from '@holdfast/protocol'
@@ -44,7 +45,8 @@ const FACTOR = 2
  * What the p99 may add beyond that on a shared 2-core machine: the attacker, the node and the
  * measuring clients are three busy processes on two cores, beside whatever else the machine runs.
  * Measured (docs/reliability.md, scenario 10): 13.5-21 ms under attack against 5.7-9.6 ms alone on
- * a quiet machine, 144 ms with other work running (load average 9-11). The node as it was before
+ * a quiet machine, 144 ms with other work running (load average 9-11); with the attacker at the
+ * lowest CPU priority, 6.4-12.8 ms against 4.3-5.8 ms on a quiet machine. The node as it was before
  * replies reused their publications' encodings measured 200-240 ms on a quiet machine and fails
  * here. Under heavier load from other work (average 15) the scenario measures the machine, not
  * the node, and fails at any bound that means something.
@@ -129,6 +131,11 @@ describe('chaos: resource exhaustion', () => {
       attacker.on('exit', (code) => reject(new Error(`the attacker exited (${code})`)))
     })
     await new Promise<void>((resolve) => attacker.once('spawn', () => resolve()))
+    // An attacker is on machines of its own; here it shares two cores with the node and the
+    // measuring clients. At the lowest CPU priority it takes the CPU they leave, not theirs: what
+    // reaches the node is the same (the attack volumes are reported and each attack must meet its
+    // bound), but the latency measured is the node's, not the attacker's processes' share of the box.
+    setPriority(attacker.pid as number, 19)
     const attackFrom = now()
     attacker.send({ type: 'run', url: node.wsUrl, port: node.port, durationMs: ATTACK_MS, secretChannel: SECRET, heavyChannel: HEAVY, bulkChannel: BULK } satisfies ExhaustionRun)
     let rssPeak = 0

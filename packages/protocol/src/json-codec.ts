@@ -1,6 +1,7 @@
 import { DEFAULT_MAX_BATCH, decodeJson, decodeServerJson, encodeJson, frameJson, strictly, type Codec, type DecodeLimits, type FrameData } from './codec.js'
 import { HoldfastError } from './errors.js'
 import { Subprotocols } from './messages.js'
+import { pongFrame } from './pong-frame.js'
 import { validateClientCommand, type DecodedClientMessage } from './validate-client.js'
 
 // MessagePack decoders refuse a `__proto__` map key. If the server took one from a JSON client, a
@@ -23,8 +24,10 @@ function refuseProtoKey(line: string, value: unknown): void {
   if (hasProtoKey(line, value)) throw new HoldfastError('bad_request', 'the key __proto__ is not allowed')
 }
 
+const sdkPong = pongFrame(encodeJson({ type: 'pong' }), true)
+
 function decodeCommands(data: FrameData, limits?: DecodeLimits): DecodedClientMessage[] {
-  return decodeJson(data, (value, line) => validateClientCommand(value, () => refuseProtoKey(line, value)), limits, DEFAULT_MAX_BATCH)
+  return sdkPong(data) ?? decodeJson(data, (value, line) => validateClientCommand(value, () => refuseProtoKey(line, value)), limits, DEFAULT_MAX_BATCH)
 }
 
 /** JSON: one message per line, sent as text frames. The default codec. */

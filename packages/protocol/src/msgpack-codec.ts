@@ -2,6 +2,7 @@ import { decodeMulti, encode as msgpackEncode } from '@msgpack/msgpack'
 import { concat, DEFAULT_MAX_BATCH, SERVER_MAX_BATCH, strictly, toBytes, tooMany, type Codec, type DecodeLimits, type FrameData } from './codec.js'
 import { HoldfastError } from './errors.js'
 import { Subprotocols } from './messages.js'
+import { pongFrame } from './pong-frame.js'
 import { validateClientCommand, type DecodedClientMessage } from './validate-client.js'
 import { validateServerMessage } from './validate.js'
 
@@ -86,8 +87,10 @@ function decodeMsgpack<T>(data: FrameData, validate: (v: unknown) => T, limits: 
   return out
 }
 
+const sdkPong = pongFrame(msgpackEncode({ type: 'pong' }), false)
+
 function decodeCommands(data: FrameData, limits?: DecodeLimits): DecodedClientMessage[] {
-  return decodeMsgpack(data, validateClientCommand, limits, DEFAULT_MAX_BATCH)
+  return sdkPong(data) ?? decodeMsgpack(data, validateClientCommand, limits, DEFAULT_MAX_BATCH)
 }
 
 /** MessagePack: concatenated values, sent as binary frames; chosen with the `holdfast.v1.msgpack` subprotocol. */

@@ -26,15 +26,28 @@ export const MODULES = [
   },
   {
     name: 'memory-engine',
-    minutes: 8,
+    minutes: 10,
     mutate: ['packages/server/src/engine/memory-engine.ts'],
     tests: ['packages/server/test/memory-engine.test.ts', 'packages/server/test/memory-engine-footprint.test.ts', 'packages/server/test/engine-budgets.test.ts'],
   },
   {
     name: 'codec',
-    minutes: 20,
-    mutate: ['packages/protocol/src/codec.ts'],
-    tests: ['packages/protocol/test/codec-limits.test.ts', 'packages/protocol/test/codec.test.ts'],
+    minutes: 24,
+    mutate: [
+      'packages/protocol/src/codec.ts',
+      'packages/protocol/src/json-codec.ts',
+      'packages/protocol/src/msgpack-codec.ts',
+      'packages/protocol/src/json-bytes.ts',
+      'packages/protocol/src/pong-frame.ts',
+    ],
+    tests: [
+      'packages/protocol/test/codec-limits.test.ts',
+      'packages/protocol/test/codec.test.ts',
+      'packages/protocol/test/json-bytes.test.ts',
+      'packages/protocol/test/malformed-commands.test.ts',
+      'packages/protocol/test/pong-frame.test.ts',
+      'packages/protocol/test/batches.test.ts',
+    ],
   },
   {
     name: 'outbox',

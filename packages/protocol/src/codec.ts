@@ -47,9 +47,8 @@ const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder('utf-8', { fatal: true })
 const NEWLINE = 0x0a
 
-/** @internal */
-export function toBytes(data: FrameData): Uint8Array {
-  if (typeof data === 'string') return textEncoder.encode(data)
+/** @internal A binary frame's bytes (a text frame is each codec's own case). */
+export function toBytes(data: Uint8Array | ArrayBuffer): Uint8Array {
   return data instanceof Uint8Array ? data : new Uint8Array(data)
 }
 

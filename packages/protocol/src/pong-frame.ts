@@ -1,4 +1,4 @@
-import type { FrameData } from './codec.js'
+import { toBytes, type FrameData } from './codec.js'
 import type { DecodedClientMessage } from './validate-client.js'
 
 /**
@@ -12,7 +12,7 @@ export function pongFrame(encoded: Uint8Array, text: boolean): (data: FrameData)
   const spelled = text ? new TextDecoder().decode(encoded) : undefined
   return (data) => {
     if (typeof data === 'string') return data === spelled ? [{ type: 'pong' }] : undefined
-    const bytes = data instanceof Uint8Array ? data : new Uint8Array(data)
+    const bytes = toBytes(data)
     if (bytes.byteLength !== encoded.byteLength) return undefined
     for (let i = 0; i < encoded.byteLength; i++) if (bytes[i] !== encoded[i]) return undefined
     return [{ type: 'pong' }]

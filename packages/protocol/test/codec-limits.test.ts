@@ -81,6 +81,12 @@ describe('MessagePack frames', () => {
     }
     // A map's entries are pairs: n entries need 2n values.
     assert.match(refusal(() => msgpackCodec.decodeClient(withData([0x82, 0xc0, 0xc0, 0xc0]))).message, /declares more/)
+    // The same for map16 and map32: 3 entries declared, 4 values left (enough for 3 values, not 6).
+    for (const head of [[0xde, 0, 3], [0xdf, 0, 0, 0, 3]]) {
+      assert.match(refusal(() => msgpackCodec.decodeClient(withData([...head, 0xc0, 0xc0, 0xc0, 0xc0]))).message, /declares more/, `0x${head[0]?.toString(16)}`)
+      const exact = withData([...head, 1, 0xc0, 2, 0xc0, 3, 0xc0])
+      assert.equal(msgpackCodec.decodeClient(exact).length, 1)
+    }
   })
 
   test('a truncated length field is left to the decoder (bad_request, not a crash)', () => {

@@ -25,6 +25,7 @@ import {
   type ServerMessage,
   type StreamPosition,
 } from '../src/index.js'
+import { jsonClientCodec } from '../src/internal.js'
 
 // Robustness properties run this many cases each; round trips fewer per message type.
 const RUNS = 2000
@@ -386,6 +387,25 @@ test('codecFor picks the codec of the negotiated subprotocol, JSON otherwise', (
   assert.equal(msgpackCodec.subprotocol, 'holdfast.v1.msgpack')
   assert.equal(jsonCodec.binary, false)
   assert.equal(msgpackCodec.binary, true)
+})
+
+test("the browser client's JSON codec is the JSON codec, less the decoding of client frames", () => {
+  assert.equal(jsonClientCodec.name, jsonCodec.name)
+  assert.equal(jsonClientCodec.subprotocol, jsonCodec.subprotocol)
+  assert.equal(jsonClientCodec.binary, jsonCodec.binary)
+  const msg: ClientMessage = { id: 1, type: 'publish', channel: 'c', msgId: 'm', data: { b: new Uint8Array([1, 2]) } }
+  const parts = [jsonClientCodec.encode(msg), jsonClientCodec.encode({ type: 'pong' })]
+  assert.deepEqual(jsonClientCodec.frame(parts), jsonCodec.frame(parts))
+  assert.deepEqual(jsonCodec.decodeClient(jsonClientCodec.frame(parts)), [msg, { type: 'pong' }])
+  const push = jsonCodec.encode({ type: 'ping' })
+  assert.deepEqual(jsonClientCodec.decodeServer(push), jsonCodec.decodeServer(push))
+})
+
+test('one message is framed as it is, without a copy, in both codecs', () => {
+  for (const codec of [jsonCodec, msgpackCodec]) {
+    const one = codec.encode({ type: 'ping' })
+    assert.equal(codec.frame([one]), one, codec.name)
+  }
 })
 
 // ---------------------------------------------------------------- hostile input

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
 import { jsonCodec, type ServerMessage } from '../src/index.js'
+import { hasBytes } from '../src/json-bytes.js'
 
 const utf8 = new TextDecoder()
 
@@ -46,4 +47,9 @@ test('any bytes round-trip through the JSON codec', () => {
     }),
     { numRuns: 200 },
   )
+})
+
+test('only a message holding bytes somewhere is written through the bytes replacer', () => {
+  for (const v of [null, 1, 'x', {}, [], { a: [1, { b: 'c' }] }, { $bytes: 'AA==' }]) assert.equal(hasBytes(v), false, JSON.stringify(v))
+  for (const v of [new Uint8Array(0), Buffer.from('x'), { a: [1, { b: new Uint8Array(1) }] }, [[[Buffer.alloc(2)]]]]) assert.equal(hasBytes(v), true)
 })

@@ -49,4 +49,15 @@ describe('the SDK pong, recognised before decoding', () => {
     }
     assert.throws(() => msgpackCodec.decodeCommands('{"type":"pong"}'), (err: unknown) => err instanceof HoldfastError && err.code === 'bad_request')
   })
+
+  it('only a pong is recognised: an empty object, or the MessagePack pong sent as text, is refused as before', () => {
+    const badRequest = (err: unknown): boolean => err instanceof HoldfastError && err.code === 'bad_request'
+    assert.throws(() => jsonCodec.decodeCommands('{}'), badRequest)
+    assert.throws(() => jsonCodec.decodeCommands(textEncoder.encode('{}')), badRequest)
+    assert.throws(() => msgpackCodec.decodeCommands(msgpackCodec.encode({} as never)), badRequest)
+    const packed = msgpackCodec.encode({ type: 'pong' })
+    for (const text of [new TextDecoder().decode(packed), new TextDecoder('latin1').decode(packed)]) {
+      assert.throws(() => msgpackCodec.decodeCommands(text), (err: unknown) => badRequest(err) && /binary frames/.test((err as Error).message))
+    }
+  })
 })

@@ -24,6 +24,10 @@ interface Mem {
   heapUsed: number
   /** Bytes the V8 new space holds (its size follows the allocation rate, not what is kept). */
   newSpace: number
+  /** Heap reserved beyond what is used (old space headroom and fragmentation). */
+  heapTotal: number
+  /** Memory outside the V8 heap owned by JS objects (Buffers, ArrayBuffers). */
+  external: number
 }
 
 const { values } = parseArgs({ options: { connections: { type: 'string', default: '10000' }, role: { type: 'string' }, kind: { type: 'string' }, url: { type: 'string' } } })
@@ -67,7 +71,7 @@ async function serverRole(kind: Kind): Promise<void> {
     gc()
     const m = process.memoryUsage()
     const newSpace = v8.getHeapSpaceStatistics().find((sp) => sp.space_name === 'new_space')?.physical_space_size ?? 0
-    return { rss: m.rss, heapUsed: m.heapUsed, newSpace }
+    return { rss: m.rss, heapUsed: m.heapUsed, newSpace, heapTotal: m.heapTotal, external: m.external }
   }
   process.send?.({ type: 'listening', port, mem: measure() })
   process.on('message', (msg: { type: string }) => {
@@ -140,14 +144,21 @@ else if (values.role === 'client') await clientRole(values.kind as Kind, values.
 else {
   // BENCH_UWS=1 adds holdfast on the uWebSockets.js transport and a raw uWS server (Node 20 only).
   const kinds: Kind[] = process.env['BENCH_UWS'] ? ['ws', 'holdfast', 'uws', 'holdfast-uws'] : ['ws', 'holdfast']
-  const results = []
+  const results: Array<Awaited<ReturnType<typeof run>>> = []
   for (const kind of kinds) results.push(await run(kind))
   const kib = (b: number): string => (b / 1024).toFixed(2)
   console.log(`idle connections: ${N} (holdfast: connected + session + 2 subscriptions; ws/uws: open socket)`)
   // "less new space": the RSS growth without the V8 new space's growth, which follows how fast the
   // ramp allocated (up to 32 MiB, a fixed cost per process), not what each connection keeps.
-  console.log('server          RSS/conn KiB   heap/conn KiB   RSS less new space KiB')
-  for (const r of results) console.log(`${r.kind.padEnd(15)} ${kib(r.perConnRss).padStart(12)} ${kib(r.perConnHeap).padStart(15)} ${kib(r.perConnRssLessNew).padStart(24)}`)
+  // "heap total": the heap V8 reserved (used plus headroom); "external": Buffers and other memory
+  // outside the heap held by JS objects.
+  console.log('server          RSS/conn KiB   heap/conn KiB   RSS less new space KiB   heap total KiB   external KiB')
+  const per = (r: Awaited<ReturnType<typeof run>>, f: (m: Mem) => number): string => kib((f(r.loaded) - f(r.base)) / N)
+  for (const r of results) {
+    console.log(
+      `${r.kind.padEnd(15)} ${kib(r.perConnRss).padStart(12)} ${kib(r.perConnHeap).padStart(15)} ${kib(r.perConnRssLessNew).padStart(24)} ${per(r, (m) => m.heapTotal).padStart(16)} ${per(r, (m) => m.external).padStart(14)}`,
+    )
+  }
   const by = new Map(results.map((r) => [r.kind, r]))
   const ratio = (a: Kind, b: Kind): void => {
     const x = by.get(a)

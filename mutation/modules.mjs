@@ -21,6 +21,7 @@ export const MODULES = [
       'packages/server/test/hub-live-feed.test.ts',
       'packages/server/test/hub-resync.test.ts',
       'packages/server/test/hub-subscribe-race.test.ts',
+      'packages/server/test/hub-subscribers.test.ts',
       'packages/server/test/recovery.test.ts',
     ],
   },

@@ -19,6 +19,7 @@ const FILES = [
   'packages/server/test/deliverable-data.test.ts',
   'packages/server/test/close-ordering.test.ts',
   'packages/server/test/malformed-commands.test.ts',
+  'packages/server/test/split-frames.test.ts',
   'packages/server/test/unsubscribe.test.ts',
   'packages/server/test/command-rate.test.ts',
   'packages/server/test/compression.test.ts',

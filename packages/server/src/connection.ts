@@ -7,6 +7,7 @@ import { markDirty, type Flushable } from './outbound.js'
 import type { SubscriptionList } from './subscription-list.js'
 import type { AuthResult } from './auth/types.js'
 import type { TransportSink, TransportSocket, UpgradeRequest } from './transport/transport.js'
+import { newTraceId } from './tracing.js'
 
 export const enum ConnState {
   /** Upgraded, waiting for the connect command. */
@@ -105,7 +106,8 @@ export class Connection implements Flushable, TransportSink {
   readonly socket: TransportSocket
   readonly codec: Codec
   readonly ip: string
-  readonly traceId: string
+  /** The trace id given at the upgrade; a random one is made on first use when none was (most connections never log). */
+  #traceId: string | undefined
   /** The command rate and the inbound byte rate (the node's options: shared by every connection). */
   readonly #rates: ConnectionRates
   #bucket: TokenBucket | undefined = undefined
@@ -170,7 +172,7 @@ export class Connection implements Flushable, TransportSink {
     socket: TransportSocket,
     codec: Codec,
     ip: string,
-    traceId: string,
+    traceId: string | undefined,
     owner: ConnectionOwner,
     rates: ConnectionRates,
     log: Logger | undefined,
@@ -179,7 +181,7 @@ export class Connection implements Flushable, TransportSink {
     this.socket = socket
     this.codec = codec
     this.ip = ip
-    this.traceId = traceId
+    this.#traceId = traceId
     this.#owner = owner
     this.#rates = rates
     this.#baseLog = log
@@ -213,6 +215,11 @@ export class Connection implements Flushable, TransportSink {
 
   onClose(code: number, reason: string): void {
     this.#owner.connectionClosed(this, code, reason)
+  }
+
+  /** The trace id the connection logs and calls the backend under. */
+  get traceId(): string {
+    return (this.#traceId ??= newTraceId())
   }
 
   /** A child logger with the connection and trace ids on every line, created on first use. */

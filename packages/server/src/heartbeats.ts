@@ -66,6 +66,8 @@ export class Heartbeats {
     const now = Date.now()
     this.#ctx.counters.observe('ping_rtt_ms', now - conn.pingSentAt)
     conn.nextPingAt = conn.pingSentAt + this.#ctx.options.pingIntervalMs
+    // Often the last frame for a while: the socket gives back what reading grew.
+    conn.socket.compact?.()
     if (conn.state === ConnState.Connected) this.#wheel.schedule(conn, this.#nextWake(conn, now))
   }
 

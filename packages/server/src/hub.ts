@@ -13,17 +13,50 @@ interface Recovering {
   buffer: StreamPublication[]
 }
 
-/** One channel with subscribers on this node. Shared by all of them: one object per channel. */
+/**
+ * One channel with subscribers on this node. Shared by all of them: one object per channel. Most
+ * channels of a large node are personal (one subscriber each), so an entry stays small: the live
+ * subscribers are the connection itself until a second one joins (then a Set), and the engine
+ * subscribe's promise is dropped once it resolved.
+ */
 interface ChannelEntry {
   name: string
-  live: Set<Connection>
+  /** Live subscribers: none, one connection, or (from the second on) a Set. */
+  live: Connection | Set<Connection> | undefined
   /** Subscribers still reading history; undefined when none (most channels, most of the time). */
   recovering: Set<Recovering> | undefined
   /** Last publication the live feed delivered here; undefined until the first one. */
   epoch: string | undefined
   offset: number
-  /** Resolves once the engine feeds this node the channel (the first subscriber awaits it). */
-  ready: Promise<void>
+  /** Resolves once the engine feeds this node the channel (the first subscriber awaits it); undefined after. */
+  ready: Promise<void> | undefined
+}
+
+function liveCount(entry: ChannelEntry): number {
+  const live = entry.live
+  return live === undefined ? 0 : live instanceof Set ? live.size : 1
+}
+
+function addLive(entry: ChannelEntry, conn: Connection): void {
+  const live = entry.live
+  if (live === undefined) entry.live = conn
+  else if (live instanceof Set) live.add(conn)
+  else if (live !== conn) entry.live = new Set([live, conn])
+}
+
+/** Remove a live subscriber; false when it was not one. */
+function deleteLive(entry: ChannelEntry, conn: Connection): boolean {
+  const live = entry.live
+  if (live === conn) entry.live = undefined
+  else if (!(live instanceof Set) || !live.delete(conn)) return false
+  else if (live.size === 0) entry.live = undefined
+  return true
+}
+
+/** The live subscribers as an array: for loops whose callbacks may remove them. */
+function liveSnapshot(entry: ChannelEntry): Connection[] {
+  const live = entry.live
+  return live === undefined ? [] : live instanceof Set ? [...live] : [live]
 }
 
 /** Remove a recovering subscriber; the set goes when it empties (deleting while iterating is safe). */
@@ -98,7 +131,7 @@ export class Hub {
 
   subscriberCount(channel: string): number {
     const e = this.channels.get(channel)
-    return e === undefined ? 0 : e.live.size + (e.recovering?.size ?? 0)
+    return e === undefined ? 0 : liveCount(e) + (e.recovering?.size ?? 0)
   }
 
   #entry(channel: string): ChannelEntry {
@@ -106,11 +139,11 @@ export class Hub {
     if (e === undefined) {
       const entry: ChannelEntry = {
         name: channel,
-        live: new Set(),
+        live: undefined,
         recovering: undefined,
         epoch: undefined,
         offset: 0,
-        ready: Promise.resolve(),
+        ready: undefined,
       }
       // A failed subscribe fails every subscriber waiting on it, and the last of them drops the
       // entry (subscribe's catch), so the next subscriber tries again rather than inherit it.
@@ -145,6 +178,7 @@ export class Hub {
     let page
     try {
       await entry.ready
+      entry.ready = undefined // resolved: nothing left to wait for
       page = await this.#engine.history(channel, {
         stream: opts,
         ...(recover === undefined ? {} : { since: recover }),
@@ -210,7 +244,7 @@ export class Hub {
       at.offset = pub.offset
       conn.enqueue(this.#encodePub(conn.codec, channel, pub))
     }
-    entry.live.add(conn)
+    addLive(entry, conn)
     this.#events.onMember?.(conn, channel, true)
     return true
   }
@@ -229,7 +263,7 @@ export class Hub {
    */
   async resync(optionsOf: (channel: string) => ResolvedChannelOptions): Promise<void> {
     for (const entry of [...this.channels.values()]) {
-      if (entry.epoch === undefined || entry.live.size === 0) continue
+      if (entry.epoch === undefined || entry.live === undefined) continue
       let page
       try {
         page = await this.#engine.history(entry.name, { stream: optionsOf(entry.name), limit: 0 })
@@ -239,7 +273,7 @@ export class Hub {
       if (this.channels.get(entry.name) !== entry) continue
       // Moved on (publications the feed missed) or back (a stream that lost its top): recover.
       if (page.offset !== entry.offset || !continuesFrom({ epoch: entry.epoch, offset: entry.offset }, page.epoch)) {
-        for (const conn of [...entry.live]) this.#events.onInsufficientState(conn, entry.name)
+        for (const conn of liveSnapshot(entry)) this.#events.onInsufficientState(conn, entry.name)
       }
     }
   }
@@ -248,13 +282,13 @@ export class Hub {
   remove(conn: Connection, channel: string): void {
     const entry = this.channels.get(channel)
     if (entry === undefined) return
-    if (entry.live.delete(conn)) this.#events.onMember?.(conn, channel, false)
+    if (deleteLive(entry, conn)) this.#events.onMember?.(conn, channel, false)
     if (entry.recovering !== undefined) for (const r of entry.recovering) if (r.conn === conn) unrecover(entry, r)
     this.#dropIfEmpty(entry)
   }
 
   #dropIfEmpty(entry: ChannelEntry): void {
-    if (entry.live.size > 0 || entry.recovering !== undefined) return
+    if (entry.live !== undefined || entry.recovering !== undefined) return
     if (this.channels.get(entry.name) !== entry) return
     this.channels.delete(entry.name)
     this.#events.onLocalChannel?.(entry.name, false)
@@ -273,7 +307,7 @@ export class Hub {
         // They reconnect and recover from history (or learn recovered:false); never a silent gap.
         entry.epoch = pub.epoch
         entry.offset = pub.offset
-        for (const conn of entry.live) this.#events.onInsufficientState(conn, channel)
+        for (const conn of liveSnapshot(entry)) this.#events.onInsufficientState(conn, channel)
         this.#buffer(entry, pub)
         return
       }
@@ -281,10 +315,15 @@ export class Hub {
     entry.epoch = pub.epoch
     entry.offset = pub.offset
     this.#buffer(entry, pub)
-    if (entry.live.size === 0) return
+    const live = entry.live
+    if (live === undefined) return
+    if (!(live instanceof Set)) {
+      live.enqueue(this.#encodePub(live.codec, channel, pub))
+      return
+    }
     let json: Uint8Array | undefined
     let msgpack: Uint8Array | undefined
-    for (const conn of entry.live) {
+    for (const conn of live) {
       let bytes: Uint8Array
       if (conn.codec.binary) bytes = msgpack ??= this.#encodePub(conn.codec, channel, pub)
       else bytes = json ??= this.#encodePub(conn.codec, channel, pub)
@@ -309,9 +348,14 @@ export class Hub {
 
   onJoinLeave(channel: string, kind: 'join' | 'leave', info: ClientInfo): void {
     const entry = this.channels.get(channel)
-    if (entry === undefined || entry.live.size === 0) return
+    const live = entry?.live
+    if (live === undefined) return
+    if (!(live instanceof Set)) {
+      live.enqueue(live.codec.encode({ type: kind, channel, info }))
+      return
+    }
     const encoded = new Map<Codec, Uint8Array>()
-    for (const conn of entry.live) {
+    for (const conn of live) {
       let bytes = encoded.get(conn.codec)
       if (bytes === undefined) {
         bytes = conn.codec.encode({ type: kind, channel, info })

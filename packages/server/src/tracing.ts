@@ -68,17 +68,18 @@ export class Tracing {
 
   /**
    * The upgrade was accepted: start the connect span. Returns the trace id the connection logs
-   * under: the `traceparent`'s, else the new span's (so logs and traces match), else a random one.
+   * under: the `traceparent`'s, else the new span's (so logs and traces match); undefined when
+   * there is neither, and the connection makes a random one when it first needs it.
    */
-  startConnect(parent: TraceParent | undefined, attributes: Attributes): { span: Span | undefined; traceId: string } {
-    if (this.#tracer === undefined) return { span: undefined, traceId: parent?.traceId ?? newTraceId() }
+  startConnect(parent: TraceParent | undefined, attributes: Attributes): { span: Span | undefined; traceId: string | undefined } {
+    if (this.#tracer === undefined) return { span: undefined, traceId: parent?.traceId }
     const ctx =
       parent === undefined
         ? ROOT_CONTEXT
         : trace.setSpanContext(ROOT_CONTEXT, { traceId: parent.traceId, spanId: parent.spanId, traceFlags: parent.flags, isRemote: true })
     const span = this.#tracer.startSpan('holdfast.connect', { kind: SpanKind.SERVER, attributes }, ctx)
     const sc = span.spanContext()
-    const traceId = parent?.traceId ?? (isSpanContextValid(sc) ? sc.traceId : newTraceId())
+    const traceId = parent?.traceId ?? (isSpanContextValid(sc) ? sc.traceId : undefined)
     return { span, traceId }
   }
 

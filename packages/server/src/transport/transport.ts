@@ -21,6 +21,11 @@ export interface TransportSocket {
   terminate(): void
   /** Stop reading the peer's frames (a connection closed for flooding). Optional: uWS has no way to. */
   pause?(): void
+  /**
+   * Give back what the socket grew for frames it has finished with (called at each pong: often
+   * the last frame for a while). Optional: only the `ws` transport keeps such state.
+   */
+  compact?(): void
 }
 
 /** Events a transport feeds into a connection. */

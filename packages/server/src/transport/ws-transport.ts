@@ -62,9 +62,20 @@ function framed(data: Uint8Array, binary: boolean): Buffer {
   return lastFrame
 }
 
-/** What this module reads of a `ws` socket's internals (ws 8): its net.Socket. */
+/** What this module reads of a `ws` socket's internals (ws 8): its net.Socket and its frame reader. */
 interface WsInternals {
   _socket: Duplex | null
+  _receiver: { _buffers: Buffer[] } | undefined
+}
+
+/**
+ * Node caches a socket's peer address (`_peername`, an object with the address, family and port)
+ * on the first read of `remoteAddress`, for the life of the socket. The gateway reads it once, at
+ * the upgrade, and keeps the address string itself: the cache goes (about 60 bytes a connection).
+ * A later read of `remoteAddress` asks the kernel again.
+ */
+function forgetPeerAddress(socket: Duplex): void {
+  if ((socket as { _peername?: unknown })._peername !== undefined) (socket as { _peername?: unknown })._peername = undefined
 }
 
 /**
@@ -110,6 +121,16 @@ class HoldfastWebSocket extends WebSocket implements TransportSocket {
   }
 
   /**
+   * `ws`'s frame reader keeps the array that incoming chunks pass through, grown by the first one
+   * to room for 17 (about 150 bytes) and never shrunk: when it is empty, an idle socket gets a
+   * new, empty one.
+   */
+  compact(): void {
+    const receiver = (this as unknown as WsInternals)._receiver
+    if (receiver !== undefined && receiver._buffers.length === 0) receiver._buffers = []
+  }
+
+  /**
    * `ws` reports everything through emit: messages and the close go straight to the sink.
    * Errors (bad frames, too big) are followed by 'close' with the right code: nothing to do (and
    * with no listener, emitting 'error' would throw). Other events have no listeners.
@@ -145,6 +166,7 @@ export class WsTransport {
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       const hws = ws as HoldfastWebSocket
       hws.bind(accept(hws))
+      forgetPeerAddress(socket)
     })
   }
 

@@ -135,7 +135,7 @@ export class Admission {
     const o = ctx.options
     const { span, traceId } = ctx.tracing.startConnect(parent, { 'client.address': ip, 'holdfast.node': o.nodeId })
     // The rate buckets are created from the options on the connection's first frame.
-    const conn = new Connection(socket, codecFor(socket.protocol), ip, traceId, this.#deps.owner, o, ctx.log)
+    const conn = new Connection(socket, codecFor(socket.protocol), ip, traceId, this.#deps.owner)
     ctx.tracing.bind(conn, span)
     ctx.connections.add(conn)
     this.#deps.heartbeats.admitted(conn)

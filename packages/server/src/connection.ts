@@ -54,9 +54,13 @@ export interface ConnectionRates {
   readonly inboundByteRate: Rate
 }
 
-/** Hooks the node gives each connection. */
+/** Hooks the node gives each connection (one object for all of them: nothing here costs per connection). */
 export interface ConnectionOwner {
   readonly maxQueueBytes: number
+  /** The command rate and the inbound byte rate (the node's options). */
+  readonly rates: ConnectionRates
+  /** The node's logger; each connection makes a child of it on first use. */
+  readonly log: Logger | undefined
   /** Bytes and messages written, counted per flush (one write), never per message queued. */
   readonly counters: TrafficCounters
   onSlowConsumer(conn: Connection): void
@@ -108,8 +112,6 @@ export class Connection implements Flushable, TransportSink {
   readonly ip: string
   /** The trace id given at the upgrade; a random one is made on first use when none was (most connections never log). */
   #traceId: string | undefined
-  /** The command rate and the inbound byte rate (the node's options: shared by every connection). */
-  readonly #rates: ConnectionRates
   #bucket: TokenBucket | undefined = undefined
   #bytes: TokenBucket | undefined = undefined
   state: ConnState = ConnState.Handshake
@@ -134,7 +136,7 @@ export class Connection implements Flushable, TransportSink {
   bytesWritten = 0
   /** What the client had taken at the last ping: a socket holding bytes that took nothing since is not being read. */
   takenAtPing = 0
-  // heartbeat (driven by the node's timer wheel)
+  // heartbeat (driven by the node's timer wheel; times on its clock, heartbeats.ts monotonicMs)
   awaitingPong = false
   pingSentAt = 0
   nextPingAt = 0
@@ -161,7 +163,6 @@ export class Connection implements Flushable, TransportSink {
   #requested = 0
   #owner: ConnectionOwner
   #log: Logger | undefined
-  #baseLog: Logger | undefined
   /** Close code this side decided, for the disconnect hook and metrics. */
   closeCode = 0
   closeReason = ''
@@ -174,8 +175,6 @@ export class Connection implements Flushable, TransportSink {
     ip: string,
     traceId: string | undefined,
     owner: ConnectionOwner,
-    rates: ConnectionRates,
-    log: Logger | undefined,
   ) {
     this.id = `${(++counter).toString(36)}${Math.random().toString(36).slice(2, 8)}`
     this.socket = socket
@@ -183,8 +182,6 @@ export class Connection implements Flushable, TransportSink {
     this.ip = ip
     this.#traceId = traceId
     this.#owner = owner
-    this.#rates = rates
-    this.#baseLog = log
   }
 
   /**
@@ -193,12 +190,14 @@ export class Connection implements Flushable, TransportSink {
    * created anew is the same bucket.
    */
   get bucket(): TokenBucket {
-    return (this.#bucket ??= new TokenBucket(this.#rates.commandRate.perSecond, this.#rates.commandRate.burst, performance.now()))
+    const rate = this.#owner.rates.commandRate
+    return (this.#bucket ??= new TokenBucket(rate.perSecond, rate.burst, performance.now()))
   }
 
   /** Inbound byte rate (one token per byte of client frames); created and dropped as `bucket`. */
   get bytes(): TokenBucket {
-    return (this.#bytes ??= new TokenBucket(this.#rates.inboundByteRate.perSecond, this.#rates.inboundByteRate.burst, performance.now()))
+    const rate = this.#owner.rates.inboundByteRate
+    return (this.#bytes ??= new TokenBucket(rate.perSecond, rate.burst, performance.now()))
   }
 
   /** Drop the rate buckets that are full at `now` (performance.now()): they hold nothing a new one would not. */
@@ -224,9 +223,8 @@ export class Connection implements Flushable, TransportSink {
 
   /** A child logger with the connection and trace ids on every line, created on first use. */
   get log(): Logger | undefined {
-    if (this.#log === undefined && this.#baseLog !== undefined) {
-      this.#log = this.#baseLog.child({ client: this.id, trace: this.traceId })
-    }
+    const base = this.#owner.log
+    if (this.#log === undefined && base !== undefined) this.#log = base.child({ client: this.id, trace: this.traceId })
     return this.#log
   }
 
@@ -236,7 +234,7 @@ export class Connection implements Flushable, TransportSink {
    * one for every connection just to drop a disabled line would double the memory per socket.
    */
   logAt(level: 'debug' | 'trace'): Logger | undefined {
-    return this.#baseLog?.isLevelEnabled(level) === true ? this.log : undefined
+    return this.#owner.log?.isLevelEnabled(level) === true ? this.log : undefined
   }
 
   /** Who this connection is in presence and join/leave; a subscription's own info (backend proxy) wins. */

@@ -174,6 +174,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     // close to admission (the address's slot) and the lifecycle.
     const owner: ConnectionOwner = {
       maxQueueBytes: o.maxQueueBytes,
+      rates: o,
+      log: ctx.log,
       counters: this.counters,
       onSlowConsumer: (conn) => closeSlowConsumer(this.counters, conn),
       connectionFrame: (conn, data) => commands.onFrame(conn, data),

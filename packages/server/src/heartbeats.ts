@@ -23,20 +23,32 @@ export function heartbeatTick(pingIntervalMs: number): number {
   return Math.max(10, Math.min(HEARTBEAT_TICK_MS, Math.floor(pingIntervalMs / 4)))
 }
 
+/**
+ * The heartbeat clock: whole milliseconds since the process started, monotonic (a wall-clock step
+ * moves no ping). A small integer is stored in the connection's field itself; a fractional or
+ * epoch-sized number would cost a 16-byte box per field, three per connection.
+ */
+export function monotonicMs(): number {
+  return Math.floor(performance.now())
+}
+
 export class Heartbeats {
   readonly #ctx: Pick<NodeContext, 'options' | 'counters' | 'log'> & Partial<Pick<NodeContext, 'backend'>>
   readonly #wheel: TimerWheel<Connection>
   readonly #pings = new Map<Codec, Uint8Array>()
   /** The wheel's tick; a ping is aimed this much before it is due, so the wheel's lateness never makes it late. */
   readonly #early: number
+  /** Ping times and the wheel run on this clock; token expiries are wall-clock times (Date.now()). */
+  readonly #clock: () => number
 
-  /** `wheelClock`: the wheel's monotonic clock (tests pass their fake clock). */
-  constructor(ctx: Pick<NodeContext, 'options' | 'counters' | 'log'> & Partial<Pick<NodeContext, 'backend'>>, wheelClock: () => number = () => performance.now()) {
+  /** `clock`: the heartbeats' monotonic clock in ms (tests pass their fake clock). */
+  constructor(ctx: Pick<NodeContext, 'options' | 'counters' | 'log'> & Partial<Pick<NodeContext, 'backend'>>, clock: () => number = monotonicMs) {
     this.#ctx = ctx
+    this.#clock = clock
     this.#early = heartbeatTick(ctx.options.pingIntervalMs)
     this.#wheel = new TimerWheel<Connection>({
       tickMs: this.#early,
-      now: wheelClock,
+      now: clock,
       onExpire: (conn) => this.#visit(conn),
       onError: (err) => ctx.log?.error({ err }, 'heartbeat failed'),
     })
@@ -50,7 +62,7 @@ export class Heartbeats {
 
   /** The connect command succeeded: pings start, one interval from now. */
   connected(conn: Connection): void {
-    const now = Date.now()
+    const now = this.#clock()
     conn.nextPingAt = now + this.#ctx.options.pingIntervalMs
     this.#wheel.schedule(conn, this.#nextWake(conn, now))
   }
@@ -63,7 +75,7 @@ export class Heartbeats {
   pong(conn: Connection): void {
     if (!conn.awaitingPong) return
     conn.awaitingPong = false
-    const now = Date.now()
+    const now = this.#clock()
     this.#ctx.counters.observe('ping_rtt_ms', now - conn.pingSentAt)
     conn.nextPingAt = conn.pingSentAt + this.#ctx.options.pingIntervalMs
     // Often the last frame for a while: the socket gives back what reading grew.
@@ -73,7 +85,7 @@ export class Heartbeats {
 
   /** The token expiry moved (refresh): make sure the wheel wakes for it. */
   reschedule(conn: Connection): void {
-    if (conn.state === ConnState.Connected) this.#wheel.schedule(conn, this.#nextWake(conn, Date.now()))
+    if (conn.state === ConnState.Connected) this.#wheel.schedule(conn, this.#nextWake(conn, this.#clock()))
   }
 
   /** The connection closed. */
@@ -95,10 +107,11 @@ export class Heartbeats {
     return b
   }
 
+  /** The delay until the connection's next deadline: its ping or pong deadline (at `now` on the heartbeat clock), or its token's expiry (wall clock). */
   #nextWake(conn: Connection, now: number): number {
     const due = conn.awaitingPong ? conn.pingSentAt + this.#ctx.options.pongTimeoutMs : conn.nextPingAt - this.#early
-    const at = conn.expiresAt > 0 ? Math.min(due, conn.expiresAt) : due
-    return Math.max(0, at - now)
+    const delay = conn.expiresAt > 0 ? Math.min(due - now, conn.expiresAt - Date.now()) : due - now
+    return Math.max(0, delay)
   }
 
   /** One timer-wheel visit: connect timeout, token expiry, pong deadline or the next ping. */
@@ -110,10 +123,11 @@ export class Heartbeats {
       conn.close('connect_timeout', 'no connect command in time')
       return
     }
-    const now = Date.now()
-    if (conn.expiresAt > 0 && now >= conn.expiresAt) {
+    const now = this.#clock()
+    const wall = Date.now()
+    if (conn.expiresAt > 0 && wall >= conn.expiresAt) {
       // A backend-given expiry: the backend's refresh runs first (the wheel comes back at the expiry).
-      if (this.#ctx.backend?.refreshDue(conn, now, () => this.reschedule(conn)) === true) {
+      if (this.#ctx.backend?.refreshDue(conn, wall, () => this.reschedule(conn)) === true) {
         this.#wheel.schedule(conn, this.#nextWake(conn, now))
         return
       }

@@ -29,9 +29,9 @@ function setup(pingIntervalMs: number, pongTimeoutMs: number, commandRate = { pe
   const counters = new Counters()
   const options = resolveOptions({ pingIntervalMs, pongTimeoutMs, commandRate, logger: false })
   const hb = new Heartbeats({ options, counters, log: undefined }, () => Date.now())
-  const owner: ConnectionOwner = { maxQueueBytes: 1 << 20, counters, onSlowConsumer() {}, connectionFrame() {}, connectionClosed() {} }
+  const owner: ConnectionOwner = { maxQueueBytes: 1 << 20, rates: options, log: undefined, counters, onSlowConsumer() {}, connectionFrame() {}, connectionClosed() {} }
   const socket = new RecordingSocket()
-  const conn = new Connection(socket, codecFor(''), '127.0.0.1', 't', owner, options, undefined)
+  const conn = new Connection(socket, codecFor(''), '127.0.0.1', 't', owner)
   conn.state = ConnState.Connected
   hb.connected(conn)
   return { hb, conn, socket, counters }

@@ -5,6 +5,8 @@
  *
  *   node --conditions=source --import tsx bench/idle-memory.ts [--connections 10000]
  *   BENCH_UWS=1 node --conditions=source --import tsx bench/idle-memory.ts   # + holdfast on uWS, raw uWS
+ *   BENCH_ECHO=1 ...                                                           # + raw ws with holdfast's traffic
+ *   ... --runs 5     # each server 5 times, interleaved: medians and ranges (RSS moves by several hundred bytes per connection from run to run)
  *
  * The server runs in a child process (`--expose-gc`) and reports `process.memoryUsage()` after a
  * GC before the clients connect and again one ping interval (2 s) after they all did, when every
@@ -18,7 +20,7 @@ import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
 import v8 from 'node:v8'
 
-type Kind = 'holdfast' | 'ws' | 'holdfast-uws' | 'uws'
+type Kind = 'holdfast' | 'ws' | 'ws-echo' | 'holdfast-uws' | 'uws'
 interface Mem {
   rss: number
   heapUsed: number
@@ -30,7 +32,7 @@ interface Mem {
   external: number
 }
 
-const { values } = parseArgs({ options: { connections: { type: 'string', default: '10000' }, role: { type: 'string' }, kind: { type: 'string' }, url: { type: 'string' } } })
+const { values } = parseArgs({ options: { connections: { type: 'string', default: '10000' }, runs: { type: 'string', default: '1' }, role: { type: 'string' }, kind: { type: 'string' }, url: { type: 'string' } } })
 const N = Number(values.connections)
 const PING_MS = 2000
 
@@ -60,7 +62,15 @@ async function serverRole(kind: Kind): Promise<void> {
     } else {
       const { WebSocketServer } = await import('ws')
       const wss = new WebSocketServer({ server: http, path: '/ws', clientTracking: true })
-      wss.on('connection', (ws) => ws.on('message', () => {}))
+      if (kind === 'ws-echo') {
+        // Raw ws with holdfast's traffic: each client's first message answered, and a ping to
+        // every socket each interval that the client answers (what the allocator sees, with no
+        // state kept for it).
+        wss.on('connection', (ws) => ws.on('message', (data, binary) => String(data).startsWith('{"type":"pong"') || ws.send(data, { binary })))
+        setInterval(() => {
+          for (const ws of wss.clients) ws.send('{"type":"ping"}')
+        }, PING_MS).unref()
+      } else wss.on('connection', (ws) => ws.on('message', () => {}))
     }
     http.listen(0, '127.0.0.1')
     await once(http, 'listening')
@@ -90,7 +100,13 @@ async function clientRole(kind: Kind, url: string): Promise<void> {
         socks.push(ws)
         return new Promise<void>((resolve, reject) => {
           ws.once('error', reject)
-          if (!kind.startsWith('holdfast')) ws.once('open', () => resolve())
+          if (kind === 'ws-echo') {
+            ws.on('message', (data: Buffer) => {
+              if (String(data) === '{"type":"ping"}') ws.send('{"type":"pong"}')
+              else resolve()
+            })
+            ws.once('open', () => ws.send(`{"id":1,"type":"connect","version":1}\n{"id":2,"type":"subscribe","channel":"room-${(i + k) % 100}"}\n{"id":3,"type":"subscribe","channel":"own-${i + k}"}`))
+          } else if (!kind.startsWith('holdfast')) ws.once('open', () => resolve())
           else {
             let replies = 0
             ws.on('message', (data: Buffer) => {
@@ -118,7 +134,7 @@ async function clientRole(kind: Kind, url: string): Promise<void> {
   await new Promise(() => {}) // hold the sockets until killed
 }
 
-async function run(kind: Kind): Promise<{ kind: Kind; perConnRss: number; perConnHeap: number; perConnRssLessNew: number; base: Mem; loaded: Mem }> {
+async function run(kind: Kind): Promise<{ kind: Kind; base: Mem; loaded: Mem }> {
   const server = fork(new URL(import.meta.url).pathname, ['--role', 'server', '--kind', kind], {
     execArgv: ['--expose-gc', '--conditions=source', '--import', 'tsx'],
   })
@@ -134,39 +150,56 @@ async function run(kind: Kind): Promise<{ kind: Kind; perConnRss: number; perCon
   const [m] = (await once(server, 'message')) as [{ mem: Mem }]
   client.kill('SIGKILL')
   server.kill('SIGKILL')
-  return { kind, base: hello.mem, loaded: m.mem, perConnRss: (m.mem.rss - hello.mem.rss) / N, perConnHeap: (m.mem.heapUsed - hello.mem.heapUsed) / N,
-    perConnRssLessNew: (m.mem.rss - m.mem.newSpace - (hello.mem.rss - hello.mem.newSpace)) / N,
-  }
+  return { kind, base: hello.mem, loaded: m.mem }
 }
 
 if (values.role === 'server') await serverRole(values.kind as Kind)
 else if (values.role === 'client') await clientRole(values.kind as Kind, values.url as string)
 else {
   // BENCH_UWS=1 adds holdfast on the uWebSockets.js transport and a raw uWS server (Node 20 only).
-  const kinds: Kind[] = process.env['BENCH_UWS'] ? ['ws', 'holdfast', 'uws', 'holdfast-uws'] : ['ws', 'holdfast']
-  const results: Array<Awaited<ReturnType<typeof run>>> = []
-  for (const kind of kinds) results.push(await run(kind))
+  // BENCH_ECHO=1 adds raw ws with holdfast's traffic and no state (`ws-echo`).
+  const kinds: Kind[] = ['ws', ...(process.env['BENCH_ECHO'] ? (['ws-echo'] as const) : []), 'holdfast', ...(process.env['BENCH_UWS'] ? (['uws', 'holdfast-uws'] as const) : [])]
+  type Result = Awaited<ReturnType<typeof run>>
+  // --runs N: every kind N times, interleaved (so drift of the machine hits all alike); the table
+  // gives each column's median and, with more than one run, its range.
+  const runs = Number(values.runs)
+  const results = new Map<Kind, Result[]>(kinds.map((k) => [k, []]))
+  for (let i = 0; i < runs; i++) for (const kind of kinds) results.get(kind)?.push(await run(kind))
   const kib = (b: number): string => (b / 1024).toFixed(2)
-  console.log(`idle connections: ${N} (holdfast: connected + session + 2 subscriptions; ws/uws: open socket)`)
-  // "less new space": the RSS growth without the V8 new space's growth, which follows how fast the
-  // ramp allocated (up to 32 MiB, a fixed cost per process), not what each connection keeps.
-  // "heap total": the heap V8 reserved (used plus headroom); "external": Buffers and other memory
-  // outside the heap held by JS objects.
-  console.log('server          RSS/conn KiB   heap/conn KiB   RSS less new space KiB   heap total KiB   external KiB')
-  const per = (r: Awaited<ReturnType<typeof run>>, f: (m: Mem) => number): string => kib((f(r.loaded) - f(r.base)) / N)
-  for (const r of results) {
-    console.log(
-      `${r.kind.padEnd(15)} ${kib(r.perConnRss).padStart(12)} ${kib(r.perConnHeap).padStart(15)} ${kib(r.perConnRssLessNew).padStart(24)} ${per(r, (m) => m.heapTotal).padStart(16)} ${per(r, (m) => m.external).padStart(14)}`,
-    )
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b)
+    const mid = Math.floor(s.length / 2)
+    return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2
   }
-  const by = new Map(results.map((r) => [r.kind, r]))
+  const growth = (f: (m: Mem) => number) => (r: Result): number => (f(r.loaded) - f(r.base)) / N
+  const COLUMNS: Array<[string, (r: Result) => number]> = [
+    ['RSS', growth((m) => m.rss)],
+    ['heap', growth((m) => m.heapUsed)],
+    // The RSS growth without the V8 new space's growth, which follows how fast the ramp allocated
+    // (up to 32 MiB, a fixed cost per process), not what each connection keeps.
+    ['RSS less new space', growth((m) => m.rss - m.newSpace)],
+    // The heap V8 reserved (used plus headroom).
+    ['heap total', growth((m) => m.heapTotal)],
+    // Buffers and other memory outside the heap held by JS objects.
+    ['external', growth((m) => m.external)],
+  ]
+  const cell = (rs: Result[], f: (r: Result) => number): string => {
+    const xs = rs.map(f)
+    return runs === 1 ? kib(median(xs)) : `${kib(median(xs))} (${kib(Math.min(...xs))}-${kib(Math.max(...xs))})`
+  }
+  console.log(`idle connections: ${N} (holdfast: connected + session + 2 subscriptions; ws/uws: open socket), ${runs} run(s); KiB per connection${runs > 1 ? ', median (range)' : ''}`)
+  const width = runs === 1 ? 10 : 22
+  console.log(`${'server'.padEnd(15)} ${COLUMNS.map(([name]) => name.padStart(Math.max(width, name.length))).join(' ')}`)
+  for (const [kind, rs] of results) console.log(`${kind.padEnd(15)} ${COLUMNS.map(([name, f]) => cell(rs, f).padStart(Math.max(width, name.length))).join(' ')}`)
   const ratio = (a: Kind, b: Kind): void => {
-    const x = by.get(a)
-    const y = by.get(b)
-    if (x !== undefined && y !== undefined) console.log(`ratio ${a}/${b}: RSS ${(x.perConnRss / y.perConnRss).toFixed(2)}x, heap ${(x.perConnHeap / y.perConnHeap).toFixed(2)}x`)
+    const x = results.get(a)
+    const y = results.get(b)
+    if (x === undefined || y === undefined) return
+    const of = (f: (r: Result) => number): string => (median(x.map(f)) / median(y.map(f))).toFixed(2)
+    console.log(`ratio ${a}/${b} (medians): RSS ${of(COLUMNS[0]![1])}x, heap ${of(COLUMNS[1]![1])}x, RSS less new space ${of(COLUMNS[2]![1])}x`)
   }
   ratio('holdfast', 'ws')
+  ratio('holdfast', 'ws-echo')
   ratio('holdfast-uws', 'ws')
-  ratio('holdfast-uws', 'uws')
   process.exit(0)
 }

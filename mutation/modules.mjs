@@ -71,6 +71,22 @@ export const MODULES = [
       'packages/client/test/fake-server.test.ts',
     ],
   },
+  {
+    name: 'ipc-engine',
+    minutes: 5,
+    mutate: ['packages/server/src/engine/ipc-engine.ts'],
+    tests: ['packages/server/test/ipc-engine.test.ts'],
+  },
+  {
+    name: 'redis-engine',
+    minutes: 60,
+    mutate: ['packages/server/src/engine/redis-engine.ts', 'packages/server/src/engine/redis-publish-order.ts'],
+    tests: [
+      'packages/server/test/redis-engine.test.ts',
+      'packages/server/test/redis-publish-order.test.ts',
+      'packages/server/test/redis-epochs.test.ts',
+    ],
+  },
 ]
 
 /** Files whose change makes a module worth re-testing: the module's sources and its test files. */

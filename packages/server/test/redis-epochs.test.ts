@@ -115,6 +115,28 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     assert.equal((await engine.publish(ch, { i: 6 }, STREAM)).epoch, page.epoch)
   })
 
+  it('publications the feed brings while the stream is being moved are held, then delivered after the repeat, in the new epoch and in order', async (t) => {
+    const redis = await sharedServer()
+    const p = prefix()
+    const { engine, rec } = await startNode(t, redis.url, { prefix: p })
+    const ch = `held:${randomUUID()}`
+    await engine.subscribe(ch)
+    for (let i = 1; i <= 5; i++) await engine.publish(ch, i, STREAM)
+    await rec.until('5 publications', () => rec.of(ch).length === 5)
+    const epoch = rec.of(ch)[0]?.epoch as string
+    // The stream went back two offsets: 3 and 4 of this epoch again, back to back, so the second
+    // arrives while the engine is still moving the stream (data 7 and 8 in MessagePack).
+    const script = "redis.call('publish', KEYS[1], ARGV[1]) redis.call('publish', KEYS[1], ARGV[2]) return 0"
+    await redis.cli('eval', script, '1', `${p}:{${ch}}:pub`, `p3:${epoch}:0:\u0007`, `p4:${epoch}:0:\u0008`)
+    await rec.until('both repeats', () => rec.of(ch).length === 7)
+    const [three, four] = rec.of(ch).slice(5)
+    assert.deepEqual([three?.offset, three?.data, four?.offset, four?.data], [3, 7, 4, 8])
+    assert.notEqual(three?.epoch, epoch)
+    assert.equal(four?.epoch, three?.epoch, 'one move, both in its epoch')
+    assert.equal((await engine.history(ch, { stream: STREAM, limit: 0 })).epoch, three?.epoch)
+    assert.equal(rec.errors.filter((e) => /went back/.test(String(e))).length, 1)
+  })
+
   it('a restart from an AOF without appendfsync always (writes may be lost) moves the streams; with always it does not', async (t) => {
     const everysec = await server(t, ['--appendfsync', 'everysec'], true)
     const { engine, rec } = await startNode(t, everysec.url, { prefix: 'aof', ...FAST })

@@ -9,7 +9,8 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, describe, it, type TestContext } from 'node:test'
 import type { StreamOptions } from '../src/engine/engine.js'
-import { isCode, prefixes, sharedOnce, startNode, waitFor } from './redis-helpers.js'
+import type { RedisEngine } from '../src/engine/redis-engine.js'
+import { isCode, NodeHandler, prefixes, sharedOnce, startNode, waitFor } from './redis-helpers.js'
 import { RedisServer } from '../../../test/support/redis-server.js'
 import { cli, FailoverEndpoint, poll } from '../../../test/support/redis-topology.js'
 
@@ -92,7 +93,8 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     assert.equal(second.epoch, claim.epoch)
   })
 
-  it('the live feed delivering an offset again with other content moves the stream and delivers in the new epoch', async (t) => {
+  /** A node subscribed to a channel of five publications, and where to inject what its feed brings. */
+  async function fed(t: TestContext): Promise<{ engine: RedisEngine; rec: NodeHandler; redis: RedisServer; ch: string; pubKey: string; epoch: string }> {
     const redis = await sharedServer()
     const p = prefix()
     const { engine, rec } = await startNode(t, redis.url, { prefix: p })
@@ -100,10 +102,14 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     await engine.subscribe(ch)
     for (let i = 1; i <= 5; i++) await engine.publish(ch, { i }, STREAM)
     await rec.until('5 publications', () => rec.of(ch).length === 5)
-    const epoch = rec.of(ch)[0]?.epoch as string
+    return { engine, rec, redis, ch, pubKey: `${p}:{${ch}}:pub`, epoch: rec.of(ch)[0]?.epoch as string }
+  }
+
+  it('the live feed delivering an offset again with other content moves the stream and delivers in the new epoch', async (t) => {
+    const { engine, rec, redis, ch, pubKey, epoch } = await fed(t)
     // What a lossy failover the scripts could not see would produce: offset 3 of this epoch again,
     // with other content (the message layout of the publish script; data is MessagePack 0x07).
-    await redis.cli('publish', `${p}:{${ch}}:pub`, `p3:${epoch}:0:\u0007`)
+    await redis.cli('publish', pubKey, `p3:${epoch}:0:\u0007`)
     await rec.until('the repeat, in a new epoch', () => rec.of(ch).length === 6)
     const repeat = rec.of(ch)[5]
     assert.equal(repeat?.offset, 3)
@@ -116,18 +122,11 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
   })
 
   it('publications the feed brings while the stream is being moved are held, then delivered after the repeat, in the new epoch and in order', async (t) => {
-    const redis = await sharedServer()
-    const p = prefix()
-    const { engine, rec } = await startNode(t, redis.url, { prefix: p })
-    const ch = `held:${randomUUID()}`
-    await engine.subscribe(ch)
-    for (let i = 1; i <= 5; i++) await engine.publish(ch, i, STREAM)
-    await rec.until('5 publications', () => rec.of(ch).length === 5)
-    const epoch = rec.of(ch)[0]?.epoch as string
+    const { engine, rec, redis, ch, pubKey, epoch } = await fed(t)
     // The stream went back two offsets: 3 and 4 of this epoch again, back to back, so the second
     // arrives while the engine is still moving the stream (data 7 and 8 in MessagePack).
     const script = "redis.call('publish', KEYS[1], ARGV[1]) redis.call('publish', KEYS[1], ARGV[2]) return 0"
-    await redis.cli('eval', script, '1', `${p}:{${ch}}:pub`, `p3:${epoch}:0:\u0007`, `p4:${epoch}:0:\u0008`)
+    await redis.cli('eval', script, '1', pubKey, `p3:${epoch}:0:\u0007`, `p4:${epoch}:0:\u0008`)
     await rec.until('both repeats', () => rec.of(ch).length === 7)
     const [three, four] = rec.of(ch).slice(5)
     assert.deepEqual([three?.offset, three?.data, four?.offset, four?.data], [3, 7, 4, 8])

@@ -100,6 +100,28 @@ describe('RedisEngine', () => {
       const { engine } = await startNode(t, (await sharedServer()).url, { prefix: uniquePrefix() })
       await assert.rejects(engine.publish('a}b', 1, STREAM), isCode('bad_request'))
       await assert.rejects(engine.subscribe('{a'), isCode('bad_request'))
+      await assert.rejects(engine.history('', { stream: STREAM, limit: 1 }), isCode('bad_request'))
+    })
+
+    it('refuses a TTL that is not a positive integer', async (t) => {
+      const { engine } = await startNode(t, (await sharedServer()).url, { prefix: uniquePrefix() })
+      const info: ClientInfo = { client: 'c', user: 'u' }
+      for (const ttl of [0, -1, 1.5, Number.NaN]) {
+        await assert.rejects(engine.addPresence('a', info, ttl), isCode('bad_request'), `presence ttl ${ttl}`)
+        await assert.rejects(engine.claimIdempotent('k', ttl), isCode('bad_request'), `claim ttl ${ttl}`)
+      }
+      await assert.rejects(engine.occupancy('a', 'n', true, 0), isCode('bad_request'))
+      await engine.addPresence('a', info, 1)
+    })
+
+    it("a clock (the `now` option) that returns no valid time fails the call instead of writing it to Redis", async (t) => {
+      let time = Number.NaN
+      const { engine } = await startNode(t, (await sharedServer()).url, { prefix: uniquePrefix(), now: () => time })
+      await assert.rejects(engine.publish('a', 1, STREAM), isCode('internal'))
+      time = -1
+      await assert.rejects(engine.publish('a', 1, STREAM), isCode('internal'))
+      time = 0
+      assert.equal((await engine.publish('a', 1, STREAM)).offset, 1)
     })
 
     it('a script error is reported as internal and does not open the breaker', async (t) => {

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto'
 import { after, describe, it, type TestContext } from 'node:test'
 import fc from 'fast-check'
 import { HoldfastError, type ClientInfo } from '@holdfast/protocol'
-import type { StreamOptions } from '../src/engine/engine.js'
+import type { ControlMessage, StreamOptions } from '../src/engine/engine.js'
 import { reconnectDelay, RedisEngine, type RedisEngineOptions } from '../src/engine/redis-engine.js'
 import { engineContract } from './engine-contract.js'
 import { RawClient, startServer } from './helpers.js'
@@ -134,6 +134,44 @@ describe('RedisEngine', () => {
       for (let i = 0; i < 20; i++) await assert.rejects(engine.publish(ch, i, STREAM), isCode('internal'))
       assert.equal(engine.breakerState(), 'closed')
       assert.equal(engine.isReady(), true)
+    })
+  })
+
+  describe('data in Redis that does not decode (another version, a foreign writer)', () => {
+    it('presence and registry entries that do not decode are skipped and reported', async (t) => {
+      const server = await sharedServer()
+      const prefix = uniquePrefix()
+      const { engine, rec } = await startNode(t, server.url, { prefix })
+      const ch = channel()
+      const alice: ClientInfo = { client: 'c-alice', user: 'alice' }
+      await engine.addPresence(ch, alice, 60_000)
+      // MessagePack 7 (not a ClientInfo) and an empty value (not MessagePack at all).
+      await server.cli('HSET', `${prefix}:{${ch}}:presence`, 'c-number', '\u0007', 'c-empty', '')
+      const reported = (read: () => Promise<unknown>): Promise<number> => {
+        const before = rec.errors.length
+        return read().then(() => rec.errors.length - before)
+      }
+      assert.deepEqual(await engine.presence(ch), { 'c-alice': alice })
+      assert.ok((await reported(() => engine.presence(ch))) >= 2, 'each entry reported')
+      assert.deepEqual(await engine.presenceStats(ch), { clients: 1, users: 1 })
+      const node = { id: 'n1', connections: 1, subscriptions: 2, channels: 3, startedAt: 4, updatedAt: 5 }
+      await engine.registerNode(node, 60_000)
+      await server.cli('HSET', `${prefix}:{nodes}:registry`, 'n-number', '\u0007', 'n-empty', '')
+      assert.deepEqual(await engine.nodes(), [node])
+      assert.ok((await reported(() => engine.nodes())) >= 2, 'each entry reported')
+    })
+
+    it('a control message that is not one is ignored, one that does not decode reported; the next one is delivered', async (t) => {
+      const server = await sharedServer()
+      const prefix = uniquePrefix()
+      const { engine, rec } = await startNode(t, server.url, { prefix })
+      await server.cli('PUBLISH', `${prefix}:control`, '\u0007')
+      await server.cli('PUBLISH', `${prefix}:control`, '')
+      const msg: ControlMessage = { type: 'takeover', session: 's', client: 'c', node: 'n' }
+      await engine.publishControl(msg)
+      await rec.until('the control message', () => rec.controls.length >= 1)
+      assert.deepEqual(rec.controls, [msg])
+      assert.equal(rec.errors.length, 1, 'the undecodable one reported')
     })
   })
 

@@ -6,6 +6,7 @@
 /**
  * `minutes`: how long the module's run takes on a 2-core machine (measured, rounded up); `--ci`
  * runs only as many changed modules as fit CI_MINUTES together, the others are left to the weekly run.
+ * `mutate`: source files, or lines of one (`path:from-to`, as Stryker reads them).
  * @typedef {{ name: string, mutate: string[], tests: string[], minutes: number }} MutationModule
  */
 
@@ -72,9 +73,36 @@ export const MODULES = [
       'packages/client/test/fake-server.test.ts',
     ],
   },
+  {
+    name: 'ipc-engine',
+    minutes: 5,
+    mutate: ['packages/server/src/engine/ipc-engine.ts'],
+    tests: ['packages/server/test/ipc-engine.test.ts'],
+  },
+  {
+    // The Redis engine's internals: the per-channel publish queue, history reads and their repair,
+    // epoch moves, the server identity check and the live feed; with the publish order gate.
+    name: 'redis-engine',
+    minutes: 60,
+    mutate: ['packages/server/src/engine/redis-engine.ts:424-789', 'packages/server/src/engine/redis-publish-order.ts'],
+    tests: [
+      'packages/server/test/redis-engine.test.ts',
+      'packages/server/test/redis-publish-order.test.ts',
+      'packages/server/test/redis-epochs.test.ts',
+    ],
+  },
+  {
+    // The Redis engine's calls: start and close, argument checks, presence, idempotency, occupancy,
+    // the node registry (each a script run against real Redis).
+    name: 'redis-engine-calls',
+    minutes: 60,
+    mutate: ['packages/server/src/engine/redis-engine.ts:1-423'],
+    tests: ['packages/server/test/redis-engine.test.ts', 'packages/server/test/redis-epochs.test.ts'],
+  },
 ]
 
 /** Files whose change makes a module worth re-testing: the module's sources and its test files. */
 export function filesOf(module) {
-  return [...module.mutate, ...module.tests]
+  // A `mutate` entry may name lines of its file (`path:from-to`).
+  return [...module.mutate.map((f) => f.replace(/:[\d:-]+$/, '')), ...module.tests]
 }

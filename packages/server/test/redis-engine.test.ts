@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto'
 import { after, describe, it, type TestContext } from 'node:test'
 import fc from 'fast-check'
 import { HoldfastError, type ClientInfo } from '@holdfast/protocol'
-import type { StreamOptions } from '../src/engine/engine.js'
+import type { ControlMessage, StreamOptions } from '../src/engine/engine.js'
 import { reconnectDelay, RedisEngine, type RedisEngineOptions } from '../src/engine/redis-engine.js'
 import { engineContract } from './engine-contract.js'
 import { RawClient, startServer } from './helpers.js'
@@ -100,6 +100,28 @@ describe('RedisEngine', () => {
       const { engine } = await startNode(t, (await sharedServer()).url, { prefix: uniquePrefix() })
       await assert.rejects(engine.publish('a}b', 1, STREAM), isCode('bad_request'))
       await assert.rejects(engine.subscribe('{a'), isCode('bad_request'))
+      await assert.rejects(engine.history('', { stream: STREAM, limit: 1 }), isCode('bad_request'))
+    })
+
+    it('refuses a TTL that is not a positive integer', async (t) => {
+      const { engine } = await startNode(t, (await sharedServer()).url, { prefix: uniquePrefix() })
+      const info: ClientInfo = { client: 'c', user: 'u' }
+      for (const ttl of [0, -1, 1.5, Number.NaN]) {
+        await assert.rejects(engine.addPresence('a', info, ttl), isCode('bad_request'), `presence ttl ${ttl}`)
+        await assert.rejects(engine.claimIdempotent('k', ttl), isCode('bad_request'), `claim ttl ${ttl}`)
+      }
+      await assert.rejects(engine.occupancy('a', 'n', true, 0), isCode('bad_request'))
+      await engine.addPresence('a', info, 1)
+    })
+
+    it("a clock (the `now` option) that returns no valid time fails the call instead of writing it to Redis", async (t) => {
+      let time = Number.NaN
+      const { engine } = await startNode(t, (await sharedServer()).url, { prefix: uniquePrefix(), now: () => time })
+      await assert.rejects(engine.publish('a', 1, STREAM), isCode('internal'))
+      time = -1
+      await assert.rejects(engine.publish('a', 1, STREAM), isCode('internal'))
+      time = 0
+      assert.equal((await engine.publish('a', 1, STREAM)).offset, 1)
     })
 
     it('a script error is reported as internal and does not open the breaker', async (t) => {
@@ -112,6 +134,44 @@ describe('RedisEngine', () => {
       for (let i = 0; i < 20; i++) await assert.rejects(engine.publish(ch, i, STREAM), isCode('internal'))
       assert.equal(engine.breakerState(), 'closed')
       assert.equal(engine.isReady(), true)
+    })
+  })
+
+  describe('data in Redis that does not decode (another version, a foreign writer)', () => {
+    it('presence and registry entries that do not decode are skipped and reported', async (t) => {
+      const server = await sharedServer()
+      const prefix = uniquePrefix()
+      const { engine, rec } = await startNode(t, server.url, { prefix })
+      const ch = channel()
+      const alice: ClientInfo = { client: 'c-alice', user: 'alice' }
+      await engine.addPresence(ch, alice, 60_000)
+      // MessagePack 7 (not a ClientInfo) and an empty value (not MessagePack at all).
+      await server.cli('HSET', `${prefix}:{${ch}}:presence`, 'c-number', '\u0007', 'c-empty', '')
+      const reported = (read: () => Promise<unknown>): Promise<number> => {
+        const before = rec.errors.length
+        return read().then(() => rec.errors.length - before)
+      }
+      assert.deepEqual(await engine.presence(ch), { 'c-alice': alice })
+      assert.ok((await reported(() => engine.presence(ch))) >= 2, 'each entry reported')
+      assert.deepEqual(await engine.presenceStats(ch), { clients: 1, users: 1 })
+      const node = { id: 'n1', connections: 1, subscriptions: 2, channels: 3, startedAt: 4, updatedAt: 5 }
+      await engine.registerNode(node, 60_000)
+      await server.cli('HSET', `${prefix}:{nodes}:registry`, 'n-number', '\u0007', 'n-empty', '')
+      assert.deepEqual(await engine.nodes(), [node])
+      assert.ok((await reported(() => engine.nodes())) >= 2, 'each entry reported')
+    })
+
+    it('a control message that is not one is ignored, one that does not decode reported; the next one is delivered', async (t) => {
+      const server = await sharedServer()
+      const prefix = uniquePrefix()
+      const { engine, rec } = await startNode(t, server.url, { prefix })
+      await server.cli('PUBLISH', `${prefix}:control`, '\u0007')
+      await server.cli('PUBLISH', `${prefix}:control`, '')
+      const msg: ControlMessage = { type: 'takeover', session: 's', client: 'c', node: 'n' }
+      await engine.publishControl(msg)
+      await rec.until('the control message', () => rec.controls.length >= 1)
+      assert.deepEqual(rec.controls, [msg])
+      assert.equal(rec.errors.length, 1, 'the undecodable one reported')
     })
   })
 

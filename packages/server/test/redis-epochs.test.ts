@@ -9,7 +9,8 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, describe, it, type TestContext } from 'node:test'
 import type { StreamOptions } from '../src/engine/engine.js'
-import { isCode, prefixes, sharedOnce, startNode, waitFor } from './redis-helpers.js'
+import type { RedisEngine } from '../src/engine/redis-engine.js'
+import { isCode, NodeHandler, prefixes, sharedOnce, startNode, waitFor } from './redis-helpers.js'
 import { RedisServer } from '../../../test/support/redis-server.js'
 import { cli, FailoverEndpoint, poll } from '../../../test/support/redis-topology.js'
 
@@ -92,7 +93,8 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     assert.equal(second.epoch, claim.epoch)
   })
 
-  it('the live feed delivering an offset again with other content moves the stream and delivers in the new epoch', async (t) => {
+  /** A node subscribed to a channel of five publications, and where to inject what its feed brings. */
+  async function fed(t: TestContext): Promise<{ engine: RedisEngine; rec: NodeHandler; redis: RedisServer; ch: string; pubKey: string; epoch: string }> {
     const redis = await sharedServer()
     const p = prefix()
     const { engine, rec } = await startNode(t, redis.url, { prefix: p })
@@ -100,10 +102,14 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     await engine.subscribe(ch)
     for (let i = 1; i <= 5; i++) await engine.publish(ch, { i }, STREAM)
     await rec.until('5 publications', () => rec.of(ch).length === 5)
-    const epoch = rec.of(ch)[0]?.epoch as string
+    return { engine, rec, redis, ch, pubKey: `${p}:{${ch}}:pub`, epoch: rec.of(ch)[0]?.epoch as string }
+  }
+
+  it('the live feed delivering an offset again with other content moves the stream and delivers in the new epoch', async (t) => {
+    const { engine, rec, redis, ch, pubKey, epoch } = await fed(t)
     // What a lossy failover the scripts could not see would produce: offset 3 of this epoch again,
     // with other content (the message layout of the publish script; data is MessagePack 0x07).
-    await redis.cli('publish', `${p}:{${ch}}:pub`, `p3:${epoch}:0:\u0007`)
+    await redis.cli('publish', pubKey, `p3:${epoch}:0:\u0007`)
     await rec.until('the repeat, in a new epoch', () => rec.of(ch).length === 6)
     const repeat = rec.of(ch)[5]
     assert.equal(repeat?.offset, 3)
@@ -112,6 +118,38 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     assert.equal(page.epoch, repeat?.epoch, 'the stream moved to that epoch')
     assert.ok(rec.errors.some((e) => /went back/.test(String(e))))
     // A repeat with the same epoch after the move is an ordinary new-epoch publication.
+    assert.equal((await engine.publish(ch, { i: 6 }, STREAM)).epoch, page.epoch)
+  })
+
+  it('publications the feed brings while the stream is being moved are held, then delivered after the repeat, in the new epoch and in order', async (t) => {
+    const { engine, rec, redis, ch, pubKey, epoch } = await fed(t)
+    // The stream lost its last publication: offset 5 of this epoch comes again, then 6, back to
+    // back, so 6 arrives while the engine is still moving the stream (data 7 and 8 in MessagePack).
+    const script = "redis.call('publish', KEYS[1], ARGV[1]) redis.call('publish', KEYS[1], ARGV[2]) return 0"
+    await redis.cli('eval', script, '1', pubKey, `p5:${epoch}:0:\u0007`, `p6:${epoch}:0:\u0008`)
+    await rec.until('both', () => rec.of(ch).length === 7)
+    const [five, six] = rec.of(ch).slice(5)
+    assert.deepEqual([five?.offset, five?.data, six?.offset, six?.data], [5, 7, 6, 8])
+    assert.notEqual(five?.epoch, epoch)
+    assert.equal(six?.epoch, five?.epoch, 'one move, both in its epoch')
+    assert.equal((await engine.history(ch, { stream: STREAM, limit: 0 })).epoch, five?.epoch)
+    assert.equal(rec.errors.filter((e) => /went back/.test(String(e))).length, 1)
+  })
+
+  it('when Redis cannot be told that the stream went back, subscribers still go to recovery, and the next history read moves the stream first', async (t) => {
+    const { engine, rec, redis, ch, pubKey, epoch } = await fed(t)
+    // The stream's hash is replaced by a value of another type for a moment: moving it fails.
+    const meta = pubKey.replace(/:pub$/, ':meta')
+    await redis.cli('rename', meta, `${meta}:aside`)
+    await redis.cli('set', meta, 'not a hash')
+    await redis.cli('publish', pubKey, `p5:${epoch}:0:\u0007`)
+    await rec.until('the repeat', () => rec.of(ch).length === 6)
+    assert.notEqual(rec.of(ch)[5]?.epoch, epoch, 'delivered in an epoch that sends subscribers to recovery')
+    await redis.cli('del', meta)
+    await redis.cli('rename', `${meta}:aside`, meta)
+    const page = await engine.history(ch, { stream: STREAM, since: { epoch, offset: 5 }, limit: 10 })
+    assert.equal(page.continuous, false, 'offset 5 of the old epoch was used twice')
+    assert.notEqual(page.epoch, epoch)
     assert.equal((await engine.publish(ch, { i: 6 }, STREAM)).epoch, page.epoch)
   })
 
@@ -187,6 +225,33 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     assert.equal(page.continuous, true)
     assert.equal(page.epoch, acked[0]?.epoch, 'the same epoch: nothing acknowledged was lost')
     assert.deepEqual(page.publications.map((p) => p.data), [1, 2, 3, 4, 5].map((i) => ({ i })))
+  })
+
+  it("publishes with and without durability 'replicated', raced on one channel, are all fanned out, in offset order", async (t) => {
+    const primary = await server(t, ['--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0'])
+    const replica = await server(t, ['--replicaof', '127.0.0.1', String(primary.port)])
+    await poll('the replica to sync', async () => (await cli(replica.port, 'info', 'replication')).includes('master_link_status:up'), 10_000)
+    const { engine, rec } = await startNode(t, primary.url, { prefix: prefix(), ...FAST, commandTimeoutMs: 4000, replicaWaitMs: 2500 })
+    const ch = `mixed:${randomUUID()}`
+    await engine.subscribe(ch)
+    const kinds = ['none', 'none', 'replicated', 'none', 'replicated', 'replicated', 'none'] as const
+    const acked = await Promise.all(kinds.map((durability, i) => engine.publish(ch, { i }, { ...STREAM, durability })))
+    assert.deepEqual(acked.map((a) => a.offset).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7])
+    await rec.until('every publication', () => rec.of(ch).length >= kinds.length)
+    assert.deepEqual(rec.of(ch).map((p) => p.offset), [1, 2, 3, 4, 5, 6, 7])
+    assert.deepEqual(rec.of(ch).map((p) => p.data), [0, 1, 2, 3, 4, 5, 6].map((i) => ({ i })), 'in the order they were sent')
+  })
+
+  // The bound turns a publish that never settles into a failure.
+  it("a publish with durability 'replicated' while Redis is unreachable fails within the command timeout", { timeout: 15_000 }, async (t) => {
+    const redis = await server(t)
+    const { engine, rec } = await startNode(t, redis.url, { prefix: prefix(), ...FAST })
+    const at = performance.now()
+    await redis.stop()
+    await rec.untilState(false, at, 10_000)
+    const t0 = performance.now()
+    await assert.rejects(engine.publish(`down:${randomUUID()}`, 1, { ...STREAM, durability: 'replicated' }), isCode('engine_unavailable'))
+    assert.ok(performance.now() - t0 < FAST.commandTimeoutMs + 2000, 'no wait beyond the command timeout')
   })
 
   it("durability 'replicated' without any replica: the publish fails with a temporary error, never a false acknowledgement", async (t) => {

@@ -51,6 +51,18 @@ describe('PublishOrder', () => {
     assert.equal(refused(() => order.admit('c', 'y')), false)
   })
 
+  it('a gate remembers at most 10,000 ids: one beyond is refused each time, until the gate opens', () => {
+    let t = 0
+    const order = new PublishOrder(() => t)
+    order.failed('c', Array.from({ length: 10_001 }, (_, i) => `k${i}`))
+    assert.equal(refused(() => order.admit('c', 'k9999')), false, 'remembered')
+    assert.equal(refused(() => order.admit('c', 'k10000')), true, 'over the bound: not remembered')
+    assert.equal(refused(() => order.admit('c', 'x')), true)
+    assert.equal(refused(() => order.admit('c', 'x')), true, 'a full gate takes no more')
+    t = GATE_MS
+    assert.equal(refused(() => order.admit('c', 'x')), false, 'open after GATE_MS')
+  })
+
   it('failures without ids close nothing', () => {
     const order = new PublishOrder(() => 0)
     order.failed('c', [undefined])

@@ -40,7 +40,9 @@ const OP_SET: ReadonlySet<string> = new Set(OPS)
 
 /** Messages on the IPC channel; `hf` marks them as ours among whatever else the app sends. */
 type Request = { hf: 'req'; id: number; op: Op; args: unknown[] }
-type Response = { hf: 'res'; id: number; ok: true; value: unknown } | { hf: 'res'; id: number; ok: false; code: string; message: string }
+type Response =
+  | { hf: 'res'; id: number; ok: true; value: unknown }
+  | { hf: 'res'; id: number; ok: false; code: string; message: string; temporary: boolean }
 type Event =
   | { hf: 'pub'; channel: string; pub: StreamPublication }
   | { hf: 'joinleave'; channel: string; kind: 'join' | 'leave'; info: ClientInfo }
@@ -120,7 +122,8 @@ export class EngineHost {
       res = { hf: 'res', id: req.id, ok: true, value }
     } catch (err) {
       const e = err instanceof HoldfastError ? err : new HoldfastError('internal', err instanceof Error ? err.message : String(err))
-      res = { hf: 'res', id: req.id, ok: false, code: e.code, message: e.message }
+      // `temporary` travels too: a budget refusal (limit_exceeded) is temporary where its code is not.
+      res = { hf: 'res', id: req.id, ok: false, code: e.code, message: e.message, temporary: e.temporary }
     }
     if (port.connected) port.send(res)
   }
@@ -229,7 +232,7 @@ export class IpcEngine implements Engine {
         this.#pending.delete(msg.id)
         clearTimeout(p.timer)
         if (msg.ok) p.resolve(msg.value)
-        else p.reject(new HoldfastError(msg.code as never, msg.message))
+        else p.reject(new HoldfastError(msg.code as never, msg.message, { temporary: msg.temporary }))
         return
       }
       case 'pub':

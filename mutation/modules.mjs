@@ -24,6 +24,7 @@ export const MODULES = [
       'packages/server/test/hub-subscribe-race.test.ts',
       'packages/server/test/hub-subscribers.test.ts',
       'packages/server/test/recovery.test.ts',
+      'packages/server/test/reply-budget.test.ts',
     ],
   },
   {

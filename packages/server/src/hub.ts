@@ -41,7 +41,7 @@ function addLive(entry: ChannelEntry, conn: Connection): void {
   const live = entry.live
   if (live === undefined) entry.live = conn
   else if (live instanceof Set) live.add(conn)
-  else if (live !== conn) entry.live = new Set([live, conn])
+  else entry.live = new Set([live, conn])
 }
 
 /** Remove a live subscriber; false when it was not one. */

@@ -72,6 +72,8 @@ export const MODULES = [
       'packages/client/test/subscription.test.ts',
       'packages/client/test/subscription-recovery.test.ts',
       'packages/client/test/fake-server.test.ts',
+      'packages/client/test/typed-channels.test.ts',
+      'packages/client/test/persistent-outbox.test.ts',
     ],
   },
   {

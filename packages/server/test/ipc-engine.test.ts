@@ -316,8 +316,10 @@ describe('IpcEngine', () => {
 
   it('fails a call in flight at once when it closes, and every later call without asking the primary', async (t) => {
     const inner = new FeedControlEngine()
-    const [w] = await hosted(t, inner, 1, 60_000)
+    const [w, other] = await hosted(t, inner, 2, 60_000)
+    await w!.engine.subscribe('a')
     await w!.engine.publish('a', 1, STREAM)
+    await w!.rec.until('the live feed', () => w!.rec.pubs.length === 1)
     const release = inner.holdHistory('a', 'page-then-wait')
     const read = w!.engine.history('a', { stream: STREAM, limit: 10 })
     await inner.until('the held read', () => inner.held === 1)
@@ -328,6 +330,12 @@ describe('IpcEngine', () => {
     assert.ok(Date.now() - t0 < 1000, 'no wait for the 60 s call timeout')
     assert.equal(w!.engine.isReady(), false)
     release()
+    // The primary still counts the closed engine's subscription; what it sends is not delivered.
+    await other!.engine.subscribe('a')
+    await other!.engine.publish('a', 2, STREAM)
+    await other!.rec.until('delivery to the other worker', () => other!.rec.pubs.length === 1)
+    await turn()
+    assert.equal(w!.rec.pubs.length, 1, 'nothing after close')
   })
 
   it('ignores an answer that comes after its call timed out, and what else the app sends on the channel', async (t) => {

@@ -168,6 +168,18 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     assert.equal(after.offset, 3, 'the data survived')
     assert.equal(after.continuous, false, 'but continuity is not certain')
     assert.notEqual(after.epoch, before.epoch)
+
+    // With appendfsync always, every acknowledged write is on disk: the stream continues.
+    const always = await server(t, ['--appendfsync', 'always'], true)
+    const sure = await startNode(t, always.url, { prefix: 'aof', ...FAST })
+    for (let i = 1; i <= 3; i++) await sure.engine.publish(ch, i, STREAM)
+    const kept = await sure.engine.history(ch, { stream: STREAM, limit: 0 })
+    const at2 = performance.now()
+    await always.stop()
+    await always.restart()
+    await sure.rec.untilState(true, at2, 10_000)
+    const continued = await sure.engine.history(ch, { stream: STREAM, since: { epoch: kept.epoch, offset: 3 }, limit: 10 })
+    assert.deepEqual({ continuous: continued.continuous, epoch: continued.epoch, offset: continued.offset }, { continuous: true, epoch: kept.epoch, offset: 3 })
   })
 
   it("a failover endpoint (an address moved to the promoted replica): durability 'none' moves the stream; nothing is mistaken for what was seen", async (t) => {

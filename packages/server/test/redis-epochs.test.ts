@@ -284,6 +284,18 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     assert.equal(rec.errors.filter((e) => /went back/.test(String(e))).length, 0)
   })
 
+  it('without a replica, such a position cannot be confirmed: the read fails with a temporary error and commits nothing', async (t) => {
+    const redis = await sharedServer()
+    const p = prefix()
+    const { engine } = await startNode(t, redis.url, { prefix: p, ...FAST })
+    const ch = `unconfirmed:${randomUUID()}`
+    const { epoch } = await engine.publish(ch, 1, STREAM)
+    for (let i = 2; i <= 3; i++) await engine.publish(ch, i, STREAM)
+    await redis.cli('HSET', `${p}:{${ch}}:meta`, 'c', '1')
+    await assert.rejects(engine.history(ch, { stream: STREAM, since: { epoch, offset: 3 }, limit: 10 }), (e: unknown) => isCode('engine_unavailable')(e) && /no replica confirmed/.test((e as Error).message))
+    assert.equal((await engine.history(ch, { stream: STREAM, limit: 0 })).offset, 1, 'still committed up to 1 only')
+  })
+
   it('a node pointed at a replica tells the operator, and its publishes fail', async (t) => {
     const onPrimary = await replicatedNode(t)
     const { engine, rec } = await startNode(t, onPrimary.replica.url, { prefix: prefix(), ...FAST })

@@ -74,7 +74,7 @@ export const MODULES = [
   },
   {
     name: 'ipc-engine',
-    minutes: 5,
+    minutes: 10,
     mutate: ['packages/server/src/engine/ipc-engine.ts'],
     tests: ['packages/server/test/ipc-engine.test.ts'],
   },

@@ -349,6 +349,15 @@ export function engineContract(name: string, make: () => Promise<EngineFixture>)
         assert.deepEqual(otherEpoch.publications, [])
         assert.equal(otherEpoch.epoch, future.epoch)
         assert.equal(otherEpoch.offset, 3)
+
+        // A position that cannot exist (from a broken or hostile client) is not continuous either.
+        const { epoch: current } = await engine.history(ch, { stream: STREAM, limit: 0 })
+        for (const bad of [{ offset: -1, epoch: current }, { offset: 1.5, epoch: current }, { offset: 1, epoch: 7 as unknown as string }]) {
+          const page = await since(engine, ch, bad)
+          assert.equal(page.continuous, false, JSON.stringify(bad))
+          assert.deepEqual(page.publications, [], JSON.stringify(bad))
+          assert.equal(page.offset, 3)
+        }
       })
 
       test('trims by size; a position whose next publication was trimmed is not continuous', async ({ engine }) => {

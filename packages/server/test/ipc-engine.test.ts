@@ -231,6 +231,7 @@ describe('EngineHost: channel interest', () => {
     await w0!.engine.subscribe('a')
     await w1!.engine.subscribe('a')
     await w2!.engine.unsubscribe('a') // never subscribed: changes nothing
+    await w2!.engine.unsubscribe('nobody') // a channel no worker wants: changes nothing either
     await w0!.engine.unsubscribe('a')
     assert.deepEqual(inner.unsubscribes, [], 'worker 1 still wants the channel')
     await w2!.engine.publish('a', 1, STREAM)
@@ -264,6 +265,23 @@ describe('EngineHost: channel interest', () => {
   })
 })
 
+describe('EngineHost: the primary side', () => {
+  it('serves a detached worker no more', async (t) => {
+    const [w] = await hosted(t, new MemoryEngine(), 1, 200)
+    await w!.engine.nodes()
+    w!.host.detach(w!.primarySide)
+    await assert.rejects(w!.engine.nodes(), isCode('engine_unavailable'))
+  })
+
+  it('lets the primary use the shared engine itself: what it publishes reaches the subscribed workers', async (t) => {
+    const [w] = await hosted(t, new MemoryEngine(), 1)
+    await w!.engine.subscribe('a')
+    const out = await w!.host.engine.publish('a', 'from the primary', STREAM)
+    await w!.rec.until('the publication', () => w!.rec.pubs.length === 1)
+    assert.deepEqual(w!.rec.pubs[0], { channel: 'a', pub: { offset: out.offset, epoch: out.epoch, data: 'from the primary' } })
+  })
+})
+
 describe('EngineHost: a worker whose channel closed', () => {
   it('is sent nothing more before it is detached: no publication, control, state change or answer', async (t) => {
     const inner = new FeedControlEngine()
@@ -286,6 +304,11 @@ describe('EngineHost: a worker whose channel closed', () => {
 })
 
 describe('IpcEngine', () => {
+  it("is named 'ipc' (the engine label of the node's metrics)", () => {
+    const [, w] = portPair()
+    assert.equal(new IpcEngine({ port: w }).name, 'ipc')
+  })
+
   it('needs an IPC channel', () => {
     const noChannel = { on() {}, off() {}, connected: false } as unknown as IpcPort
     assert.throws(() => new IpcEngine({ port: noChannel }), TypeError)
@@ -316,8 +339,10 @@ describe('IpcEngine', () => {
 
   it('fails a call in flight at once when it closes, and every later call without asking the primary', async (t) => {
     const inner = new FeedControlEngine()
-    const [w] = await hosted(t, inner, 1, 60_000)
+    const [w, other] = await hosted(t, inner, 2, 60_000)
+    await w!.engine.subscribe('a')
     await w!.engine.publish('a', 1, STREAM)
+    await w!.rec.until('the live feed', () => w!.rec.pubs.length === 1)
     const release = inner.holdHistory('a', 'page-then-wait')
     const read = w!.engine.history('a', { stream: STREAM, limit: 10 })
     await inner.until('the held read', () => inner.held === 1)
@@ -328,6 +353,12 @@ describe('IpcEngine', () => {
     assert.ok(Date.now() - t0 < 1000, 'no wait for the 60 s call timeout')
     assert.equal(w!.engine.isReady(), false)
     release()
+    // The primary still counts the closed engine's subscription; what it sends is not delivered.
+    await other!.engine.subscribe('a')
+    await other!.engine.publish('a', 2, STREAM)
+    await other!.rec.until('delivery to the other worker', () => other!.rec.pubs.length === 1)
+    await turn()
+    assert.equal(w!.rec.pubs.length, 1, 'nothing after close')
   })
 
   it('ignores an answer that comes after its call timed out, and what else the app sends on the channel', async (t) => {

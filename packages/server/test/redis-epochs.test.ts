@@ -168,6 +168,18 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     assert.equal(after.offset, 3, 'the data survived')
     assert.equal(after.continuous, false, 'but continuity is not certain')
     assert.notEqual(after.epoch, before.epoch)
+
+    // With appendfsync always, every acknowledged write is on disk: the stream continues.
+    const always = await server(t, ['--appendfsync', 'always'], true)
+    const sure = await startNode(t, always.url, { prefix: 'aof', ...FAST })
+    for (let i = 1; i <= 3; i++) await sure.engine.publish(ch, i, STREAM)
+    const kept = await sure.engine.history(ch, { stream: STREAM, limit: 0 })
+    const at2 = performance.now()
+    await always.stop()
+    await always.restart()
+    await sure.rec.untilState(true, at2, 10_000)
+    const continued = await sure.engine.history(ch, { stream: STREAM, since: { epoch: kept.epoch, offset: 3 }, limit: 10 })
+    assert.deepEqual({ continuous: continued.continuous, epoch: continued.epoch, offset: continued.offset }, { continuous: true, epoch: kept.epoch, offset: 3 })
   })
 
   it("a failover endpoint (an address moved to the promoted replica): durability 'none' moves the stream; nothing is mistaken for what was seen", async (t) => {
@@ -227,11 +239,17 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     assert.deepEqual(page.publications.map((p) => p.data), [1, 2, 3, 4, 5].map((i) => ({ i })))
   })
 
-  it("publishes with and without durability 'replicated', raced on one channel, are all fanned out, in offset order", async (t) => {
+  /** A primary with a replica in sync, and a node on the primary (with replica waits a busy machine allows). */
+  async function replicatedNode(t: TestContext): Promise<{ primary: RedisServer; replica: RedisServer; p: string; engine: RedisEngine; rec: NodeHandler }> {
     const primary = await server(t, ['--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0'])
     const replica = await server(t, ['--replicaof', '127.0.0.1', String(primary.port)])
     await poll('the replica to sync', async () => (await cli(replica.port, 'info', 'replication')).includes('master_link_status:up'), 10_000)
-    const { engine, rec } = await startNode(t, primary.url, { prefix: prefix(), ...FAST, commandTimeoutMs: 4000, replicaWaitMs: 2500 })
+    const p = prefix()
+    return { primary, replica, p, ...(await startNode(t, primary.url, { prefix: p, ...FAST, commandTimeoutMs: 4000, replicaWaitMs: 2500 })) }
+  }
+
+  it("publishes with and without durability 'replicated', raced on one channel, are all fanned out, in offset order", async (t) => {
+    const { primary, p, engine, rec } = await replicatedNode(t)
     const ch = `mixed:${randomUUID()}`
     await engine.subscribe(ch)
     const kinds = ['none', 'none', 'replicated', 'none', 'replicated', 'replicated', 'none'] as const
@@ -240,9 +258,52 @@ describe('RedisEngine: a stream that went back moves to a new epoch', () => {
     await rec.until('every publication', () => rec.of(ch).length >= kinds.length)
     assert.deepEqual(rec.of(ch).map((p) => p.offset), [1, 2, 3, 4, 5, 6, 7])
     assert.deepEqual(rec.of(ch).map((p) => p.data), [0, 1, 2, 3, 4, 5, 6].map((i) => ({ i })), 'in the order they were sent')
+    // A replicated publish that Redis refuses (foreign data under the channel's key) fails, even
+    // though the replica acknowledges the connection's writes.
+    const broken = `broken:${randomUUID()}`
+    await primary.cli('SET', `${p}:{${broken}}:meta`, 'not a hash')
+    await assert.rejects(engine.publish(broken, 1, { ...STREAM, durability: 'replicated' }), isCode('internal'))
   })
 
   // The bound turns a publish that never settles into a failure.
+  it('a position between the commit mark and the stored top (a mark lost in a failover) is confirmed on a replica, committed again and read as continuous', async (t) => {
+    const { primary, p, engine, rec } = await replicatedNode(t)
+    const ch = `mark:${randomUUID()}`
+    await engine.subscribe(ch)
+    const opts = { ...STREAM, durability: 'replicated' as const }
+    for (let i = 1; i <= 3; i++) await engine.publish(ch, { i }, opts)
+    await rec.until('3 publications', () => rec.of(ch).length === 3)
+    const epoch = rec.of(ch)[0]?.epoch as string
+    // The commit mark goes back to 1, as after a failover to a replica that missed its last update.
+    await primary.cli('HSET', `${p}:{${ch}}:meta`, 'c', '1')
+    const page = await engine.history(ch, { stream: STREAM, since: { epoch, offset: 3 }, limit: 10 })
+    assert.deepEqual({ continuous: page.continuous, epoch: page.epoch, offset: page.offset }, { continuous: true, epoch, offset: 3 })
+    // Committing again fans 2 and 3 out again: a repeat of what was delivered, not a stream that went back.
+    await rec.until('the repeats', () => rec.of(ch).length === 5)
+    assert.deepEqual(rec.of(ch).map((x) => [x.offset, x.epoch]), [1, 2, 3, 2, 3].map((o) => [o, epoch]))
+    assert.equal(rec.errors.filter((e) => /went back/.test(String(e))).length, 0)
+  })
+
+  it('without a replica, such a position cannot be confirmed: the read fails with a temporary error and commits nothing', async (t) => {
+    const redis = await sharedServer()
+    const p = prefix()
+    const { engine } = await startNode(t, redis.url, { prefix: p, ...FAST })
+    const ch = `unconfirmed:${randomUUID()}`
+    const { epoch } = await engine.publish(ch, 1, STREAM)
+    for (let i = 2; i <= 3; i++) await engine.publish(ch, i, STREAM)
+    await redis.cli('HSET', `${p}:{${ch}}:meta`, 'c', '1')
+    await assert.rejects(engine.history(ch, { stream: STREAM, since: { epoch, offset: 3 }, limit: 10 }), (e: unknown) => isCode('engine_unavailable')(e) && /no replica confirmed/.test((e as Error).message))
+    assert.equal((await engine.history(ch, { stream: STREAM, limit: 0 })).offset, 1, 'still committed up to 1 only')
+  })
+
+  it('a node pointed at a replica tells the operator, and its publishes fail', async (t) => {
+    const onPrimary = await replicatedNode(t)
+    const { engine, rec } = await startNode(t, onPrimary.replica.url, { prefix: prefix(), ...FAST })
+    await waitFor('the report', () => rec.errors.some((e) => /is a replica/.test(String(e))))
+    assert.equal(onPrimary.rec.errors.length, 0, 'the node on the primary reports nothing')
+    await assert.rejects(engine.publish(`ro:${randomUUID()}`, 1, STREAM))
+  })
+
   it("a publish with durability 'replicated' while Redis is unreachable fails within the command timeout", { timeout: 15_000 }, async (t) => {
     const redis = await server(t)
     const { engine, rec } = await startNode(t, redis.url, { prefix: prefix(), ...FAST })

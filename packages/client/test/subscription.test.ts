@@ -352,3 +352,25 @@ test('a position at offset 0 takes offset 1 of any epoch, live and in a recovery
   assert.equal(zeroSeen.subscribed.at(-1)?.recovered, true)
   client.close()
 })
+
+test('a stored position is used only when the subscription knows none: it never rewinds a known one', async () => {
+  const restore = (sub: Subscription, epoch: string, offset: number): void => (sub as unknown as { _restore(p: { epoch: string; offset: number }): void })._restore({ epoch, offset })
+  // Before the first subscribe: the position recovered from.
+  const fresh = new HoldfastClient('ws://test/ws', { WebSocket: FakeSocket })
+  fresh.on('error', () => {})
+  const restored = fresh.subscribe('ch')
+  restore(restored, 'S', 4)
+  fresh.connect()
+  await FakeSocket.last.accept({ ping: 0 })
+  assert.deepEqual(FakeSocket.last.lastOf('subscribe').recover, { epoch: 'S', offset: 4 })
+  fresh.close()
+
+  // Known (E:10), and the connection dropped: an older stored position (another tab's, say) changes nothing.
+  const { client, sub } = await setup()
+  FakeSocket.last.serverClose(1006)
+  restore(sub, 'OLD', 3)
+  mock.timers.tick(1000)
+  await FakeSocket.last.accept({ ping: 0 })
+  assert.deepEqual(FakeSocket.last.lastOf('subscribe').recover, { epoch: 'E', offset: 10 })
+  client.close()
+})

@@ -374,3 +374,34 @@ test('a stored position is used only when the subscription knows none: it never 
   assert.deepEqual(FakeSocket.last.lastOf('subscribe').recover, { epoch: 'E', offset: 10 })
   client.close()
 })
+
+test('a publication its schema refuses, in the middle of a recovery, is skipped: the rest of the replay is delivered', async () => {
+  // A Standard Schema by hand: offset 12's data does not match.
+  const schema = {
+    '~standard': {
+      version: 1 as const,
+      vendor: 'test',
+      validate: (d: unknown) => ((d as { n: number }).n === 12 ? { issues: [{ message: 'not this one' }] } : { value: d as { n: number } }),
+    },
+  }
+  const client = new HoldfastClient('ws://test/ws', { WebSocket: FakeSocket })
+  client.on('error', () => {})
+  const sub = client.subscribe('ch', { schema })
+  const seen = watch(sub)
+  client.connect()
+  await FakeSocket.last.accept({ ping: 0 })
+  FakeSocket.last.receive({ id: FakeSocket.last.lastOf('subscribe').id, result: result(10) })
+  await microtasks()
+  const socket = await reconnect(client)
+  const cmd = socket.lastOf('subscribe')
+  assert.deepEqual(cmd.recover, { epoch: 'E', offset: 10 })
+  const replay = [11, 12, 13].map((offset) => ({ offset, data: { n: offset } }))
+  socket.receive({ id: cmd.id, result: result(13, { recovered: true, wasRecovering: true, publications: replay }) })
+  await microtasks()
+  socket.receive(pub(14))
+  await microtasks()
+  assert.deepEqual(seen.pubs, [11, 13, 14])
+  assert.deepEqual(seen.errors, ['bad_request'])
+  assert.equal(sub.state, 'subscribed')
+  client.close()
+})

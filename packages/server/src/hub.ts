@@ -47,10 +47,29 @@ function addLive(entry: ChannelEntry, conn: Connection): void {
 /** Remove a live subscriber; false when it was not one. */
 function deleteLive(entry: ChannelEntry, conn: Connection): boolean {
   const live = entry.live
-  if (live === conn) entry.live = undefined
-  else if (!(live instanceof Set) || !live.delete(conn)) return false
-  else if (live.size === 0) entry.live = undefined
+  if (live === conn) {
+    entry.live = undefined
+    return true
+  }
+  if (!(live instanceof Set) || !live.delete(conn)) return false
+  if (live.size === 0) entry.live = undefined
   return true
+}
+
+/**
+ * Queue one message to every live subscriber, encoded once per codec in use (JSON or MessagePack):
+ * the same bytes go to every subscriber of a codec.
+ */
+function fanOut(entry: ChannelEntry, encode: (codec: Codec) => Uint8Array): void {
+  const live = entry.live
+  if (live === undefined) return
+  if (!(live instanceof Set)) {
+    live.enqueue(encode(live.codec))
+    return
+  }
+  let json: Uint8Array | undefined
+  let msgpack: Uint8Array | undefined
+  for (const conn of live) conn.enqueue(conn.codec.binary ? (msgpack ??= encode(conn.codec)) : (json ??= encode(conn.codec)))
 }
 
 /** The live subscribers as an array: for loops whose callbacks may remove them. */
@@ -315,20 +334,7 @@ export class Hub {
     entry.epoch = pub.epoch
     entry.offset = pub.offset
     this.#buffer(entry, pub)
-    const live = entry.live
-    if (live === undefined) return
-    if (!(live instanceof Set)) {
-      live.enqueue(this.#encodePub(live.codec, channel, pub))
-      return
-    }
-    let json: Uint8Array | undefined
-    let msgpack: Uint8Array | undefined
-    for (const conn of live) {
-      let bytes: Uint8Array
-      if (conn.codec.binary) bytes = msgpack ??= this.#encodePub(conn.codec, channel, pub)
-      else bytes = json ??= this.#encodePub(conn.codec, channel, pub)
-      conn.enqueue(bytes)
-    }
+    fanOut(entry, (codec) => this.#encodePub(codec, channel, pub))
   }
 
   /**
@@ -348,21 +354,7 @@ export class Hub {
 
   onJoinLeave(channel: string, kind: 'join' | 'leave', info: ClientInfo): void {
     const entry = this.channels.get(channel)
-    const live = entry?.live
-    if (live === undefined) return
-    if (!(live instanceof Set)) {
-      live.enqueue(live.codec.encode({ type: kind, channel, info }))
-      return
-    }
-    const encoded = new Map<Codec, Uint8Array>()
-    for (const conn of live) {
-      let bytes = encoded.get(conn.codec)
-      if (bytes === undefined) {
-        bytes = conn.codec.encode({ type: kind, channel, info })
-        encoded.set(conn.codec, bytes)
-      }
-      conn.enqueue(bytes)
-    }
+    if (entry !== undefined) fanOut(entry, (codec) => codec.encode({ type: kind, channel, info }))
   }
 
   #encodePub(codec: Codec, channel: string, pub: StreamPublication): Uint8Array {
